@@ -1,0 +1,22 @@
+"""skysense: the SkySense multi-modal remote-sensing foundation model (Guo et al., CVPR 2024) in PyTorch."""
+
+from skysense.batch import SkySenseInput, SkySenseOutput
+from skysense.models.registry import count_parameters, create_model, get_config, list_presets
+from skysense.models.skysense import SkySense, SkySenseConfig
+from skysense.models.weights import from_pretrained, load_official_weights, save_pretrained
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SkySense",
+    "SkySenseConfig",
+    "SkySenseInput",
+    "SkySenseOutput",
+    "count_parameters",
+    "create_model",
+    "from_pretrained",
+    "get_config",
+    "list_presets",
+    "load_official_weights",
+    "save_pretrained",
+]

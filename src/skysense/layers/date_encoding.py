@@ -1,0 +1,82 @@
+"""Day-of-year date encoding for the temporal fusion (SkySense Sec. 3.1, "date-specific temporal positional
+encoding"): a learned table of 365 vectors, one per calendar day, added to every dated token.
+
+Leap years: the table has 365 entries and is indexed by calendar day, not by ordinal day, so that the same
+calendar date always gets the same vector (1 March is index 59 in every year). 29 February shares 28 February's
+entry (index 58). This keeps seasonal phase aligned across years, which is what the encoding is for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+NUM_DAYS = 365
+NO_DATE = -1  # index meaning "date unknown": no date encoding is added to that token
+
+_CUMULATIVE_DAYS = np.cumsum([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30])  # non-leap month starts
+
+
+def day_of_year_index(dates: Iterable[dt.date | dt.datetime | np.datetime64 | str]) -> torch.Tensor:
+    """Calendar-day index in [0, 365) of each date, with 29 February mapped onto 28 February.
+
+    Args:
+        dates: ``datetime.date``/``datetime``, ``numpy.datetime64`` or ISO strings (``"2019-09-17"``).
+
+    Returns:
+        (N,) int64 tensor.
+
+    Raises:
+        ValueError: naming the first value that is not a date.
+    """
+    out = []
+    for value in dates:
+        try:
+            day = np.datetime64(value, "D").astype(object)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"cannot parse {value!r} as a date (expected ISO 'YYYY-MM-DD' or a date object)") from err
+        if not isinstance(day, dt.date):
+            raise ValueError(f"cannot parse {value!r} as a date (NaT or out of range)")
+        day_in_month = min(day.day, 28) if day.month == 2 else day.day
+        out.append(int(_CUMULATIVE_DAYS[day.month - 1]) + day_in_month - 1)
+    return torch.tensor(out, dtype=torch.long)
+
+
+class DayOfYearEncoding(nn.Module):
+    """Learned (1, 365, dim) table; ``forward`` adds the row of each token's day to it.
+
+    The table is named ``weight`` and stored as (1, 365, dim), the layout of the official ``ctpe`` tensor.
+    """
+
+    def __init__(self, dim: int, num_days: int = NUM_DAYS) -> None:
+        super().__init__()
+        self.num_days = num_days
+        self.weight = nn.Parameter(torch.zeros(1, num_days, dim))
+        if not self.weight.is_meta:
+            nn.init.trunc_normal_(self.weight, std=0.02)
+
+    def forward(self, tokens: torch.Tensor, day_of_year: torch.Tensor) -> torch.Tensor:
+        """Add the date encoding.
+
+        Args:
+            tokens: (..., L, dim).
+            day_of_year: (..., L) int64 in [0, num_days), or ``NO_DATE`` (-1) for tokens without a date.
+
+        Returns:
+            (..., L, dim): tokens + table[day]; tokens whose day is ``NO_DATE`` are returned unchanged.
+        """
+        if day_of_year.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"day_of_year must be an integer tensor, got {day_of_year.dtype}")
+        bad = (day_of_year < NO_DATE) | (day_of_year >= self.num_days)
+        if bad.any():
+            raise ValueError(
+                f"day_of_year values must lie in [0, {self.num_days}) or be {NO_DATE} (no date); "
+                f"found {day_of_year[bad].unique().tolist()}"
+            )
+        dated = (day_of_year >= 0).unsqueeze(-1)
+        encoding = self.weight[0][day_of_year.clamp(min=0)]  # (..., L, dim)
+        return tokens + encoding * dated.to(encoding.dtype)

@@ -1,0 +1,44 @@
+"""Pre-norm transformer block (ViT), shared by the Sentinel encoders and the temporal fusion.
+
+Names match timm's ``Block`` (``norm1``, ``attn``, ``norm2``, ``mlp.fc1``, ``mlp.fc2``) so that timm weights load
+unchanged; the official SkySense (mmseg) names are mapped in :mod:`skysense.models.weights`.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.layers import DropPath, Mlp
+from torch import nn
+
+from skysense.layers.attention import Attention
+
+
+class Block(nn.Module):
+    """x + DropPath(Attn(LN(x))), then x + DropPath(MLP(LN(x))); (B, N, C) → (B, N, C)."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        norm_layer: type[nn.Module] = nn.LayerNorm,
+        act_layer: type[nn.Module] = nn.GELU,
+        fused_attn: bool = True,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        self.norm1 = norm_layer(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, drop, fused_attn)
+        self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = norm_layer(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
+        self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, key_valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Args: x (B, N, C); key_valid optional (B, N) bool, False = padding. Returns (B, N, C)."""
+        x = x + self.drop_path1(self.attn(self.norm1(x), key_valid))
+        return x + self.drop_path2(self.mlp(self.norm2(x)))

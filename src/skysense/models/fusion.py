@@ -1,0 +1,115 @@
+"""Multi-modal temporal fusion of SkySense (Guo et al., CVPR 2024, Sec. 3.1): for every location of the shared
+grid, the sequence [HR token, S2 frame tokens…, S1 frame tokens…] gets a day-of-year encoding, is projected from
+the spatial-feature width (2816) to the fusion width (1024), an extra (cls) token is prepended, and a transformer
+runs over time. The extra token's output is the fused feature of that location.
+
+Padding: sequences of a batch have different numbers of valid frames; padded tokens are excluded as attention
+keys, so a padded batch gives exactly the result of the same samples run one by one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from timm.layers import trunc_normal_
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from skysense.layers.date_encoding import NUM_DAYS, DayOfYearEncoding
+from skysense.layers.transformer import Block
+from skysense.models.vit import rename_by_rules
+
+
+@dataclass
+class FusionConfig:
+    """Configuration of the temporal fusion transformer."""
+
+    in_dim: int = 2816  # width of the spatial features on the shared grid (HR last stage, up-sampling heads)
+    embed_dim: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    drop_path_rate: float = 0.0
+    num_days: int = NUM_DAYS
+    final_norm: bool = False  # the official fusion has no output norm
+    fused_attn: bool = True
+    norm_eps: float = 1e-5  # mmseg LayerNorm default, as in the official weights
+
+
+class TemporalFusion(nn.Module):
+    """Transformer over time per location: (N, L, in_dim) → (N, embed_dim)."""
+
+    def __init__(self, cfg: FusionConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.date_encoding = DayOfYearEncoding(cfg.in_dim, cfg.num_days)
+        self.proj = nn.Linear(cfg.in_dim, cfg.embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim))
+        drop_path = torch.linspace(0, cfg.drop_path_rate, cfg.depth, device="cpu").tolist()
+        self.blocks = nn.ModuleList(
+            Block(
+                cfg.embed_dim,
+                cfg.num_heads,
+                cfg.mlp_ratio,
+                cfg.qkv_bias,
+                drop_path=drop_path[i],
+                fused_attn=cfg.fused_attn,
+                norm_eps=cfg.norm_eps,
+            )
+            for i in range(cfg.depth)
+        )
+        self.norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps) if cfg.final_norm else nn.Identity()
+        self.grad_checkpointing = False
+        if not self.cls_token.is_meta:
+            trunc_normal_(self.cls_token, std=0.02)
+            for module in self.modules():
+                if isinstance(module, nn.Linear):
+                    trunc_normal_(module.weight, std=0.02)
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    def forward(self, tokens: torch.Tensor, day_of_year: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Fuse each location's sequence.
+
+        Args:
+            tokens: (N, L, in_dim) spatial features of the L time steps (all modalities) of N locations.
+            day_of_year: (N, L) int64 calendar-day index, -1 for tokens without a date.
+            valid: (N, L) bool, False for padded or missing tokens (never attended to).
+
+        Returns:
+            (N, embed_dim): the extra token's output.
+        """
+        x = self.proj(self.date_encoding(tokens, day_of_year))  # (N, L, D)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (N, 1 + L, D)
+        key_valid = torch.cat([valid.new_ones(valid.shape[0], 1), valid], dim=1)  # the extra token is always valid
+        for block in self.blocks:
+            if self.grad_checkpointing and self.training:
+                x = checkpoint(block, x, key_valid, use_reentrant=False)
+            else:
+                x = block(x, key_valid)
+        return self.norm(x[:, 0])
+
+
+_OFFICIAL_FUSION_RULES = [
+    (r"^porj_linear\.", "proj."),
+    (r"^ctpe$", "date_encoding.weight"),
+    (r"^cls_token$", "cls_token"),
+    (r"^layers\.(\d+)\.ln1\.", r"blocks.\1.norm1."),
+    (r"^layers\.(\d+)\.ln2\.", r"blocks.\1.norm2."),
+    (r"^layers\.(\d+)\.attn\.attn\.in_proj_weight$", r"blocks.\1.attn.qkv.weight"),
+    (r"^layers\.(\d+)\.attn\.attn\.in_proj_bias$", r"blocks.\1.attn.qkv.bias"),
+    (r"^layers\.(\d+)\.attn\.attn\.out_proj\.", r"blocks.\1.attn.proj."),
+    (r"^layers\.(\d+)\.ffn\.layers\.0\.0\.", r"blocks.\1.mlp.fc1."),
+    (r"^layers\.(\d+)\.ffn\.layers\.1\.", r"blocks.\1.mlp.fc2."),
+]
+
+
+def convert_official_fusion_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map the official ``skysense_model_fusion.pth`` names (mmseg ``TransformerEncoder``: ``porj_linear`` (sic),
+    ``cls_token``, ``layers.{i}``; the day-of-year table ``ctpe``) onto :class:`TemporalFusion`."""
+    return rename_by_rules(state_dict, _OFFICIAL_FUSION_RULES, "official fusion checkpoint")

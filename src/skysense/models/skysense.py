@@ -1,0 +1,257 @@
+"""The SkySense model (Guo et al., CVPR 2024, Sec. 3 and Fig. 2): a factorised multi-modal spatiotemporal encoder.
+
+    HR image ──Swin V2──────────────────────────────► (B, 2816, H/32, W/32) ─┐
+    S2 frames ─ViT (per frame)─ up-sampling head ───► (B, T2, 2816, h, w) ────┼─► temporal fusion per location
+    S1 frames ─ViT (per frame)─ up-sampling head ───► (B, T1, 2816, h, w) ────┘   (day-of-year encoding)
+                                                                              ─► F (B, 1024, G, G)
+                                                   lat/lon ─► region prototypes ─► concat[F, F_geo] (B, 2048, G, G)
+
+Every module can be used alone (``model.hr``, ``model.s2``, ``model.s1``, ``model.fusion``, ``model.geo``) and
+any subset of modalities can be given. One HR stride-32 pixel = one Sentinel pixel (0.3 m · 32 ≈ 10 m), so a
+2048² HR tile and a 64² Sentinel tile meet on one 64×64 grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from einops import rearrange, repeat
+from torch import nn
+
+from skysense.batch import SkySenseInput, SkySenseOutput
+from skysense.layers.date_encoding import NO_DATE
+from skysense.models.base import resolve_indices
+from skysense.models.fusion import FusionConfig, TemporalFusion
+from skysense.models.projection import ProjectionHeadsConfig
+from skysense.models.prototypes import GeoContextConfig, GeoContextPrototypes
+from skysense.models.swin_v2 import SwinTransformerV2, SwinV2Config
+from skysense.models.vit import UpsampleHead, UpsampleHeadConfig, ViTConfig, VisionTransformer, interpolate_grid
+
+SENTINEL_MODALITIES = ("s2", "s1")
+
+
+@dataclass
+class SkySenseConfig:
+    """The whole model; a module whose config is None is not built."""
+
+    hr: SwinV2Config | None = field(default_factory=SwinV2Config)
+    s2: ViTConfig | None = field(default_factory=lambda: ViTConfig(in_chans=10))
+    s1: ViTConfig | None = field(default_factory=lambda: ViTConfig(in_chans=2))
+    s2_head: UpsampleHeadConfig | None = field(default_factory=UpsampleHeadConfig)
+    s1_head: UpsampleHeadConfig | None = field(default_factory=UpsampleHeadConfig)
+    fusion: FusionConfig | None = field(default_factory=FusionConfig)
+    geo: GeoContextConfig | None = field(default_factory=GeoContextConfig)
+    # Pretraining projection heads: built by the pretraining meta-architecture, listed here so that a preset
+    # states its full size (``skysense models``).
+    projection: ProjectionHeadsConfig | None = field(default_factory=ProjectionHeadsConfig)
+    # What to do when the modalities' grids differ in size (e.g. HR at 1 m: H/32 ≠ Sentinel size):
+    # "error" refuses (the paper's co-registered setting), "resample" bilinearly resamples the Sentinel feature
+    # maps onto the HR grid (or S1 onto S2's when there is no HR).
+    grid_mismatch: str = "error"
+    # Locations fused per chunk in the temporal transformer (0: all at once). Bounds memory on large grids.
+    fusion_chunk_size: int = 0
+
+
+class SkySense(nn.Module):
+    """Multi-modal encoder: :class:`SkySenseInput` → :class:`SkySenseOutput`."""
+
+    def __init__(self, cfg: SkySenseConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        if cfg.grid_mismatch not in ("error", "resample"):
+            raise ValueError(f"grid_mismatch must be 'error' or 'resample', got {cfg.grid_mismatch!r}")
+        self.hr = SwinTransformerV2(cfg.hr) if cfg.hr is not None else None
+        self.s2 = VisionTransformer(cfg.s2) if cfg.s2 is not None else None
+        self.s1 = VisionTransformer(cfg.s1) if cfg.s1 is not None else None
+        self.s2_head = UpsampleHead(cfg.s2_head) if cfg.s2 is not None and cfg.s2_head is not None else None
+        self.s1_head = UpsampleHead(cfg.s1_head) if cfg.s1 is not None and cfg.s1_head is not None else None
+        self.fusion = TemporalFusion(cfg.fusion) if cfg.fusion is not None else None
+        self.geo = GeoContextPrototypes(cfg.geo) if cfg.geo is not None and cfg.fusion is not None else None
+        self._check_widths()
+
+    def _check_widths(self) -> None:
+        """All spatial features meet in one space: HR last stage = up-sampling outputs = fusion input."""
+        widths = {}
+        if self.hr is not None:
+            widths["hr last stage"] = self.hr.out_channels[-1]
+        for name in SENTINEL_MODALITIES:
+            encoder, head = getattr(self, name), getattr(self, f"{name}_head")
+            if encoder is None:
+                continue
+            if head is not None:
+                if head.cfg.in_dim != encoder.cfg.embed_dim:
+                    raise ValueError(
+                        f"{name}_head.in_dim={head.cfg.in_dim} differs from the {name} encoder's width "
+                        f"{encoder.cfg.embed_dim}"
+                    )
+                widths[f"{name}_head output"] = head.cfg.out_dim
+            elif self.fusion is not None:
+                raise ValueError(f"the {name} encoder needs an up-sampling head ({name}_head) to feed the fusion")
+        if self.fusion is not None:
+            widths["fusion input"] = self.fusion.cfg.in_dim
+        if len(set(widths.values())) > 1:
+            raise ValueError(f"spatial feature widths must agree, got {widths}")
+        if self.geo is not None and self.geo.cfg.in_dim != self.fusion.cfg.embed_dim:
+            raise ValueError(f"geo.in_dim={self.geo.cfg.in_dim} must equal fusion.embed_dim={self.fusion.cfg.embed_dim}")
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of ``SkySenseOutput.features``."""
+        if self.fusion is None:
+            raise ValueError("this model has no fusion module; use its encoders' out_channels")
+        return self.fusion.cfg.embed_dim * (2 if self.geo is not None else 1)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Activation checkpointing in every transformer."""
+        for module in (self.hr, self.s2, self.s1, self.fusion):
+            if module is not None:
+                module.set_grad_checkpointing(enable)
+
+    # ----------------------------------------------------------------------------------------------------------
+    def encode_sentinel(self, name: str, frames: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Encode a Sentinel time series frame by frame, skipping padded frames.
+
+        Args:
+            name: "s2" or "s1".
+            frames: (B, T, C, h, w).
+            valid: (B, T) bool.
+
+        Returns:
+            (B, T, C', h', w') features (on the shared grid if the modality has an up-sampling head, else the
+            ViT's token map); padded frames are zeros.
+        """
+        encoder, head = getattr(self, name), getattr(self, f"{name}_head")
+        if encoder is None:
+            raise ValueError(f"the batch has {name} data but this model has no {name} encoder")
+        batch, steps = frames.shape[:2]
+        flat = rearrange(frames, "b t c h w -> (b t) c h w")
+        keep = valid.flatten()
+        if not bool(keep.any()):
+            raise ValueError(f"every {name} frame of the batch is marked invalid; drop {name} from the batch instead")
+        features = encoder.forward_features(flat[keep])  # (N_valid, D, h/p, w/p)
+        if head is not None:
+            features = head(features)  # (N_valid, C', h, w)
+        out = features.new_zeros((batch * steps, *features.shape[1:]))
+        out[keep] = features
+        return rearrange(out, "(b t) c h w -> b t c h w", b=batch)
+
+    def forward(self, batch: SkySenseInput | None = None, use_geo: bool = True, **inputs: torch.Tensor) -> SkySenseOutput:
+        """Encode and fuse whatever modalities the batch holds.
+
+        Args:
+            batch: the input; alternatively pass its fields as keyword arguments (``model(hr=x, s2=..., ...)``).
+            use_geo: apply the geo-context prototypes (needs ``lat``/``lon``) when the model has them.
+
+        Returns:
+            :class:`SkySenseOutput`. Without a fusion module only the per-modality features are filled.
+        """
+        if batch is None:
+            batch = SkySenseInput(**inputs)
+        elif inputs:
+            raise TypeError("pass either a SkySenseInput or keyword tensors, not both")
+        size = batch.batch_size
+        out = SkySenseOutput()
+        tokens, days, valids = [], [], []  # per modality: (B, L, C, Gh, Gw), (B, L), (B, L)
+
+        if batch.hr is not None and (batch.hr_valid is None or bool(batch.hr_valid.any())):
+            if self.hr is None:
+                raise ValueError("the batch has an HR image but this model has no HR encoder")
+            hr_valid = _default_mask(batch.hr_valid, (size,), batch.hr.device, "hr_valid")
+            num_stages = len(self.hr.feature_info)
+            out_indices = resolve_indices(self.hr.config.out_indices, num_stages)
+            wanted = sorted(set(out_indices) | {num_stages - 1})  # the last stage always feeds the fusion
+            maps = _run_selected(lambda x: self.hr.forward_intermediates(x, indices=wanted), batch.hr, hr_valid)
+            out.hr_features = [maps[wanted.index(i)] for i in out_indices]
+            tokens.append(maps[-1].unsqueeze(1))
+            hr_day = batch.hr_day_of_year
+            if hr_day is None:
+                hr_day = torch.full((size,), NO_DATE, dtype=torch.long, device=batch.hr.device)
+            days.append(_check_shape(hr_day, (size,), "hr_day_of_year").unsqueeze(1))
+            valids.append(hr_valid.unsqueeze(1))
+
+        for name in SENTINEL_MODALITIES:
+            frames = getattr(batch, name)
+            if frames is None:
+                continue
+            if frames.ndim != 5:
+                raise ValueError(f"{name} must be (B, T, C, H, W), got shape {tuple(frames.shape)}")
+            steps = frames.shape[1]
+            day = getattr(batch, f"{name}_day_of_year")
+            if day is None:
+                raise ValueError(f"{name} frames need {name}_day_of_year (B, T); use -1 for frames without a date")
+            valid = _default_mask(getattr(batch, f"{name}_valid"), (size, steps), frames.device, f"{name}_valid")
+            features = self.encode_sentinel(name, frames, valid)
+            setattr(out, f"{name}_features", features)
+            tokens.append(features)
+            days.append(_check_shape(day, (size, steps), f"{name}_day_of_year"))
+            valids.append(valid)
+
+        if self.fusion is None:
+            return out
+
+        grid = tuple(tokens[0].shape[-2:])
+        for index, token in enumerate(tokens):
+            if tuple(token.shape[-2:]) != grid:
+                if self.cfg.grid_mismatch == "error":
+                    raise ValueError(
+                        f"modality grids differ: {[tuple(t.shape[-2:]) for t in tokens]} (HR stride-32 map first, "
+                        "then S2, S1). Co-register the inputs (one Sentinel pixel = 32 HR pixels) or build the model "
+                        "with grid_mismatch='resample'"
+                    )
+                steps = token.shape[1]
+                token = interpolate_grid(rearrange(token, "b t c h w -> (b t) c h w"), grid)
+                tokens[index] = rearrange(token, "(b t) c h w -> b t c h w", t=steps)
+
+        sequence = rearrange(torch.cat(tokens, dim=1), "b l c h w -> (b h w) l c")  # (B·Gh·Gw, L, C)
+        locations = grid[0] * grid[1]
+        day = repeat(torch.cat(days, dim=1), "b l -> (b n) l", n=locations)
+        valid = repeat(torch.cat(valids, dim=1), "b l -> (b n) l", n=locations)
+        chunk = self.cfg.fusion_chunk_size or sequence.shape[0]
+        fused = torch.cat(
+            [
+                self.fusion(sequence[i : i + chunk], day[i : i + chunk], valid[i : i + chunk])
+                for i in range(0, sequence.shape[0], chunk)
+            ]
+        )  # (B·Gh·Gw, D)
+        out.fused = rearrange(fused, "(b h w) d -> b d h w", b=size, h=grid[0])
+        out.features = out.fused
+
+        if self.geo is not None and use_geo:
+            if batch.lat is None or batch.lon is None:
+                raise ValueError(
+                    "this model has geo-context prototypes, which need lat and lon (B,) in degrees; "
+                    "pass them or call the model with use_geo=False"
+                )
+            fused_tokens = rearrange(out.fused, "b d h w -> b (h w) d")
+            geo = self.geo.read_out(fused_tokens, self.geo.regions(batch.lat, batch.lon))
+            out.geo = rearrange(geo, "b (h w) d -> b d h w", h=grid[0])
+            out.features = torch.cat([out.fused, out.geo], dim=1)
+        return out
+
+
+def _default_mask(mask: torch.Tensor | None, shape: tuple[int, ...], device: torch.device, name: str) -> torch.Tensor:
+    if mask is None:
+        return torch.ones(shape, dtype=torch.bool, device=device)
+    if mask.dtype != torch.bool:
+        raise TypeError(f"{name} must be a bool tensor, got {mask.dtype}")
+    return _check_shape(mask, shape, name)
+
+
+def _check_shape(tensor: torch.Tensor, shape: tuple[int, ...], name: str) -> torch.Tensor:
+    if tuple(tensor.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(tensor.shape)}")
+    return tensor
+
+
+def _run_selected(fn, x: torch.Tensor, select: torch.Tensor) -> list[torch.Tensor]:
+    """Apply ``fn`` (returning a list of maps) to the selected samples only; unselected samples get zeros."""
+    if bool(select.all()):
+        return fn(x)
+    maps = fn(x[select])
+    outs = []
+    for m in maps:
+        full = m.new_zeros((x.shape[0], *m.shape[1:]))
+        full[select] = m
+        outs.append(full)
+    return outs
