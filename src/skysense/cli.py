@@ -59,7 +59,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"    fused F {tuple(out.fused.shape)}, geo-context F_geo {tuple(out.geo.shape)}, "
           f"output concat[F, F_geo] {tuple(out.features.shape)} in {elapsed:.2f} s")
     region = model.geo.regions(batch.lat, batch.lon).item()
-    print(f"    geo-context region {region} of {model.geo.cfg.num_regions}; "
+    print(f"    geo-context region {region} of {model.geo.config.num_regions}; "
           f"feature mean {out.features.mean():.3f} std {out.features.std():.3f}")
 
     images, labels = eurosat_samples()

@@ -146,7 +146,7 @@ def test_save_and_from_pretrained_roundtrip(tmp_path, model: skysense.SkySense) 
     inputs = _inputs()
     with torch.no_grad():
         assert torch.equal(model(**inputs).features, loaded(**inputs).features)
-    assert loaded.cfg == model.cfg
+    assert loaded.config == model.config
     (tmp_path / "other.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(Exception):
         from_pretrained(tmp_path / "other.safetensors")

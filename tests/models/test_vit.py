@@ -49,7 +49,7 @@ def test_other_input_size_interpolates_position_embedding_like_timm() -> None:
 
 def test_intermediates_gradients_and_checkpointing() -> None:
     ours, _ = _pair(depth=4)
-    ours.cfg.out_indices = (1, 3)
+    ours.config.out_indices = (1, 3)
     ours.out_indices = [1, 3]
     x = torch.randn(2, 10, 32, 32)
     maps = ours(x)

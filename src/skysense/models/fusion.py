@@ -43,7 +43,7 @@ class TemporalFusion(nn.Module):
 
     def __init__(self, cfg: FusionConfig) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.config = cfg
         self.date_encoding = DayOfYearEncoding(cfg.in_dim, cfg.num_days)
         self.proj = nn.Linear(cfg.in_dim, cfg.embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim))

@@ -75,7 +75,7 @@ class GeoContextPrototypes(nn.Module):
 
     def __init__(self, cfg: GeoContextConfig) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.config = cfg
         bank = torch.empty(cfg.num_regions, cfg.num_prototypes, cfg.dim)
         if not bank.is_meta:
             bank = F.normalize(torch.randn_like(bank), dim=-1)  # unit prototypes, as the cosine assignment expects
@@ -90,7 +90,7 @@ class GeoContextPrototypes(nn.Module):
 
     def regions(self, lat: torch.Tensor, lon: torch.Tensor) -> torch.Tensor:
         """(B,) region index of each sample; see :func:`region_index`."""
-        return region_index(lat, lon, self.cfg.region_rows, self.cfg.region_cols)
+        return region_index(lat, lon, self.config.region_rows, self.config.region_cols)
 
     def read_out(self, fused: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
         """Geo-context read-out F_geo.
@@ -104,7 +104,7 @@ class GeoContextPrototypes(nn.Module):
         """
         prototypes = self.bank[region].to(fused.dtype)  # (B, P, d)
         query = self.query(fused)  # (B, N, d)
-        attention = torch.softmax(query @ prototypes.transpose(1, 2) / math.sqrt(self.cfg.dim), dim=-1)  # (B, N, P)
+        attention = torch.softmax(query @ prototypes.transpose(1, 2) / math.sqrt(self.config.dim), dim=-1)  # (B, N, P)
         return self.out_proj(attention @ prototypes)  # (B, N, in_dim)
 
     def forward(self, fused: torch.Tensor, lat: torch.Tensor, lon: torch.Tensor) -> torch.Tensor:

@@ -58,7 +58,7 @@ class SkySense(nn.Module):
 
     def __init__(self, cfg: SkySenseConfig) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.config = cfg
         if cfg.grid_mismatch not in ("error", "resample"):
             raise ValueError(f"grid_mismatch must be 'error' or 'resample', got {cfg.grid_mismatch!r}")
         self.hr = SwinTransformerV2(cfg.hr) if cfg.hr is not None else None
@@ -80,27 +80,27 @@ class SkySense(nn.Module):
             if encoder is None:
                 continue
             if head is not None:
-                if head.cfg.in_dim != encoder.cfg.embed_dim:
+                if head.config.in_dim != encoder.config.embed_dim:
                     raise ValueError(
-                        f"{name}_head.in_dim={head.cfg.in_dim} differs from the {name} encoder's width "
-                        f"{encoder.cfg.embed_dim}"
+                        f"{name}_head.in_dim={head.config.in_dim} differs from the {name} encoder's width "
+                        f"{encoder.config.embed_dim}"
                     )
-                widths[f"{name}_head output"] = head.cfg.out_dim
+                widths[f"{name}_head output"] = head.config.out_dim
             elif self.fusion is not None:
                 raise ValueError(f"the {name} encoder needs an up-sampling head ({name}_head) to feed the fusion")
         if self.fusion is not None:
-            widths["fusion input"] = self.fusion.cfg.in_dim
+            widths["fusion input"] = self.fusion.config.in_dim
         if len(set(widths.values())) > 1:
             raise ValueError(f"spatial feature widths must agree, got {widths}")
-        if self.geo is not None and self.geo.cfg.in_dim != self.fusion.cfg.embed_dim:
-            raise ValueError(f"geo.in_dim={self.geo.cfg.in_dim} must equal fusion.embed_dim={self.fusion.cfg.embed_dim}")
+        if self.geo is not None and self.geo.config.in_dim != self.fusion.config.embed_dim:
+            raise ValueError(f"geo.in_dim={self.geo.config.in_dim} must equal fusion.embed_dim={self.fusion.config.embed_dim}")
 
     @property
     def out_channels(self) -> int:
         """Channels of ``SkySenseOutput.features``."""
         if self.fusion is None:
             raise ValueError("this model has no fusion module; use its encoders' out_channels")
-        return self.fusion.cfg.embed_dim * (2 if self.geo is not None else 1)
+        return self.fusion.config.embed_dim * (2 if self.geo is not None else 1)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Activation checkpointing in every transformer."""
@@ -193,7 +193,7 @@ class SkySense(nn.Module):
         grid = tuple(tokens[0].shape[-2:])
         for index, token in enumerate(tokens):
             if tuple(token.shape[-2:]) != grid:
-                if self.cfg.grid_mismatch == "error":
+                if self.config.grid_mismatch == "error":
                     raise ValueError(
                         f"modality grids differ: {[tuple(t.shape[-2:]) for t in tokens]} (HR stride-32 map first, "
                         "then S2, S1). Co-register the inputs (one Sentinel pixel = 32 HR pixels) or build the model "
@@ -207,7 +207,7 @@ class SkySense(nn.Module):
         locations = grid[0] * grid[1]
         day = repeat(torch.cat(days, dim=1), "b l -> (b n) l", n=locations)
         valid = repeat(torch.cat(valids, dim=1), "b l -> (b n) l", n=locations)
-        chunk = self.cfg.fusion_chunk_size or sequence.shape[0]
+        chunk = self.config.fusion_chunk_size or sequence.shape[0]
         fused = torch.cat(
             [
                 self.fusion(sequence[i : i + chunk], day[i : i + chunk], valid[i : i + chunk])

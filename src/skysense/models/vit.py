@@ -63,7 +63,7 @@ class VisionTransformer(Encoder):
 
     def __init__(self, cfg: ViTConfig) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.config = cfg
         self.patch_embed = PatchEmbed(cfg.in_chans, cfg.embed_dim, cfg.patch_size)
         self.base_grid = cfg.img_size // cfg.patch_size
         num_prefix = 1 if cfg.class_token else 0
@@ -111,7 +111,7 @@ class VisionTransformer(Encoder):
                 new_size=list(grid),
                 old_size=[self.base_grid, self.base_grid],
                 num_prefix_tokens=self.num_prefix_tokens,
-                interpolation=self.cfg.pos_embed_interpolation,
+                interpolation=self.config.pos_embed_interpolation,
                 antialias=True,
             )
         if self.cls_token is not None:
@@ -128,11 +128,11 @@ class VisionTransformer(Encoder):
         Returns:
             One (B, D, H/p, W/p) map per index; the last block's output has the final norm applied.
         """
-        if x.ndim != 4 or x.shape[1] != self.cfg.in_chans:
+        if x.ndim != 4 or x.shape[1] != self.config.in_chans:
             raise ValueError(
-                f"expected input (B, {self.cfg.in_chans}, H, W), got shape {tuple(x.shape)}"
+                f"expected input (B, {self.config.in_chans}, H, W), got shape {tuple(x.shape)}"
             )
-        p = self.cfg.patch_size
+        p = self.config.patch_size
         if x.shape[-2] % p or x.shape[-1] % p:
             raise ValueError(f"input size {tuple(x.shape[-2:])} is not a multiple of the patch size {p}")
         wanted = self.out_indices if indices is None else resolve_indices(indices, len(self.blocks))
@@ -166,7 +166,7 @@ class UpsampleHead(nn.Module):
 
     def __init__(self, cfg: UpsampleHeadConfig) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.config = cfg
         self.conv = nn.Conv2d(cfg.in_dim, cfg.out_dim * cfg.scale**2, kernel_size=1)
         self.shuffle = nn.PixelShuffle(cfg.scale)
 

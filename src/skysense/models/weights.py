@@ -35,7 +35,7 @@ def save_pretrained(model: SkySense, path: str | Path) -> Path:
         raise ValueError(f"save_pretrained writes .safetensors files, got {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    metadata = {"format": FORMAT, "config": json.dumps(config_to_dict(model.cfg))}
+    metadata = {"format": FORMAT, "config": json.dumps(config_to_dict(model.config))}
     save_file(state, str(path), metadata=metadata)
     return path
 
