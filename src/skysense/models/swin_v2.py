@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -646,7 +645,7 @@ def convert_official_hr_state_dict(
         state_dict: the checkpoint's tensors (a wrapper dict with 'state_dict' or 'model' is unwrapped).
         model: optional target. If given: a 3-band patch projection is widened to a 4-band (RGB+NIR) model by copying
             the red band's weights into the NIR slot, as the official converter does; output norms ``norm{i}`` of
-            stages the model has no output norm for are dropped with a warning.
+            stages the model has no output norm for are an error (nothing is dropped silently).
 
     Returns:
         A state dict for ``model.load_state_dict``.
@@ -681,7 +680,7 @@ def convert_official_hr_state_dict(
 
 
 def _adapt_to_model(converted: dict[str, torch.Tensor], model: SwinTransformerV2) -> dict[str, torch.Tensor]:
-    """Widen RGB weights to RGB+NIR (red copied to NIR) and drop output norms the model does not have."""
+    """Widen RGB weights to RGB+NIR (red copied to NIR); refuse output norms the model does not have."""
     key = "patch_embed.proj.weight"
     if key in converted:
         weight = converted[key]  # (D, bands, p, p)
@@ -696,12 +695,12 @@ def _adapt_to_model(converted: dict[str, torch.Tensor], model: SwinTransformerV2
     model_keys = set(model.state_dict().keys())
     extra_norms = sorted(name for name in converted if name.startswith("norms.") and name not in model_keys)
     if extra_norms:
-        warnings.warn(
-            f"dropping output norms that the model has no slot for: {extra_norms} "
-            f"(model output_norm_indices={model.config.output_norm_indices})",
-            stacklevel=3,
+        stages = tuple(sorted({int(name.split(".")[1]) for name in converted if name.startswith("norms.")}))
+        raise KeyError(
+            f"the checkpoint has output norms {extra_norms} that the model has no slot for (model "
+            f"output_norm_indices={model.config.output_norm_indices}); build the model with "
+            f"output_norm_indices={stages} to load them"
         )
-        converted = {name: value for name, value in converted.items() if name not in extra_norms}
     return converted
 
 
