@@ -53,7 +53,10 @@ class SkySenseInput:
     def to(self, device: torch.device | str) -> SkySenseInput:
         """A copy with every tensor moved to ``device``."""
         return SkySenseInput(
-            **{f.name: (v.to(device) if isinstance(v := getattr(self, f.name), torch.Tensor) else v) for f in fields(self)}
+            **{
+                f.name: (v.to(device) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
+                for f in fields(self)
+            }
         )
 
 

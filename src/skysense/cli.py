@@ -1,8 +1,8 @@
 """The ``skysense`` command.
 
-    skysense models            presets and their per-module parameter counts
-    skysense demo              a tiny model on the shipped real sample (Sen1Floods11 S1+S2, EuroSAT)
-    skysense version
+skysense models            presets and their per-module parameter counts
+skysense demo              a tiny model on the shipped real sample (Sen1Floods11 S1+S2, EuroSAT)
+skysense version
 """
 
 from __future__ import annotations
@@ -44,23 +44,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     model = create_model(args.preset).eval()
     counts = count_parameters(model)
-    print(f"skysense {skysense.__version__}: preset '{args.preset}', {_millions(counts['total'])} parameters "
-          f"(random init), torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"skysense {skysense.__version__}: preset '{args.preset}', {_millions(counts['total'])} parameters "
+        f"(random init), torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
 
     batch = sen1floods11_input()
-    print(f"\n[1] Sen1Floods11 chip {SEN1FLOODS11_S2.name}: S2 {tuple(batch.s2.shape)} + S1 {tuple(batch.s1.shape)}, "
-          f"lat {batch.lat.item():.4f} lon {batch.lon.item():.4f}, "
-          f"day-of-year S2 {batch.s2_day_of_year.item()} / S1 {batch.s1_day_of_year.item()}")
+    print(
+        f"\n[1] Sen1Floods11 chip {SEN1FLOODS11_S2.name}: S2 {tuple(batch.s2.shape)} + S1 {tuple(batch.s1.shape)}, "
+        f"lat {batch.lat.item():.4f} lon {batch.lon.item():.4f}, "
+        f"day-of-year S2 {batch.s2_day_of_year.item()} / S1 {batch.s1_day_of_year.item()}"
+    )
     start = time.perf_counter()
     with torch.inference_mode():
         out = model(batch)
     elapsed = time.perf_counter() - start
     print(f"    S2 features {tuple(out.s2_features.shape)}, S1 features {tuple(out.s1_features.shape)}")
-    print(f"    fused F {tuple(out.fused.shape)}, geo-context F_geo {tuple(out.geo.shape)}, "
-          f"output concat[F, F_geo] {tuple(out.features.shape)} in {elapsed:.2f} s")
+    print(
+        f"    fused F {tuple(out.fused.shape)}, geo-context F_geo {tuple(out.geo.shape)}, "
+        f"output concat[F, F_geo] {tuple(out.features.shape)} in {elapsed:.2f} s"
+    )
     region = model.geo.regions(batch.lat, batch.lon).item()
-    print(f"    geo-context region {region} of {model.geo.config.num_regions}; "
-          f"feature mean {out.features.mean():.3f} std {out.features.std():.3f}")
+    print(
+        f"    geo-context region {region} of {model.geo.config.num_regions}; "
+        f"feature mean {out.features.mean():.3f} std {out.features.std():.3f}"
+    )
 
     images, labels = eurosat_samples()
     start = time.perf_counter()
@@ -68,8 +76,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         hr_out = model(hr=images, use_geo=False)  # EuroSAT files carry no coordinates
     elapsed = time.perf_counter() - start
     print(f"\n[2] {len(images)} EuroSAT RGB images {tuple(images.shape)} through the HR Swin V2 encoder:")
-    for info, fmap in zip(model.hr.feature_info, hr_out.hr_features):
-        print(f"    stride {info.reduction:>2}: {tuple(fmap.shape)}")
+    for fmap in hr_out.hr_features:
+        print(f"    stride {images.shape[-1] // fmap.shape[-1]:>2}: {tuple(fmap.shape)}")
     print(f"    fused (HR only) {tuple(hr_out.fused.shape)} in {elapsed:.2f} s")
     print("\nThe model is untrained here: pretraining and fine-tuning arrive with `skysense pretrain` / `fit`.")
     return 0
@@ -81,7 +89,9 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="skysense", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="skysense", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     models = sub.add_parser("models", help="list presets with per-module parameter counts")
     models.set_defaults(func=cmd_models)

@@ -43,14 +43,22 @@ def test_shipped_sample_multimodal_forward(model) -> None:
 def test_full_size_chip_from_shared_data(model) -> None:
     chip = shared_path("sen1floods11_samples", "cloudtostreet_official_sample")
     batch = sen1floods11_input(
-        chip / "S1" / "Spain_7370579_S1Hand.tif", chip / "S2" / "Spain_7370579_S2Hand.tif",
-        s1_date="2019-09-17", s2_date="2019-09-18",
+        chip / "S1" / "Spain_7370579_S1Hand.tif",
+        chip / "S2" / "Spain_7370579_S2Hand.tif",
+        s1_date="2019-09-17",
+        s2_date="2019-09-18",
     )
     assert batch.s2.shape == (1, 1, 10, 512, 512)
     crop = (..., slice(128, 192), slice(96, 160))
     with torch.no_grad():
-        out = model(s2=batch.s2[crop], s2_day_of_year=batch.s2_day_of_year, s1=batch.s1[crop],
-                    s1_day_of_year=batch.s1_day_of_year, lat=batch.lat, lon=batch.lon)
+        out = model(
+            s2=batch.s2[crop],
+            s2_day_of_year=batch.s2_day_of_year,
+            s1=batch.s1[crop],
+            s1_day_of_year=batch.s1_day_of_year,
+            lat=batch.lat,
+            lon=batch.lon,
+        )
     assert out.features.shape == (1, 128, 64, 64) and torch.isfinite(out.features).all()
 
 

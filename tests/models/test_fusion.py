@@ -17,13 +17,15 @@ def test_padded_batch_equals_samples_one_by_one() -> None:
     lengths = [5, 2, 7]
     samples = [torch.randn(1, n, 24) for n in lengths]
     days = [torch.randint(0, 365, (1, n)) for n in lengths]
-    singles = torch.cat([fusion(s, d, torch.ones(1, s.shape[1], dtype=torch.bool)) for s, d in zip(samples, days)])
+    singles = torch.cat(
+        [fusion(s, d, torch.ones(1, s.shape[1], dtype=torch.bool)) for s, d in zip(samples, days, strict=True)]
+    )
 
     longest = max(lengths)
     tokens = torch.randn(3, longest, 24) * 50  # padding holds garbage on purpose
     day = torch.randint(0, 365, (3, longest))
     valid = torch.zeros(3, longest, dtype=torch.bool)
-    for i, (s, d) in enumerate(zip(samples, days)):
+    for i, (s, d) in enumerate(zip(samples, days, strict=True)):
         tokens[i, : s.shape[1]] = s[0]
         day[i, : s.shape[1]] = d[0]
         valid[i, : s.shape[1]] = True

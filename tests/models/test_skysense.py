@@ -99,8 +99,15 @@ def test_paper_preset_sizes_on_meta_device() -> None:
     assert next(paper.parameters()).is_meta
     counts = count_parameters(paper, get_config("paper").projection)
     assert counts["hr"] == 655_074_704  # the released checkpoint, exactly
-    targets = {"hr": 654e6, "s2": 302e6, "s1": 302e6, "fusion": 398e6, "prototypes": 215e6, "projection": 189e6,
-               "total": 2.06e9}
+    targets = {
+        "hr": 654e6,
+        "s2": 302e6,
+        "s1": 302e6,
+        "fusion": 398e6,
+        "prototypes": 215e6,
+        "projection": 189e6,
+        "total": 2.06e9,
+    }
     for name, target in targets.items():
         assert abs(counts[name] - target) / target < 0.02, (name, counts[name], target)
 
@@ -124,8 +131,7 @@ def test_clear_errors(model: skysense.SkySense) -> None:
     with pytest.raises(ValueError, match="s2_day_of_year"):
         model(s2=inputs["s2"], use_geo=False)
     with pytest.raises(ValueError, match="grids differ"):
-        model(hr=inputs["hr"], s2=torch.randn(2, 3, 10, 16, 16), s2_day_of_year=inputs["s2_day_of_year"],
-              use_geo=False)
+        model(hr=inputs["hr"], s2=torch.randn(2, 3, 10, 16, 16), s2_day_of_year=inputs["s2_day_of_year"], use_geo=False)
     with pytest.raises(ValueError, match="must have shape"):
         model(s2=inputs["s2"], s2_day_of_year=torch.zeros(2, 5, dtype=torch.long), use_geo=False)
     with pytest.raises(ValueError, match="no modality"):
@@ -135,8 +141,12 @@ def test_clear_errors(model: skysense.SkySense) -> None:
 def test_grid_resampling_option() -> None:
     net = create_model("tiny", grid_mismatch="resample").eval()
     with torch.no_grad():
-        out = net(hr=torch.randn(1, 3, 128, 128), s2=torch.randn(1, 2, 10, 16, 16),
-                  s2_day_of_year=torch.tensor([[3, NO_DATE]]), use_geo=False)
+        out = net(
+            hr=torch.randn(1, 3, 128, 128),
+            s2=torch.randn(1, 2, 10, 16, 16),
+            s2_day_of_year=torch.tensor([[3, NO_DATE]]),
+            use_geo=False,
+        )
     assert out.fused.shape == (1, 64, 4, 4)
 
 
@@ -148,7 +158,7 @@ def test_save_and_from_pretrained_roundtrip(tmp_path, model: skysense.SkySense) 
         assert torch.equal(model(**inputs).features, loaded(**inputs).features)
     assert loaded.config == model.config
     (tmp_path / "other.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="other.safetensors is not a readable safetensors file"):
         from_pretrained(tmp_path / "other.safetensors")
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
         from_pretrained(tmp_path / "missing.safetensors")

@@ -9,7 +9,6 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from tests.conftest import shared_path
 from timm.models import swin_transformer_v2 as timm_swin
 from torch import nn
 
@@ -23,6 +22,7 @@ from skysense.models.swin_v2 import (
     convert_timm_swinv2_state_dict,
     official_hr_config_overrides,
 )
+from tests.conftest import shared_path
 
 TINY = dict(embed_dim=24, depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.0)
 PAPER = dict(

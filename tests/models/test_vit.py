@@ -9,19 +9,26 @@ from torch import nn
 from skysense.models.vit import (
     UpsampleHead,
     UpsampleHeadConfig,
-    ViTConfig,
     VisionTransformer,
+    ViTConfig,
     convert_official_upsample_head_state_dict,
     convert_official_vit_state_dict,
 )
 
 
 def _pair(in_chans: int = 10, img: int = 32, dim: int = 64, depth: int = 3, heads: int = 4):
-    cfg = ViTConfig(in_chans=in_chans, img_size=img, patch_size=4, embed_dim=dim, depth=depth, num_heads=heads,
-                    drop_path_rate=0.0)
+    cfg = ViTConfig(
+        in_chans=in_chans, img_size=img, patch_size=4, embed_dim=dim, depth=depth, num_heads=heads, drop_path_rate=0.0
+    )
     ours = VisionTransformer(cfg).eval()
     ref = timm.models.vision_transformer.VisionTransformer(
-        img_size=img, patch_size=4, in_chans=in_chans, embed_dim=dim, depth=depth, num_heads=heads, num_classes=0,
+        img_size=img,
+        patch_size=4,
+        in_chans=in_chans,
+        embed_dim=dim,
+        depth=depth,
+        num_heads=heads,
+        num_classes=0,
         dynamic_img_size=True,
     ).eval()
     ours.load_state_dict(ref.state_dict(), strict=True)
@@ -113,8 +120,7 @@ def test_official_mapping_matches_multihead_attention_layer() -> None:
     official = {f"backbone.{k}": v for k, v in reference.state_dict().items()}
     official["backbone.cls_token"] = torch.randn(1, 1, dim)
     official["backbone.pos_embed"] = torch.randn(1, 1 + 16, dim)
-    cfg = ViTConfig(in_chans=2, img_size=16, embed_dim=dim, depth=2, num_heads=heads, norm_eps=1e-5,
-                    drop_path_rate=0.0)
+    cfg = ViTConfig(in_chans=2, img_size=16, embed_dim=dim, depth=2, num_heads=heads, norm_eps=1e-5, drop_path_rate=0.0)
     ours = VisionTransformer(cfg).eval()
     ours.load_state_dict(convert_official_vit_state_dict(official), strict=True)
 

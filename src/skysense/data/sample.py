@@ -23,8 +23,16 @@ SEN1FLOODS11_S1 = SAMPLE_DIR / "sen1floods11_Spain_7370579_S1Hand_64.tif"
 SEN1FLOODS11_S2 = SAMPLE_DIR / "sen1floods11_Spain_7370579_S2Hand_64.tif"
 SEN1FLOODS11_LABEL = SAMPLE_DIR / "sen1floods11_Spain_7370579_LabelHand_64.tif"
 EUROSAT_CLASSES = (
-    "AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial",
-    "Pasture", "PermanentCrop", "Residential", "River", "SeaLake",
+    "AnnualCrop",
+    "Forest",
+    "HerbaceousVegetation",
+    "Highway",
+    "Industrial",
+    "Pasture",
+    "PermanentCrop",
+    "Residential",
+    "River",
+    "SeaLake",
 )
 
 

@@ -46,8 +46,15 @@ def list_presets() -> list[str]:
 
 
 def _sentinel_pair(embed_dim: int, depth: int, heads: int, out_dim: int, drop_path: float, eps: float = 1e-6) -> dict:
-    vit = dict(img_size=64, patch_size=4, embed_dim=embed_dim, depth=depth, num_heads=heads,
-               drop_path_rate=drop_path, norm_eps=eps)
+    vit = dict(
+        img_size=64,
+        patch_size=4,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=heads,
+        drop_path_rate=drop_path,
+        norm_eps=eps,
+    )
     head = UpsampleHeadConfig(in_dim=embed_dim, out_dim=out_dim, scale=4)
     return dict(s2=ViTConfig(in_chans=10, **vit), s1=ViTConfig(in_chans=2, **vit), s2_head=head, s1_head=head)
 
@@ -62,7 +69,9 @@ def tiny() -> SkySenseConfig:
         fusion=FusionConfig(in_dim=256, embed_dim=64, depth=2, num_heads=2),
         geo=GeoContextConfig(in_dim=64, dim=32, num_prototypes=8, region_rows=8, region_cols=8, query_hidden_dim=128),
         projection=ProjectionHeadsConfig(
-            source_dims={"hr": 256, "s2": 256, "s1": 256, "fused": 64}, hidden_dim=256, bottleneck_dim=64,
+            source_dims={"hr": 256, "s2": 256, "s1": 256, "fused": 64},
+            hidden_dim=256,
+            bottleneck_dim=64,
             num_prototypes=1024,
         ),
     )
@@ -76,10 +85,13 @@ def small() -> SkySenseConfig:
         hr=hr,
         **_sentinel_pair(256, 6, 4, out_dim=512, drop_path=0.1),
         fusion=FusionConfig(in_dim=512, embed_dim=256, depth=4, num_heads=4),
-        geo=GeoContextConfig(in_dim=256, dim=128, num_prototypes=32, region_rows=32, region_cols=32,
-                             query_hidden_dim=512),
+        geo=GeoContextConfig(
+            in_dim=256, dim=128, num_prototypes=32, region_rows=32, region_cols=32, query_hidden_dim=512
+        ),
         projection=ProjectionHeadsConfig(
-            source_dims={"hr": 512, "s2": 512, "s1": 512, "fused": 256}, hidden_dim=1024, bottleneck_dim=128,
+            source_dims={"hr": 512, "s2": 512, "s1": 512, "fused": 256},
+            hidden_dim=1024,
+            bottleneck_dim=128,
             num_prototypes=8192,
         ),
     )
@@ -88,16 +100,25 @@ def small() -> SkySenseConfig:
 @register_preset
 def base() -> SkySenseConfig:
     """476 M parameters (563 M with the pretraining heads): SwinV2-B, 2 × ViT-B, a 12-layer fusion."""
-    hr = SwinV2Config(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), window_size=8,
-                      drop_path_rate=0.2, extra_norm_period=6)
+    hr = SwinV2Config(
+        embed_dim=128,
+        depths=(2, 2, 18, 2),
+        num_heads=(4, 8, 16, 32),
+        window_size=8,
+        drop_path_rate=0.2,
+        extra_norm_period=6,
+    )
     return SkySenseConfig(
         hr=hr,
         **_sentinel_pair(768, 12, 12, out_dim=1024, drop_path=0.2),
         fusion=FusionConfig(in_dim=1024, embed_dim=768, depth=12, num_heads=12),
-        geo=GeoContextConfig(in_dim=768, dim=256, num_prototypes=100, region_rows=64, region_cols=64,
-                             query_hidden_dim=1536),
+        geo=GeoContextConfig(
+            in_dim=768, dim=256, num_prototypes=100, region_rows=64, region_cols=64, query_hidden_dim=1536
+        ),
         projection=ProjectionHeadsConfig(
-            source_dims={"hr": 1024, "s2": 1024, "s1": 1024, "fused": 768}, hidden_dim=2048, bottleneck_dim=256,
+            source_dims={"hr": 1024, "s2": 1024, "s1": 1024, "fused": 768},
+            hidden_dim=2048,
+            bottleneck_dim=256,
             num_prototypes=16384,
         ),
     )
@@ -107,8 +128,13 @@ def base() -> SkySenseConfig:
 def paper() -> SkySenseConfig:
     """The paper's 2.06 B model (SwinV2-Huge, 2 × ViT-Large, 24-layer fusion, 4096 × 100 prototypes)."""
     hr = SwinV2Config(
-        embed_dim=352, depths=(2, 2, 18, 2), num_heads=(8, 16, 32, 64), window_size=8, drop_path_rate=0.2,
-        extra_norm_period=6, output_norm_indices=(3,),  # as released: a single output norm on the last stage
+        embed_dim=352,
+        depths=(2, 2, 18, 2),
+        num_heads=(8, 16, 32, 64),
+        window_size=8,
+        drop_path_rate=0.2,
+        extra_norm_period=6,
+        output_norm_indices=(3,),  # as released: a single output norm on the last stage
     )
     return SkySenseConfig(
         hr=hr,
@@ -156,6 +182,7 @@ def config_to_dict(cfg: SkySenseConfig) -> dict[str, Any]:
 
 def config_from_dict(data: dict[str, Any]) -> SkySenseConfig:
     """Inverse of :func:`config_to_dict` (lists back to tuples)."""
+
     def build(cls: type, values: dict[str, Any]) -> Any:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - fields

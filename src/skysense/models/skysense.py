@@ -26,7 +26,7 @@ from skysense.models.fusion import FusionConfig, TemporalFusion
 from skysense.models.projection import ProjectionHeadsConfig
 from skysense.models.prototypes import GeoContextConfig, GeoContextPrototypes
 from skysense.models.swin_v2 import SwinTransformerV2, SwinV2Config
-from skysense.models.vit import UpsampleHead, UpsampleHeadConfig, ViTConfig, VisionTransformer, interpolate_grid
+from skysense.models.vit import UpsampleHead, UpsampleHeadConfig, VisionTransformer, ViTConfig, interpolate_grid
 
 SENTINEL_MODALITIES = ("s2", "s1")
 
@@ -93,7 +93,9 @@ class SkySense(nn.Module):
         if len(set(widths.values())) > 1:
             raise ValueError(f"spatial feature widths must agree, got {widths}")
         if self.geo is not None and self.geo.config.in_dim != self.fusion.config.embed_dim:
-            raise ValueError(f"geo.in_dim={self.geo.config.in_dim} must equal fusion.embed_dim={self.fusion.config.embed_dim}")
+            raise ValueError(
+                f"geo.in_dim={self.geo.config.in_dim} must equal fusion.embed_dim={self.fusion.config.embed_dim}"
+            )
 
     @property
     def out_channels(self) -> int:
@@ -136,7 +138,9 @@ class SkySense(nn.Module):
         out[keep] = features
         return rearrange(out, "(b t) c h w -> b t c h w", b=batch)
 
-    def forward(self, batch: SkySenseInput | None = None, use_geo: bool = True, **inputs: torch.Tensor) -> SkySenseOutput:
+    def forward(
+        self, batch: SkySenseInput | None = None, use_geo: bool = True, **inputs: torch.Tensor
+    ) -> SkySenseOutput:
         """Encode and fuse whatever modalities the batch holds.
 
         Args:

@@ -84,9 +84,7 @@ class VisionTransformer(Encoder):
             for i in range(cfg.depth)
         )
         self.norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps) if cfg.final_norm else nn.Identity()
-        self.feature_info = [
-            FeatureInfo(cfg.embed_dim, cfg.patch_size, f"blocks.{i}") for i in range(cfg.depth)
-        ]
+        self.feature_info = [FeatureInfo(cfg.embed_dim, cfg.patch_size, f"blocks.{i}") for i in range(cfg.depth)]
         self.out_indices = resolve_indices(cfg.out_indices, cfg.depth)
         if not self.pos_embed.is_meta:
             self.init_weights()
@@ -129,9 +127,7 @@ class VisionTransformer(Encoder):
             One (B, D, H/p, W/p) map per index; the last block's output has the final norm applied.
         """
         if x.ndim != 4 or x.shape[1] != self.config.in_chans:
-            raise ValueError(
-                f"expected input (B, {self.config.in_chans}, H, W), got shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected input (B, {self.config.in_chans}, H, W), got shape {tuple(x.shape)}")
         p = self.config.patch_size
         if x.shape[-2] % p or x.shape[-1] % p:
             raise ValueError(f"input size {tuple(x.shape[-2:])} is not a multiple of the patch size {p}")

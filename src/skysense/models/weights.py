@@ -60,8 +60,11 @@ def load_state_dict_strict(module: nn.Module, state_dict: dict[str, torch.Tensor
 
 def read_config(path: str | Path) -> dict:
     """The config stored in a skysense ``.safetensors`` file."""
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as err:  # safetensors raises its own error types for corrupt headers
+        raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
     if metadata.get("format") != FORMAT or "config" not in metadata:
         raise ValueError(
             f"{path} is not a skysense weights file (no '{FORMAT}' config in its safetensors metadata); "
