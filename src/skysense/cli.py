@@ -39,7 +39,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Build a small model and run it on the real sample shipped with the package."""
-    from skysense.data.sample import SEN1FLOODS11_S2, eurosat_samples, sen1floods11_input
+    from skysense.data.examples import SEN1FLOODS11_S2, eurosat_samples, sen1floods11_input
 
     torch.manual_seed(args.seed)
     model = create_model(args.preset).eval()

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from skysense import create_model
-from skysense.data.readers import read_raster
-from skysense.data.sample import (
+from skysense.data.examples import (
     SEN1FLOODS11_S2,
     eurosat_samples,
     read_rgb_image,
     require_all_valid,
     sen1floods11_input,
 )
+from skysense.data.readers import read_raster
 from skysense.data.sensors import S1_GRD, S2_L2A, linear_to_db, s2_l1c_to_model_bands
 from tests.conftest import shared_path
 

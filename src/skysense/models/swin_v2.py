@@ -6,7 +6,8 @@ RGB+NIR) with a Swin Transformer V2-Huge, the spatial encoder of its HR branch. 
 Transformer V2: Scaling Up Capacity and Resolution*, CVPR 2022, arXiv 2111.09883: post-norm residual blocks, scaled
 cosine attention, and a log-spaced continuous position bias (a small MLP on relative coordinates).
 
-The file reads top to bottom: config, window helpers, attention, block, patch embedding and merging, stage, encoder,
+The file reads top to bottom: config, window geometry (window ops are in skysense.layers.window), attention, block,
+patch embedding and merging, stage, encoder,
 and the two weight converters (official SkySense / mmpretrain names, and timm names).
 
 Parameter names follow timm's ``swin_transformer_v2`` (``layers.{s}.blocks.{b}.attn.qkv`` ...), so that a timm

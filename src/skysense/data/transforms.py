@@ -1,0 +1,336 @@
+"""Transforms on :class:`~skysense.data.collate.Sample`: normalisation, explicit filling of invalid pixels, frame
+sampling, date jitter, geometry applied identically to every modality (and to mask/box targets), and photometric
+changes per modality.
+
+Every transform is a callable ``Sample -> Sample`` taking its randomness from a ``torch.Generator`` (or the global
+torch RNG), so that seeded runs are reproducible. Geometry keeps the modalities co-registered: a crop of ``size``
+Sentinel pixels takes ``size · ratio`` HR pixels, where ratio = HR size / Sentinel size (32 at the paper's scales).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from skysense.data.collate import Sample, TimeSeries
+from skysense.data.sensors import Sensor
+
+Transform = Callable[[Sample], Sample]
+
+
+class Compose:
+    """Apply transforms in order."""
+
+    def __init__(self, transforms: Sequence[Transform]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, sample: Sample) -> Sample:
+        for transform in self.transforms:
+            sample = transform(sample)
+        return sample
+
+
+def _rand(generator: torch.Generator | None) -> float:
+    return float(torch.rand((), generator=generator))
+
+
+def _randint(high: int, generator: torch.Generator | None) -> int:
+    return int(torch.randint(high, (), generator=generator))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Units and validity
+# ------------------------------------------------------------------------------------------------------------------
+class Normalize:
+    """(values − mean) / std per band, with each sensor's unit check (values in wrong units are refused).
+
+    Args:
+        hr, s2, s1: the :class:`~skysense.data.sensors.Sensor` of each modality (None: leave it as it is).
+    """
+
+    def __init__(self, hr: Sensor | None = None, s2: Sensor | None = None, s1: Sensor | None = None) -> None:
+        self.sensors = {"hr": hr, "s2": s2, "s1": s1}
+
+    def __call__(self, sample: Sample) -> Sample:
+        changes: dict[str, Any] = {}
+        if sample.hr is not None and self.sensors["hr"] is not None:
+            values = sample.hr.numpy()
+            changes["hr"] = torch.from_numpy(self.sensors["hr"].normalize(values, f"hr of {sample.source}"))
+        for name in ("s2", "s1"):
+            series, sensor = getattr(sample, name), self.sensors[name]
+            if series is None or sensor is None:
+                continue
+            frames = series.values.numpy().transpose(1, 0, 2, 3)  # (C, T, H, W): bands first for the sensor
+            normalized = sensor.normalize(frames, f"{name} of {sample.source}").transpose(1, 0, 2, 3)
+            changes[name] = dataclasses.replace(series, values=torch.from_numpy(normalized.copy()))
+        return dataclasses.replace(sample, **changes)
+
+
+class FillInvalid:
+    """Set invalid pixels (nodata, NaN, masked) to ``value`` — after :class:`Normalize`, 0 is the band mean.
+
+    This is the one, explicit place where values are filled; the validity masks are kept, so losses and metrics can
+    still ignore those pixels.
+    """
+
+    def __init__(self, value: float = 0.0) -> None:
+        self.value = value
+
+    def __call__(self, sample: Sample) -> Sample:
+        changes: dict[str, Any] = {}
+        if sample.hr is not None:
+            keep = sample.hr_valid[None] & torch.isfinite(sample.hr)
+            changes["hr"] = torch.where(keep, sample.hr, torch.full_like(sample.hr, self.value))
+        for name in ("s2", "s1"):
+            series = getattr(sample, name)
+            if series is None:
+                continue
+            keep = series.valid[:, None] & torch.isfinite(series.values)
+            values = torch.where(keep, series.values, torch.full_like(series.values, self.value))
+            changes[name] = dataclasses.replace(series, values=values)
+        return dataclasses.replace(sample, **changes)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Time
+# ------------------------------------------------------------------------------------------------------------------
+class SampleFrames:
+    """Keep a fixed number of frames per series: a random subset (``mode="random"``, training), evenly spaced ones
+    (``"even"``, evaluation), or all of them (``"all"``). Series shorter than the length are kept whole; the
+    collate pads them with masks. Order is always by date. The paper samples 20 S2 and 10 S1 frames.
+    """
+
+    def __init__(
+        self, s2: int | None = 20, s1: int | None = 10, mode: str = "random", generator: torch.Generator | None = None
+    ) -> None:
+        if mode not in ("random", "even", "all"):
+            raise ValueError(f"mode must be 'random', 'even' or 'all', got {mode!r}")
+        self.lengths = {"s2": s2, "s1": s1}
+        self.mode = mode
+        self.generator = generator
+
+    def __call__(self, sample: Sample) -> Sample:
+        changes = {}
+        for name, length in self.lengths.items():
+            series = getattr(sample, name)
+            if series is None or length is None or self.mode == "all" or len(series) <= length:
+                continue
+            if self.mode == "random":
+                keep = torch.randperm(len(series), generator=self.generator)[:length]
+            else:
+                keep = torch.linspace(0, len(series) - 1, length).round().long()
+            changes[name] = series.select(keep)
+        return dataclasses.replace(sample, **changes)
+
+
+class JitterDates:
+    """Shift each frame's date by a random whole number of days in [-max_days, max_days] (the paper's date
+    perturbation), then re-sort frames by date."""
+
+    def __init__(self, max_days: int = 7, generator: torch.Generator | None = None) -> None:
+        self.max_days = max_days
+        self.generator = generator
+
+    def __call__(self, sample: Sample) -> Sample:
+        changes = {}
+        for name in ("s2", "s1"):
+            series = getattr(sample, name)
+            if series is None or self.max_days == 0:
+                continue
+            offsets = torch.randint(-self.max_days, self.max_days + 1, (len(series),), generator=self.generator)
+            dates = [d + dt.timedelta(days=int(o)) for d, o in zip(series.dates, offsets, strict=True)]
+            order = sorted(range(len(dates)), key=dates.__getitem__)
+            changes[name] = TimeSeries(series.values[order], [dates[i] for i in order], series.valid[order])
+        return dataclasses.replace(sample, **changes)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Geometry: identical for every modality and for spatial targets
+# ------------------------------------------------------------------------------------------------------------------
+def _map_spatial(
+    sample: Sample,
+    fn: Callable[[torch.Tensor, int], torch.Tensor],
+    boxes_fn: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None,
+) -> Sample:
+    """Apply ``fn(tensor, scale)`` to the last two dims of every spatial tensor; ``scale`` = that tensor's size
+    relative to the coarsest modality. Box targets ({"boxes": (N, 4) xyxy in HR pixels}) go through ``boxes_fn``."""
+    sizes = [t.shape[-1] for t in (sample.hr,) if t is not None]
+    sizes += [getattr(sample, n).values.shape[-1] for n in ("s2", "s1") if getattr(sample, n) is not None]
+    base = min(sizes)
+
+    def scale_of(t: torch.Tensor) -> int:
+        if t.shape[-1] % base:
+            raise ValueError(f"{sample.source}: size {t.shape[-1]} is not a multiple of the coarsest grid {base}")
+        return t.shape[-1] // base
+
+    changes: dict[str, Any] = {}
+    if sample.hr is not None:
+        scale = scale_of(sample.hr)
+        changes["hr"] = fn(sample.hr, scale)
+        changes["hr_valid"] = fn(sample.hr_valid, scale)
+    for name in ("s2", "s1"):
+        series = getattr(sample, name)
+        if series is not None:
+            scale = scale_of(series.values)
+            changes[name] = TimeSeries(fn(series.values, scale), series.dates, fn(series.valid, scale))
+    target = sample.target
+    if isinstance(target, torch.Tensor) and target.ndim >= 2:
+        changes["target"] = fn(target, scale_of(target))
+    elif isinstance(target, dict) and "boxes" in target and sample.hr is not None:
+        if boxes_fn is None:
+            raise ValueError(f"{sample.source}: this transform cannot move box targets")
+        changes["target"] = {**target, "boxes": boxes_fn(target["boxes"], sample.hr.shape[-2], sample.hr.shape[-1])}
+    return dataclasses.replace(sample, **changes)
+
+
+class RandomFlipRotate:
+    """Random horizontal flip, vertical flip and 90° rotation, the same for every modality and target."""
+
+    def __init__(self, p_flip: float = 0.5, rotate: bool = True, generator: torch.Generator | None = None) -> None:
+        self.p_flip = p_flip
+        self.rotate = rotate
+        self.generator = generator
+
+    def __call__(self, sample: Sample) -> Sample:
+        if _rand(self.generator) < self.p_flip:
+            sample = _map_spatial(
+                sample,
+                lambda t, s: t.flip(-1),
+                lambda b, h, w: torch.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], dim=1),
+            )
+        if _rand(self.generator) < self.p_flip:
+            sample = _map_spatial(
+                sample,
+                lambda t, s: t.flip(-2),
+                lambda b, h, w: torch.stack([b[:, 0], h - b[:, 3], b[:, 2], h - b[:, 1]], dim=1),
+            )
+        if self.rotate:
+            turns = _randint(4, self.generator)
+            for _ in range(turns):  # each turn: 90° counter-clockwise, (x, y) → (y, w - x)
+                sample = _map_spatial(
+                    sample,
+                    lambda t, s: torch.rot90(t, 1, dims=(-2, -1)),
+                    lambda b, h, w: torch.stack([b[:, 1], w - b[:, 2], b[:, 3], w - b[:, 0]], dim=1),
+                )
+        return sample
+
+
+class RandomCrop:
+    """Crop ``size`` pixels of the coarsest modality (and the matching, scaled window of every other one)."""
+
+    def __init__(self, size: int, generator: torch.Generator | None = None) -> None:
+        self.size = size
+        self.generator = generator
+
+    def __call__(self, sample: Sample) -> Sample:
+        reference = [getattr(sample, n).values for n in ("s2", "s1") if getattr(sample, n) is not None]
+        if sample.hr is not None:
+            reference.append(sample.hr)
+        height, width = min(t.shape[-2] for t in reference), min(t.shape[-1] for t in reference)
+        if height < self.size or width < self.size:
+            raise ValueError(f"{sample.source}: cannot crop {self.size} pixels from a {height}×{width} grid")
+        top = _randint(height - self.size + 1, self.generator)
+        left = _randint(width - self.size + 1, self.generator)
+
+        def crop(t: torch.Tensor, s: int) -> torch.Tensor:
+            return t[..., top * s : (top + self.size) * s, left * s : (left + self.size) * s]
+
+        def crop_boxes(b: torch.Tensor, h: int, w: int) -> torch.Tensor:
+            s = h // height
+            shifted = b - torch.tensor([left * s, top * s, left * s, top * s], dtype=b.dtype)
+            return shifted.clamp(min=0, max=self.size * s)
+
+        return _map_spatial(sample, crop, crop_boxes)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Photometric: per modality
+# ------------------------------------------------------------------------------------------------------------------
+class RandomBrightnessContrast:
+    """Multiply by a brightness factor and stretch around the per-band mean (contrast), for one modality.
+
+    Works in any units where 0 means "no signal" (DN, reflectance); for SAR in dB use :class:`RandomGainDb`.
+    """
+
+    def __init__(
+        self,
+        modality: str = "hr",
+        brightness: float = 0.2,
+        contrast: float = 0.2,
+        p: float = 0.8,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.modality, self.brightness, self.contrast, self.p = modality, brightness, contrast, p
+        self.generator = generator
+
+    def _factor(self, amount: float) -> float:
+        return 1.0 + (2 * _rand(self.generator) - 1) * amount
+
+    def __call__(self, sample: Sample) -> Sample:
+        if _rand(self.generator) >= self.p:
+            return sample
+        b, c = self._factor(self.brightness), self._factor(self.contrast)
+        if self.modality == "hr":
+            if sample.hr is None:
+                return sample
+            x = sample.hr * b
+            mean = x.nanmean(dim=(-2, -1), keepdim=True)
+            return dataclasses.replace(sample, hr=(x - mean) * c + mean)
+        series = getattr(sample, self.modality)
+        if series is None:
+            return sample
+        x = series.values * b
+        mean = x.nanmean(dim=(-2, -1), keepdim=True)
+        return dataclasses.replace(sample, **{self.modality: dataclasses.replace(series, values=(x - mean) * c + mean)})
+
+
+class RandomGainDb:
+    """Add one random gain in [-max_db, max_db] dB to a SAR series (a calibration offset)."""
+
+    def __init__(
+        self, modality: str = "s1", max_db: float = 1.0, p: float = 0.5, generator: torch.Generator | None = None
+    ) -> None:
+        self.modality, self.max_db, self.p, self.generator = modality, max_db, p, generator
+
+    def __call__(self, sample: Sample) -> Sample:
+        series = getattr(sample, self.modality)
+        if series is None or _rand(self.generator) >= self.p:
+            return sample
+        gain = (2 * _rand(self.generator) - 1) * self.max_db
+        return dataclasses.replace(sample, **{self.modality: dataclasses.replace(series, values=series.values + gain)})
+
+
+class RandomGaussianBlur:
+    """Gaussian blur of the HR image (σ uniform in ``sigma``) with probability ``p``."""
+
+    def __init__(
+        self, sigma: tuple[float, float] = (0.1, 2.0), p: float = 0.5, generator: torch.Generator | None = None
+    ) -> None:
+        self.sigma, self.p, self.generator = sigma, p, generator
+
+    def __call__(self, sample: Sample) -> Sample:
+        if sample.hr is None or _rand(self.generator) >= self.p:
+            return sample
+        sigma = self.sigma[0] + _rand(self.generator) * (self.sigma[1] - self.sigma[0])
+        kernel = 2 * int(3 * sigma) + 1
+        return dataclasses.replace(sample, hr=TF.gaussian_blur(sample.hr, [kernel, kernel], [sigma, sigma]))
+
+
+class RandomSolarize:
+    """Invert HR values above ``threshold`` (in the HR units, 0–255 by default) with probability ``p``."""
+
+    def __init__(
+        self, threshold: float = 128.0, maximum: float = 255.0, p: float = 0.2, generator: torch.Generator | None = None
+    ) -> None:
+        self.threshold, self.maximum, self.p, self.generator = threshold, maximum, p, generator
+
+    def __call__(self, sample: Sample) -> Sample:
+        if sample.hr is None or _rand(self.generator) >= self.p:
+            return sample
+        hr = torch.where(sample.hr >= self.threshold, self.maximum - sample.hr, sample.hr)
+        return dataclasses.replace(sample, hr=hr)

@@ -1,0 +1,150 @@
+"""Samples, collate (time padding with masks, refusal of NaN) and transforms (co-registered geometry)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import torch
+
+from skysense import create_model
+from skysense.data.collate import Sample, TimeSeries, collate
+from skysense.data.sensors import HR_RGB, S1_GRD, S2_L2A
+from skysense.data.transforms import (
+    Compose,
+    FillInvalid,
+    JitterDates,
+    Normalize,
+    RandomCrop,
+    RandomFlipRotate,
+    SampleFrames,
+)
+
+
+def _series(steps: int, channels: int, size: int = 8, start: str = "2021-01-01", scale: float = 1000.0) -> TimeSeries:
+    first = dt.date.fromisoformat(start)
+    return TimeSeries(
+        values=torch.rand(steps, channels, size, size) * scale,
+        dates=[first + dt.timedelta(days=12 * i) for i in range(steps)],
+        valid=torch.ones(steps, size, size, dtype=torch.bool),
+    )
+
+
+def _sample(s2_steps: int = 3, s1_steps: int = 2, hr: bool = True, **kwargs) -> Sample:
+    return Sample(
+        hr=torch.rand(3, 256, 256) * 255 if hr else None,
+        s2=_series(s2_steps, 10) if s2_steps else None,
+        s1=TimeSeries(
+            -torch.rand(s1_steps, 2, 8, 8) * 20,
+            [dt.date(2021, 2, 1 + i) for i in range(s1_steps)],
+            torch.ones(s1_steps, 8, 8, dtype=torch.bool),
+        )
+        if s1_steps
+        else None,
+        lat=45.0,
+        lon=7.0,
+        meta={"source": kwargs.pop("source", "synthetic")},
+        **kwargs,
+    )
+
+
+def test_collate_pads_time_and_masks_missing_modalities() -> None:
+    batch = collate([_sample(3, 2, target=1), _sample(1, 0, hr=False, target=4)])
+    x = batch.inputs
+    assert x.s2.shape == (2, 3, 10, 8, 8) and x.s1.shape == (2, 2, 2, 8, 8)
+    assert x.s2_valid.tolist() == [[True, True, True], [True, False, False]]
+    assert x.s1_valid.tolist() == [[True, True], [False, False]]
+    assert x.hr_valid.tolist() == [True, False]
+    assert x.s2_day_of_year[0].tolist() == [0, 12, 24] and x.s2_day_of_year[1, 1:].tolist() == [-1, -1]
+    assert batch.target.tolist() == [1, 4]
+    assert batch.s2_pixel_valid.shape == (2, 3, 8, 8) and not batch.s2_pixel_valid[1, 1:].any()
+
+
+def test_collated_batch_runs_through_the_model() -> None:
+    normalize = Normalize(hr=HR_RGB, s2=S2_L2A, s1=S1_GRD)
+    batch = collate([normalize(_sample(3, 2)), normalize(_sample(2, 1, hr=False))])
+    model = create_model("tiny").eval()
+    with torch.no_grad():
+        out = model(batch.inputs)
+    assert out.features.shape == (2, 128, 8, 8) and torch.isfinite(out.features).all()
+
+
+def test_nan_is_refused_until_filled_explicitly() -> None:
+    sample = _sample()
+    sample.s2.values[1, 0, 2, 2] = float("nan")
+    sample.s2.valid[1, 2, 2] = False
+    with pytest.raises(ValueError, match="s2 of synthetic holds NaN"):
+        collate([sample])
+    filled = FillInvalid(0.0)(Normalize(s2=S2_L2A)(sample))
+    batch = collate([filled])
+    assert batch.inputs.s2[0, 1, 0, 2, 2] == 0.0 and not batch.s2_pixel_valid[0, 1, 2, 2]
+
+
+def test_frame_without_valid_pixels_is_masked() -> None:
+    sample = _sample()
+    sample.s2.values[0] = float("nan")
+    sample.s2.valid[0] = False
+    batch = collate([sample])
+    assert batch.inputs.s2_valid.tolist() == [[False, True, True]]
+
+
+def test_wrong_units_are_refused_by_normalize() -> None:
+    sample = _sample()
+    sample.s1.values[:] = 0.05  # linear backscatter, not dB — within range, but S2 DN as S1 is not:
+    bad = Sample(s1=_series(2, 2, scale=3000.0), meta={"source": "s2-as-s1.tif"})
+    with pytest.raises(ValueError, match="s2-as-s1.tif"):
+        Normalize(s1=S1_GRD)(bad)
+
+
+def test_sample_frames_and_jitter_keep_date_order() -> None:
+    generator = torch.Generator().manual_seed(0)
+    sample = _sample(30, 15)
+    out = SampleFrames(s2=20, s1=10, generator=generator)(sample)
+    assert len(out.s2) == 20 and len(out.s1) == 10
+    assert out.s2.dates == sorted(out.s2.dates)
+    even = SampleFrames(s2=4, s1=None, mode="even")(sample)
+    assert [d.isoformat() for d in even.s2.dates] == [
+        "2021-01-01",
+        "2021-05-01",
+        "2021-08-17",
+        "2021-12-15",
+    ]  # frames 0, 10, 19, 29
+    assert len(SampleFrames(mode="all")(sample).s2) == 30
+    jittered = JitterDates(max_days=30, generator=generator)(sample)
+    assert jittered.s2.dates == sorted(jittered.s2.dates)
+    assert jittered.s2.dates != sample.s2.dates
+    with pytest.raises(ValueError, match="sorted"):
+        TimeSeries(torch.zeros(2, 1, 2, 2), [dt.date(2021, 2, 1), dt.date(2021, 1, 1)], torch.ones(2, 2, 2, dtype=bool))
+
+
+def test_geometry_is_identical_across_modalities_and_targets() -> None:
+    """HR pixel (32·y + dy, 32·x + dx) and Sentinel pixel (y, x) must stay aligned through flips, rotations, crops."""
+    hr_index = torch.arange(8).repeat_interleave(32)  # Sentinel row of each HR row
+    hr = (hr_index[:, None] * 8 + hr_index[None, :]).float().expand(3, -1, -1).clone()  # (3, 256, 256)
+    grid = (torch.arange(8)[:, None] * 8 + torch.arange(8)[None, :]).float()  # (8, 8) = same id per location
+    s2 = TimeSeries(
+        grid.expand(2, 10, 8, 8).clone(),
+        [dt.date(2021, 1, 1), dt.date(2021, 2, 1)],
+        torch.ones(2, 8, 8, dtype=torch.bool),
+    )
+    sample = Sample(hr=hr, s2=s2, target=grid.clone(), meta={"source": "ids"})
+    generator = torch.Generator().manual_seed(3)
+    transform = Compose([RandomFlipRotate(generator=generator), RandomCrop(4, generator=generator)])
+    for _ in range(8):
+        out = transform(sample)
+        assert out.s2.values.shape == (2, 10, 4, 4) and out.hr.shape == (3, 128, 128)
+        pooled = out.hr[0].reshape(4, 32, 4, 32).amax(dim=(1, 3))
+        assert torch.equal(pooled, out.hr[0].reshape(4, 32, 4, 32).amin(dim=(1, 3)))  # blocks stay whole
+        assert torch.equal(pooled, out.s2.values[0, 0]) and torch.equal(out.target, out.s2.values[1, 3])
+
+
+def test_boxes_follow_the_image() -> None:
+    image = torch.zeros(3, 64, 64)
+    image[:, 10:20, 40:60] = 1.0  # rows 10-19, columns 40-59
+    sample = Sample(hr=image, target={"boxes": torch.tensor([[40.0, 10.0, 60.0, 20.0]]), "labels": torch.tensor([1])})
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(8):
+        out = RandomFlipRotate(generator=generator)(sample)
+        x1, y1, x2, y2 = out.target["boxes"][0].long().tolist()
+        inside = out.hr[0, y1:y2, x1:x2]
+        assert inside.numel() == 200 and inside.all() and out.hr[0].sum() == 200
