@@ -148,3 +148,17 @@ def test_boxes_follow_the_image() -> None:
         x1, y1, x2, y2 = out.target["boxes"][0].long().tolist()
         inside = out.hr[0, y1:y2, x1:x2]
         assert inside.numel() == 200 and inside.all() and out.hr[0].sum() == 200
+
+
+def test_change_pairs_move_together() -> None:
+    before = torch.rand(3, 64, 64) * 255
+    after = before.flip(-1).clone()
+    sample = Sample(hr=before, hr_t2=after, target=torch.zeros(64, 64, dtype=torch.long))
+    out = RandomFlipRotate(generator=torch.Generator().manual_seed(1))(Normalize(hr=HR_RGB)(sample))
+    batch = collate([out, out])
+    assert batch.hr_t2.shape == (2, 3, 64, 64)
+    # whatever geometry was drawn, the pair keeps its relation (after = before mirrored left-right, up to rotation)
+    restored = [torch.rot90(batch.hr_t2[0], k, (-2, -1)) for k in range(4)]
+    assert any(torch.allclose(r, torch.rot90(batch.inputs.hr[0], k, (-2, -1)).flip(-1)) for k, r in enumerate(restored))
+    with pytest.raises(ValueError, match="hr_t2"):
+        collate([out, Sample(hr=before)])

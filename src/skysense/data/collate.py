@@ -63,6 +63,7 @@ class Sample:
         hr: (C, H, W) float32 very-high-resolution image, or None.
         hr_valid: (H, W) bool pixel validity of ``hr`` (default: all valid).
         hr_date: acquisition date of ``hr`` if known.
+        hr_t2: (C, H, W) second HR image of the same place at a later date (bi-temporal change detection), or None.
         s2: Sentinel-2 :class:`TimeSeries` (10 model bands), or None.
         s1: Sentinel-1 :class:`TimeSeries` (VV, VH), or None.
         lat: latitude in degrees (WGS 84) of the location's centre, if known.
@@ -74,6 +75,7 @@ class Sample:
     hr: torch.Tensor | None = None
     hr_valid: torch.Tensor | None = None
     hr_date: dt.date | None = None
+    hr_t2: torch.Tensor | None = None
     s2: TimeSeries | None = None
     s1: TimeSeries | None = None
     lat: float | None = None
@@ -89,6 +91,8 @@ class Sample:
                 self.hr_valid = torch.isfinite(self.hr).all(dim=0)
             elif tuple(self.hr_valid.shape) != tuple(self.hr.shape[-2:]):
                 raise ValueError(f"hr_valid must be {tuple(self.hr.shape[-2:])}, got {tuple(self.hr_valid.shape)}")
+        if self.hr_t2 is not None and (self.hr is None or self.hr_t2.shape != self.hr.shape):
+            raise ValueError(f"hr_t2 needs an hr image of the same shape ({self.source})")
 
     @property
     def source(self) -> str:
@@ -102,6 +106,7 @@ class Batch:
 
     Attributes:
         inputs: the :class:`~skysense.batch.SkySenseInput` for the model.
+        hr_t2: (B, C, H, W) second-date HR images (change detection), or None.
         target: stacked targets (tensor) when every sample has a tensor/number target of one shape; a list otherwise
             (e.g. boxes); None when no sample has one.
         hr_pixel_valid: (B, H, W) bool, or None.
@@ -111,6 +116,7 @@ class Batch:
     """
 
     inputs: SkySenseInput
+    hr_t2: torch.Tensor | None
     target: torch.Tensor | list[Any] | None
     hr_pixel_valid: torch.Tensor | None
     s2_pixel_valid: torch.Tensor | None
@@ -124,6 +130,7 @@ class Batch:
         target = move(self.target) if not isinstance(self.target, list) else self.target
         return Batch(
             self.inputs.to(device),
+            move(self.hr_t2),
             target,
             move(self.hr_pixel_valid),
             move(self.s2_pixel_valid),
@@ -210,6 +217,12 @@ def collate(samples: Sequence[Sample], min_valid_fraction: float = 0.0) -> Batch
                 _refuse_nan(sample.hr[None], torch.ones(1, dtype=torch.bool), f"hr of {sample.source}")
             if sample.hr_date is not None:
                 inputs.hr_day_of_year[i] = day_of_year_index([sample.hr_date])[0]
+    hr_t2 = None
+    if any(s.hr_t2 is not None for s in samples):
+        if not all(s.hr_t2 is not None for s in samples):
+            raise ValueError("hr_t2 (second-date image) is given for some samples of the batch but not all")
+        hr_t2 = torch.stack([s.hr_t2 for s in samples])
+        _refuse_nan(hr_t2, torch.ones(size, dtype=torch.bool), "hr_t2")
     s2 = _collate_series(samples, "s2", min_valid_fraction)
     s1 = _collate_series(samples, "s1", min_valid_fraction)
     inputs.s2, inputs.s2_day_of_year, inputs.s2_valid, s2_pixel_valid = s2
@@ -225,6 +238,7 @@ def collate(samples: Sequence[Sample], min_valid_fraction: float = 0.0) -> Batch
         raise ValueError(f"latitude/longitude missing for some samples of the batch: {missing}")
     return Batch(
         inputs,
+        hr_t2,
         _collate_targets([s.target for s in samples]),
         hr_pixel_valid,
         s2_pixel_valid,

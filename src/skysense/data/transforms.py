@@ -61,6 +61,9 @@ class Normalize:
         if sample.hr is not None and self.sensors["hr"] is not None:
             values = sample.hr.numpy()
             changes["hr"] = torch.from_numpy(self.sensors["hr"].normalize(values, f"hr of {sample.source}"))
+            if sample.hr_t2 is not None:
+                values = sample.hr_t2.numpy()
+                changes["hr_t2"] = torch.from_numpy(self.sensors["hr"].normalize(values, f"hr_t2 of {sample.source}"))
         for name in ("s2", "s1"):
             series, sensor = getattr(sample, name), self.sensors[name]
             if series is None or sensor is None:
@@ -84,8 +87,11 @@ class FillInvalid:
     def __call__(self, sample: Sample) -> Sample:
         changes: dict[str, Any] = {}
         if sample.hr is not None:
-            keep = sample.hr_valid[None] & torch.isfinite(sample.hr)
-            changes["hr"] = torch.where(keep, sample.hr, torch.full_like(sample.hr, self.value))
+            for name in ("hr", "hr_t2"):
+                image = getattr(sample, name)
+                if image is not None:
+                    keep = sample.hr_valid[None] & torch.isfinite(image)
+                    changes[name] = torch.where(keep, image, torch.full_like(image, self.value))
         for name in ("s2", "s1"):
             series = getattr(sample, name)
             if series is None:
@@ -173,6 +179,8 @@ def _map_spatial(
         scale = scale_of(sample.hr)
         changes["hr"] = fn(sample.hr, scale)
         changes["hr_valid"] = fn(sample.hr_valid, scale)
+        if sample.hr_t2 is not None:
+            changes["hr_t2"] = fn(sample.hr_t2, scale)
     for name in ("s2", "s1"):
         series = getattr(sample, name)
         if series is not None:
