@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
-from PIL import Image
 
 from skysense.batch import SkySenseInput
+from skysense.data.datasets.base import read_rgb
 from skysense.data.readers import read_raster
 from skysense.data.sensors import HR_RGB, S1_GRD, S2_L2A, s2_l1c_to_model_bands
 from skysense.layers.date_encoding import day_of_year_index
@@ -87,14 +87,7 @@ def sen1floods11_input(
 
 def read_rgb_image(path: Path) -> torch.Tensor:
     """An 8-bit RGB image (JPEG/PNG) → normalised (3, H, W) float32 HR input."""
-    try:
-        with Image.open(path) as image:
-            if image.mode != "RGB":
-                raise ValueError(f"{path}: expected an 8-bit RGB image, got mode {image.mode}")
-            array = np.asarray(image, dtype=np.float32).transpose(2, 0, 1)
-    except OSError as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
-    return torch.from_numpy(HR_RGB.normalize(array, str(path)))
+    return torch.from_numpy(HR_RGB.normalize(read_rgb(Path(path)).numpy(), str(path)))
 
 
 def eurosat_samples(directory: Path = SAMPLE_DIR) -> tuple[torch.Tensor, torch.Tensor]:
