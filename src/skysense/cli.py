@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
+    from skysense.data.cli import add_data_parser
+
+    add_data_parser(sub)
     return parser
 
 

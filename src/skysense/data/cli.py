@@ -1,0 +1,117 @@
+"""``skysense data ...``: index a folder of rasters, stream per-band statistics, describe one file.
+
+skysense data index DIR -o manifest.csv [--pattern GLOB] [--filename-regex RE --date-format FMT] [--sidecar FILE]
+skysense data stats manifest.csv [--modality s2] [-o stats.json]
+skysense data info FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from skysense.data.dates import acquisition_date
+from skysense.data.manifest import (
+    MODALITIES,
+    compute_stats,
+    entry_from_info,
+    format_stats,
+    index_directory,
+    read_manifest,
+    write_manifest,
+)
+from skysense.data.readers import raster_info
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    """Index a folder into a manifest (CSV, or JSON by extension) and print a summary."""
+    entries = index_directory(
+        args.directory,
+        args.pattern,
+        filename_regex=args.filename_regex,
+        date_format=args.date_format,
+        sidecar=args.sidecar,
+        strict=args.strict,
+    )
+    if not entries:
+        raise SystemExit(f"skysense data index: no raster found under {args.directory} (pattern {args.pattern!r})")
+    output = write_manifest(entries, args.output)
+    modalities = Counter(e.modality for e in entries)
+    samples = {e.sample for e in entries}
+    undated = [e for e in entries if e.date is None and e.modality in ("s2", "s1")]
+    print(f"indexed {len(entries)} files under {args.directory} into {output}")
+    print("modalities: " + ", ".join(f"{m} {modalities[m]}" for m in MODALITIES if modalities[m]))
+    print(f"samples: {len(samples)}")
+    if undated:
+        print(f"{len(undated)} Sentinel files without a date (give --filename-regex or --sidecar):")
+        for entry in undated[:10]:
+            print(f"  {entry.path}")
+    noted = [e for e in entries if e.notes]
+    if noted:
+        print(f"{len(noted)} files with problems:")
+        for entry in noted[:20]:
+            print(f"  {entry.path}: {entry.notes}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Per-band statistics of one modality's files, streamed window by window."""
+    entries = read_manifest(args.manifest)
+    result = compute_stats(entries, args.modality, tile=args.tile)
+    print(format_stats(result))
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Metadata, date and inferred modality of one file (no pixels read)."""
+    info = raster_info(args.file)
+    entry = entry_from_info(info, folders=Path(args.file).parent.parts[-1:])
+    print(f"{info.path}: {info.driver}, {info.width}×{info.height}, {info.count} bands {list(info.band_names)}")
+    print(f"  dtype {', '.join(sorted(set(info.dtypes)))}, nodata {info.nodata}, CRS {entry.crs or 'none'}")
+    print(f"  bounds {tuple(round(v, 6) for v in info.bounds)}, resolution {tuple(round(v, 9) for v in info.res)}")
+    print(f"  blocks {info.block_shape}, overviews {info.overviews}, colour {list(info.colorinterp)}")
+    try:
+        date = acquisition_date(info.path, tags=info.tags).isoformat()
+    except ValueError as err:
+        date = f"none ({err})"
+    print(f"  date {date}; modality (inferred) {entry.modality}")
+    return 0
+
+
+def add_data_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``data`` and its subcommands on the ``skysense`` command's subparsers."""
+    data = subparsers.add_parser(
+        "data",
+        help="index, describe and summarise raster folders",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    commands = data.add_subparsers(dest="data_command", required=True)
+
+    index = commands.add_parser("index", help="write a manifest of the rasters under a folder")
+    index.add_argument("directory", type=Path)
+    index.add_argument("-o", "--output", type=Path, required=True, help="manifest path (.csv, or .json)")
+    index.add_argument("--pattern", default=None, help="glob relative to DIR (default: every raster, recursively)")
+    index.add_argument("--filename-regex", default=None, help="regex with a (?P<date>...) group for dates in names")
+    index.add_argument("--date-format", default="%Y%m%d", help="strptime format of the date group")
+    index.add_argument("--sidecar", type=Path, default=None, help="JSON/CSV table: file name → date")
+    index.add_argument("--strict", action="store_true", help="fail on the first unreadable file")
+    index.set_defaults(func=cmd_index)
+
+    stats = commands.add_parser("stats", help="per-band statistics over a manifest's files (streamed)")
+    stats.add_argument("manifest", type=Path)
+    stats.add_argument("--modality", choices=MODALITIES, default=None)
+    stats.add_argument("-o", "--output", type=Path, default=None, help="write the statistics as JSON")
+    stats.add_argument("--tile", type=int, default=1024, help="window side in pixels")
+    stats.set_defaults(func=cmd_stats)
+
+    info = commands.add_parser("info", help="metadata, date and modality of one raster")
+    info.add_argument("file", type=Path)
+    info.set_defaults(func=cmd_info)
+    return data
