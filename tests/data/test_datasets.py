@@ -361,3 +361,16 @@ def test_change_detection_pairs(tmp_path) -> None:
     Image.fromarray(np.full((4, 4), 128, dtype=np.uint8)).save(tmp_path / "mask.png")
     with pytest.raises(ValueError, match=r"mask.png: change mask values must be 0 or 255, found \[128\]"):
         read_change_mask(tmp_path / "mask.png")
+
+
+def test_sen1floods11_chip_cache_gives_identical_tiles() -> None:
+    from skysense.data.datasets import Sen1Floods11
+
+    root = shared_path("sen1floods11_samples")
+    cached = Sen1Floods11(root, mode="s1s2", tile_size=128)
+    uncached = Sen1Floods11(root, mode="s1s2", tile_size=128, cache_chips=0)
+    for index in (0, 5, 15):
+        a, b = cached[index], uncached[index]
+        assert torch.equal(a.s1.values.nan_to_num(-999), b.s1.values.nan_to_num(-999))
+        assert torch.equal(a.s2.values, b.s2.values) and torch.equal(a.target, b.target)
+        assert a.lat == b.lat and a.lon == b.lon

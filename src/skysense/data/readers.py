@@ -20,6 +20,7 @@ per pixel and frame: a pixel is valid only if every band is.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import warnings
@@ -310,6 +311,20 @@ class Raster:
     def pixel_valid(self) -> np.ndarray:
         """(H, W) bool: True where every band is valid."""
         return self.valid.all(axis=0)
+
+    def crop(self, window: Window) -> Raster:
+        """The part of this read inside ``window`` (pixel offsets relative to this read), without re-reading."""
+        row, col = int(window.row_off), int(window.col_off)
+        height, width = int(window.height), int(window.width)
+        if row < 0 or col < 0 or row + height > self.values.shape[1] or col + width > self.values.shape[2]:
+            raise ValueError(f"{self.path}: window {window} lies outside the {self.values.shape[1:]} read")
+        rows, cols = slice(row, row + height), slice(col, col + width)
+        return dataclasses.replace(
+            self,
+            values=self.values[:, rows, cols],
+            valid=self.valid[:, rows, cols],
+            transform=rasterio.windows.transform(window, self.transform),
+        )
 
     def require_valid(self, what: str = "raster") -> Raster:
         """Return self, or raise if no pixel of any band is valid.
