@@ -94,3 +94,20 @@ def test_eurosat_images_through_the_hr_encoder(model) -> None:
     assert torch.isfinite(maps[-1]).all()
     # the shipped River image is the same file as the shared one
     assert torch.equal(images[labels.tolist().index(8)], image)
+
+
+def test_crs_or_grid_mismatch_names_both_files(tmp_path) -> None:
+    """An S1 chip of another place (or another CRS) next to the shipped S2 chip is refused, not silently paired."""
+    import rasterio
+
+    from skysense.data.examples import SEN1FLOODS11_S1
+
+    with rasterio.open(SEN1FLOODS11_S1) as src:
+        profile, data = src.profile, src.read()
+    moved = tmp_path / "s1_utm.tif"
+    profile.update(crs="EPSG:32630")  # same pixels, declared in UTM 30N: a CRS mismatch
+    with rasterio.open(moved, "w", **profile) as dst:
+        dst.write(data)
+        dst.update_tags(ACQUISITION_DATE="2019-09-17")
+    with pytest.raises(ValueError, match=r"s1_utm\.tif.*S2Hand_64\.tif.*not co-registered"):
+        sen1floods11_input(s1_path=moved)
