@@ -2,9 +2,9 @@
 
 Our choice (docs/model.md): DINOv2-style heads — an MLP in → hidden → hidden → bottleneck with GELU, then a
 weight-normalised linear layer from the L2-normalised bottleneck to ``num_prototypes`` logits. Each feature source
-(HR, S2, S1, fused) gets two heads, one for the image level and one shared by the pixel and object levels (DINOv2
-keeps separate DINO and iBOT heads the same way). With hidden 2048, bottleneck 256 and 55,296 prototypes (a count chosen
-so that the total matches the paper's ~189 M) this is 190.3 M parameters at paper size. The heads belong to the pretraining meta-architecture, not to the encoder.
+(HR, S2, S1 spatial features, and the fused concat[F, F_geo]) gets two heads, one for the image level and one shared by the pixel and object levels (DINOv2
+keeps separate DINO and iBOT heads the same way). With hidden 2048, bottleneck 256 and 53,248 prototypes (a count chosen
+so that the total matches the paper's ~189 M) this is 190.25 M parameters at paper size. The heads belong to the pretraining meta-architecture, not to the encoder.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from torch.nn.utils.parametrizations import weight_norm
 class ProjectionHeadsConfig:
     """Which projection heads pretraining builds, and their sizes."""
 
-    source_dims: dict[str, int] = field(default_factory=lambda: {"hr": 2816, "s2": 2816, "s1": 2816, "fused": 1024})
+    # HR, S2 and S1 spatial features live on the grid at 2816; "fused" is concat[F, F_geo] = 2 × 1024
+    source_dims: dict[str, int] = field(default_factory=lambda: {"hr": 2816, "s2": 2816, "s1": 2816, "fused": 2048})
     levels: tuple[str, ...] = ("image", "dense")  # one head per level and source
     hidden_dim: int = 2048
     bottleneck_dim: int = 256
-    num_prototypes: int = 55296
+    num_prototypes: int = 53248
 
 
 class DINOHead(nn.Module):

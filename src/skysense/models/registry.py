@@ -69,7 +69,7 @@ def tiny() -> SkySenseConfig:
         fusion=FusionConfig(in_dim=256, embed_dim=64, depth=2, num_heads=2),
         geo=GeoContextConfig(in_dim=64, dim=32, num_prototypes=8, region_rows=8, region_cols=8, query_hidden_dim=128),
         projection=ProjectionHeadsConfig(
-            source_dims={"hr": 256, "s2": 256, "s1": 256, "fused": 64},
+            source_dims={"hr": 256, "s2": 256, "s1": 256, "fused": 128},
             hidden_dim=256,
             bottleneck_dim=64,
             num_prototypes=1024,
@@ -89,7 +89,7 @@ def small() -> SkySenseConfig:
             in_dim=256, dim=128, num_prototypes=32, region_rows=32, region_cols=32, query_hidden_dim=512
         ),
         projection=ProjectionHeadsConfig(
-            source_dims={"hr": 512, "s2": 512, "s1": 512, "fused": 256},
+            source_dims={"hr": 512, "s2": 512, "s1": 512, "fused": 512},
             hidden_dim=1024,
             bottleneck_dim=128,
             num_prototypes=8192,
@@ -99,7 +99,7 @@ def small() -> SkySenseConfig:
 
 @register_preset
 def base() -> SkySenseConfig:
-    """476 M parameters (563 M with the pretraining heads): SwinV2-B, 2 × ViT-B, a 12-layer fusion."""
+    """476 M parameters (566 M with the pretraining heads): SwinV2-B, 2 × ViT-B, a 12-layer fusion."""
     hr = SwinV2Config(
         embed_dim=128,
         depths=(2, 2, 18, 2),
@@ -116,7 +116,7 @@ def base() -> SkySenseConfig:
             in_dim=768, dim=256, num_prototypes=100, region_rows=64, region_cols=64, query_hidden_dim=1536
         ),
         projection=ProjectionHeadsConfig(
-            source_dims={"hr": 1024, "s2": 1024, "s1": 1024, "fused": 768},
+            source_dims={"hr": 1024, "s2": 1024, "s1": 1024, "fused": 1536},
             hidden_dim=2048,
             bottleneck_dim=256,
             num_prototypes=16384,

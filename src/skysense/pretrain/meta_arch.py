@@ -1,0 +1,261 @@
+"""SkySense's self-supervised pretraining (Guo et al., CVPR 2024, Sec. 3.2–3.3) as a student/teacher
+meta-architecture, in the manner of DINOv2's ``SSLMetaArch``.
+
+Two augmented views of each multi-modal sample go through the student and the EMA teacher. Views share their
+geometry (crop, flips) and their frames, so location l and frame t of one view correspond to location l and frame t
+of the other; they differ in photometric augmentation and date jitter. Losses, each switched on by its weight:
+
+* multi-granularity contrast on every source (HR, S2, S1 spatial features on the grid, and the fused
+  concat[F, F_geo]): pixel level (per sampled location, and per frame for the time series), object level (teacher
+  pixel features clustered by Sinkhorn-Knopp; both views pooled with the teacher's assignment), image level (mean
+  over valid locations and frames) — DINO self-distillation with centering by default, InfoNCE as an option;
+* cross-modal alignment: InfoNCE between co-located features of two modalities (HR–S2, HR–S1, S2–S1);
+* geo-context prototype learning: gradient-free Sinkhorn assignment of the teacher's fused features to their
+  region's prototypes and an EMA update of the bank (:func:`skysense.losses.prototype.update_prototypes`).
+
+Losses never live in the backbone; every loss is computed in fp32 outside autocast.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from skysense.batch import SkySenseInput, SkySenseOutput
+from skysense.losses.clustering import cluster_assignments, pool_objects
+from skysense.losses.dino import DINOLoss
+from skysense.losses.infonce import InfoNCELoss
+from skysense.losses.prototype import update_prototypes
+from skysense.models.projection import ProjectionHeadsConfig, build_projection_heads
+from skysense.models.skysense import SkySense
+
+SOURCES = ("hr", "s2", "s1", "fused")
+
+
+@dataclass
+class PretrainConfig:
+    """Objectives and their settings (the paper publishes none of these values: ours are DINO/DINOv2 defaults)."""
+
+    pixel_weight: float = 1.0
+    object_weight: float = 1.0
+    image_weight: float = 1.0
+    cross_modal_weight: float = 0.5
+    prototype_momentum: float = 0.99  # EMA of the geo-context bank; 1.0 freezes it
+    contrast: str = "dino"  # "dino" (self-distillation with centering) or "infonce"
+    centering: str = "center"  # DINO teacher centering: "center" (EMA mean) or "sinkhorn"
+    student_temperature: float = 0.1
+    teacher_temperature: float = 0.04
+    center_momentum: float = 0.9
+    infonce_temperature: float = 0.2
+    num_objects: int = 8  # object clusters per image
+    max_locations: int = 256  # grid locations sampled per image for the pixel level and cross-modal alignment
+    teacher_momentum_start: float = 0.996
+    teacher_momentum_end: float = 1.0
+
+
+class SSLMetaArch(nn.Module):
+    """Student and EMA teacher (each a SkySense backbone + projection heads) and the pretraining losses."""
+
+    def __init__(self, backbone: SkySense, heads: ProjectionHeadsConfig, config: PretrainConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or PretrainConfig()
+        if config.contrast not in ("dino", "infonce"):
+            raise ValueError(f"contrast must be 'dino' or 'infonce', got {config.contrast!r}")
+        self.student = nn.ModuleDict({"backbone": backbone, "heads": build_projection_heads(heads)})
+        self.teacher = copy.deepcopy(self.student)
+        for parameter in self.teacher.parameters():
+            parameter.requires_grad_(False)
+        self.dino = nn.ModuleDict(
+            {
+                name: DINOLoss(
+                    heads.num_prototypes,
+                    config.student_temperature,
+                    config.teacher_temperature,
+                    config.center_momentum,
+                    config.centering,
+                )
+                for name in self.student["heads"]
+            }
+        )
+        self.infonce = InfoNCELoss(config.infonce_temperature)
+        self.alignment = InfoNCELoss(config.infonce_temperature)
+
+    # ------------------------------------------------------------------------------------------------------------
+    @staticmethod
+    def source_tokens(out: SkySenseOutput, batch: SkySenseInput) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per source: tokens (B, T, L, C) over time steps T and grid locations L, and their validity (B, T).
+
+        HR and fused have T = 1; for the Sentinel series T is the number of frames.
+        """
+        size = batch.batch_size
+        tokens = {}
+        if out.hr_features is not None:
+            hr_valid = batch.hr_valid if batch.hr_valid is not None else torch.ones(size, dtype=torch.bool)
+            tokens["hr"] = (rearrange(out.hr_features[-1], "b c h w -> b 1 (h w) c"), hr_valid.view(size, 1))
+        for name in ("s2", "s1"):
+            features = getattr(out, f"{name}_features")
+            if features is not None:
+                valid = getattr(batch, f"{name}_valid")
+                if valid is None:
+                    valid = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+                tokens[name] = (rearrange(features, "b t c h w -> b t (h w) c"), valid)
+        if out.geo is not None:  # the fused source is concat[F, F_geo]; batches without coordinates skip it
+            tokens["fused"] = (
+                rearrange(out.features, "b c h w -> b 1 (h w) c"),
+                torch.ones(size, 1, dtype=torch.bool, device=out.features.device),
+            )
+        return tokens
+
+    def _contrast(self, head: str, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """Contrast student items (N, C) with the teacher's (N, C) through projection head ``head``."""
+        student_logits = self.student["heads"][head](student)
+        with torch.no_grad():
+            teacher_logits = self.teacher["heads"][head](teacher)
+        if self.config.contrast == "dino":
+            targets = self.dino[head].teacher_probabilities(teacher_logits)
+            return self.dino[head](student_logits, targets)
+        return self.infonce(student_logits, teacher_logits)
+
+    def forward(self, views: tuple[SkySenseInput, SkySenseInput]) -> dict[str, torch.Tensor]:
+        """All losses for two views; returns {"loss": weighted total, "<term>": each term, monitors...}."""
+        config = self.config
+        student_out = [self.student["backbone"](view, use_geo=view.lat is not None) for view in views]
+        with torch.no_grad():
+            teacher_out = [self.teacher["backbone"](view, use_geo=view.lat is not None) for view in views]
+        terms: dict[str, torch.Tensor] = {}
+        monitors: dict[str, torch.Tensor] = {}
+        if self.training:
+            monitors.update(self._update_geo_prototypes(teacher_out[0], views[0]))
+        for s_index, t_index in ((0, 1), (1, 0)):
+            view = views[s_index]
+            student = self.source_tokens(student_out[s_index], view)
+            teacher = self.source_tokens(teacher_out[t_index], views[t_index])
+            for source, (s_tokens, valid) in student.items():
+                t_tokens, t_valid = teacher[source]
+                both = valid & t_valid  # (B, T): frames present in both views
+                if not both.any():
+                    continue
+                self._multi_granularity(source, s_tokens, t_tokens, both, terms)
+            if config.cross_modal_weight > 0:
+                self._cross_modal(student, terms)
+        loss = torch.zeros((), device=next(self.parameters()).device)
+        weights = {
+            "pixel": config.pixel_weight,
+            "object": config.object_weight,
+            "image": config.image_weight,
+            "cross_modal": config.cross_modal_weight,
+        }
+        for name, values in list(terms.items()):
+            mean = torch.stack(values).mean() if isinstance(values, list) else values
+            terms[name] = mean
+            loss = loss + weights[name.split("/")[0]] * mean
+        # collapse monitor: std over the batch of the normalised image-level student embedding, per dim (≈ 1/√C
+        # when healthy, → 0 at collapse)
+        for source, (tokens, valid) in self.source_tokens(student_out[0], views[0]).items():
+            pooled = F.normalize(self._pool(tokens, valid).float(), dim=-1)
+            if pooled.shape[0] > 1:
+                monitors[f"std/{source}"] = pooled.detach().std(dim=0).mean()
+        return {"loss": loss, **terms, **monitors}
+
+    @staticmethod
+    def _pool(tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Mean over valid time steps and all locations: (B, T, L, C) → (B, C)."""
+        weights = valid.to(tokens.dtype)[..., None, None]  # (B, T, 1, 1)
+        return (tokens * weights).sum(dim=(1, 2)) / (weights.sum(dim=(1, 2)) * tokens.shape[2]).clamp_min(1e-6)
+
+    def _add(self, terms: dict, name: str, value: torch.Tensor) -> None:
+        terms.setdefault(name, []).append(value)
+
+    def _multi_granularity(
+        self, source: str, student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor, terms: dict
+    ) -> None:
+        config = self.config
+        batch, steps, locations, _ = student.shape
+        if config.image_weight > 0:
+            self._add(
+                terms,
+                f"image/{source}",
+                self._contrast(f"{source}_image", self._pool(student, valid), self._pool(teacher, valid)),
+            )
+        if config.pixel_weight <= 0 and config.object_weight <= 0:
+            return
+        frames = valid.flatten()  # (B·T,)
+        s_frames = rearrange(student, "b t l c -> (b t) l c")[frames]  # (M, L, C)
+        t_frames = rearrange(teacher, "b t l c -> (b t) l c")[frames]
+        if config.pixel_weight > 0:
+            count = min(config.max_locations, locations)
+            pick = torch.randperm(locations, device=student.device)[:count]
+            self._add(
+                terms,
+                f"pixel/{source}",
+                self._contrast(f"{source}_dense", s_frames[:, pick].flatten(0, 1), t_frames[:, pick].flatten(0, 1)),
+            )
+        if config.object_weight > 0 and locations > 1:
+            assignments = cluster_assignments(t_frames, config.num_objects)  # (M, L, K), from the teacher
+            s_objects = pool_objects(s_frames, assignments.to(s_frames.dtype))  # (M, K, C)
+            t_objects = pool_objects(t_frames, assignments.to(t_frames.dtype))
+            self._add(
+                terms,
+                f"object/{source}",
+                self._contrast(f"{source}_dense", s_objects.flatten(0, 1), t_objects.flatten(0, 1)),
+            )
+
+    def _cross_modal(self, tokens: dict[str, tuple[torch.Tensor, torch.Tensor]], terms: dict) -> None:
+        """InfoNCE between co-located features of two modalities (time series averaged over their valid frames)."""
+        per_location = {}
+        for source in ("hr", "s2", "s1"):
+            if source in tokens:
+                t, valid = tokens[source]
+                weights = valid.to(t.dtype)[..., None, None]
+                per_location[source] = ((t * weights).sum(1) / weights.sum(1).clamp_min(1e-6), valid.any(dim=1))
+        names = sorted(per_location)
+        for i, first in enumerate(names):
+            for second in names[i + 1 :]:
+                (a, a_valid), (b, b_valid) = per_location[first], per_location[second]
+                both = a_valid & b_valid  # (B,)
+                if not both.any():
+                    continue
+                locations = a.shape[1]
+                pick = torch.randperm(locations, device=a.device)[: min(self.config.max_locations, locations)]
+                queries, keys = a[both][:, pick].flatten(0, 1), b[both][:, pick].flatten(0, 1)
+                if queries.shape[0] > 1:
+                    self._add(terms, f"cross_modal/{first}-{second}", self.alignment(queries, keys))
+
+    # ------------------------------------------------------------------------------------------------------------
+    def teacher_momentum(self, progress: float) -> float:
+        """Cosine schedule from ``teacher_momentum_start`` to ``_end`` over training progress in [0, 1]."""
+        start, end = self.config.teacher_momentum_start, self.config.teacher_momentum_end
+        return end - (end - start) * (math.cos(math.pi * min(max(progress, 0.0), 1.0)) + 1) / 2
+
+    @torch.no_grad()
+    def update_teacher(self, momentum: float) -> None:
+        """Teacher ← momentum · teacher + (1 − momentum) · student (parameters); buffers copied."""
+        student_params = list(self.student.parameters())
+        teacher_params = list(self.teacher.parameters())
+        torch._foreach_mul_(teacher_params, momentum)
+        torch._foreach_add_(teacher_params, [p.detach() for p in student_params], alpha=1 - momentum)
+        for (name, s_buffer), (_, t_buffer) in zip(
+            self.student.named_buffers(), self.teacher.named_buffers(), strict=True
+        ):
+            if not name.endswith("bank"):
+                t_buffer.copy_(s_buffer)
+
+    @torch.no_grad()
+    def _update_geo_prototypes(self, teacher_out: SkySenseOutput, view: SkySenseInput) -> dict[str, torch.Tensor]:
+        """Gradient-free prototype learning on the teacher's fused features; both banks get the result."""
+        teacher = self.teacher["backbone"]
+        if teacher.geo is None or teacher_out.fused is None or view.lat is None or self.config.prototype_momentum >= 1:
+            return {}
+        fused = rearrange(teacher_out.fused, "b d h w -> b (h w) d")
+        regions = teacher.geo.regions(view.lat, view.lon)
+        stats = update_prototypes(
+            teacher.geo.bank, teacher.geo.query(fused), regions, momentum=self.config.prototype_momentum
+        )
+        self.student["backbone"].geo.bank.copy_(teacher.geo.bank)
+        return {f"prototypes/{k}": v for k, v in stats.items()}

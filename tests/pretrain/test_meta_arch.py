@@ -1,0 +1,86 @@
+"""The student/teacher meta-architecture: every objective, the EMA teacher, the prototype update."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from skysense import SkySenseInput, create_model, get_config
+from skysense.pretrain.meta_arch import PretrainConfig, SSLMetaArch
+
+
+def _views(batch: int = 2) -> tuple[SkySenseInput, SkySenseInput]:
+    base = SkySenseInput(
+        hr=torch.randn(batch, 3, 256, 256),
+        s2=torch.randn(batch, 3, 10, 8, 8),
+        s2_day_of_year=torch.randint(0, 365, (batch, 3)),
+        s2_valid=torch.tensor([[True, True, True], [True, True, False]])[:batch],
+        s1=torch.randn(batch, 2, 2, 8, 8),
+        s1_day_of_year=torch.randint(0, 365, (batch, 2)),
+        lat=torch.tensor([45.0, 46.0])[:batch],
+        lon=torch.tensor([7.0, 8.0])[:batch],
+    )
+    other = dataclasses.replace(base, hr=base.hr * 1.1 + 0.1, s2=base.s2 + 0.05 * torch.randn_like(base.s2))
+    return base, other
+
+
+def _meta(**overrides) -> SSLMetaArch:
+    torch.manual_seed(0)
+    return SSLMetaArch(create_model("tiny"), get_config("tiny").projection, PretrainConfig(**overrides))
+
+
+def test_every_objective_is_computed_and_trains_the_student_only() -> None:
+    meta = _meta().train()
+    bank_before = meta.teacher["backbone"].geo.bank.clone()
+    losses = meta(_views())
+    for source in ("hr", "s2", "s1", "fused"):
+        for level in ("image", "pixel", "object"):
+            assert torch.isfinite(losses[f"{level}/{source}"]), (level, source)
+    for pair in ("hr-s1", "hr-s2", "s1-s2"):
+        assert torch.isfinite(losses[f"cross_modal/{pair}"])
+    assert "std/hr" in losses and 0 <= losses["prototypes/usage_entropy"] <= 1
+    losses["loss"].backward()
+    assert all(p.grad is None for p in meta.teacher.parameters())
+    for name, parameter in meta.student["backbone"].named_parameters():
+        if name.startswith("hr.norms.") and not name.startswith("hr.norms.3"):
+            continue  # output norms of HR stages 0-2 feed downstream heads, not pretraining
+        assert parameter.grad is not None, name
+        # Swin V2 blocks start as the identity (post-norm weights 0), so their inner layers get zero gradients
+        # at initialisation; everything else must receive a real gradient
+        if not name.startswith("hr.layers."):
+            assert parameter.grad.abs().sum() > 0, name
+    # the geo bank moved, identically for student and teacher
+    assert not torch.equal(meta.teacher["backbone"].geo.bank, bank_before)
+    assert torch.equal(meta.teacher["backbone"].geo.bank, meta.student["backbone"].geo.bank)
+
+
+def test_weights_switch_objectives_off_and_infonce_option() -> None:
+    meta = _meta(pixel_weight=0, object_weight=0, cross_modal_weight=0, contrast="infonce").train()
+    losses = meta(_views())
+    assert not any(k.startswith(("pixel/", "object/", "cross_modal/")) for k in losses)
+    assert torch.isfinite(losses["loss"]) and "image/s2" in losses
+    with pytest.raises(ValueError, match="contrast"):
+        _meta(contrast="byol")
+
+
+def test_teacher_ema_and_momentum_schedule() -> None:
+    meta = _meta()
+    with torch.no_grad():
+        for p in meta.student.parameters():
+            p.add_(1.0)
+    teacher_before = [p.clone() for p in meta.teacher.parameters()]
+    meta.update_teacher(1.0)
+    assert all(torch.equal(a, b) for a, b in zip(teacher_before, meta.teacher.parameters(), strict=True))
+    meta.update_teacher(0.0)
+    assert all(torch.equal(s, t) for s, t in zip(meta.student.parameters(), meta.teacher.parameters(), strict=True))
+    assert meta.teacher_momentum(0.0) == pytest.approx(0.996) and meta.teacher_momentum(1.0) == pytest.approx(1.0)
+    assert 0.996 < meta.teacher_momentum(0.5) < 1.0
+
+
+def test_batches_without_coordinates_or_sentinel_data() -> None:
+    meta = _meta().train()
+    hr_only = SkySenseInput(hr=torch.randn(3, 3, 64, 64))
+    losses = meta((hr_only, dataclasses.replace(hr_only, hr=hr_only.hr * 0.9)))
+    assert "image/hr" in losses and "image/fused" not in losses and torch.isfinite(losses["loss"])
