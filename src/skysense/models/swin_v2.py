@@ -274,10 +274,13 @@ class SwinTransformerV2Block(nn.Module):
                 return t
             return torch.roll(t, shifts=(direction * shift_h, direction * shift_w), dims=(1, 2))
 
+        def pad(t: torch.Tensor) -> torch.Tensor:
+            return F.pad(t, padding) if any(padding) else t  # F.pad copies even when there is nothing to pad
+
         if geometry.pad_before_shift:
-            x = roll(F.pad(x, padding), -1)  # (B, Hp, Wp, C)
+            x = roll(pad(x), -1)  # (B, Hp, Wp, C)
         else:
-            x = F.pad(roll(x, -1), padding)
+            x = pad(roll(x, -1))
         windows = self.attn(window_partition(x, geometry.window), geometry)  # (B*nW, N, C)
         x = window_reverse(windows, geometry.window, geometry.padded_size)  # (B, Hp, Wp, C)
         if geometry.pad_before_shift:
@@ -375,7 +378,19 @@ class SwinTransformerV2Stage(nn.Module):
     def window_geometries(
         self, map_size: tuple[int, int], device: torch.device
     ) -> tuple[WindowGeometry, WindowGeometry]:
-        """Geometry of the regular and of the shifted blocks for a (H, W) map (a few small tensors)."""
+        """Geometry of the regular and of the shifted blocks for a (H, W) map (a few small constant tensors,
+        cached per map size and device: they depend on nothing else)."""
+        key = (tuple(map_size), str(device))
+        cache = self.__dict__.setdefault("_geometry_cache", {})  # plain attribute: not state, not copied to meta
+        if key not in cache:
+            if len(cache) >= 16:
+                cache.pop(next(iter(cache)))
+            cache[key] = self._build_window_geometries(map_size, device)
+        return cache[key]
+
+    def _build_window_geometries(
+        self, map_size: tuple[int, int], device: torch.device
+    ) -> tuple[WindowGeometry, WindowGeometry]:
         window = tuple(min(side, self.window_size) for side in map_size)
         shift = tuple(self.window_size // 2 if side > self.window_size else 0 for side in map_size)
         padded = tuple(
