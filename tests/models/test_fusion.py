@@ -6,6 +6,7 @@ from torch import nn
 
 from skysense.layers.date_encoding import NO_DATE
 from skysense.models.fusion import FusionConfig, TemporalFusion, convert_official_fusion_state_dict
+from tests.models.reference import MmsegLayer
 
 
 def _fusion() -> TemporalFusion:
@@ -54,27 +55,11 @@ def test_gradients_reach_every_parameter() -> None:
     assert all(p.grad is not None for p in fusion.parameters())
 
 
-class _MmsegLayer(nn.Module):
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        self.ln1 = nn.LayerNorm(dim)
-        self.attn = nn.Module()
-        self.attn.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
-        self.ln2 = nn.LayerNorm(dim)
-        self.ffn = nn.Module()
-        self.ffn.layers = nn.Sequential(nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU()), nn.Linear(4 * dim, dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.ln1(x)
-        x = x + self.attn.attn(h, h, h, need_weights=False)[0]
-        return x + self.ffn.layers(self.ln2(x))
-
-
 def test_official_fusion_mapping_matches_reference_layout() -> None:
     """The released fusion file: porj_linear, cls_token, mmseg layers, and the day-of-year table ctpe."""
     reference = nn.Module()
     reference.porj_linear = nn.Linear(24, 32)
-    reference.layers = nn.ModuleList([_MmsegLayer(32, 4) for _ in range(2)])
+    reference.layers = nn.ModuleList([MmsegLayer(32, 4) for _ in range(2)])
     for p in reference.parameters():
         nn.init.normal_(p, std=0.2)
     official = dict(reference.state_dict())

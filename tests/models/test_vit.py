@@ -14,6 +14,7 @@ from skysense.models.vit import (
     convert_official_upsample_head_state_dict,
     convert_official_vit_state_dict,
 )
+from tests.models.reference import MmsegLayer
 
 
 def _pair(in_chans: int = 10, img: int = 32, dim: int = 64, depth: int = 3, heads: int = 4):
@@ -90,28 +91,10 @@ def test_wrong_channels_is_a_clear_error() -> None:
         ours(torch.randn(1, 3, 32, 32))
 
 
-class _MmsegLayer(nn.Module):
-    """The structure of an mmseg ``TransformerEncoderLayer``, built from torch's nn.MultiheadAttention."""
-
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        self.ln1 = nn.LayerNorm(dim)
-        self.attn = nn.Module()
-        self.attn.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
-        self.ln2 = nn.LayerNorm(dim)
-        self.ffn = nn.Module()
-        self.ffn.layers = nn.Sequential(nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU()), nn.Linear(4 * dim, dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.ln1(x)
-        x = x + self.attn.attn(h, h, h, need_weights=False)[0]
-        return x + self.ffn.layers(self.ln2(x))
-
-
 def test_official_mapping_matches_multihead_attention_layer() -> None:
     dim, heads = 32, 4
     reference = nn.Module()
-    reference.layers = nn.ModuleList([_MmsegLayer(dim, heads) for _ in range(2)])
+    reference.layers = nn.ModuleList([MmsegLayer(dim, heads) for _ in range(2)])
     reference.patch_embed = nn.Module()
     reference.patch_embed.projection = nn.Conv2d(2, dim, 4, 4)
     reference.ln1 = nn.LayerNorm(dim)

@@ -13,6 +13,7 @@ import rasterio
 import torch
 
 from skysense.batch import SkySenseInput
+from skysense.data.datasets import EuroSAT
 from skysense.data.datasets.base import read_rgb
 from skysense.data.readers import read_raster
 from skysense.data.sensors import HR_RGB, S1_GRD, S2_L2A, s2_l1c_to_model_bands
@@ -22,18 +23,7 @@ SAMPLE_DIR = Path(str(resources.files("skysense") / "sample_data"))
 SEN1FLOODS11_S1 = SAMPLE_DIR / "sen1floods11_Spain_7370579_S1Hand_64.tif"
 SEN1FLOODS11_S2 = SAMPLE_DIR / "sen1floods11_Spain_7370579_S2Hand_64.tif"
 SEN1FLOODS11_LABEL = SAMPLE_DIR / "sen1floods11_Spain_7370579_LabelHand_64.tif"
-EUROSAT_CLASSES = (
-    "AnnualCrop",
-    "Forest",
-    "HerbaceousVegetation",
-    "Highway",
-    "Industrial",
-    "Pasture",
-    "PermanentCrop",
-    "Residential",
-    "River",
-    "SeaLake",
-)
+EUROSAT_CLASSES = EuroSAT.classes
 
 
 def require_all_valid(values: np.ndarray, valid: np.ndarray, path: Path) -> np.ndarray:

@@ -42,3 +42,30 @@ class Block(nn.Module):
         """Args: x (B, N, C); key_valid optional (B, N) bool, False = padding. Returns (B, N, C)."""
         x = x + self.drop_path1(self.attn(self.norm1(x), key_valid))
         return x + self.drop_path2(self.mlp(self.norm2(x)))
+
+
+def build_blocks(
+    dim: int,
+    depth: int,
+    num_heads: int,
+    mlp_ratio: float = 4.0,
+    qkv_bias: bool = True,
+    drop_path_rate: float = 0.0,
+    fused_attn: bool = True,
+    norm_eps: float = 1e-6,
+) -> nn.ModuleList:
+    """``depth`` pre-norm blocks with stochastic depth rising linearly from 0 to ``drop_path_rate``."""
+    drop_path = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
+    return nn.ModuleList(
+        Block(dim, num_heads, mlp_ratio, qkv_bias, drop_path=drop_path[i], fused_attn=fused_attn, norm_eps=norm_eps)
+        for i in range(depth)
+    )
+
+
+def init_linear_weights(module: nn.Module) -> None:
+    """timm's ViT init for every Linear inside ``module``: truncated normal (std 0.02) weights, zero biases."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.trunc_normal_(layer.weight, std=0.02)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)

@@ -17,8 +17,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from skysense.layers.date_encoding import NUM_DAYS, DayOfYearEncoding
-from skysense.layers.transformer import Block
-from skysense.models.vit import rename_by_rules
+from skysense.layers.transformer import build_blocks, init_linear_weights
+from skysense.models.vit import MMSEG_LAYER_RULES, rename_by_rules
 
 
 @dataclass
@@ -47,28 +47,21 @@ class TemporalFusion(nn.Module):
         self.date_encoding = DayOfYearEncoding(cfg.in_dim, cfg.num_days)
         self.proj = nn.Linear(cfg.in_dim, cfg.embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim))
-        drop_path = torch.linspace(0, cfg.drop_path_rate, cfg.depth, device="cpu").tolist()
-        self.blocks = nn.ModuleList(
-            Block(
-                cfg.embed_dim,
-                cfg.num_heads,
-                cfg.mlp_ratio,
-                cfg.qkv_bias,
-                drop_path=drop_path[i],
-                fused_attn=cfg.fused_attn,
-                norm_eps=cfg.norm_eps,
-            )
-            for i in range(cfg.depth)
+        self.blocks = build_blocks(
+            cfg.embed_dim,
+            cfg.depth,
+            cfg.num_heads,
+            cfg.mlp_ratio,
+            cfg.qkv_bias,
+            cfg.drop_path_rate,
+            cfg.fused_attn,
+            cfg.norm_eps,
         )
         self.norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps) if cfg.final_norm else nn.Identity()
         self.grad_checkpointing = False
         if not self.cls_token.is_meta:
             trunc_normal_(self.cls_token, std=0.02)
-            for module in self.modules():
-                if isinstance(module, nn.Linear):
-                    trunc_normal_(module.weight, std=0.02)
-                    if module.bias is not None:
-                        nn.init.zeros_(module.bias)
+            init_linear_weights(self)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
@@ -99,13 +92,7 @@ _OFFICIAL_FUSION_RULES = [
     (r"^porj_linear\.", "proj."),
     (r"^ctpe$", "date_encoding.weight"),
     (r"^cls_token$", "cls_token"),
-    (r"^layers\.(\d+)\.ln1\.", r"blocks.\1.norm1."),
-    (r"^layers\.(\d+)\.ln2\.", r"blocks.\1.norm2."),
-    (r"^layers\.(\d+)\.attn\.attn\.in_proj_weight$", r"blocks.\1.attn.qkv.weight"),
-    (r"^layers\.(\d+)\.attn\.attn\.in_proj_bias$", r"blocks.\1.attn.qkv.bias"),
-    (r"^layers\.(\d+)\.attn\.attn\.out_proj\.", r"blocks.\1.attn.proj."),
-    (r"^layers\.(\d+)\.ffn\.layers\.0\.0\.", r"blocks.\1.mlp.fc1."),
-    (r"^layers\.(\d+)\.ffn\.layers\.1\.", r"blocks.\1.mlp.fc2."),
+    *MMSEG_LAYER_RULES,
 ]
 
 

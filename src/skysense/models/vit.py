@@ -19,7 +19,7 @@ from timm.layers import resample_abs_pos_embed, trunc_normal_
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from skysense.layers.transformer import Block
+from skysense.layers.transformer import build_blocks, init_linear_weights
 from skysense.models.base import Encoder, FeatureInfo, resolve_indices
 
 
@@ -70,18 +70,15 @@ class VisionTransformer(Encoder):
         self.num_prefix_tokens = num_prefix
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim)) if cfg.class_token else None
         self.pos_embed = nn.Parameter(torch.zeros(1, num_prefix + self.base_grid**2, cfg.embed_dim))
-        drop_path = torch.linspace(0, cfg.drop_path_rate, cfg.depth, device="cpu").tolist()
-        self.blocks = nn.ModuleList(
-            Block(
-                cfg.embed_dim,
-                cfg.num_heads,
-                cfg.mlp_ratio,
-                cfg.qkv_bias,
-                drop_path=drop_path[i],
-                fused_attn=cfg.fused_attn,
-                norm_eps=cfg.norm_eps,
-            )
-            for i in range(cfg.depth)
+        self.blocks = build_blocks(
+            cfg.embed_dim,
+            cfg.depth,
+            cfg.num_heads,
+            cfg.mlp_ratio,
+            cfg.qkv_bias,
+            cfg.drop_path_rate,
+            cfg.fused_attn,
+            cfg.norm_eps,
         )
         self.norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps) if cfg.final_norm else nn.Identity()
         self.feature_info = [FeatureInfo(cfg.embed_dim, cfg.patch_size, f"blocks.{i}") for i in range(cfg.depth)]
@@ -94,11 +91,7 @@ class VisionTransformer(Encoder):
         trunc_normal_(self.pos_embed, std=0.02)
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=1e-6)
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        init_linear_weights(self)
 
     def _pos_embed(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """Prepend the cls token and add the position embedding, interpolated if the grid differs."""
@@ -170,8 +163,8 @@ class UpsampleHead(nn.Module):
         return self.shuffle(self.conv(x))
 
 
-_OFFICIAL_VIT_RULES = [
-    (r"^patch_embed\.projection\.", "patch_embed.proj."),
+# an mmseg/mmcv ``TransformerEncoderLayer`` (pre-norm, nn.MultiheadAttention) → our Block; shared with the fusion
+MMSEG_LAYER_RULES = [
     (r"^layers\.(\d+)\.ln1\.", r"blocks.\1.norm1."),
     (r"^layers\.(\d+)\.ln2\.", r"blocks.\1.norm2."),
     (r"^layers\.(\d+)\.attn\.attn\.in_proj_weight$", r"blocks.\1.attn.qkv.weight"),
@@ -179,6 +172,11 @@ _OFFICIAL_VIT_RULES = [
     (r"^layers\.(\d+)\.attn\.attn\.out_proj\.", r"blocks.\1.attn.proj."),
     (r"^layers\.(\d+)\.ffn\.layers\.0\.0\.", r"blocks.\1.mlp.fc1."),
     (r"^layers\.(\d+)\.ffn\.layers\.1\.", r"blocks.\1.mlp.fc2."),
+]
+
+_OFFICIAL_VIT_RULES = [
+    (r"^patch_embed\.projection\.", "patch_embed.proj."),
+    *MMSEG_LAYER_RULES,
     (r"^ln1\.", "norm."),
     (r"^cls_token$", "cls_token"),
     (r"^pos_embed$", "pos_embed"),
