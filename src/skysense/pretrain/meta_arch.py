@@ -19,6 +19,7 @@ Losses never live in the backbone; every loss is computed in fp32 outside autoca
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -67,6 +68,10 @@ class SSLMetaArch(nn.Module):
         self.config = config = config or PretrainConfig()
         if config.contrast not in ("dino", "infonce"):
             raise ValueError(f"contrast must be 'dino' or 'infonce', got {config.contrast!r}")
+        present = {"hr": backbone.hr, "s2": backbone.s2, "s1": backbone.s1, "fused": backbone.geo}
+        heads = dataclasses.replace(
+            heads, source_dims={k: v for k, v in heads.source_dims.items() if present.get(k) is not None}
+        )  # no heads for modalities the backbone does not have
         self.student = nn.ModuleDict({"backbone": backbone, "heads": build_projection_heads(heads)})
         self.teacher = copy.deepcopy(self.student)
         for parameter in self.teacher.parameters():

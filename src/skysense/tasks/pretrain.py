@@ -1,0 +1,96 @@
+"""Lightning module for SkySense pretraining: wraps :class:`~skysense.pretrain.meta_arch.SSLMetaArch`.
+
+AdamW with linear warm-up then cosine decay; the EMA teacher is updated after every optimiser step with the cosine
+momentum schedule. Precision (``bf16-mixed``), strategy (DDP/FSDP) and activation checkpointing are Trainer or
+constructor options, not code paths.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from skysense.data.collate import Batch
+from skysense.models.registry import create_model, get_config
+from skysense.pretrain.meta_arch import PretrainConfig, SSLMetaArch
+
+
+class PretrainTask(pl.LightningModule):
+    """Self-supervised pretraining of a preset.
+
+    Args:
+        preset: model preset name ("tiny", "small", "base", "paper").
+        model_overrides: options for :func:`skysense.create_model` (e.g. ``{"s1": None}``).
+        objectives: :class:`PretrainConfig` fields (loss weights, temperatures, ...).
+        lr: peak learning rate.
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up steps.
+        grad_checkpointing: activation checkpointing in every transformer.
+    """
+
+    def __init__(
+        self,
+        preset: str = "tiny",
+        model_overrides: dict[str, Any] | None = None,
+        objectives: dict[str, Any] | None = None,
+        lr: float = 5e-4,
+        weight_decay: float = 0.04,
+        warmup_steps: int = 10,
+        grad_checkpointing: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        overrides = model_overrides or {}
+        backbone = create_model(preset, **overrides)
+        backbone.set_grad_checkpointing(grad_checkpointing)
+        projection = get_config(preset, **overrides).projection
+        self.meta = SSLMetaArch(backbone, projection, PretrainConfig(**(objectives or {})))
+
+    @property
+    def backbone(self) -> torch.nn.Module:
+        """The student encoder (what downstream tasks load)."""
+        return self.meta.student["backbone"]
+
+    def training_step(self, batch: tuple[Batch, Batch], batch_index: int) -> torch.Tensor:
+        first, second = batch
+        losses = self.meta((first.inputs, second.inputs))
+        self.log_dict(
+            {f"train/{k}": v.detach().float() for k, v in losses.items()},
+            prog_bar=False,
+            batch_size=len(first),
+            sync_dist=False,
+        )
+        self.log("loss", losses["loss"].detach(), prog_bar=True, batch_size=len(first))
+        return losses["loss"]
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_index: int) -> None:
+        total = self.trainer.estimated_stepping_batches
+        progress = self.global_step / max(total, 1) if math.isfinite(total) else 0.0
+        momentum = self.meta.teacher_momentum(progress)
+        self.meta.update_teacher(momentum)
+        self.log("train/teacher_momentum", momentum, batch_size=1)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        decay, no_decay = [], []
+        for name, parameter in self.meta.student.named_parameters():
+            if not parameter.requires_grad:
+                continue
+            (no_decay if parameter.ndim <= 1 or name.endswith(("pos_embed", "cls_token")) else decay).append(parameter)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.hparams.lr,
+        )
+        total = self.trainer.estimated_stepping_batches
+        total = int(total) if math.isfinite(total) else 10_000
+        warmup = self.hparams.warmup_steps
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
