@@ -28,3 +28,39 @@ def test_version(capsys) -> None:
 def test_unknown_command_exits() -> None:
     with pytest.raises(SystemExit):
         main(["nonsense"])
+
+
+def test_pretrain_command_runs_on_real_sources(tmp_path) -> None:
+    """`skysense pretrain --config configs/pretrain/tiny.yaml` for two steps on EuroSAT, Sen1Floods11 and Presto."""
+    from pathlib import Path
+
+    from tests.conftest import shared_path
+
+    shared_path("eurosat_rgb_dev")
+    shared_path("presto_s1s2_timeseries")
+    config = Path(__file__).resolve().parents[1] / "configs" / "pretrain" / "tiny.yaml"
+    assert (
+        main(
+            [
+                "pretrain",
+                "--config",
+                str(config),
+                "--trainer.max_steps",
+                "2",
+                "--trainer.default_root_dir",
+                str(tmp_path),
+                "--trainer.logger.init_args.save_dir",
+                str(tmp_path),
+                "--data.num_workers",
+                "0",
+                "--trainer.log_every_n_steps",
+                "1",
+                "--trainer.enable_progress_bar",
+                "false",
+            ]
+        )
+        == 0
+    )
+    metrics = (next(tmp_path.rglob("metrics.csv"))).read_text()
+    for column in ("train/eurosat/image/hr", "train/sen1floods11/pixel/s1", "train/presto/cross_modal/s1-s2"):
+        assert column in metrics, column

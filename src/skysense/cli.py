@@ -83,6 +83,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def pretrain_main(argv: Sequence[str]) -> int:
+    """``skysense pretrain --config FILE [--section.key value ...]``: LightningCLI ``fit`` of :class:`PretrainTask`
+    with :class:`PretrainDataModule` (YAML with ``class_path``/``init_args``, dotted overrides)."""
+    from lightning.pytorch.cli import LightningCLI
+
+    from skysense.pretrain.datamodule import PretrainDataModule
+    from skysense.tasks.pretrain import PretrainTask
+
+    LightningCLI(
+        PretrainTask,
+        PretrainDataModule,
+        args=["fit", *argv],
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"prog": "skysense pretrain"},
+    )
+    return 0
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(skysense.__version__)
     return 0
@@ -99,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--preset", default="tiny", choices=list_presets())
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
+    sub.add_parser("pretrain", help="self-supervised pretraining (LightningCLI: --config FILE, --help for options)")
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
     from skysense.data.cli import add_data_parser
@@ -108,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["pretrain"]:
+        return pretrain_main(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

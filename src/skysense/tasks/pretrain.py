@@ -54,17 +54,22 @@ class PretrainTask(pl.LightningModule):
         """The student encoder (what downstream tasks load)."""
         return self.meta.student["backbone"]
 
-    def training_step(self, batch: tuple[Batch, Batch], batch_index: int) -> torch.Tensor:
-        first, second = batch
-        losses = self.meta((first.inputs, second.inputs))
-        self.log_dict(
-            {f"train/{k}": v.detach().float() for k, v in losses.items()},
-            prog_bar=False,
-            batch_size=len(first),
-            sync_dist=False,
-        )
-        self.log("loss", losses["loss"].detach(), prog_bar=True, batch_size=len(first))
-        return losses["loss"]
+    def training_step(
+        self, batch: tuple[Batch, Batch] | dict[str, tuple[Batch, Batch] | None], batch_index: int
+    ) -> torch.Tensor:
+        """One step on a pair of view batches, or on ``{source: pair}`` (the sum of the sources' losses)."""
+        pairs = batch if isinstance(batch, dict) else {"": batch}
+        total = torch.zeros((), device=self.device)
+        for source, pair in pairs.items():
+            if pair is None:
+                continue
+            first, second = pair
+            losses = self.meta((first.inputs, second.inputs))
+            prefix = f"train/{source}/" if source else "train/"
+            self.log_dict({prefix + k: v.detach().float() for k, v in losses.items()}, batch_size=len(first))
+            total = total + losses["loss"]
+        self.log("loss", total.detach(), prog_bar=True, batch_size=1)
+        return total
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_index: int) -> None:
         total = self.trainer.estimated_stepping_batches

@@ -1,0 +1,116 @@
+"""Pretraining data: unlabelled samples from several sources, two views each, one homogeneous batch per source.
+
+Sources differ in modalities and grid sizes (EuroSAT HR images, Sen1Floods11 S1 tiles, Presto S1+S2 series), so
+each gets its own loader and a training step receives ``{source: (view-1 batch, view-2 batch)}`` (Lightning's
+``CombinedLoader``, ``max_size_cycle``: an epoch is the longest source, shorter ones cycle).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import CombinedLoader
+from torch.utils.data import DataLoader
+
+from skysense.data.datamodules import resolve_dataset_class, seed_worker
+from skysense.data.datasets.base import SkySenseDataset
+from skysense.data.transforms import (
+    Compose,
+    FillInvalid,
+    JitterDates,
+    Normalize,
+    RandomBrightnessContrast,
+    RandomFlipRotate,
+    RandomGainDb,
+    RandomGaussianBlur,
+    RandomSolarize,
+    SampleFrames,
+)
+from skysense.pretrain.views import TwoViews, collate_views
+
+
+def pretraining_views(
+    dataset: SkySenseDataset, s2_frames: int, s1_frames: int, max_date_jitter: int, generator: torch.Generator
+) -> TwoViews:
+    """The paper's augmentations: shared frame sampling and geometry; per view HR solarisation (on 0–255 values),
+    then normalisation, explicit filling, brightness/contrast (in normalised units), blur, an S1 gain and date
+    jitter."""
+    shared = Compose([SampleFrames(s2_frames, s1_frames, generator=generator), RandomFlipRotate(generator=generator)])
+    per_view = Compose(
+        [
+            RandomSolarize(p=0.2, generator=generator),
+            Normalize(**dataset.sensors),
+            FillInvalid(),
+            RandomBrightnessContrast("hr", p=0.8, generator=generator),
+            RandomGaussianBlur(p=0.5, generator=generator),
+            RandomBrightnessContrast("s2", brightness=0.1, contrast=0.1, p=0.5, generator=generator),
+            RandomGainDb("s1", max_db=0.2, p=0.5, generator=generator),
+            JitterDates(max_date_jitter, generator=generator),
+        ]
+    )
+    return TwoViews(shared, per_view)
+
+
+class PretrainDataModule(pl.LightningDataModule):
+    """Two-view batches from several unlabelled sources.
+
+    Args:
+        sources: source name → {"dataset": class name in skysense.data.datasets (or dotted path),
+            "init_args": constructor arguments (``root``, ``split``, ...)}.
+        batch_size: samples per source per step.
+        num_workers: loader workers per source.
+        s2_frames, s1_frames: frames kept per series (the paper: 20 and 10).
+        max_date_jitter: days of date perturbation per view.
+        seed: seeds shuffling and augmentation.
+    """
+
+    def __init__(
+        self,
+        sources: dict[str, dict[str, Any]],
+        batch_size: int = 8,
+        num_workers: int = 0,
+        s2_frames: int = 20,
+        s1_frames: int = 10,
+        max_date_jitter: int = 7,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not sources:
+            raise ValueError("give at least one pretraining source")
+        self.sources = sources
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.s2_frames, self.s1_frames, self.max_date_jitter, self.seed = s2_frames, s1_frames, max_date_jitter, seed
+        self.datasets: dict[str, SkySenseDataset] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        for name, spec in self.sources.items():
+            if name in self.datasets:
+                continue
+            unknown = set(spec) - {"dataset", "init_args"}
+            if unknown or "dataset" not in spec:
+                raise ValueError(f"source {name!r}: expected keys 'dataset' and 'init_args', got {sorted(spec)}")
+            dataset = resolve_dataset_class(spec["dataset"])(**spec.get("init_args", {}))
+            generator = torch.Generator().manual_seed(self.seed)
+            dataset.transforms = pretraining_views(
+                dataset, self.s2_frames, self.s1_frames, self.max_date_jitter, generator
+            )
+            self.datasets[name] = dataset
+
+    def train_dataloader(self) -> CombinedLoader:
+        loaders = {
+            name: DataLoader(
+                dataset,
+                batch_size=self.batch_size,
+                shuffle=True,
+                drop_last=len(dataset) >= self.batch_size,
+                num_workers=self.num_workers,
+                collate_fn=collate_views,
+                worker_init_fn=seed_worker,
+                persistent_workers=self.num_workers > 0,
+                generator=torch.Generator().manual_seed(self.seed),
+            )
+            for name, dataset in self.datasets.items()
+        }
+        return CombinedLoader(loaders, mode="max_size_cycle")
