@@ -1,0 +1,52 @@
+"""DDP with two CPU processes (gloo), launched the way a user would: `skysense pretrain --trainer.strategy ddp...`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from tests.conftest import shared_path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_ddp_two_cpu_processes(tmp_path) -> None:
+    shared_path("eurosat_rgb_dev")
+    shared_path("presto_s1s2_timeseries")
+    command = [
+        sys.executable,
+        "-m",
+        "skysense.cli",
+        "pretrain",
+        "--config",
+        "configs/pretrain/tiny.yaml",
+        "--trainer.max_steps",
+        "2",
+        "--trainer.devices",
+        "2",
+        "--trainer.strategy",
+        "ddp_find_unused_parameters_true",  # each step sees only some modalities' modules
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path),
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--data.num_workers",
+        "0",
+        "--data.batch_size",
+        "4",
+    ]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "max_steps=2` reached" in result.stderr + result.stdout
+    checkpoint = next(tmp_path.rglob("*.ckpt"))
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    student_bank = state["meta.student.backbone.geo.bank"]
+    teacher_bank = state["meta.teacher.backbone.geo.bank"]
+    assert torch.equal(student_bank, teacher_bank) and torch.isfinite(student_bank).all()
