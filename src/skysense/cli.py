@@ -2,6 +2,8 @@
 
 skysense models            presets and their per-module parameter counts
 skysense demo              a tiny model on the shipped real sample (Sen1Floods11 S1+S2, EuroSAT)
+skysense pretrain          self-supervised pretraining (--config configs/pretrain/tiny.yaml)
+skysense data ...          index a folder of rasters, band statistics, file info
 skysense version
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -91,13 +94,15 @@ def pretrain_main(argv: Sequence[str]) -> int:
     from skysense.pretrain.datamodule import PretrainDataModule
     from skysense.tasks.pretrain import PretrainTask
 
-    LightningCLI(
-        PretrainTask,
-        PretrainDataModule,
-        args=["fit", *argv],
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "skysense pretrain"},
-    )
+    with warnings.catch_warnings():  # we pass the command line on as ``args`` on purpose
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        LightningCLI(
+            PretrainTask,
+            PretrainDataModule,
+            args=["fit", *argv],
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": "skysense pretrain"},
+        )
     return 0
 
 
