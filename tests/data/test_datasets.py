@@ -374,3 +374,6 @@ def test_sen1floods11_chip_cache_gives_identical_tiles() -> None:
         assert torch.equal(a.s1.values.nan_to_num(-999), b.s1.values.nan_to_num(-999))
         assert torch.equal(a.s2.values, b.s2.values) and torch.equal(a.target, b.target)
         assert a.lat == b.lat and a.lon == b.lon
+    first = cached[0]
+    first.s1.values.fill_(123.0)  # changing a sample must not change the cache behind the next reads
+    assert not torch.equal(cached[0].s1.values, first.s1.values)

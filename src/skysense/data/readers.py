@@ -313,7 +313,8 @@ class Raster:
         return self.valid.all(axis=0)
 
     def crop(self, window: Window) -> Raster:
-        """The part of this read inside ``window`` (pixel offsets relative to this read), without re-reading."""
+        """The part of this read inside ``window`` (pixel offsets relative to this read), without re-reading; the
+        arrays are copies, so changing the crop never changes this read."""
         row, col = int(window.row_off), int(window.col_off)
         height, width = int(window.height), int(window.width)
         if row < 0 or col < 0 or row + height > self.values.shape[1] or col + width > self.values.shape[2]:
@@ -321,8 +322,8 @@ class Raster:
         rows, cols = slice(row, row + height), slice(col, col + width)
         return dataclasses.replace(
             self,
-            values=self.values[:, rows, cols],
-            valid=self.valid[:, rows, cols],
+            values=self.values[:, rows, cols].copy(),
+            valid=self.valid[:, rows, cols].copy(),
             transform=rasterio.windows.transform(window, self.transform),
         )
 

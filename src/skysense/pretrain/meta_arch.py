@@ -133,14 +133,14 @@ class SSLMetaArch(nn.Module):
         student_out = [self.student["backbone"](view, use_geo=view.lat is not None) for view in views]
         with torch.no_grad():
             teacher_out = [self.teacher["backbone"](view, use_geo=view.lat is not None) for view in views]
-        terms: dict[str, torch.Tensor] = {}
+        terms: dict[str, list[torch.Tensor]] = {}
         monitors: dict[str, torch.Tensor] = {}
         if self.training:
             monitors.update(self._update_geo_prototypes(teacher_out[0], views[0]))
+        student_tokens = [self.source_tokens(out, view) for out, view in zip(student_out, views, strict=True)]
+        teacher_tokens = [self.source_tokens(out, view) for out, view in zip(teacher_out, views, strict=True)]
         for s_index, t_index in ((0, 1), (1, 0)):
-            view = views[s_index]
-            student = self.source_tokens(student_out[s_index], view)
-            teacher = self.source_tokens(teacher_out[t_index], views[t_index])
+            student, teacher = student_tokens[s_index], teacher_tokens[t_index]
             for source, (s_tokens, valid) in student.items():
                 t_tokens, t_valid = teacher[source]
                 both = valid & t_valid  # (B, T): frames present in both views
@@ -149,24 +149,23 @@ class SSLMetaArch(nn.Module):
                 self._multi_granularity(source, s_tokens, t_tokens, both, terms)
             if config.cross_modal_weight > 0:
                 self._cross_modal(student, terms)
-        loss = torch.zeros((), device=next(self.parameters()).device)
         weights = {
             "pixel": config.pixel_weight,
             "object": config.object_weight,
             "image": config.image_weight,
             "cross_modal": config.cross_modal_weight,
         }
-        for name, values in list(terms.items()):
-            mean = torch.stack(values).mean() if isinstance(values, list) else values
-            terms[name] = mean
-            loss = loss + weights[name.split("/")[0]] * mean
+        means = {name: torch.stack(values).mean() for name, values in terms.items()}
+        loss = torch.zeros((), device=next(self.parameters()).device)
+        for name, value in means.items():
+            loss = loss + weights[name.split("/")[0]] * value
         # collapse monitor: std over the batch of the normalised image-level student embedding, per dim (≈ 1/√C
         # when healthy, → 0 at collapse)
-        for source, (tokens, valid) in self.source_tokens(student_out[0], views[0]).items():
+        for source, (tokens, valid) in student_tokens[0].items():
             pooled = F.normalize(self._pool(tokens, valid).float(), dim=-1)
             if pooled.shape[0] > 1:
                 monitors[f"std/{source}"] = pooled.detach().std(dim=0).mean()
-        return {"loss": loss, **terms, **monitors}
+        return {"loss": loss, **means, **monitors}
 
     @staticmethod
     def _pool(tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -174,7 +173,9 @@ class SSLMetaArch(nn.Module):
         weights = valid.to(tokens.dtype)[..., None, None]  # (B, T, 1, 1)
         return (tokens * weights).sum(dim=(1, 2)) / (weights.sum(dim=(1, 2)) * tokens.shape[2]).clamp_min(1e-6)
 
-    def _add(self, terms: dict, name: str, value: torch.Tensor) -> None:
+    @staticmethod
+    def _add(terms: dict[str, list[torch.Tensor]], name: str, value: torch.Tensor) -> None:
+        """Collect one value of a loss term (both view directions, several levels, are averaged later)."""
         terms.setdefault(name, []).append(value)
 
     def _multi_granularity(

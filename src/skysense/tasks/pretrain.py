@@ -14,7 +14,8 @@ import lightning.pytorch as pl
 import torch
 
 from skysense.data.collate import Batch
-from skysense.models.registry import create_model, get_config
+from skysense.models.registry import get_config
+from skysense.models.skysense import SkySense
 from skysense.pretrain.meta_arch import PretrainConfig, SSLMetaArch
 
 
@@ -43,11 +44,10 @@ class PretrainTask(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        overrides = model_overrides or {}
-        backbone = create_model(preset, **overrides)
+        model_config = get_config(preset, **(model_overrides or {}))
+        backbone = SkySense(model_config)
         backbone.set_grad_checkpointing(grad_checkpointing)
-        projection = get_config(preset, **overrides).projection
-        self.meta = SSLMetaArch(backbone, projection, PretrainConfig(**(objectives or {})))
+        self.meta = SSLMetaArch(backbone, model_config.projection, PretrainConfig(**(objectives or {})))
 
     @property
     def backbone(self) -> torch.nn.Module:

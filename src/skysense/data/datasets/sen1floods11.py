@@ -243,7 +243,9 @@ class Sen1Floods11(SkySenseDataset):
             while len(self._cache) > self.cache_chips * len(self.folders):
                 self._cache.popitem(last=False)
         raster = self._cache[key]
-        return raster if window is None else raster.crop(window)
+        if window is None:
+            window = Window(0, 0, raster.values.shape[2], raster.values.shape[1])
+        return raster.crop(window)  # a copy: samples never share memory with the cache
 
     def _load(self, index: int) -> Sample:
         chip_index, window = self.windows[index]
