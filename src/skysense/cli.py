@@ -82,7 +82,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for fmap in hr_out.hr_features:
         print(f"    stride {images.shape[-1] // fmap.shape[-1]:>2}: {tuple(fmap.shape)}")
     print(f"    fused (HR only) {tuple(hr_out.fused.shape)} in {elapsed:.2f} s")
-    print("\nThe model is untrained here: pretraining and fine-tuning arrive with `skysense pretrain` / `fit`.")
+    print(
+        "\nThe weights are random here. Pretrain them with `skysense pretrain --config configs/pretrain/tiny.yaml`"
+        " (from a checkout with ../shared/data); fine-tuning commands are not there yet."
+    )
     return 0
 
 
