@@ -65,6 +65,14 @@ def test_weights_switch_objectives_off_and_infonce_option() -> None:
         _meta(contrast="byol")
 
 
+def test_teacher_targets_are_deterministic_in_training() -> None:
+    """The teacher stays in eval mode (no stochastic depth) while the student trains."""
+    meta = _meta().train()
+    assert meta.student.training and not any(m.training for m in meta.teacher.modules())
+    meta.eval()
+    assert not meta.student.training
+
+
 def test_teacher_ema_and_momentum_schedule() -> None:
     meta = _meta()
     with torch.no_grad():

@@ -3,19 +3,26 @@
 Sources differ in modalities and grid sizes (EuroSAT HR images, Sen1Floods11 S1 tiles, Presto S1+S2 series), so
 each gets its own loader and a training step receives ``{source: (view-1 batch, view-2 batch)}`` (Lightning's
 ``CombinedLoader``, ``max_size_cycle``: an epoch is the longest source, shorter ones cycle).
+
+Exact resume: each source's loader is a :class:`~skysense.data.resumable.ResumableLoader` — its order depends only
+on ``(seed, source, epoch, pass)``, every sample's augmentations only on its own seed, and the count of batches the
+training step consumed is saved in checkpoints — so a run resumed mid-epoch sees the same batches, with the same
+augmentations, as the run that was never stopped.
 """
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import CombinedLoader
-from torch.utils.data import DataLoader
+from torch.utils.data import Dataset, Subset
 
 from skysense.data.datamodules import resolve_dataset_class, seed_worker
 from skysense.data.datasets.base import SkySenseDataset
+from skysense.data.resumable import ResumableLoader, derive_seed
 from skysense.data.transforms import (
     Compose,
     FillInvalid,
@@ -58,7 +65,8 @@ class PretrainDataModule(pl.LightningDataModule):
 
     Args:
         sources: source name → {"dataset": class name in skysense.data.datasets (or dotted path),
-            "init_args": constructor arguments (``root``, ``split``, ...)}.
+            "init_args": constructor arguments (``root``, ``split``, ...), optionally "max_samples": use only the
+            first n samples (quick runs, tests)}.
         batch_size: samples per source per step.
         num_workers: loader workers per source.
         s2_frames, s1_frames: frames kept per series (the paper: 20 and 10).
@@ -82,35 +90,50 @@ class PretrainDataModule(pl.LightningDataModule):
         self.sources = sources
         self.batch_size, self.num_workers = batch_size, num_workers
         self.s2_frames, self.s1_frames, self.max_date_jitter, self.seed = s2_frames, s1_frames, max_date_jitter, seed
-        self.datasets: dict[str, SkySenseDataset] = {}
+        self.datasets: dict[str, Dataset] = {}
+        self.generators: dict[str, torch.Generator] = {}
+        self.loaders: dict[str, ResumableLoader] = {}
 
     def setup(self, stage: str | None = None) -> None:
         for name, spec in self.sources.items():
             if name in self.datasets:
                 continue
-            unknown = set(spec) - {"dataset", "init_args"}
+            unknown = set(spec) - {"dataset", "init_args", "max_samples"}
             if unknown or "dataset" not in spec:
-                raise ValueError(f"source {name!r}: expected keys 'dataset' and 'init_args', got {sorted(spec)}")
+                raise ValueError(f"source {name!r}: expected keys 'dataset', 'init_args' and optionally 'max_samples', got {sorted(spec)}")
             dataset = resolve_dataset_class(spec["dataset"])(**spec.get("init_args", {}))
-            generator = torch.Generator().manual_seed(self.seed)
+            generator = torch.Generator()  # re-seeded for every sample by the loader
             dataset.transforms = pretraining_views(
                 dataset, self.s2_frames, self.s1_frames, self.max_date_jitter, generator
             )
-            self.datasets[name] = dataset
+            if spec.get("max_samples") is not None:
+                dataset = Subset(dataset, range(min(int(spec["max_samples"]), len(dataset))))
+            self.datasets[name], self.generators[name] = dataset, generator
 
     def train_dataloader(self) -> CombinedLoader:
-        loaders = {
-            name: DataLoader(
+        self.loaders = {
+            name: ResumableLoader(
                 dataset,
+                [self.generators[name]],
                 batch_size=self.batch_size,
-                shuffle=True,
+                seed=derive_seed(self.seed, zlib.crc32(name.encode())),
                 drop_last=len(dataset) >= self.batch_size,
                 num_workers=self.num_workers,
                 collate_fn=collate_views,
                 worker_init_fn=seed_worker,
                 persistent_workers=self.num_workers > 0,
-                generator=torch.Generator().manual_seed(self.seed),
             )
             for name, dataset in self.datasets.items()
         }
-        return CombinedLoader(loaders, mode="max_size_cycle")
+        epoch_batches = max(len(loader) for loader in self.loaders.values())
+        for loader in self.loaders.values():
+            loader.epoch_batches = epoch_batches
+        return CombinedLoader(self.loaders, mode="max_size_cycle")
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Lightning calls this once per batch that enters a training step (not for batches fetched ahead): count
+        it, so that a checkpoint records exactly what was consumed."""
+        if self.trainer is not None and self.trainer.training:
+            for loader in self.loaders.values():
+                loader.mark_consumed()
+        return batch

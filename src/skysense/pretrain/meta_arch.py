@@ -91,6 +91,13 @@ class SSLMetaArch(nn.Module):
         self.infonce = InfoNCELoss(config.infonce_temperature)
         self.alignment = InfoNCELoss(config.infonce_temperature)
 
+    def train(self, mode: bool = True) -> SSLMetaArch:
+        """The teacher always runs in eval mode: no stochastic depth or dropout in the targets (as in DINO/DINOv2,
+        whose teacher is built without drop path)."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
     # ------------------------------------------------------------------------------------------------------------
     @staticmethod
     def source_tokens(out: SkySenseOutput, batch: SkySenseInput) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -71,12 +71,29 @@ class PretrainTask(pl.LightningModule):
         self.log("loss", total.detach(), prog_bar=True, batch_size=1)
         return total
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_index: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimiser step, then the EMA teacher step — here rather than in ``on_train_batch_end``, which runs
+        after the checkpoint callbacks: a checkpoint must hold the student and teacher of the same step."""
+        super().optimizer_step(*args, **kwargs)
         total = self.trainer.estimated_stepping_batches
         progress = self.global_step / max(total, 1) if math.isfinite(total) else 0.0
         momentum = self.meta.teacher_momentum(progress)
         self.meta.update_teacher(momentum)
         self.log("train/teacher_momentum", momentum, batch_size=1)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the global RNG states (stochastic depth, dropout draw from them) for an exact resume."""
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("rng_states")
+        if states is None:
+            return
+        torch.set_rng_state(states["torch"])
+        if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states["cuda"])
 
     def configure_optimizers(self) -> dict[str, Any]:
         decay, no_decay = [], []
