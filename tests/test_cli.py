@@ -30,8 +30,10 @@ def test_unknown_command_exits() -> None:
         main(["nonsense"])
 
 
-def test_pretrain_command_runs_on_real_sources(tmp_path) -> None:
-    """`skysense pretrain --config configs/pretrain/tiny.yaml` for two steps on EuroSAT, Sen1Floods11 and Presto."""
+@pytest.mark.parametrize("logger", ["csv", "tensorboard"])
+def test_pretrain_command_runs_on_real_sources(tmp_path, logger: str) -> None:
+    """`skysense pretrain --config configs/pretrain/tiny.yaml` for two steps on EuroSAT, Sen1Floods11 and Presto,
+    logging to CSV (the config's logger) or to TensorBoard (switched on the command line)."""
     from pathlib import Path
 
     from tests.conftest import shared_path
@@ -39,28 +41,35 @@ def test_pretrain_command_runs_on_real_sources(tmp_path) -> None:
     shared_path("eurosat_rgb_dev")
     shared_path("presto_s1s2_timeseries")
     config = Path(__file__).resolve().parents[1] / "configs" / "pretrain" / "tiny.yaml"
-    assert (
-        main(
-            [
-                "pretrain",
-                "--config",
-                str(config),
-                "--trainer.max_steps",
-                "2",
-                "--trainer.default_root_dir",
-                str(tmp_path),
-                "--trainer.logger.init_args.save_dir",
-                str(tmp_path),
-                "--data.num_workers",
-                "0",
-                "--trainer.log_every_n_steps",
-                "1",
-                "--trainer.enable_progress_bar",
-                "false",
-            ]
-        )
-        == 0
-    )
-    metrics = (next(tmp_path.rglob("metrics.csv"))).read_text()
-    for column in ("train/eurosat/image/hr", "train/sen1floods11/pixel/s1", "train/presto/cross_modal/s1-s2"):
+    logger_args = ["--trainer.logger", "lightning.pytorch.loggers.TensorBoardLogger"] if logger == "tensorboard" else []
+    arguments = [
+        "pretrain",
+        "--config",
+        str(config),
+        "--trainer.max_steps",
+        "2",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        *logger_args,
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path),
+        "--data.num_workers",
+        "0",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
+    assert main(arguments) == 0
+    expected = ("train/eurosat/image/hr", "train/sen1floods11/pixel/s1", "train/presto/cross_modal/s1-s2")
+    if logger == "csv":
+        metrics = (next(tmp_path.rglob("metrics.csv"))).read_text()
+    else:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(next(tmp_path.rglob("events.out.tfevents.*")).parent))
+        events.Reload()
+        metrics = " ".join(events.Tags()["scalars"])
+        assert len(events.Scalars("loss")) == 2
+    for column in expected:
         assert column in metrics, column
