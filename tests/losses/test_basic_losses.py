@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -16,6 +17,15 @@ def test_sinkhorn_equipartition() -> None:
     assert torch.allclose(q.sum(dim=1), torch.ones(64), atol=1e-4)
     assert torch.allclose(q.sum(dim=0), torch.full((8,), 8.0), atol=1e-2)
     assert (q.argmax(1) == F.softmax(scores / 0.5, 1).argmax(1)).float().mean() > 0.3
+
+
+def test_sinkhorn_solves_a_batch_of_problems_independently() -> None:
+    scores = torch.randn(5, 12, 4)
+    batched = sinkhorn_knopp(scores, distributed=False)
+    for problem, expected in zip(scores, batched, strict=True):
+        torch.testing.assert_close(sinkhorn_knopp(problem, distributed=False), expected)
+    with pytest.raises(ValueError, match="distributed"):
+        sinkhorn_knopp(scores)
 
 
 def test_dino_loss_is_minimal_when_student_matches_teacher() -> None:

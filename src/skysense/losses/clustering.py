@@ -32,18 +32,16 @@ def cluster_assignments(
     Returns:
         (B, N, K) assignments, each pixel's row summing to 1, each object receiving N/K of the mass.
     """
-    batch, pixels, _ = features.shape
+    batch, pixels, dim = features.shape
     clusters = min(num_clusters, pixels)
     normalized = F.normalize(features.float(), dim=-1)
-    assignments = []
-    for image in normalized:  # (N, D)
-        start = torch.randperm(pixels, generator=generator)[:clusters].to(image.device)
-        centres = image[start]  # (K, D)
-        for _ in range(rounds):
-            q = sinkhorn_knopp(image @ centres.t(), temperature=temperature, distributed=False)  # (N, K)
-            centres = F.normalize(q.t() @ image, dim=-1)
-        assignments.append(q)
-    return torch.stack(assignments)
+    # K distinct random pixels per image as the initial centres
+    start = torch.rand(batch, pixels, generator=generator).argsort(dim=1)[:, :clusters].to(features.device)
+    centres = torch.gather(normalized, 1, start[..., None].expand(-1, -1, dim))  # (B, K, D)
+    for _ in range(rounds):  # all images at once
+        q = sinkhorn_knopp(normalized @ centres.transpose(1, 2), temperature=temperature, distributed=False)
+        centres = F.normalize(q.transpose(1, 2) @ normalized, dim=-1)  # (B, K, D)
+    return q
 
 
 def pool_objects(features: torch.Tensor, assignments: torch.Tensor) -> torch.Tensor:

@@ -19,34 +19,37 @@ def sinkhorn_knopp(
     """Equipartitioned soft assignment.
 
     Args:
-        scores: (N, K) similarities (e.g. cosine) of N items to K clusters.
+        scores: (N, K) similarities (e.g. cosine) of N items to K clusters, or (*, N, K) for independent problems
+            solved at once (local only).
         temperature: softness ε; smaller gives harder assignments.
         iterations: alternating normalisations.
-        distributed: reduce over processes (when torch.distributed is initialised).
+        distributed: reduce over processes (when torch.distributed is initialised); needs (N, K) scores.
 
     Returns:
-        (N, K) float32: rows sum to 1, columns each hold N/K of the mass (up to the iteration count).
+        Like ``scores``, float32: rows sum to 1, columns each hold N/K of the mass (up to the iteration count).
     """
+    if distributed and scores.ndim != 2:
+        raise ValueError(f"distributed Sinkhorn-Knopp takes (N, K) scores, got shape {tuple(scores.shape)}")
     scores = scores.float()
     # subtract the (global) max for stability; a common factor cancels in the normalisations
-    peak = scores.max().reshape(1)
+    peak = scores.amax(dim=(-2, -1), keepdim=True)
     if distributed:
         all_reduce_max(peak)
-    q = torch.exp((scores - peak) / temperature).t()  # (K, N)
-    count = torch.tensor([q.shape[1]], dtype=torch.float32, device=q.device)
+    q = torch.exp((scores - peak) / temperature)  # (*, N, K)
+    count = torch.tensor(float(q.shape[-2]), device=q.device)
     if distributed:
         all_reduce_sum(count)
-    clusters = q.shape[0]
-    total = q.sum()
+    clusters = q.shape[-1]
+    total = q.sum(dim=(-2, -1), keepdim=True)
     if distributed:
         all_reduce_sum(total)
     q /= total
     for _ in range(iterations):
-        rows = q.sum(dim=1, keepdim=True)  # (K, 1): mass per cluster
+        columns = q.sum(dim=-2, keepdim=True)  # (*, 1, K): mass per cluster
         if distributed:
-            all_reduce_sum(rows)
-        q /= rows.clamp_min(1e-12)
+            all_reduce_sum(columns)
+        q /= columns.clamp_min(1e-12)
         q /= clusters
-        q /= q.sum(dim=0, keepdim=True).clamp_min(1e-12)  # each item's mass
+        q /= q.sum(dim=-1, keepdim=True).clamp_min(1e-12)  # each item's mass
         q /= count
-    return (q * count).t()  # (N, K), rows sum to 1
+    return q * count  # rows sum to 1

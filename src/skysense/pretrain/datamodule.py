@@ -66,8 +66,9 @@ class PretrainDataModule(pl.LightningDataModule):
     Args:
         sources: source name → {"dataset": class name in skysense.data.datasets (or dotted path),
             "init_args": constructor arguments (``root``, ``split``, ...), optionally "max_samples": use only the
-            first n samples (quick runs, tests)}.
-        batch_size: samples per source per step.
+            first n samples (quick runs, tests), and "batch_size": this source's batch size (sources differ
+            widely in cost per sample)}.
+        batch_size: samples per source per step (unless the source sets its own).
         num_workers: loader workers per source.
         s2_frames, s1_frames: frames kept per series (the paper: 20 and 10).
         max_date_jitter: days of date perturbation per view.
@@ -98,9 +99,11 @@ class PretrainDataModule(pl.LightningDataModule):
         for name, spec in self.sources.items():
             if name in self.datasets:
                 continue
-            unknown = set(spec) - {"dataset", "init_args", "max_samples"}
+            unknown = set(spec) - {"dataset", "init_args", "max_samples", "batch_size"}
             if unknown or "dataset" not in spec:
-                raise ValueError(f"source {name!r}: expected keys 'dataset', 'init_args' and optionally 'max_samples', got {sorted(spec)}")
+                raise ValueError(
+                    f"source {name!r}: expected keys 'dataset', 'init_args' and optionally 'max_samples' and 'batch_size', got {sorted(spec)}"
+                )
             dataset = resolve_dataset_class(spec["dataset"])(**spec.get("init_args", {}))
             generator = torch.Generator()  # re-seeded for every sample by the loader
             dataset.transforms = pretraining_views(
@@ -111,13 +114,14 @@ class PretrainDataModule(pl.LightningDataModule):
             self.datasets[name], self.generators[name] = dataset, generator
 
     def train_dataloader(self) -> CombinedLoader:
+        sizes = {name: int(self.sources[name].get("batch_size") or self.batch_size) for name in self.datasets}
         self.loaders = {
             name: ResumableLoader(
                 dataset,
                 [self.generators[name]],
-                batch_size=self.batch_size,
+                batch_size=sizes[name],
                 seed=derive_seed(self.seed, zlib.crc32(name.encode())),
-                drop_last=len(dataset) >= self.batch_size,
+                drop_last=len(dataset) >= sizes[name],
                 num_workers=self.num_workers,
                 collate_fn=collate_views,
                 worker_init_fn=seed_worker,
