@@ -264,10 +264,14 @@ def run_probe(out: Path, seeds: list[int]) -> str:
         accuracies = [linear_probe(train, val, seed) for seed in seeds]
         mean = sum(accuracies) / len(accuracies)
         std = math.sqrt(sum((a - mean) ** 2 for a in accuracies) / max(1, len(accuracies) - 1))
-        record = json.loads((out / f"{'ours' if 'SkySense' in name else 'simclr'}.json").read_text()) if (
-            "init" not in name
-        ) else None
-        budget = f"{record['steps']} steps, {record['wall_s'] / 60:.1f} min × {record['threads']} thread" if record else "–"
+        record = (
+            json.loads((out / f"{'ours' if 'SkySense' in name else 'simclr'}.json").read_text())
+            if ("init" not in name)
+            else None
+        )
+        budget = (
+            f"{record['steps']} steps, {record['wall_s'] / 60:.1f} min × {record['threads']} thread" if record else "–"
+        )
         rows.append(f"| {name} | {budget} | {100 * mean:.1f} ± {100 * std:.1f} | "
                     + ", ".join(f"{100 * a:.1f}" for a in accuracies) + " |")  # fmt: skip
     header = (

@@ -72,6 +72,8 @@ class SkySenseOutput:
         fused: (B, D, Gh, Gw) fused features F (the extra token per location).
         geo: (B, D, Gh, Gw) geo-context read-out F_geo.
         features: the final representation: concat[F, F_geo] (B, 2D, Gh, Gw) when geo-context is used, else F.
+        geo_query: (B, Gh·Gw, d) the fused features' queries into the prototype bank (what prototype learning
+            assigns to prototypes).
     """
 
     hr_features: list[torch.Tensor] | None = None
@@ -80,3 +82,4 @@ class SkySenseOutput:
     fused: torch.Tensor | None = None
     geo: torch.Tensor | None = None
     features: torch.Tensor | None = None
+    geo_query: torch.Tensor | None = None

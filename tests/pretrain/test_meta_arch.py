@@ -92,3 +92,31 @@ def test_batches_without_coordinates_or_sentinel_data() -> None:
     hr_only = SkySenseInput(hr=torch.randn(3, 3, 64, 64))
     losses = meta((hr_only, dataclasses.replace(hr_only, hr=hr_only.hr * 0.9)))
     assert "image/hr" in losses and "image/fused" not in losses and torch.isfinite(losses["loss"])
+
+
+def test_activation_checkpointing_gives_the_same_losses_and_gradients() -> None:
+    views = _views()
+    results = []
+    for checkpointing in (False, True):
+        meta = _meta().train()
+        meta.student["backbone"].set_grad_checkpointing(checkpointing)
+        torch.manual_seed(1)  # the same location sampling
+        loss = meta(views)["loss"]
+        loss.backward()
+        results.append((loss.detach(), [p.grad for p in meta.student.parameters() if p.grad is not None]))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    torch.testing.assert_close(loss_a, loss_b)
+    assert len(grads_a) == len(grads_b) > 0
+    for a, b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_bf16_autocast_keeps_losses_in_fp32() -> None:
+    meta = _meta().train()
+    views = tuple(dataclasses.replace(view, hr=None) for view in _views())  # emulated bf16 is slow on HR
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = meta(views)
+    assert all(value.dtype == torch.float32 for value in losses.values() if value.is_floating_point())
+    assert torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in meta.student.parameters() if p.grad is not None)

@@ -1,4 +1,5 @@
-"""DDP with two CPU processes (gloo), launched the way a user would: `skysense pretrain --trainer.strategy ddp...`."""
+"""DDP and FSDP (FSDP2 through Lightning's ModelParallelStrategy) with two CPU processes (gloo), launched the way a
+user would: `skysense pretrain --trainer.strategy ...`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.conftest import shared_path
@@ -13,7 +15,24 @@ from tests.conftest import shared_path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_ddp_two_cpu_processes(tmp_path) -> None:
+STRATEGIES = {
+    # each step sees only some modalities' modules
+    "ddp": ["--trainer.strategy", "ddp_find_unused_parameters_true"],
+    "fsdp": [
+        "--trainer.strategy",
+        "lightning.pytorch.strategies.ModelParallelStrategy",
+        "--trainer.strategy.init_args.data_parallel_size",
+        "2",
+        "--trainer.strategy.init_args.tensor_parallel_size",
+        "1",
+        "--trainer.strategy.init_args.save_distributed_checkpoint",
+        "false",
+    ],
+}
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_two_cpu_processes(tmp_path, strategy: str) -> None:
     shared_path("eurosat_rgb_dev")
     shared_path("presto_s1s2_timeseries")
     command = [
@@ -27,8 +46,7 @@ def test_ddp_two_cpu_processes(tmp_path) -> None:
         "2",
         "--trainer.devices",
         "2",
-        "--trainer.strategy",
-        "ddp_find_unused_parameters_true",  # each step sees only some modalities' modules
+        *STRATEGIES[strategy],
         "--trainer.default_root_dir",
         str(tmp_path),
         "--trainer.logger.init_args.save_dir",
@@ -50,3 +68,11 @@ def test_ddp_two_cpu_processes(tmp_path) -> None:
     student_bank = state["meta.student.backbone.geo.bank"]
     teacher_bank = state["meta.teacher.backbone.geo.bank"]
     assert torch.equal(student_bank, teacher_bank) and torch.isfinite(student_bank).all()
+    # a full (gathered) state dict with every tensor at its full shape, loadable into an unsharded task
+    from skysense.tasks.pretrain import PretrainTask
+
+    expected = PretrainTask("tiny").state_dict()
+    assert {k: tuple(v.shape) for k, v in state.items()} == {k: tuple(v.shape) for k, v in expected.items()}
+    # the teacher is an EMA of the student, not a copy and not untouched
+    key = "meta.{}.backbone.hr.patch_embed.proj.weight"
+    assert not torch.equal(state[key.format("student")], state[key.format("teacher")])

@@ -92,20 +92,24 @@ class GeoContextPrototypes(nn.Module):
         """(B,) region index of each sample; see :func:`region_index`."""
         return region_index(lat, lon, self.config.region_rows, self.config.region_cols)
 
-    def read_out(self, fused: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    def read_out(
+        self, fused: torch.Tensor, region: torch.Tensor, return_query: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Geo-context read-out F_geo.
 
         Args:
             fused: (B, N, in_dim) fused features of N locations per sample.
             region: (B,) region index.
+            return_query: also return the queries q(F) (B, N, d), what prototype learning assigns to the bank.
 
         Returns:
-            (B, N, in_dim): o(softmax(q(F)·P_rᵀ/√d)·P_r).
+            (B, N, in_dim): o(softmax(q(F)·P_rᵀ/√d)·P_r) [, (B, N, d) queries].
         """
         prototypes = self.bank[region].to(fused.dtype)  # (B, P, d)
         query = self.query(fused)  # (B, N, d)
         attention = torch.softmax(query @ prototypes.transpose(1, 2) / math.sqrt(self.config.dim), dim=-1)  # (B, N, P)
-        return self.out_proj(attention @ prototypes)  # (B, N, in_dim)
+        geo = self.out_proj(attention @ prototypes)  # (B, N, in_dim)
+        return (geo, query) if return_query else geo
 
     def forward(self, fused: torch.Tensor, lat: torch.Tensor, lon: torch.Tensor) -> torch.Tensor:
         """concat[F, F_geo] for fused tokens (B, N, in_dim) and coordinates (B,) in degrees → (B, N, 2 · in_dim)."""

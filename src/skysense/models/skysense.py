@@ -228,7 +228,7 @@ class SkySense(nn.Module):
                     "pass them or call the model with use_geo=False"
                 )
             fused_tokens = rearrange(out.fused, "b d h w -> b (h w) d")
-            geo = self.geo.read_out(fused_tokens, self.geo.regions(batch.lat, batch.lon))
+            geo, out.geo_query = self.geo.read_out(fused_tokens, self.geo.regions(batch.lat, batch.lon), True)
             out.geo = rearrange(geo, "b (h w) d -> b d h w", h=grid[0])
             out.features = torch.cat([out.fused, out.geo], dim=1)
         return out

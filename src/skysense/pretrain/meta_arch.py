@@ -249,8 +249,11 @@ class SSLMetaArch(nn.Module):
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
         """Teacher ← momentum · teacher + (1 − momentum) · student (parameters); buffers copied."""
-        student_params = list(self.student.parameters())
-        teacher_params = list(self.teacher.parameters())
+        for module in self.modules():  # FSDP2: every unit back to its shard, so that student and teacher shards pair
+            if callable(getattr(module, "reshard", None)):
+                module.reshard()
+        student_params = [_local(p) for p in self.student.parameters()]
+        teacher_params = [_local(p) for p in self.teacher.parameters()]
         torch._foreach_mul_(teacher_params, momentum)
         torch._foreach_add_(teacher_params, [p.detach() for p in student_params], alpha=1 - momentum)
         for (name, s_buffer), (_, t_buffer) in zip(
@@ -263,12 +266,19 @@ class SSLMetaArch(nn.Module):
     def _update_geo_prototypes(self, teacher_out: SkySenseOutput, view: SkySenseInput) -> dict[str, torch.Tensor]:
         """Gradient-free prototype learning on the teacher's fused features; both banks get the result."""
         teacher = self.teacher["backbone"]
-        if teacher.geo is None or teacher_out.fused is None or view.lat is None or self.config.prototype_momentum >= 1:
+        if teacher.geo is None or teacher_out.geo_query is None or self.config.prototype_momentum >= 1:
             return {}
-        fused = rearrange(teacher_out.fused, "b d h w -> b (h w) d")
         regions = teacher.geo.regions(view.lat, view.lon)
+        # the queries come from the teacher's forward (under FSDP its parameters are only gathered there)
         stats = update_prototypes(
-            teacher.geo.bank, teacher.geo.query(fused), regions, momentum=self.config.prototype_momentum
+            teacher.geo.bank, teacher_out.geo_query, regions, momentum=self.config.prototype_momentum
         )
         self.student["backbone"].geo.bank.copy_(teacher.geo.bank)
         return {f"prototypes/{k}": v for k, v in stats.items()}
+
+
+def _local(parameter: torch.Tensor) -> torch.Tensor:
+    """This process's shard of an FSDP2 (DTensor) parameter — student and teacher shard alike, so shards pair up —
+    or the parameter itself."""
+    to_local = getattr(parameter, "to_local", None)
+    return to_local() if callable(to_local) else parameter

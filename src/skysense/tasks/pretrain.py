@@ -1,8 +1,14 @@
 """Lightning module for SkySense pretraining: wraps :class:`~skysense.pretrain.meta_arch.SSLMetaArch`.
 
 AdamW with linear warm-up then cosine decay; the EMA teacher is updated after every optimiser step with the cosine
-momentum schedule. Precision (``bf16-mixed``), strategy (DDP/FSDP) and activation checkpointing are Trainer or
-constructor options, not code paths.
+momentum schedule. Precision (``bf16-mixed``), strategy and activation checkpointing are Trainer or constructor
+options, not code paths:
+
+- DDP: ``--trainer.strategy ddp_find_unused_parameters_true`` (a step may skip some modalities' modules).
+- FSDP: ``--trainer.strategy lightning.pytorch.strategies.ModelParallelStrategy`` — FSDP2 (``fully_shard``), which
+  :meth:`PretrainTask.configure_model` applies per transformer block, per backbone and per projection head, for the
+  student and the teacher alike (so their shards pair up for the EMA). Lightning's FSDP1 ``FSDPStrategy`` is not
+  supported: it flattens the student and teacher into shared flat parameters and needs a GPU.
 """
 
 from __future__ import annotations
@@ -48,11 +54,37 @@ class PretrainTask(pl.LightningModule):
         backbone = SkySense(model_config)
         backbone.set_grad_checkpointing(grad_checkpointing)
         self.meta = SSLMetaArch(backbone, model_config.projection, PretrainConfig(**(objectives or {})))
+        self._sharded = False
 
     @property
     def backbone(self) -> torch.nn.Module:
         """The student encoder (what downstream tasks load)."""
         return self.meta.student["backbone"]
+
+    def configure_model(self) -> None:
+        """FSDP2 sharding when the Trainer's strategy gives a device mesh (``ModelParallelStrategy``); a no-op
+        otherwise. Units: every transformer block (Swin V2, ViT, fusion), each backbone and each projection head."""
+        mesh = self.device_mesh
+        if mesh is None or self._sharded:
+            return
+        from torch.distributed.fsdp import fully_shard
+
+        from skysense.layers.transformer import Block
+        from skysense.models.projection import DINOHead
+        from skysense.models.swin_v2 import SwinTransformerV2Block
+
+        if "tensor_parallel" in mesh.mesh_dim_names and mesh["tensor_parallel"].size() > 1:
+            raise ValueError("pretraining shards data-parallel only: use ModelParallelStrategy(tensor_parallel_size=1)")
+        data_parallel = mesh["data_parallel"] if "data_parallel" in mesh.mesh_dim_names else mesh
+        for side in (self.meta.student, self.meta.teacher):
+            for module in side.modules():
+                if isinstance(module, Block | SwinTransformerV2Block | DINOHead):
+                    fully_shard(module, mesh=data_parallel)
+            fully_shard(side["backbone"], mesh=data_parallel)
+        # the root: the backbones and heads then reshard after their forward (a root keeps its parameters gathered
+        # for the backward, which the teacher never runs)
+        fully_shard(self.meta, mesh=data_parallel)
+        self._sharded = True
 
     def training_step(
         self, batch: tuple[Batch, Batch] | dict[str, tuple[Batch, Batch] | None], batch_index: int
