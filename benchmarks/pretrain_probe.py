@@ -100,8 +100,8 @@ class StepTimer(pl.Callback):
         self.times.append(time.perf_counter())
 
 
-def step_seconds(make_task: Any, make_data: Any, steps: int = 8) -> float:
-    """Median-free estimate: mean time of the last steps of a short run (the first ones warm up)."""
+def step_seconds(make_task: Any, make_data: Any, steps: int = 10) -> float:
+    """Median time per step of a short run, leaving out the first steps (warm-up)."""
     timer = StepTimer()
     trainer = pl.Trainer(
         max_steps=steps,
@@ -113,8 +113,8 @@ def step_seconds(make_task: Any, make_data: Any, steps: int = 8) -> float:
         callbacks=[timer],
     )
     trainer.fit(make_task(steps), make_data())
-    gaps = [b - a for a, b in zip(timer.times, timer.times[1:], strict=False)][2:]
-    return sum(gaps) / len(gaps)
+    gaps = sorted(b - a for a, b in zip(timer.times[2:], timer.times[3:], strict=False))
+    return gaps[len(gaps) // 2]
 
 
 def budgeted_fit(name: str, make_task: Any, make_data: Any, minutes: float, out: Path) -> dict[str, Any]:

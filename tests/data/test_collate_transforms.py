@@ -162,3 +162,29 @@ def test_change_pairs_move_together() -> None:
     assert any(torch.allclose(r, torch.rot90(batch.inputs.hr[0], k, (-2, -1)).flip(-1)) for k, r in enumerate(restored))
     with pytest.raises(ValueError, match="hr_t2"):
         collate([out, Sample(hr=before)])
+
+
+def test_random_resized_crop_is_one_box_for_every_modality_and_records_it() -> None:
+    from skysense.data.transforms import RandomResizedCrop
+
+    # a horizontal ramp in both modalities, in units of the sample's width: co-registered by construction
+    def ramp(size: int) -> torch.Tensor:
+        return ((torch.arange(size) + 0.5) / size).expand(size, size)
+
+    hr = ramp(256)[None].repeat(3, 1, 1)
+    s2 = TimeSeries(ramp(8)[None, None].repeat(2, 10, 1, 1), [dt.date(2021, 1, 1), dt.date(2021, 2, 1)],
+                    torch.ones(2, 8, 8, dtype=torch.bool))  # fmt: skip
+    crop = RandomResizedCrop(scale=(0.2, 0.5), generator=torch.Generator().manual_seed(3))
+    once = crop(Sample(hr=hr, s2=s2))
+    top, left, height, width = once.meta["crop_box"]
+    assert 0.2 - 1e-6 <= height * width <= 0.5 + 1e-6 and 0 <= left and left + width <= 1 + 1e-6
+    assert once.hr.shape == hr.shape and once.s2.values.shape == s2.values.shape and once.s2.valid.all()
+    # each output pixel centre reads the ramp where the box puts it
+    for image, size in ((once.hr[0], 256), (once.s2.values[0, 0], 8)):
+        expected = left + (torch.arange(size) + 0.5) / size * width
+        torch.testing.assert_close(image[size // 2], expected, atol=1.5 / size * width + 1e-4, rtol=0)
+    twice = crop(once)  # boxes compose in the original sample's fractions
+    t2, l2, h2, w2 = twice.meta["crop_box"]
+    assert top <= t2 and left <= l2 and t2 + h2 <= top + height + 1e-6 and l2 + w2 <= left + width + 1e-6
+    with pytest.raises(ValueError, match="box targets"):
+        crop(Sample(hr=hr, target={"boxes": torch.zeros(0, 4), "labels": torch.zeros(0)}))

@@ -120,3 +120,31 @@ def test_bf16_autocast_keeps_losses_in_fp32() -> None:
     assert torch.isfinite(losses["loss"])
     losses["loss"].backward()
     assert all(torch.isfinite(p.grad).all() for p in meta.student.parameters() if p.grad is not None)
+
+
+def test_align_to_view_maps_locations_through_the_crops() -> None:
+    from skysense.pretrain.meta_arch import align_to_view
+
+    # the other view is the right half of the sample; its tokens hold their x position in the sample
+    width = 4
+    other_box = torch.tensor([[0.0, 0.5, 1.0, 0.5]])
+    x_in_sample = 0.5 + 0.5 * (torch.arange(width) + 0.5) / width
+    tokens = x_in_sample.repeat(2)[None, None, :, None].expand(1, 3, 2 * width, 5)  # (B, T, h·w, C), h = 2
+    full = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    aligned, inside = align_to_view(tokens, (2, width), full, other_box)
+    centres = (torch.arange(width) + 0.5) / width
+    assert inside[0].tolist() == (centres >= 0.5).tolist() * 2
+    inner = inside[0] & (centres.repeat(2) > 0.6)  # away from the other view's border (clamped there)
+    torch.testing.assert_close(aligned[0, :, inner, 0], centres.repeat(2)[inner].expand(3, -1))
+    same, all_inside = align_to_view(tokens, (2, width), other_box, other_box)
+    torch.testing.assert_close(same, tokens)
+    assert all_inside.all()
+
+
+def test_cropped_views_train_every_level() -> None:
+    meta = _meta().train()
+    boxes = (torch.tensor([[0.0, 0.0, 1.0, 1.0]] * 2), torch.tensor([[0.25, 0.25, 0.75, 0.75]] * 2))
+    losses = meta(_views(), boxes)
+    for key in ("pixel/s2", "object/s2", "pixel/hr", "image/hr", "pixel/fused"):
+        assert key in losses and torch.isfinite(losses[key]), key
+    losses["loss"].backward()

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
 from skysense.data.collate import Sample, TimeSeries
@@ -254,6 +256,69 @@ class RandomCrop:
             return shifted.clamp(min=0, max=self.size * s)
 
         return _map_spatial(sample, crop, crop_boxes)
+
+
+class RandomResizedCrop:
+    """A random box of the sample, resampled back to each modality's size: the same box (in fractions of the
+    extent) for every modality, so HR and Sentinel grids stay co-registered — the paper's "crops consistent across
+    modalities". Values are resampled bilinearly (apply after :class:`FillInvalid`), validity masks and mask targets
+    by nearest neighbour; box targets are refused.
+
+    The box, in fractions of the sample's original extent, is recorded in ``meta["crop_box"]`` as (top, left,
+    height, width) (composed with an earlier crop's box): two views cropped differently can then be matched location
+    by location (pretraining's pixel and object levels do).
+
+    Args:
+        scale: range of the box area as a fraction of the sample's area.
+        ratio: range of the box aspect ratio (width / height).
+        generator: random source.
+    """
+
+    def __init__(
+        self,
+        scale: tuple[float, float] = (0.25, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale}")
+        self.scale, self.ratio, self.generator = scale, ratio, generator
+
+    def _box(self) -> tuple[float, float, float, float]:
+        area = self.scale[0] + (self.scale[1] - self.scale[0]) * _rand(self.generator)
+        log_low, log_high = math.log(self.ratio[0]), math.log(self.ratio[1])
+        aspect = math.exp(log_low + (log_high - log_low) * _rand(self.generator))
+        height = min(1.0, math.sqrt(area / aspect))
+        width = min(1.0, math.sqrt(area * aspect))
+        top = (1 - height) * _rand(self.generator)
+        left = (1 - width) * _rand(self.generator)
+        return top, left, height, width
+
+    def __call__(self, sample: Sample) -> Sample:
+        if isinstance(sample.target, dict):
+            raise ValueError(f"{sample.source}: RandomResizedCrop cannot move box targets")
+        top, left, height, width = self._box()
+        theta = torch.tensor([[width, 0.0, 2 * left + width - 1], [0.0, height, 2 * top + height - 1]])
+
+        def resample(t: torch.Tensor, scale: int) -> torch.Tensor:
+            lead = t.shape[:-2]
+            flat = t.reshape(-1, 1, *t.shape[-2:])
+            grid = F.affine_grid(theta.expand(flat.shape[0], 2, 3), list(flat.shape), align_corners=False)
+            if t.dtype == torch.bool or not t.is_floating_point():
+                out = F.grid_sample(flat.float(), grid, mode="nearest", align_corners=False).to(t.dtype)
+            else:
+                out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="border", align_corners=False)
+            return out.reshape(*lead, *t.shape[-2:])
+
+        cropped = _map_spatial(sample, resample)
+        previous = sample.meta.get("crop_box", (0.0, 0.0, 1.0, 1.0))
+        box = (
+            previous[0] + top * previous[2],
+            previous[1] + left * previous[3],
+            height * previous[2],
+            width * previous[3],
+        )
+        return dataclasses.replace(cropped, meta={**sample.meta, "crop_box": box})
 
 
 # ------------------------------------------------------------------------------------------------------------------

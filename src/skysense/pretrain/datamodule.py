@@ -32,6 +32,7 @@ from skysense.data.transforms import (
     RandomFlipRotate,
     RandomGainDb,
     RandomGaussianBlur,
+    RandomResizedCrop,
     RandomSolarize,
     SampleFrames,
 )
@@ -39,17 +40,24 @@ from skysense.pretrain.views import TwoViews, collate_views
 
 
 def pretraining_views(
-    dataset: SkySenseDataset, s2_frames: int, s1_frames: int, max_date_jitter: int, generator: torch.Generator
+    dataset: SkySenseDataset,
+    s2_frames: int,
+    s1_frames: int,
+    max_date_jitter: int,
+    generator: torch.Generator,
+    crop_scale: tuple[float, float] = (0.25, 1.0),
 ) -> TwoViews:
-    """The paper's augmentations: shared frame sampling and geometry; per view HR solarisation (on 0–255 values),
-    then normalisation, explicit filling, brightness/contrast (in normalised units), blur, an S1 gain and date
-    jitter."""
+    """The paper's augmentations: shared frame sampling and flips; per view HR solarisation (on 0–255 values), then
+    normalisation, explicit filling, a random resized crop (the same box for every modality of the view; its box is
+    recorded so that the two views' locations can be matched), brightness/contrast (in normalised units), blur, an
+    S1 gain and date jitter. ``crop_scale=(1, 1)`` gives both views the same geometry."""
     shared = Compose([SampleFrames(s2_frames, s1_frames, generator=generator), RandomFlipRotate(generator=generator)])
     per_view = Compose(
         [
             RandomSolarize(p=0.2, generator=generator),
             Normalize(**dataset.sensors),
             FillInvalid(),
+            *([RandomResizedCrop(scale=crop_scale, generator=generator)] if tuple(crop_scale) != (1, 1) else []),
             RandomBrightnessContrast("hr", p=0.8, generator=generator),
             RandomGaussianBlur(p=0.5, generator=generator),
             RandomBrightnessContrast("s2", brightness=0.1, contrast=0.1, p=0.5, generator=generator),
@@ -72,6 +80,7 @@ class PretrainDataModule(pl.LightningDataModule):
         num_workers: loader workers per source.
         s2_frames, s1_frames: frames kept per series (the paper: 20 and 10).
         max_date_jitter: days of date perturbation per view.
+        crop_scale: area range (fraction of the sample) of each view's random resized crop; (1, 1) = no crop.
         seed: seeds shuffling and augmentation.
     """
 
@@ -83,6 +92,7 @@ class PretrainDataModule(pl.LightningDataModule):
         s2_frames: int = 20,
         s1_frames: int = 10,
         max_date_jitter: int = 7,
+        crop_scale: tuple[float, float] = (0.25, 1.0),
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -91,6 +101,7 @@ class PretrainDataModule(pl.LightningDataModule):
         self.sources = sources
         self.batch_size, self.num_workers = batch_size, num_workers
         self.s2_frames, self.s1_frames, self.max_date_jitter, self.seed = s2_frames, s1_frames, max_date_jitter, seed
+        self.crop_scale = tuple(crop_scale)
         self.datasets: dict[str, Dataset] = {}
         self.generators: dict[str, torch.Generator] = {}
         self.loaders: dict[str, ResumableLoader] = {}
@@ -107,7 +118,7 @@ class PretrainDataModule(pl.LightningDataModule):
             dataset = resolve_dataset_class(spec["dataset"])(**spec.get("init_args", {}))
             generator = torch.Generator()  # re-seeded for every sample by the loader
             dataset.transforms = pretraining_views(
-                dataset, self.s2_frames, self.s1_frames, self.max_date_jitter, generator
+                dataset, self.s2_frames, self.s1_frames, self.max_date_jitter, generator, self.crop_scale
             )
             if spec.get("max_samples") is not None:
                 dataset = Subset(dataset, range(min(int(spec["max_samples"]), len(dataset))))

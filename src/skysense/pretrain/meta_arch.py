@@ -1,9 +1,12 @@
 """SkySense's self-supervised pretraining (Guo et al., CVPR 2024, Sec. 3.2–3.3) as a student/teacher
 meta-architecture, in the manner of DINOv2's ``SSLMetaArch``.
 
-Two augmented views of each multi-modal sample go through the student and the EMA teacher. Views share their
-geometry (crop, flips) and their frames, so location l and frame t of one view correspond to location l and frame t
-of the other; they differ in photometric augmentation and date jitter. Losses, each switched on by its weight:
+Two augmented views of each multi-modal sample go through the student and the EMA teacher. Views share their frames
+and flips; each view may have its own crop (``boxes``: the crop of each view in fractions of the sample, the same for
+all its modalities), in which case the teacher's features are resampled onto the student view's grid and locations
+outside the overlap are left out of the pixel and object levels; without boxes, location l of one view is location l
+of the other. Views also differ in photometric augmentation and date jitter. Losses, each switched on by its
+weight:
 
 * multi-granularity contrast on every source (HR, S2, S1 spatial features on the grid, and the fused
   concat[F, F_geo]): pixel level (per sampled location, and per frame for the time series), object level (teacher
@@ -134,9 +137,22 @@ class SSLMetaArch(nn.Module):
             return self.dino[head](student_logits, targets)
         return self.infonce(student_logits, teacher_logits)
 
-    def forward(self, views: tuple[SkySenseInput, SkySenseInput]) -> dict[str, torch.Tensor]:
-        """All losses for two views; returns {"loss": weighted total, "<term>": each term, monitors...}."""
+    def forward(
+        self,
+        views: tuple[SkySenseInput, SkySenseInput],
+        boxes: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """All losses for two views; returns {"loss": weighted total, "<term>": each term, monitors...}.
+
+        Args:
+            views: the two views' inputs.
+            boxes: each view's crop, (B, 4) (top, left, height, width) in fractions of the sample's extent
+                (:class:`~skysense.data.transforms.RandomResizedCrop` records them); None when the views share
+                their geometry.
+        """
         config = self.config
+        if boxes is not None and torch.equal(boxes[0], boxes[1]):
+            boxes = None  # the same crop: locations already correspond
         student_out = [self.student["backbone"](view, use_geo=view.lat is not None) for view in views]
         with torch.no_grad():
             teacher_out = [self.teacher["backbone"](view, use_geo=view.lat is not None) for view in views]
@@ -153,7 +169,11 @@ class SSLMetaArch(nn.Module):
                 both = valid & t_valid  # (B, T): frames present in both views
                 if not both.any():
                     continue
-                self._multi_granularity(source, s_tokens, t_tokens, both, terms)
+                inside = None
+                if boxes is not None:
+                    grid = self._grid(student_out[s_index], source)
+                    t_tokens, inside = align_to_view(t_tokens, grid, boxes[s_index], boxes[t_index])
+                self._multi_granularity(source, s_tokens, t_tokens, both, terms, inside)
             if config.cross_modal_weight > 0:
                 self._cross_modal(student, terms)
         weights = {
@@ -175,6 +195,15 @@ class SSLMetaArch(nn.Module):
         return {"loss": loss, **means, **monitors}
 
     @staticmethod
+    def _grid(out: SkySenseOutput, source: str) -> tuple[int, int]:
+        """(h, w) of a source's token grid."""
+        if source == "hr":
+            return tuple(out.hr_features[-1].shape[-2:])
+        if source == "fused":
+            return tuple(out.features.shape[-2:])
+        return tuple(getattr(out, f"{source}_features").shape[-2:])
+
+    @staticmethod
     def _pool(tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Mean over valid time steps and all locations: (B, T, L, C) → (B, C)."""
         weights = valid.to(tokens.dtype)[..., None, None]  # (B, T, 1, 1)
@@ -186,8 +215,16 @@ class SSLMetaArch(nn.Module):
         terms.setdefault(name, []).append(value)
 
     def _multi_granularity(
-        self, source: str, student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor, terms: dict
+        self,
+        source: str,
+        student: torch.Tensor,
+        teacher: torch.Tensor,
+        valid: torch.Tensor,
+        terms: dict,
+        inside: torch.Tensor | None = None,
     ) -> None:
+        """Image, pixel and object levels for one source: tokens (B, T, L, C), frames valid in both views (B, T),
+        and (B, L) the student locations that the teacher's view covers (None: all)."""
         config = self.config
         batch, steps, locations, _ = student.shape
         if config.image_weight > 0:
@@ -201,23 +238,31 @@ class SSLMetaArch(nn.Module):
         frames = valid.flatten()  # (B·T,)
         s_frames = rearrange(student, "b t l c -> (b t) l c")[frames]  # (M, L, C)
         t_frames = rearrange(teacher, "b t l c -> (b t) l c")[frames]
+        if inside is None:
+            inside = torch.ones(batch, locations, dtype=torch.bool, device=student.device)
+        covered = inside[:, None].expand(batch, steps, locations).flatten(0, 1)[frames]  # (M, L)
         if config.pixel_weight > 0:
             count = min(config.max_locations, locations)
             pick = torch.randperm(locations, device=student.device)[:count]
-            self._add(
-                terms,
-                f"pixel/{source}",
-                self._contrast(f"{source}_dense", s_frames[:, pick].flatten(0, 1), t_frames[:, pick].flatten(0, 1)),
-            )
+            keep = covered[:, pick]  # (M, P)
+            if keep.sum() > 1:
+                self._add(
+                    terms,
+                    f"pixel/{source}",
+                    self._contrast(f"{source}_dense", s_frames[:, pick][keep], t_frames[:, pick][keep]),
+                )
         if config.object_weight > 0 and locations > 1:
             assignments = cluster_assignments(t_frames, config.num_objects)  # (M, L, K), from the teacher
+            assignments = assignments * covered[..., None]  # objects are pooled over covered locations only
             s_objects = pool_objects(s_frames, assignments.to(s_frames.dtype))  # (M, K, C)
             t_objects = pool_objects(t_frames, assignments.to(t_frames.dtype))
-            self._add(
-                terms,
-                f"object/{source}",
-                self._contrast(f"{source}_dense", s_objects.flatten(0, 1), t_objects.flatten(0, 1)),
-            )
+            present = assignments.sum(dim=1) >= 0.5  # (M, K): at least half a location's worth of covered mass
+            if present.sum() > 1:
+                self._add(
+                    terms,
+                    f"object/{source}",
+                    self._contrast(f"{source}_dense", s_objects[present], t_objects[present]),
+                )
 
     def _cross_modal(self, tokens: dict[str, tuple[torch.Tensor, torch.Tensor]], terms: dict) -> None:
         """InfoNCE between co-located features of two modalities (time series averaged over their valid frames)."""
@@ -275,6 +320,42 @@ class SSLMetaArch(nn.Module):
         )
         self.student["backbone"].geo.bank.copy_(teacher.geo.bank)
         return {f"prototypes/{k}": v for k, v in stats.items()}
+
+
+def align_to_view(
+    tokens: torch.Tensor, grid: tuple[int, int], box: torch.Tensor, other_box: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resample another view's tokens onto this view's grid.
+
+    Args:
+        tokens: (B, T, h·w, C) tokens of the other view.
+        grid: (h, w) of both views' token grids.
+        box, other_box: (B, 4) crops (top, left, height, width) of this view and of the other, in fractions of the
+            sample's extent.
+
+    Returns:
+        (B, T, h·w, C) the other view's features at this view's location centres (bilinear), and (B, h·w) bool,
+        True where that centre lies inside the other view.
+    """
+    batch, steps = tokens.shape[:2]
+    height, width = grid
+    box, other_box = box.float(), other_box.float()
+    ys = (torch.arange(height, device=tokens.device) + 0.5) / height
+    xs = (torch.arange(width, device=tokens.device) + 0.5) / width
+    # this view's location centres → the sample's extent → the other view's fractions
+    y = (box[:, 0, None] + ys * box[:, 2, None] - other_box[:, 0, None]) / other_box[:, 2, None]  # (B, h)
+    x = (box[:, 1, None] + xs * box[:, 3, None] - other_box[:, 1, None]) / other_box[:, 3, None]  # (B, w)
+    sample_grid = torch.stack(
+        [(2 * x - 1)[:, None, :].expand(batch, height, width), (2 * y - 1)[:, :, None].expand(batch, height, width)],
+        dim=-1,
+    )  # (B, h, w, 2) as grid_sample wants: (x, y) in [-1, 1]
+    inside = ((y >= 0) & (y <= 1))[:, :, None] & ((x >= 0) & (x <= 1))[:, None, :]  # (B, h, w)
+    maps = rearrange(tokens.float(), "b t (h w) c -> (b t) c h w", h=height)
+    resampled = F.grid_sample(
+        maps, sample_grid.repeat_interleave(steps, dim=0), mode="bilinear", padding_mode="border", align_corners=False
+    )
+    resampled = rearrange(resampled, "(b t) c h w -> b t (h w) c", b=batch).to(tokens.dtype)
+    return resampled, inside.flatten(1)
 
 
 def _local(parameter: torch.Tensor) -> torch.Tensor:

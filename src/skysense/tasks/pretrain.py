@@ -96,7 +96,7 @@ class PretrainTask(pl.LightningModule):
             if pair is None:
                 continue
             first, second = pair
-            losses = self.meta((first.inputs, second.inputs))
+            losses = self.meta((first.inputs, second.inputs), crop_boxes(first, second))
             prefix = f"train/{source}/" if source else "train/"
             self.log_dict({prefix + k: v.detach().float() for k, v in losses.items()}, batch_size=len(first))
             total = total + losses["loss"]
@@ -148,3 +148,15 @@ class PretrainTask(pl.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def crop_boxes(first: Batch, second: Batch) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Each view's crop box (B, 4) from the samples' ``meta["crop_box"]``, or None when the views were not cropped."""
+    if not any("crop_box" in m for m in first.meta + second.meta):
+        return None
+    full = (0.0, 0.0, 1.0, 1.0)
+    device = next(t.device for t in vars(first.inputs).values() if isinstance(t, torch.Tensor))
+    return tuple(
+        torch.tensor([m.get("crop_box", full) for m in batch.meta], dtype=torch.float32, device=device)
+        for batch in (first, second)
+    )
