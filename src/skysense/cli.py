@@ -84,7 +84,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"    fused (HR only) {tuple(hr_out.fused.shape)} in {elapsed:.2f} s")
     print(
         "\nThe weights are random here. Pretrain them with `skysense pretrain --config configs/pretrain/tiny.yaml`"
-        " (from a checkout with ../shared/data); fine-tuning commands are not there yet."
+        " and fine-tune with `skysense fit --config configs/classification/eurosat.yaml --model.pretrained CKPT`"
+        " (from a checkout with ../shared/data)."
     )
     return 0
 
@@ -109,6 +110,30 @@ def pretrain_main(argv: Sequence[str]) -> int:
     return 0
 
 
+TASK_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+def task_main(command: str, argv: Sequence[str]) -> int:
+    """``skysense fit|validate|test|predict --config configs/<task>/<dataset>.yaml [--section.key value ...]``:
+    LightningCLI over any task (``model: class_path: skysense.tasks...``) and data module
+    (``data: class_path: skysense.data.datamodules...``)."""
+    from lightning.pytorch import LightningDataModule, LightningModule
+    from lightning.pytorch.cli import LightningCLI
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        LightningCLI(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=[command, *argv],
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": f"skysense {command}"},
+        )
+    return 0
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(skysense.__version__)
     return 0
@@ -126,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
     sub.add_parser("pretrain", help="self-supervised pretraining (LightningCLI: --config FILE, --help for options)")
+    for command in TASK_COMMANDS:
+        sub.add_parser(command, help=f"downstream task: {command} (LightningCLI: --config configs/<task>/<data>.yaml)")
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
     from skysense.data.cli import add_data_parser
@@ -138,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["pretrain"]:
         return pretrain_main(argv[1:])
+    if argv[:1] and argv[0] in TASK_COMMANDS:
+        return task_main(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

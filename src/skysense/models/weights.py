@@ -129,3 +129,36 @@ def load_official_weights(
         converted = converters[name](torch_load_weights(path))
         load_state_dict_strict(module, converted, f"official {name} checkpoint {path}")
     return model
+
+
+def load_backbone_weights(backbone: SkySense, path: str | Path, network: str = "teacher") -> list[str]:
+    """Load pretrained weights into a (possibly partial) backbone for fine-tuning.
+
+    Reads a ``.safetensors`` file of :func:`save_pretrained`, or a pretraining checkpoint (``.ckpt`` of
+    ``skysense pretrain``, read with ``weights_only=True``) whose ``network`` ("teacher", the EMA network that
+    DINO-style methods evaluate, or "student") is taken. Every parameter and buffer of ``backbone`` must be in the
+    file with its shape; modules the file has but the backbone was built without (e.g. S1 for an HR-only task) are
+    skipped and returned.
+
+    Returns:
+        The top-level modules of the file that were not loaded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}")
+    if path.suffix == ".safetensors":
+        read_config(path)  # refuses files that are not ours
+        state = load_file(str(path))
+    else:
+        if network not in ("teacher", "student"):
+            raise ValueError(f"network must be 'teacher' or 'student', got {network!r}")
+        checkpoint = torch_load_weights(path)
+        prefix = f"meta.{network}.backbone."
+        state = {k[len(prefix) :]: v for k, v in checkpoint.items() if k.startswith(prefix)}
+        if not state:
+            raise KeyError(f"{path} has no '{prefix}*' weights: is it a skysense pretraining checkpoint?")
+    own_modules = {name.split(".", 1)[0] for name in backbone.state_dict()}
+    skipped = sorted({k.split(".", 1)[0] for k in state} - own_modules)
+    state = {k: v for k, v in state.items() if k.split(".", 1)[0] in own_modules}
+    load_state_dict_strict(backbone, state, f"weights file {path}")
+    return skipped

@@ -23,6 +23,7 @@ from skysense.data.collate import Batch
 from skysense.models.registry import get_config
 from skysense.models.skysense import SkySense
 from skysense.pretrain.meta_arch import PretrainConfig, SSLMetaArch
+from skysense.tasks.optim import adamw_with_schedule, parameter_groups
 
 
 class PretrainTask(pl.LightningModule):
@@ -128,26 +129,10 @@ class PretrainTask(pl.LightningModule):
             torch.cuda.set_rng_state_all(states["cuda"])
 
     def configure_optimizers(self) -> dict[str, Any]:
-        decay, no_decay = [], []
-        for name, parameter in self.meta.student.named_parameters():
-            if not parameter.requires_grad:
-                continue
-            (no_decay if parameter.ndim <= 1 or name.endswith(("pos_embed", "cls_token")) else decay).append(parameter)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.hparams.lr,
+        groups = parameter_groups(self.meta.student, self.hparams.weight_decay, backbone_prefix="")
+        return adamw_with_schedule(
+            groups, self.hparams.lr, self.trainer.estimated_stepping_batches, self.hparams.warmup_steps
         )
-        total = self.trainer.estimated_stepping_batches
-        total = int(total) if math.isfinite(total) else 10_000
-        warmup = self.hparams.warmup_steps
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def crop_boxes(first: Batch, second: Batch) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -1,0 +1,280 @@
+"""Scene classification (single- and multi-label) on any SkySense features, as a Lightning module.
+
+The backbone encodes the batch; the head reads one source's tokens:
+
+- ``"hr"``: the last HR stage (B, C, h, w) as h·w tokens;
+- ``"s2"`` / ``"s1"``: per-frame Sentinel features as T·h·w tokens, padded frames masked out;
+- ``"fused"``: the fused representation concat[F, F_geo] (or F without coordinates) as h·w tokens.
+
+Fine-tuning modes: ``frozen`` (the backbone is fixed and in eval mode: a linear or attentive probe), ``partial``
+(only the last ``trainable_depths`` depths of the backbone train, see :func:`skysense.tasks.optim.backbone_depths`)
+and ``full``; layer-wise learning-rate decay (the paper uses 0.9) applies to whatever trains. Metrics come from
+torchmetrics: overall accuracy (OA), mean per-class accuracy (AA) and per-class accuracy for single-label tasks;
+mAP (macro average precision) and macro F1 for multi-label ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from einops import rearrange
+from torch import nn
+
+from skysense.batch import SkySenseInput, SkySenseOutput
+from skysense.data.collate import Batch
+from skysense.heads.classification import build_classification_head
+from skysense.models.registry import get_config
+from skysense.models.skysense import SkySense
+from skysense.models.weights import load_backbone_weights
+from skysense.tasks.optim import adamw_with_schedule, backbone_depths, parameter_groups
+
+SOURCES = ("hr", "s2", "s1", "fused")
+FREEZE_MODES = ("frozen", "partial", "full")
+
+
+def modality_overrides(modalities: list[str] | None) -> dict[str, Any]:
+    """Model overrides that drop the encoders a task does not use (``None`` keeps all)."""
+    if modalities is None:
+        return {}
+    unknown = set(modalities) - {"hr", "s2", "s1"}
+    if unknown or not modalities:
+        raise ValueError(f"modalities must be a non-empty subset of ['hr', 's2', 's1'], got {modalities}")
+    overrides: dict[str, Any] = {}
+    for name in ("hr", "s2", "s1"):
+        if name not in modalities:
+            overrides[name] = None
+            if name != "hr":
+                overrides[f"{name}_head"] = None
+    if "s2" not in modalities and "s1" not in modalities:
+        overrides.update(fusion=None, geo=None)
+    return overrides
+
+
+def source_tokens(out: SkySenseOutput, inputs: SkySenseInput, source: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(B, N, C) tokens of one source and their (B, N) validity (None: all valid)."""
+    if source == "hr":
+        if out.hr_features is None:
+            raise ValueError("source 'hr' needs the HR encoder and an hr input")
+        return rearrange(out.hr_features[-1], "b c h w -> b (h w) c"), None
+    if source in ("s2", "s1"):
+        features = getattr(out, f"{source}_features")
+        if features is None:
+            raise ValueError(f"source {source!r} needs the {source} encoder and an {source} input")
+        height, width = features.shape[-2:]
+        valid = getattr(inputs, f"{source}_valid")
+        tokens = rearrange(features, "b t c h w -> b (t h w) c")
+        if valid is None:
+            return tokens, None
+        return tokens, valid[:, :, None].expand(-1, -1, height * width).flatten(1)
+    if source == "fused":
+        if out.features is None:
+            raise ValueError("source 'fused' needs the Sentinel encoders, the fusion and an s2 or s1 input")
+        return rearrange(out.features, "b c h w -> b (h w) c"), None
+    raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+
+
+class ClassificationTask(pl.LightningModule):
+    """Fine-tune or probe a SkySense preset for scene classification.
+
+    Args:
+        num_classes: number of classes K.
+        preset: model preset ("tiny", "small", "base", "paper").
+        modalities: encoders to build (default: all of the preset); unused ones cost memory and time.
+        model_overrides: further :func:`skysense.get_config` overrides.
+        source: features the head reads: "hr", "s2", "s1" or "fused".
+        head: "linear" or "attentive".
+        head_args: extra head arguments (``dropout``, ``num_heads``, ``num_queries``).
+        multilabel: targets are (B, K) multi-hot; binary cross-entropy.
+        freeze: "frozen" (probe), "partial" or "full".
+        trainable_depths: with "partial", how many of the backbone's last depths train.
+        lr: peak learning rate (the head's; backbone depths get less with ``layer_decay``).
+        weight_decay: AdamW weight decay (not on biases, norms and embeddings).
+        layer_decay: layer-wise learning-rate decay (1 = off; the paper uses 0.9).
+        warmup_steps: linear warm-up steps before the cosine decay.
+        class_weights: per-class loss weights (single-label) or positive weights (multi-label).
+        label_smoothing: single-label cross-entropy smoothing.
+        pretrained: a ``.safetensors`` file of :func:`skysense.save_pretrained` or a ``skysense pretrain``
+            checkpoint; None keeps the random initialisation.
+        pretrained_network: from a pretraining checkpoint, "teacher" (default, the EMA network) or "student".
+        class_names: for per-class metric names.
+        use_geo: read the geo-context prototypes (the inputs then need lat/lon) when the model has them; the
+            "fused" source is then concat[F, F_geo], otherwise F.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        preset: str = "tiny",
+        modalities: list[str] | None = None,
+        model_overrides: dict[str, Any] | None = None,
+        source: str = "hr",
+        head: str = "linear",
+        head_args: dict[str, Any] | None = None,
+        multilabel: bool = False,
+        freeze: str = "full",
+        trainable_depths: int = 1,
+        lr: float = 1e-3,
+        weight_decay: float = 0.05,
+        layer_decay: float = 0.9,
+        warmup_steps: int = 0,
+        class_weights: list[float] | None = None,
+        label_smoothing: float = 0.0,
+        pretrained: str | None = None,
+        pretrained_network: str = "teacher",
+        class_names: list[str] | None = None,
+        use_geo: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+        if freeze not in FREEZE_MODES:
+            raise ValueError(f"freeze must be one of {FREEZE_MODES}, got {freeze!r}")
+        if class_weights is not None and len(class_weights) != num_classes:
+            raise ValueError(f"class_weights has {len(class_weights)} entries for {num_classes} classes")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"class_names has {len(class_names)} entries for {num_classes} classes")
+        overrides = {**modality_overrides(modalities), **(model_overrides or {})}
+        self.backbone = SkySense(get_config(preset, **overrides))
+        if pretrained is not None:
+            load_backbone_weights(self.backbone, pretrained, pretrained_network)
+        in_dim = self._source_dim(source)
+        self.head = build_classification_head(head, in_dim, num_classes, **(head_args or {}))
+        self.register_buffer(
+            "class_weights", torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        )
+        self._apply_freeze()
+        # keyed "{stage}_metrics": a ModuleDict key may not shadow a Module attribute such as ``train``
+        self.metrics = nn.ModuleDict({f"{stage}_metrics": self._metrics() for stage in ("train", "val", "test")})
+
+    # ------------------------------------------------------------------------------------------------------------
+    def _source_dim(self, source: str) -> int:
+        backbone = self.backbone
+        if source == "hr":
+            if backbone.hr is None:
+                raise ValueError("source 'hr' needs the HR encoder (add 'hr' to modalities)")
+            return backbone.hr.out_channels[-1]
+        if source in ("s2", "s1"):
+            head = getattr(backbone, f"{source}_head")
+            if head is None:
+                raise ValueError(f"source {source!r} needs the {source} encoder (add it to modalities)")
+            return head.config.out_dim
+        if backbone.fusion is None:
+            raise ValueError("source 'fused' needs the fusion, so 's2' or 's1' in modalities")
+        return backbone.fusion.config.embed_dim * (2 if self._use_geo else 1)
+
+    @property
+    def _use_geo(self) -> bool:
+        """Geo-context is read only for the fused source, when asked for and built."""
+        return self.hparams.source == "fused" and bool(self.hparams.use_geo) and self.backbone.geo is not None
+
+    def _apply_freeze(self) -> None:
+        mode = self.hparams.freeze
+        if mode == "full":
+            return
+        depths, total = backbone_depths(self.backbone)
+        first_trainable = total - self.hparams.trainable_depths if mode == "partial" else total + 1
+        for name, parameter in self.backbone.named_parameters():
+            parameter.requires_grad_(depths[name] >= first_trainable)
+
+    def train(self, mode: bool = True) -> ClassificationTask:
+        """A frozen backbone stays in eval mode (no dropout or stochastic depth in a probe's features)."""
+        super().train(mode)
+        if self.hparams.freeze == "frozen":
+            self.backbone.eval()
+        return self
+
+    def _metrics(self) -> nn.ModuleDict:
+        k = self.hparams.num_classes
+        if self.hparams.multilabel:
+            return nn.ModuleDict(
+                {
+                    "mAP": torchmetrics.classification.MultilabelAveragePrecision(k, average="macro"),
+                    "F1": torchmetrics.classification.MultilabelF1Score(k, average="macro"),
+                }
+            )
+        return nn.ModuleDict(
+            {
+                "OA": torchmetrics.classification.MulticlassAccuracy(k, average="micro"),
+                "AA": torchmetrics.classification.MulticlassAccuracy(k, average="macro"),
+                "per_class": torchmetrics.classification.MulticlassAccuracy(k, average=None),
+            }
+        )
+
+    # ------------------------------------------------------------------------------------------------------------
+    def forward(self, inputs: SkySenseInput) -> torch.Tensor:
+        """Inputs → (B, K) logits."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.hparams.freeze != "frozen"):
+            out = self.backbone(inputs, use_geo=self._use_geo)
+        tokens, valid = source_tokens(out, inputs, self.hparams.source)
+        return self.head(tokens, valid)
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if self.hparams.multilabel:
+            return F.binary_cross_entropy_with_logits(logits, target.float(), pos_weight=self.class_weights)
+        return F.cross_entropy(
+            logits, target.long(), weight=self.class_weights, label_smoothing=self.hparams.label_smoothing
+        )
+
+    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
+        if batch.target is None or isinstance(batch.target, list):
+            raise ValueError(f"{stage} batch has no tensor target (samples {[m.get('id') for m in batch.meta][:3]})")
+        logits = self(batch.inputs)
+        loss = self.loss(logits, batch.target)
+        size = len(batch)
+        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=size)
+        scores = logits.detach().float()
+        target = batch.target.long()
+        for name, metric in self.metrics[f"{stage}_metrics"].items():
+            if name == "per_class":
+                if stage != "train":  # computed and logged at the epoch's end
+                    metric.update(scores, target)
+                continue
+            metric.update(scores.sigmoid() if self.hparams.multilabel else scores, target)
+            self.log(f"{stage}/{name}", metric, prog_bar=name in ("OA", "mAP"), batch_size=size)
+        return loss
+
+    def _log_per_class(self, stage: str) -> None:
+        metrics = self.metrics[f"{stage}_metrics"]
+        metric = metrics["per_class"] if "per_class" in metrics else None
+        if metric is None or not metric.update_called:
+            return
+        names = self.hparams.class_names or [str(i) for i in range(self.hparams.num_classes)]
+        for name, value in zip(names, metric.compute(), strict=True):
+            self.log(f"{stage}/accuracy/{name}", value)
+        metric.reset()
+
+    def training_step(self, batch: Batch, batch_index: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_index: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_index: int) -> None:
+        self._step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_per_class("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_per_class("test")
+
+    def predict_step(self, batch: Batch, batch_index: int) -> dict[str, Any]:
+        """{"probabilities": (B, K), "prediction": (B,) class or (B, K) bool, "meta": provenance}."""
+        logits = self(batch.inputs).float()
+        if self.hparams.multilabel:
+            probabilities = logits.sigmoid()
+            return {"probabilities": probabilities, "prediction": probabilities > 0.5, "meta": batch.meta}
+        probabilities = logits.softmax(dim=-1)
+        return {"probabilities": probabilities, "prediction": probabilities.argmax(dim=-1), "meta": batch.meta}
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = parameter_groups(self, self.hparams.weight_decay, self.hparams.layer_decay)
+        return adamw_with_schedule(
+            groups, self.hparams.lr, self.trainer.estimated_stepping_batches, self.hparams.warmup_steps
+        )

@@ -1,0 +1,51 @@
+"""Parameter groups: no decay on norms/biases/embeddings, layer-wise learning-rate decay by depth."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from skysense import create_model
+from skysense.tasks.optim import backbone_depths, parameter_groups, warmup_cosine
+
+
+class Task(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = create_model("tiny")
+        self.head = nn.Linear(8, 2)
+
+
+def test_depths_follow_the_feature_flow() -> None:
+    backbone = create_model("tiny")
+    depths, total = backbone_depths(backbone)
+    assert set(depths) == {name for name, _ in backbone.named_parameters()}
+    assert depths["hr.patch_embed.proj.weight"] == 0 and depths["s2.patch_embed.proj.weight"] == 0
+    assert depths["hr.layers.0.blocks.0.attn.qkv.weight"] < depths["hr.layers.2.blocks.1.attn.qkv.weight"]
+    assert depths["s2.blocks.1.attn.qkv.weight"] < depths["fusion.blocks.0.attn.qkv.weight"]
+    assert depths["fusion.blocks.1.attn.qkv.weight"] < depths["geo.out_proj.weight"] < total
+
+
+def test_groups_scale_learning_rates_and_skip_decay() -> None:
+    task = Task()
+    task.backbone.s1.requires_grad_(False)
+    groups = parameter_groups(task, weight_decay=0.05, layer_decay=0.5)
+    by_parameter = {id(p): g for g in groups for p in g["params"]}
+    named = dict(task.named_parameters())
+    assert id(named["backbone.s1.patch_embed.proj.weight"]) not in by_parameter  # frozen: left out
+    head, first = by_parameter[id(named["head.weight"])], by_parameter[id(named["backbone.hr.patch_embed.proj.weight"])]
+    assert (
+        head["lr_scale"] == 1.0
+        and first["lr_scale"] < by_parameter[id(named["backbone.geo.out_proj.weight"])]["lr_scale"]
+    )
+    assert by_parameter[id(named["head.bias"])]["weight_decay"] == 0.0 and head["weight_decay"] == 0.05
+    assert by_parameter[id(named["backbone.s2.pos_embed"])]["weight_decay"] == 0.0
+    flat = parameter_groups(task, weight_decay=0.05, layer_decay=1.0)
+    assert {g["lr_scale"] for g in flat} == {1.0}
+
+
+def test_warmup_then_cosine() -> None:
+    schedule = warmup_cosine(total_steps=110, warmup_steps=10)
+    assert schedule(0) == 0.1 and schedule(9) == 1.0 and schedule(10) == 1.0
+    assert abs(schedule(60) - 0.5) < 1e-9 and schedule(110) == 0.0
+    assert torch.tensor([schedule(s) for s in range(10, 111)]).diff().le(1e-12).all()
