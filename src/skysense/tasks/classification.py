@@ -6,9 +6,7 @@ The backbone encodes the batch; the head reads one source's tokens:
 - ``"s2"`` / ``"s1"``: per-frame Sentinel features as T·h·w tokens, padded frames masked out;
 - ``"fused"``: the fused representation concat[F, F_geo] (or F without coordinates) as h·w tokens.
 
-Fine-tuning modes: ``frozen`` (the backbone is fixed and in eval mode: a linear or attentive probe), ``partial``
-(only the last ``trainable_depths`` depths of the backbone train, see :func:`skysense.tasks.optim.backbone_depths`)
-and ``full``; layer-wise learning-rate decay (the paper uses 0.9) applies to whatever trains. Metrics come from
+Fine-tuning modes and the optimiser are :class:`~skysense.tasks.base.BackboneTask`'s. Metrics come from
 torchmetrics: overall accuracy (OA), mean per-class accuracy (AA) and per-class accuracy for single-label tasks;
 mAP (macro average precision) and macro F1 for multi-label ones.
 """
@@ -17,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 import torchmetrics
@@ -27,31 +24,9 @@ from torch import nn
 from skysense.batch import SkySenseInput, SkySenseOutput
 from skysense.data.collate import Batch
 from skysense.heads.classification import build_classification_head
-from skysense.models.registry import get_config
-from skysense.models.skysense import SkySense
-from skysense.models.weights import load_backbone_weights
-from skysense.tasks.optim import adamw_with_schedule, backbone_depths, parameter_groups
+from skysense.tasks.base import BackboneTask
 
 SOURCES = ("hr", "s2", "s1", "fused")
-FREEZE_MODES = ("frozen", "partial", "full")
-
-
-def modality_overrides(modalities: list[str] | None) -> dict[str, Any]:
-    """Model overrides that drop the encoders a task does not use (``None`` keeps all)."""
-    if modalities is None:
-        return {}
-    unknown = set(modalities) - {"hr", "s2", "s1"}
-    if unknown or not modalities:
-        raise ValueError(f"modalities must be a non-empty subset of ['hr', 's2', 's1'], got {modalities}")
-    overrides: dict[str, Any] = {}
-    for name in ("hr", "s2", "s1"):
-        if name not in modalities:
-            overrides[name] = None
-            if name != "hr":
-                overrides[f"{name}_head"] = None
-    if "s2" not in modalities and "s1" not in modalities:
-        overrides.update(fusion=None, geo=None)
-    return overrides
 
 
 def source_tokens(out: SkySenseOutput, inputs: SkySenseInput, source: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -77,7 +52,7 @@ def source_tokens(out: SkySenseOutput, inputs: SkySenseInput, source: str) -> tu
     raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
 
 
-class ClassificationTask(pl.LightningModule):
+class ClassificationTask(BackboneTask):
     """Fine-tune or probe a SkySense preset for scene classification.
 
     Args:
@@ -132,22 +107,17 @@ class ClassificationTask(pl.LightningModule):
         self.save_hyperparameters()
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-        if freeze not in FREEZE_MODES:
-            raise ValueError(f"freeze must be one of {FREEZE_MODES}, got {freeze!r}")
         if class_weights is not None and len(class_weights) != num_classes:
             raise ValueError(f"class_weights has {len(class_weights)} entries for {num_classes} classes")
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"class_names has {len(class_names)} entries for {num_classes} classes")
-        overrides = {**modality_overrides(modalities), **(model_overrides or {})}
-        self.backbone = SkySense(get_config(preset, **overrides))
-        if pretrained is not None:
-            load_backbone_weights(self.backbone, pretrained, pretrained_network)
+        self.backbone = self.build_backbone()
         in_dim = self._source_dim(source)
         self.head = build_classification_head(head, in_dim, num_classes, **(head_args or {}))
         self.register_buffer(
             "class_weights", torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         )
-        self._apply_freeze()
+        self.apply_freeze()
         # keyed "{stage}_metrics": a ModuleDict key may not shadow a Module attribute such as ``train``
         self.metrics = nn.ModuleDict({f"{stage}_metrics": self._metrics() for stage in ("train", "val", "test")})
 
@@ -172,22 +142,6 @@ class ClassificationTask(pl.LightningModule):
         """Geo-context is read only for the fused source, when asked for and built."""
         return self.hparams.source == "fused" and bool(self.hparams.use_geo) and self.backbone.geo is not None
 
-    def _apply_freeze(self) -> None:
-        mode = self.hparams.freeze
-        if mode == "full":
-            return
-        depths, total = backbone_depths(self.backbone)
-        first_trainable = total - self.hparams.trainable_depths if mode == "partial" else total + 1
-        for name, parameter in self.backbone.named_parameters():
-            parameter.requires_grad_(depths[name] >= first_trainable)
-
-    def train(self, mode: bool = True) -> ClassificationTask:
-        """A frozen backbone stays in eval mode (no dropout or stochastic depth in a probe's features)."""
-        super().train(mode)
-        if self.hparams.freeze == "frozen":
-            self.backbone.eval()
-        return self
-
     def _metrics(self) -> nn.ModuleDict:
         k = self.hparams.num_classes
         if self.hparams.multilabel:
@@ -208,7 +162,7 @@ class ClassificationTask(pl.LightningModule):
     # ------------------------------------------------------------------------------------------------------------
     def forward(self, inputs: SkySenseInput) -> torch.Tensor:
         """Inputs → (B, K) logits."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.hparams.freeze != "frozen"):
+        with torch.set_grad_enabled(self.backbone_grad):
             out = self.backbone(inputs, use_geo=self._use_geo)
         tokens, valid = source_tokens(out, inputs, self.hparams.source)
         return self.head(tokens, valid)
@@ -272,9 +226,3 @@ class ClassificationTask(pl.LightningModule):
             return {"probabilities": probabilities, "prediction": probabilities > 0.5, "meta": batch.meta}
         probabilities = logits.softmax(dim=-1)
         return {"probabilities": probabilities, "prediction": probabilities.argmax(dim=-1), "meta": batch.meta}
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        groups = parameter_groups(self, self.hparams.weight_decay, self.hparams.layer_decay)
-        return adamw_with_schedule(
-            groups, self.hparams.lr, self.trainer.estimated_stepping_batches, self.hparams.warmup_steps
-        )

@@ -1,0 +1,89 @@
+"""What every downstream task shares: the backbone (a preset with the modalities the task uses), pretrained
+weights, the fine-tuning mode and the optimiser.
+
+Fine-tuning modes: ``frozen`` (the backbone is fixed and kept in eval mode: probes), ``partial`` (only the last
+``trainable_depths`` depths of the backbone train, see :func:`skysense.tasks.optim.backbone_depths`) and ``full``.
+Layer-wise learning-rate decay (the paper uses 0.9) applies to whatever trains.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from skysense.models.registry import get_config
+from skysense.models.skysense import SkySense
+from skysense.models.weights import load_backbone_weights
+from skysense.tasks.optim import adamw_with_schedule, backbone_depths, parameter_groups
+
+FREEZE_MODES = ("frozen", "partial", "full")
+
+
+def modality_overrides(modalities: list[str] | None) -> dict[str, Any]:
+    """Model overrides that drop the encoders a task does not use (``None`` keeps all)."""
+    if modalities is None:
+        return {}
+    unknown = set(modalities) - {"hr", "s2", "s1"}
+    if unknown or not modalities:
+        raise ValueError(f"modalities must be a non-empty subset of ['hr', 's2', 's1'], got {modalities}")
+    overrides: dict[str, Any] = {}
+    for name in ("hr", "s2", "s1"):
+        if name not in modalities:
+            overrides[name] = None
+            if name != "hr":
+                overrides[f"{name}_head"] = None
+    if "s2" not in modalities and "s1" not in modalities:
+        overrides.update(fusion=None, geo=None)
+    return overrides
+
+
+class BackboneTask(pl.LightningModule):
+    """Base of the downstream tasks; subclasses call ``save_hyperparameters()`` first, then
+    :meth:`build_backbone`, build their head, then :meth:`apply_freeze`.
+
+    The hyperparameters it reads: ``preset``, ``modalities``, ``model_overrides``, ``pretrained``,
+    ``pretrained_network``, ``freeze``, ``trainable_depths``, ``lr``, ``weight_decay``, ``layer_decay``,
+    ``warmup_steps``.
+    """
+
+    def build_backbone(self) -> SkySense:
+        hp = self.hparams
+        if hp.freeze not in FREEZE_MODES:
+            raise ValueError(f"freeze must be one of {FREEZE_MODES}, got {hp.freeze!r}")
+        overrides = modality_overrides(hp.modalities)
+        if getattr(hp, "source", "fused") != "fused":  # the temporal fusion and prototypes would run for nothing
+            overrides.update(fusion=None, geo=None)
+        overrides.update(hp.model_overrides or {})
+        backbone = SkySense(get_config(hp.preset, **overrides))
+        if hp.pretrained is not None:
+            load_backbone_weights(backbone, hp.pretrained, hp.pretrained_network)
+        return backbone
+
+    def apply_freeze(self) -> None:
+        mode = self.hparams.freeze
+        if mode == "full":
+            return
+        depths, total = backbone_depths(self.backbone)
+        first_trainable = total - self.hparams.trainable_depths if mode == "partial" else total + 1
+        for name, parameter in self.backbone.named_parameters():
+            parameter.requires_grad_(depths[name] >= first_trainable)
+
+    @property
+    def backbone_grad(self) -> bool:
+        """Whether the backbone's forward needs autograd now."""
+        return torch.is_grad_enabled() and self.hparams.freeze != "frozen"
+
+    def train(self, mode: bool = True) -> BackboneTask:
+        """A frozen backbone stays in eval mode (no dropout or stochastic depth in a probe's features)."""
+        super().train(mode)
+        if self.hparams.freeze == "frozen":
+            self.backbone.eval()
+        return self
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = parameter_groups(self, self.hparams.weight_decay, self.hparams.layer_decay)
+        return adamw_with_schedule(
+            groups, self.hparams.lr, self.trainer.estimated_stepping_batches, self.hparams.warmup_steps
+        )

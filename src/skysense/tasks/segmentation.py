@@ -1,0 +1,223 @@
+"""Semantic segmentation on SkySense features, as a Lightning module.
+
+The head reads one source:
+
+- ``"hr"``: the HR pyramid (strides 4–32) through UperNet, with the optional FCN auxiliary head on the third stage
+  (the paper's setting);
+- ``"s2"`` / ``"s1"``: the per-frame Sentinel features averaged over the valid frames, one map on the Sentinel grid,
+  made a pyramid by pooling (:func:`~skysense.heads.segmentation.single_map_pyramid`);
+- ``"fused"``: the fused representation concat[F, F_geo] (F without coordinates or with ``use_geo=False``).
+
+Logits are up-sampled bilinearly to the label's size. The loss is cross-entropy with ``ignore_index`` (the label's
+no-data value; Sen1Floods11 uses -1) and optional class weights; metrics come from torchmetrics: mIoU, per-class IoU,
+overall accuracy and per-class F1, all ignoring ``ignore_index``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch import nn
+
+from skysense.batch import SkySenseInput, SkySenseOutput
+from skysense.data.collate import Batch
+from skysense.heads.segmentation import FCNHead, UperNetHead, single_map_pyramid
+from skysense.tasks.base import BackboneTask
+
+SOURCES = ("hr", "s2", "s1", "fused")
+
+
+def source_maps(out: SkySenseOutput, inputs: SkySenseInput, source: str) -> list[torch.Tensor]:
+    """The maps the head reads, finest first."""
+    if source == "hr":
+        if out.hr_features is None:
+            raise ValueError("source 'hr' needs the HR encoder and an hr input")
+        return list(out.hr_features)
+    if source in ("s2", "s1"):
+        features = getattr(out, f"{source}_features")  # (B, T, C, h, w)
+        if features is None:
+            raise ValueError(f"source {source!r} needs the {source} encoder and an {source} input")
+        valid = getattr(inputs, f"{source}_valid")
+        if valid is None:
+            return single_map_pyramid(features.mean(dim=1))
+        weights = valid.to(features.dtype)[:, :, None, None, None]  # (B, T, 1, 1, 1)
+        return single_map_pyramid((features * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0))
+    if source == "fused":
+        if out.features is None:
+            raise ValueError("source 'fused' needs the Sentinel encoders, the fusion and an s2 or s1 input")
+        return single_map_pyramid(out.features)
+    raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+
+
+class SegmentationTask(BackboneTask):
+    """Fine-tune or probe a SkySense preset for semantic segmentation.
+
+    Args:
+        num_classes: number of classes K (label values 0 … K-1, plus ``ignore_index``).
+        preset, modalities, model_overrides, pretrained, pretrained_network, freeze, trainable_depths, lr,
+            weight_decay, layer_decay, warmup_steps: see :class:`~skysense.tasks.base.BackboneTask` and
+            :class:`~skysense.tasks.classification.ClassificationTask`.
+        source: "hr", "s2", "s1" or "fused".
+        head_channels: UperNet width (512 in the paper's setting).
+        norm: "batch" or "group" normalisation in the head (group for small batches).
+        aux_weight: weight of the FCN auxiliary loss on the third HR stage (0 = no auxiliary head; HR only).
+        ignore_index: label value that is not scored (no data).
+        class_weights: per-class loss weights.
+        class_names: for per-class metric names.
+        use_geo: read the geo-context prototypes for the fused source (inputs then need lat/lon).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        preset: str = "tiny",
+        modalities: list[str] | None = None,
+        model_overrides: dict[str, Any] | None = None,
+        source: str = "hr",
+        head_channels: int = 512,
+        norm: str = "batch",
+        aux_weight: float = 0.4,
+        ignore_index: int = 255,
+        class_weights: list[float] | None = None,
+        class_names: list[str] | None = None,
+        freeze: str = "full",
+        trainable_depths: int = 1,
+        lr: float = 1e-3,
+        weight_decay: float = 0.05,
+        layer_decay: float = 0.9,
+        warmup_steps: int = 0,
+        pretrained: str | None = None,
+        pretrained_network: str = "teacher",
+        use_geo: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+        for name, values in (("class_weights", class_weights), ("class_names", class_names)):
+            if values is not None and len(values) != num_classes:
+                raise ValueError(f"{name} has {len(values)} entries for {num_classes} classes")
+        if 0 <= ignore_index < num_classes:
+            raise ValueError(f"ignore_index {ignore_index} is a class index (0 … {num_classes - 1})")
+        self.backbone = self.build_backbone()
+        in_channels = self._source_channels()
+        self.head = UperNetHead(in_channels, num_classes, head_channels, norm=norm)
+        self.aux_head = (
+            FCNHead(in_channels[2], num_classes, head_channels // 2, norm)
+            if aux_weight > 0 and source == "hr" and len(in_channels) >= 3
+            else None
+        )
+        self.register_buffer(
+            "class_weights", torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        )
+        self.apply_freeze()
+        self.metrics = nn.ModuleDict({f"{stage}_metrics": self._metrics() for stage in ("train", "val", "test")})
+
+    # ------------------------------------------------------------------------------------------------------------
+    @property
+    def _use_geo(self) -> bool:
+        return self.hparams.source == "fused" and bool(self.hparams.use_geo) and self.backbone.geo is not None
+
+    def _source_channels(self) -> list[int]:
+        backbone, source = self.backbone, self.hparams.source
+        if source == "hr":
+            if backbone.hr is None:
+                raise ValueError("source 'hr' needs the HR encoder (add 'hr' to modalities)")
+            stages = len(backbone.hr.config.depths)
+            indices = [i % stages for i in backbone.hr.config.out_indices]
+            return [backbone.hr.out_channels[i] for i in indices]
+        if source in ("s2", "s1"):
+            head = getattr(backbone, f"{source}_head")
+            if head is None:
+                raise ValueError(f"source {source!r} needs the {source} encoder (add it to modalities)")
+            return [head.config.out_dim] * 4
+        if backbone.fusion is None:
+            raise ValueError("source 'fused' needs the fusion, so 's2' or 's1' in modalities")
+        return [backbone.fusion.config.embed_dim * (2 if self._use_geo else 1)] * 4
+
+    def _metrics(self) -> nn.ModuleDict:
+        k, ignore = self.hparams.num_classes, self.hparams.ignore_index
+        return nn.ModuleDict(
+            {
+                "mIoU": torchmetrics.classification.MulticlassJaccardIndex(k, ignore_index=ignore, average="macro"),
+                "OA": torchmetrics.classification.MulticlassAccuracy(k, ignore_index=ignore, average="micro"),
+                "IoU": torchmetrics.classification.MulticlassJaccardIndex(k, ignore_index=ignore, average=None),
+                "F1": torchmetrics.classification.MulticlassF1Score(k, ignore_index=ignore, average=None),
+            }
+        )
+
+    # ------------------------------------------------------------------------------------------------------------
+    def forward(self, inputs: SkySenseInput, size: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+        """Inputs → {"logits": (B, K, H, W)[, "aux": (B, K, H, W)]} at ``size`` (default: the head's resolution)."""
+        with torch.set_grad_enabled(self.backbone_grad):
+            out = self.backbone(inputs, use_geo=self._use_geo)
+        maps = source_maps(out, inputs, self.hparams.source)
+        outputs = {"logits": self.head(maps)}
+        if self.aux_head is not None and self.training:
+            outputs["aux"] = self.aux_head(maps[2])
+        if size is not None:
+            outputs = {k: F.interpolate(v, size=size, mode="bilinear", align_corners=False) for k, v in outputs.items()}
+        return outputs
+
+    def loss(self, outputs: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        def cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(
+                logits.float(), target.long(), weight=self.class_weights, ignore_index=self.hparams.ignore_index
+            )
+
+        loss = cross_entropy(outputs["logits"])
+        if "aux" in outputs:
+            loss = loss + self.hparams.aux_weight * cross_entropy(outputs["aux"])
+        return loss
+
+    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
+        target = batch.target
+        if not isinstance(target, torch.Tensor) or target.ndim != 3:
+            raise ValueError(f"{stage} batch needs (B, H, W) mask targets, got {type(target).__name__}")
+        outputs = self(batch.inputs, size=tuple(target.shape[-2:]))
+        loss = self.loss(outputs, target)
+        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=len(batch))
+        prediction = outputs["logits"].detach().argmax(dim=1)
+        metrics = self.metrics[f"{stage}_metrics"]
+        for name, metric in metrics.items():
+            if name in ("mIoU", "OA"):
+                metric.update(prediction, target)
+                self.log(f"{stage}/{name}", metric, prog_bar=name == "mIoU", batch_size=len(batch))
+            elif stage != "train":
+                metric.update(prediction, target)
+        return loss
+
+    def _log_per_class(self, stage: str) -> None:
+        names = self.hparams.class_names or [str(i) for i in range(self.hparams.num_classes)]
+        metrics = self.metrics[f"{stage}_metrics"]
+        for metric_name in ("IoU", "F1"):
+            metric = metrics[metric_name]
+            if metric.update_called:
+                for name, value in zip(names, metric.compute(), strict=True):
+                    self.log(f"{stage}/{metric_name}/{name}", value)
+                metric.reset()
+
+    def training_step(self, batch: Batch, batch_index: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_index: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_index: int) -> None:
+        self._step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_per_class("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_per_class("test")
+
+    def predict_step(self, batch: Batch, batch_index: int) -> dict[str, Any]:
+        """{"probabilities": (B, K, H, W), "prediction": (B, H, W), "meta": provenance} at the label's size when
+        the batch has labels, else at the head's resolution."""
+        size = tuple(batch.target.shape[-2:]) if isinstance(batch.target, torch.Tensor) else None
+        probabilities = self(batch.inputs, size=size)["logits"].float().softmax(dim=1)
+        return {"probabilities": probabilities, "prediction": probabilities.argmax(dim=1), "meta": batch.meta}
