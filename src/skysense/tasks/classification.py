@@ -111,6 +111,7 @@ class ClassificationTask(BackboneTask):
             raise ValueError(f"class_weights has {len(class_weights)} entries for {num_classes} classes")
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"class_names has {len(class_names)} entries for {num_classes} classes")
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         self.backbone = self.build_backbone()
         in_dim = self._source_dim(source)
         self.head = build_classification_head(head, in_dim, num_classes, **(head_args or {}))
@@ -198,7 +199,7 @@ class ClassificationTask(BackboneTask):
         metric = metrics["per_class"] if "per_class" in metrics else None
         if metric is None or not metric.update_called:
             return
-        names = self.hparams.class_names or [str(i) for i in range(self.hparams.num_classes)]
+        names = self.class_names
         for name, value in zip(names, metric.compute(), strict=True):
             self.log(f"{stage}/accuracy/{name}", value)
         metric.reset()

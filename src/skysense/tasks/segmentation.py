@@ -102,6 +102,7 @@ class SegmentationTask(BackboneTask):
                 raise ValueError(f"{name} has {len(values)} entries for {num_classes} classes")
         if 0 <= ignore_index < num_classes:
             raise ValueError(f"ignore_index {ignore_index} is a class index (0 … {num_classes - 1})")
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         self.backbone = self.build_backbone()
         in_channels = self._source_channels()
         self.head = UperNetHead(in_channels, num_classes, head_channels, norm=norm)
@@ -162,6 +163,10 @@ class SegmentationTask(BackboneTask):
             outputs = {k: F.interpolate(v, size=size, mode="bilinear", align_corners=False) for k, v in outputs.items()}
         return outputs
 
+    def batch_outputs(self, batch: Batch, size: tuple[int, int] | None) -> dict[str, torch.Tensor]:
+        """The forward for a collated batch (subclasses read more of it, e.g. the second date)."""
+        return self(batch.inputs, size=size)
+
     def loss(self, outputs: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         def cross_entropy(logits: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(
@@ -177,7 +182,7 @@ class SegmentationTask(BackboneTask):
         target = batch.target
         if not isinstance(target, torch.Tensor) or target.ndim != 3:
             raise ValueError(f"{stage} batch needs (B, H, W) mask targets, got {type(target).__name__}")
-        outputs = self(batch.inputs, size=tuple(target.shape[-2:]))
+        outputs = self.batch_outputs(batch, size=tuple(target.shape[-2:]))
         loss = self.loss(outputs, target)
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=len(batch))
         prediction = outputs["logits"].detach().argmax(dim=1)
@@ -191,7 +196,7 @@ class SegmentationTask(BackboneTask):
         return loss
 
     def _log_per_class(self, stage: str) -> None:
-        names = self.hparams.class_names or [str(i) for i in range(self.hparams.num_classes)]
+        names = self.class_names
         metrics = self.metrics[f"{stage}_metrics"]
         for metric_name in ("IoU", "F1"):
             metric = metrics[metric_name]
@@ -219,5 +224,5 @@ class SegmentationTask(BackboneTask):
         """{"probabilities": (B, K, H, W), "prediction": (B, H, W), "meta": provenance} at the label's size when
         the batch has labels, else at the head's resolution."""
         size = tuple(batch.target.shape[-2:]) if isinstance(batch.target, torch.Tensor) else None
-        probabilities = self(batch.inputs, size=size)["logits"].float().softmax(dim=1)
+        probabilities = self.batch_outputs(batch, size=size)["logits"].float().softmax(dim=1)
         return {"probabilities": probabilities, "prediction": probabilities.argmax(dim=1), "meta": batch.meta}
