@@ -58,7 +58,7 @@ def pretraining_views(
             Normalize(**dataset.sensors),
             FillInvalid(),
             *([RandomResizedCrop(scale=crop_scale, generator=generator)] if tuple(crop_scale) != (1, 1) else []),
-            RandomBrightnessContrast("hr", p=0.8, generator=generator),
+            RandomBrightnessContrast("hr", brightness=0.4, contrast=0.4, p=0.8, generator=generator),
             RandomGaussianBlur(p=0.5, generator=generator),
             RandomBrightnessContrast("s2", brightness=0.1, contrast=0.1, p=0.5, generator=generator),
             RandomGainDb("s1", max_db=0.2, p=0.5, generator=generator),
