@@ -39,6 +39,20 @@ def test_cli_fit_test_predict_on_eurosat(tmp_path: Path) -> None:
         assert column in metrics, column
 
 
+def test_cli_multimodal_time_series_on_presto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """S2 + S1 monthly series through the fusion and the geo prototypes (real Presto algae-bloom samples)."""
+    shared_path("presto_s1s2_timeseries")
+    monkeypatch.chdir(CONFIG.parents[2])
+    config = CONFIG.parent / "presto_algae.yaml"
+    arguments = ["fit", "--config", str(config), "--trainer.default_root_dir", str(tmp_path),
+                 "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+                 "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--trainer.max_epochs", "1",
+                 "--trainer.log_every_n_steps", "1"]  # fmt: skip
+    assert main(arguments) == 0
+    metrics = next(tmp_path.rglob("metrics.csv")).read_text()
+    assert "val/OA" in metrics and "val/accuracy/severity_1" in metrics and "train/loss" in metrics
+
+
 def test_fine_tuning_learns_eurosat(tmp_path: Path) -> None:
     """40 steps of the tiny HR encoder on real EuroSAT images: well above the 10 % of chance on held-out images."""
     data = EuroSATDataModule(shared_path("eurosat_rgb_dev"), batch_size=32)
