@@ -75,6 +75,28 @@ class BackboneTask(pl.LightningModule):
         """Whether the backbone's forward needs autograd now."""
         return torch.is_grad_enabled() and self.hparams.freeze != "frozen"
 
+    @property
+    def _use_geo(self) -> bool:
+        """Geo-context is read only for the fused source, when asked for and built."""
+        hp = self.hparams
+        return hp.get("source") == "fused" and bool(hp.get("use_geo", True)) and self.backbone.geo is not None
+
+    # Subclasses implement ``_step(batch, stage)`` (loss and running metrics) and ``_log_per_class(stage)``.
+    def training_step(self, batch: Any, batch_index: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_index: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_index: int) -> None:
+        self._step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_per_class("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_per_class("test")
+
     def train(self, mode: bool = True) -> BackboneTask:
         """A frozen backbone stays in eval mode (no dropout or stochastic depth in a probe's features)."""
         super().train(mode)

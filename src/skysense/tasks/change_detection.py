@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from skysense.batch import SkySenseInput
 from skysense.data.collate import Batch
@@ -64,12 +63,7 @@ class ChangeDetectionTask(SegmentationTask):
         for level in both:
             first, second = level.chunk(2)
             maps.append((first - second).abs() if self._merge == "difference" else torch.cat([first, second], dim=1))
-        outputs = {"logits": self.head(maps)}
-        if self.aux_head is not None and self.training:
-            outputs["aux"] = self.aux_head(maps[2])
-        if size is not None:
-            outputs = {k: F.interpolate(v, size=size, mode="bilinear", align_corners=False) for k, v in outputs.items()}
-        return outputs
+        return self.decode(maps, size)
 
     def batch_outputs(self, batch: Batch, size: tuple[int, int] | None) -> dict[str, torch.Tensor]:
         return self(batch.inputs, batch.hr_t2, size=size)

@@ -138,11 +138,6 @@ class ClassificationTask(BackboneTask):
             raise ValueError("source 'fused' needs the fusion, so 's2' or 's1' in modalities")
         return backbone.fusion.config.embed_dim * (2 if self._use_geo else 1)
 
-    @property
-    def _use_geo(self) -> bool:
-        """Geo-context is read only for the fused source, when asked for and built."""
-        return self.hparams.source == "fused" and bool(self.hparams.use_geo) and self.backbone.geo is not None
-
     def _metrics(self) -> nn.ModuleDict:
         k = self.hparams.num_classes
         if self.hparams.multilabel:
@@ -203,21 +198,6 @@ class ClassificationTask(BackboneTask):
         for name, value in zip(names, metric.compute(), strict=True):
             self.log(f"{stage}/accuracy/{name}", value)
         metric.reset()
-
-    def training_step(self, batch: Batch, batch_index: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: Batch, batch_index: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: Batch, batch_index: int) -> None:
-        self._step(batch, "test")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_per_class("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_per_class("test")
 
     def predict_step(self, batch: Batch, batch_index: int) -> dict[str, Any]:
         """{"probabilities": (B, K), "prediction": (B,) class or (B, K) bool, "meta": provenance}."""

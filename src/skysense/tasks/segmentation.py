@@ -118,10 +118,6 @@ class SegmentationTask(BackboneTask):
         self.metrics = nn.ModuleDict({f"{stage}_metrics": self._metrics() for stage in ("train", "val", "test")})
 
     # ------------------------------------------------------------------------------------------------------------
-    @property
-    def _use_geo(self) -> bool:
-        return self.hparams.source == "fused" and bool(self.hparams.use_geo) and self.backbone.geo is not None
-
     def _source_channels(self) -> list[int]:
         backbone, source = self.backbone, self.hparams.source
         if source == "hr":
@@ -155,7 +151,10 @@ class SegmentationTask(BackboneTask):
         """Inputs → {"logits": (B, K, H, W)[, "aux": (B, K, H, W)]} at ``size`` (default: the head's resolution)."""
         with torch.set_grad_enabled(self.backbone_grad):
             out = self.backbone(inputs, use_geo=self._use_geo)
-        maps = source_maps(out, inputs, self.hparams.source)
+        return self.decode(source_maps(out, inputs, self.hparams.source), size)
+
+    def decode(self, maps: list[torch.Tensor], size: tuple[int, int] | None) -> dict[str, torch.Tensor]:
+        """Head (and, in training, the auxiliary head) on the maps, finest first; logits resized to ``size``."""
         outputs = {"logits": self.head(maps)}
         if self.aux_head is not None and self.training:
             outputs["aux"] = self.aux_head(maps[2])
@@ -204,21 +203,6 @@ class SegmentationTask(BackboneTask):
                 for name, value in zip(names, metric.compute(), strict=True):
                     self.log(f"{stage}/{metric_name}/{name}", value)
                 metric.reset()
-
-    def training_step(self, batch: Batch, batch_index: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: Batch, batch_index: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: Batch, batch_index: int) -> None:
-        self._step(batch, "test")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_per_class("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_per_class("test")
 
     def predict_step(self, batch: Batch, batch_index: int) -> dict[str, Any]:
         """{"probabilities": (B, K, H, W), "prediction": (B, H, W), "meta": provenance} at the label's size when
