@@ -147,11 +147,24 @@ def budgeted_fit(name: str, make_task: Any, make_data: Any, minutes: float, out:
 # SkySense pretraining
 
 
-def run_ours(minutes: float, out: Path) -> None:
+def apply_overrides(config: dict[str, Any], overrides: list[str]) -> None:
+    """``key.sub=value`` overrides (values parsed as YAML) of the pretraining config, e.g. ``model.lr=0.001``."""
+    for item in overrides:
+        key, _, value = item.partition("=")
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+
+
+def run_ours(minutes: float, out: Path, overrides: list[str] | None = None) -> None:
     from skysense.pretrain.datamodule import PretrainDataModule
     from skysense.tasks.pretrain import PretrainTask
 
     config = yaml.safe_load(CONFIG.read_text())
+    apply_overrides(config, overrides or [])
+    (out / "ours_config.yaml").write_text(yaml.safe_dump(config))
     data_args = dict(config["data"], num_workers=0)
     for spec in data_args["sources"].values():  # config paths are relative to the repository
         spec["init_args"]["root"] = str((REPO / spec["init_args"]["root"]).resolve())
@@ -292,11 +305,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/probe"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--set", nargs="*", default=[], help="config overrides for 'ours', e.g. model.lr=0.001")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.command == "ours":
-        run_ours(args.minutes, args.out)
+        run_ours(args.minutes, args.out, args.set)
     elif args.command == "simclr":
         run_simclr(args.minutes, args.out)
     else:

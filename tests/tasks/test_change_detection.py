@@ -23,7 +23,7 @@ def test_cli_fit_and_test_on_levir(tmp_path: Path, monkeypatch: pytest.MonkeyPat
               "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"]  # fmt: skip
     assert main(["fit", *common, "--trainer.max_epochs", "1"]) == 0
     checkpoint = next(tmp_path.rglob("last.ckpt"))
-    assert main(["test", *common, "--trainer.limit_test_batches", "1", "--ckpt_path", str(checkpoint)]) == 0
+    assert main(["test", *common, "--trainer.limit_test_batches", "2", "--ckpt_path", str(checkpoint)]) == 0
     metrics = " ".join(path.read_text() for path in tmp_path.rglob("metrics.csv"))
     for column in ("train/loss", "val/mIoU", "test/F1/change", "test/IoU/change"):
         assert column in metrics, column

@@ -33,7 +33,7 @@ def test_cli_fit_test_predict_on_eurosat(tmp_path: Path) -> None:
     assert main(["fit", *common, *limits]) == 0
     checkpoint = next(tmp_path.rglob("last.ckpt"))
     assert main(["test", *common, "--trainer.limit_test_batches", "2", "--ckpt_path", str(checkpoint)]) == 0
-    assert main(["predict", *common, "--trainer.limit_predict_batches", "1", "--ckpt_path", str(checkpoint)]) == 0
+    assert main(["predict", *common, "--trainer.limit_predict_batches", "2", "--ckpt_path", str(checkpoint)]) == 0
     metrics = " ".join(path.read_text() for path in tmp_path.rglob("metrics.csv"))  # one per command
     for column in ("train/loss", "val/OA", "val/AA", "val/accuracy/Forest", "test/OA"):
         assert column in metrics, column
@@ -46,7 +46,7 @@ def test_cli_multimodal_time_series_on_presto(tmp_path: Path, monkeypatch: pytes
     config = CONFIG.parent / "presto_algae.yaml"
     arguments = ["fit", "--config", str(config), "--trainer.default_root_dir", str(tmp_path),
                  "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
-                 "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--trainer.max_epochs", "1",
+                 "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2", "--trainer.max_epochs", "1",
                  "--trainer.log_every_n_steps", "1"]  # fmt: skip
     assert main(arguments) == 0
     metrics = next(tmp_path.rglob("metrics.csv")).read_text()

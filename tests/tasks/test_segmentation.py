@@ -26,10 +26,10 @@ def test_cli_fit_and_test_on_sen1floods11(tmp_path: Path, monkeypatch: pytest.Mo
     common = ["--config", str(CONFIG), "--trainer.default_root_dir", str(tmp_path),
               "--trainer.logger.init_args.save_dir", str(tmp_path), "--data.num_workers", "0",
               "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1"]  # fmt: skip
-    limits = ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--trainer.max_epochs", "1"]
+    limits = ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2", "--trainer.max_epochs", "1"]
     assert main(["fit", *common, *limits]) == 0
     checkpoint = next(tmp_path.rglob("last.ckpt"))
-    assert main(["test", *common, "--trainer.limit_test_batches", "1", "--ckpt_path", str(checkpoint)]) == 0
+    assert main(["test", *common, "--trainer.limit_test_batches", "2", "--ckpt_path", str(checkpoint)]) == 0
     metrics = " ".join(path.read_text() for path in tmp_path.rglob("metrics.csv"))
     for column in ("train/loss", "val/mIoU", "val/IoU/water", "test/mIoU", "test/F1/water"):
         assert column in metrics, column

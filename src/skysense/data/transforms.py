@@ -298,12 +298,25 @@ class RandomResizedCrop:
         if isinstance(sample.target, dict):
             raise ValueError(f"{sample.source}: RandomResizedCrop cannot move box targets")
         top, left, height, width = self._box()
-        theta = torch.tensor([[width, 0.0, 2 * left + width - 1], [0.0, height, 2 * top + height - 1]])
+        grids: dict[tuple[int, int], torch.Tensor] = {}
+
+        def grid_for(rows: int, cols: int) -> torch.Tensor:
+            """(1, rows, cols, 2) sampling grid of the box (normalised coordinates, align_corners=False): the
+            affine map of ``F.affine_grid``, built from two 1-D ranges and shared by every tensor of that size."""
+            if (rows, cols) not in grids:
+                xs = (torch.arange(cols) * 2 + 1) / cols - 1
+                ys = (torch.arange(rows) * 2 + 1) / rows - 1
+                xs = width * xs + 2 * left + width - 1
+                ys = height * ys + 2 * top + height - 1
+                grids[rows, cols] = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None]
+            return grids[rows, cols]
 
         def resample(t: torch.Tensor, scale: int) -> torch.Tensor:
             lead = t.shape[:-2]
+            if t.dtype == torch.bool and bool(t.all()):
+                return t  # the box lies inside the sample: an all-valid mask stays all valid
             flat = t.reshape(-1, 1, *t.shape[-2:])
-            grid = F.affine_grid(theta.expand(flat.shape[0], 2, 3), list(flat.shape), align_corners=False)
+            grid = grid_for(*t.shape[-2:]).expand(flat.shape[0], -1, -1, -1)
             if t.dtype == torch.bool or not t.is_floating_point():
                 out = F.grid_sample(flat.float(), grid, mode="nearest", align_corners=False).to(t.dtype)
             else:

@@ -48,11 +48,12 @@ class BackboneTask(pl.LightningModule):
     ``warmup_steps``.
     """
 
-    def build_backbone(self) -> SkySense:
+    def build_backbone(self, modalities: list[str] | None = None) -> SkySense:
+        """The preset with the encoders of ``modalities`` (default: the ``modalities`` hyperparameter)."""
         hp = self.hparams
         if hp.freeze not in FREEZE_MODES:
             raise ValueError(f"freeze must be one of {FREEZE_MODES}, got {hp.freeze!r}")
-        overrides = modality_overrides(hp.modalities)
+        overrides = modality_overrides(modalities if modalities is not None else hp.get("modalities"))
         if getattr(hp, "source", "fused") != "fused":  # the temporal fusion and prototypes would run for nothing
             overrides.update(fusion=None, geo=None)
         overrides.update(hp.model_overrides or {})
