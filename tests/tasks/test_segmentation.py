@@ -3,6 +3,7 @@ the HR UperNet with its auxiliary head, and errors."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -65,3 +66,32 @@ def test_hr_upernet_with_auxiliary_head_and_errors() -> None:
         SegmentationTask(4, ignore_index=2)
     with pytest.raises(ValueError, match="needs the s2 encoder"):
         SegmentationTask(2, modalities=["hr"], source="s2")
+
+
+def test_temporal_segmentation_through_the_fusion() -> None:
+    """Crop/land-cover mapping: S2 and S1 series of different lengths (padded frames masked) fused per location with
+    the day-of-year encoding and the geo-context prototypes; any subset of the modalities at test time."""
+    torch.manual_seed(0)
+    task = SegmentationTask(3, modalities=["s2", "s1"], source="fused", head_channels=16, norm="group",
+                            ignore_index=-1).train()  # fmt: skip
+    inputs = SkySenseInput(
+        s2=torch.randn(2, 4, 10, 8, 8),
+        s2_day_of_year=torch.tensor([[15, 80, 170, 260], [20, 110, 200, -1]]),
+        s2_valid=torch.tensor([[True, True, True, True], [True, True, True, False]]),
+        s1=torch.randn(2, 3, 2, 8, 8),
+        s1_day_of_year=torch.tensor([[30, 120, 300], [40, 140, 310]]),
+        lat=torch.tensor([45.0, -12.0]),
+        lon=torch.tensor([7.0, 130.0]),
+    )
+    outputs = task(inputs, size=(8, 8))
+    assert outputs["logits"].shape == (2, 3, 8, 8) and "aux" not in outputs  # no auxiliary head off the HR pyramid
+    target = torch.randint(0, 3, (2, 8, 8))
+    task.loss(outputs, target).backward()
+    assert task.backbone.fusion.blocks[0].attn.qkv.weight.grad.abs().sum() > 0  # the fusion trains
+    task.eval()
+    with torch.no_grad():
+        reference = task(inputs, size=(8, 8))["logits"]
+        moved = dataclasses.replace(inputs, s2_day_of_year=inputs.s2_day_of_year + 30)  # same frames, other dates
+        assert not torch.allclose(task(moved, size=(8, 8))["logits"], reference)
+        s2_only = dataclasses.replace(inputs, s1=None, s1_day_of_year=None)
+        assert task(s2_only, size=(8, 8))["logits"].shape == (2, 3, 8, 8)
