@@ -2,7 +2,8 @@
 
 Sen1Floods11 (Bonafilia et al., CVPR-W 2020; contains modified Copernicus Sentinel data): a 64×64 window of the
 co-registered Spain_7370579 S1 (VV, VH dB) and S2 (13-band L1C) chips and its water label, georeferencing kept.
-EuroSAT (Helber et al., IEEE JSTARS 2019; MIT licence): one RGB image per class.
+EuroSAT (Helber et al., IEEE JSTARS 2019; MIT licence): the 50 lowest-numbered RGB images of each class, in
+EuroSAT's own layout (``eurosat/<Class>/<Class>_<n>.jpg``), for the demo's pretraining and probe.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ OUT = ROOT / "src" / "skysense" / "sample_data"
 WINDOW = Window(col_off=160, row_off=192, width=64, height=64)
 
 
+PER_CLASS = 50  # EuroSAT images per class
 DATES = {"S1": "2019-09-17", "S2": "2019-09-18"}  # Sen1Floods11_Metadata.geojson, event Spain
 
 
@@ -47,8 +49,10 @@ def main() -> None:
              DATES.get(kind))
     eurosat = SHARED / "eurosat_rgb_dev"
     for class_dir in sorted(p for p in eurosat.iterdir() if p.is_dir()):
-        first = sorted(class_dir.glob("*.jpg"), key=lambda p: int(p.stem.split("_")[-1]))[0]
-        shutil.copy(first, OUT / f"eurosat_{first.name}")
+        target = OUT / "eurosat" / class_dir.name
+        target.mkdir(parents=True, exist_ok=True)
+        for image in sorted(class_dir.glob("*.jpg"), key=lambda p: int(p.stem.split("_")[-1]))[:PER_CLASS]:
+            shutil.copy(image, target / image.name)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,21 @@ def test_models_lists_presets_with_counts(capsys) -> None:
     assert "655.1 M" in out and "2,062.7 M" in out
 
 
-def test_demo_runs_on_the_shipped_sample(capsys) -> None:
-    assert main(["demo"]) == 0
+def test_demo_runs_end_to_end_on_the_shipped_sample(capsys, tmp_path) -> None:
+    """The demo's whole path (shortened): multi-modal forward, pretraining, two probes, the prediction image."""
+    from PIL import Image
+
+    from skysense.demo import run_demo
+
+    assert main(["demo", "--steps", "2", "--batch-size", "16", "--probe-epochs", "1", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "concat[F, F_geo] (1, 128, 64, 64)" in out
-    assert "stride 32: (10, 256, 2, 2)" in out
+    assert "pretrained 2 steps" in out and out.count("test accuracy") == 2
+    assert (tmp_path / "pretrain.ckpt").is_file()
+    with Image.open(tmp_path / "predictions.png") as image:  # 200 test images, 20 per row, 64 px + label
+        assert image.size == (20 * 64, 10 * 76)
+    results = run_demo(steps=1, batch_size=8, probe_epochs=1, out=tmp_path / "again")
+    assert set(results) == {"random_init", "pretrained"} and all(0.0 <= v <= 1.0 for v in results.values())
 
 
 def test_version(capsys) -> None:

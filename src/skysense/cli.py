@@ -1,7 +1,7 @@
 """The ``skysense`` command.
 
 skysense models            presets and their per-module parameter counts
-skysense demo              a tiny model on the shipped real sample (Sen1Floods11 S1+S2, EuroSAT)
+skysense demo              end to end on the shipped real sample: pretrain, probe, metric, prediction image
 skysense pretrain          self-supervised pretraining (--config configs/pretrain/tiny.yaml)
 skysense data ...          index a folder of rasters, band statistics, file info
 skysense version
@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
 from collections.abc import Sequence
-
-import torch
+from pathlib import Path
 
 import skysense
 from skysense.models.registry import count_parameters, create_model, get_config, list_presets
@@ -41,52 +39,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Build a small model and run it on the real sample shipped with the package."""
-    from skysense.data.examples import SEN1FLOODS11_S2, eurosat_samples, sen1floods11_input
+    """The end-to-end job on the real sample shipped with the package (see :mod:`skysense.demo`)."""
+    from skysense.demo import run_demo
 
-    torch.manual_seed(args.seed)
-    model = create_model(args.preset).eval()
-    counts = count_parameters(model)
-    print(
-        f"skysense {skysense.__version__}: preset '{args.preset}', {_millions(counts['total'])} parameters "
-        f"(random init), torch {torch.__version__}, {torch.get_num_threads()} threads"
-    )
-
-    batch = sen1floods11_input()
-    print(
-        f"\n[1] Sen1Floods11 chip {SEN1FLOODS11_S2.name}: S2 {tuple(batch.s2.shape)} + S1 {tuple(batch.s1.shape)}, "
-        f"lat {batch.lat.item():.4f} lon {batch.lon.item():.4f}, "
-        f"day-of-year S2 {batch.s2_day_of_year.item()} / S1 {batch.s1_day_of_year.item()}"
-    )
-    start = time.perf_counter()
-    with torch.inference_mode():
-        out = model(batch)
-    elapsed = time.perf_counter() - start
-    print(f"    S2 features {tuple(out.s2_features.shape)}, S1 features {tuple(out.s1_features.shape)}")
-    print(
-        f"    fused F {tuple(out.fused.shape)}, geo-context F_geo {tuple(out.geo.shape)}, "
-        f"output concat[F, F_geo] {tuple(out.features.shape)} in {elapsed:.2f} s"
-    )
-    region = model.geo.regions(batch.lat, batch.lon).item()
-    print(
-        f"    geo-context region {region} of {model.geo.config.num_regions}; "
-        f"feature mean {out.features.mean():.3f} std {out.features.std():.3f}"
-    )
-
-    images, labels = eurosat_samples()
-    start = time.perf_counter()
-    with torch.inference_mode():
-        hr_out = model(hr=images, use_geo=False)  # EuroSAT files carry no coordinates
-    elapsed = time.perf_counter() - start
-    print(f"\n[2] {len(images)} EuroSAT RGB images {tuple(images.shape)} through the HR Swin V2 encoder:")
-    for fmap in hr_out.hr_features:
-        print(f"    stride {images.shape[-1] // fmap.shape[-1]:>2}: {tuple(fmap.shape)}")
-    print(f"    fused (HR only) {tuple(hr_out.fused.shape)} in {elapsed:.2f} s")
-    print(
-        "\nThe weights are random here. Pretrain them with `skysense pretrain --config configs/pretrain/tiny.yaml`"
-        " and fine-tune with `skysense fit --config configs/classification/eurosat.yaml --model.pretrained CKPT`"
-        " (from a checkout with ../shared/data)."
-    )
+    run_demo(args.preset, args.seed, args.steps, args.batch_size, args.probe_epochs, args.out)
     return 0
 
 
@@ -146,9 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     models = sub.add_parser("models", help="list presets with per-module parameter counts")
     models.set_defaults(func=cmd_models)
-    demo = sub.add_parser("demo", help="run a small model on the shipped real sample")
+    demo = sub.add_parser(
+        "demo", help="end to end on the shipped real sample: pretraining → linear probe → metric and prediction image"
+    )
     demo.add_argument("--preset", default="tiny", choices=list_presets())
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--steps", type=int, default=120, help="pretraining steps")
+    demo.add_argument("--batch-size", type=int, default=64, help="pretraining images per step")
+    demo.add_argument("--probe-epochs", type=int, default=30, help="linear-probe epochs")
+    demo.add_argument("--out", type=Path, default=Path("skysense-demo"), help="output folder")
     demo.set_defaults(func=cmd_demo)
     sub.add_parser("pretrain", help="self-supervised pretraining (LightningCLI: --config FILE, --help for options)")
     for command in TASK_COMMANDS:

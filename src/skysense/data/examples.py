@@ -23,6 +23,7 @@ SAMPLE_DIR = Path(str(resources.files("skysense") / "sample_data"))
 SEN1FLOODS11_S1 = SAMPLE_DIR / "sen1floods11_Spain_7370579_S1Hand_64.tif"
 SEN1FLOODS11_S2 = SAMPLE_DIR / "sen1floods11_Spain_7370579_S2Hand_64.tif"
 SEN1FLOODS11_LABEL = SAMPLE_DIR / "sen1floods11_Spain_7370579_LabelHand_64.tif"
+EUROSAT_DIR = SAMPLE_DIR / "eurosat"  # EuroSAT's layout: <Class>/<Class>_<n>.jpg, 50 per class
 EUROSAT_CLASSES = EuroSAT.classes
 
 
@@ -80,10 +81,10 @@ def read_rgb_image(path: Path) -> torch.Tensor:
     return torch.from_numpy(HR_RGB.normalize(read_rgb(Path(path)).numpy(), str(path)))
 
 
-def eurosat_samples(directory: Path = SAMPLE_DIR) -> tuple[torch.Tensor, torch.Tensor]:
-    """The shipped EuroSAT images (one per class): images (10, 3, 64, 64) normalised, labels (10,)."""
+def eurosat_samples(directory: Path = EUROSAT_DIR) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first shipped EuroSAT image of each class: images (10, 3, 64, 64) normalised, labels (10,)."""
     images, labels = [], []
     for label, name in enumerate(EUROSAT_CLASSES):
-        images.append(read_rgb_image(directory / f"eurosat_{name}_1.jpg"))
+        images.append(read_rgb_image(directory / name / f"{name}_1.jpg"))
         labels.append(label)
     return torch.stack(images), torch.tensor(labels)
