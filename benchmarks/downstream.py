@@ -1,0 +1,173 @@
+"""Downstream results table (issue 5): every dataset's test metric from random initialisation and from our
+pretraining, several seeds, trained on this CPU through the ``skysense fit`` / ``skysense test`` commands and the
+configs in ``configs/`` (so every row is reproducible by the command printed with it).
+
+For each (dataset, preset, init, seed): ``skysense fit --config <config> --seed_everything <seed> [budget overrides]
+[--model.init_args.pretrained <weights>]``, then ``skysense test`` on the checkpoint the config's ModelCheckpoint
+kept (best validation metric), and the test metric is read from the CSV log. Results go to ``<out>/results.jsonl``
+(one line per run, appended: an interrupted sweep resumes where it stopped); ``table`` prints the markdown table
+with mean ± std over seeds.
+
+    python benchmarks/downstream.py run --preset tiny --pretrained runs/probe/ours.pt --seeds 0 1 2
+    python benchmarks/downstream.py table
+
+Datasets whose shared sample has no held-out images (Sen1Floods11 S1+S2: one chip; DSIFN: 10 pairs, no split) are
+left out: their configs are smoke tests of the recipe, and a number trained and scored on the same images would
+not be a result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# name: (config, metric column in the test log, metric label, budget overrides for this CPU)
+DATASETS: dict[str, tuple[str, str, str, list[str]]] = {
+    "eurosat": ("configs/classification/eurosat.yaml", "test/OA", "OA %", []),
+    "aid": ("configs/classification/aid.yaml", "test/OA", "OA %", []),
+    "presto_algae": ("configs/classification/presto_algae.yaml", "test/OA", "OA %", []),
+    "sen1floods11_s1": ("configs/segmentation/sen1floods11.yaml", "test/mIoU", "mIoU %", []),
+    "levir": ("configs/change_detection/levir.yaml", "test/F1/change", "F1 (change) %", []),
+    "nwpu_vhr10": (
+        "configs/detection/nwpu_vhr10.yaml",
+        "test/mAP50",
+        "mAP50 %",
+        [
+            "--model.init_args.image_size",
+            "256",
+            "--data.init_args.image_size",
+            "256",
+            "--trainer.max_epochs",
+            "4",
+            "--model.init_args.anchor_sizes",
+            "[8, 16, 32, 64, 128]",
+        ],
+    ),  # fmt: skip
+}
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def last_values(log_dir: Path) -> dict[str, float]:
+    """Last logged value of every column of the CSV logs under ``log_dir``."""
+    values: dict[str, float] = {}
+    for path in sorted(log_dir.rglob("metrics.csv")):
+        with path.open() as handle:
+            for row in csv.DictReader(handle):
+                for key, value in row.items():
+                    if value not in ("", None):
+                        values[key] = float(value)
+    return values
+
+
+def run_one(dataset: str, preset: str, init: str, seed: int, pretrained: Path | None, out: Path) -> dict:
+    config, metric, _, budget = DATASETS[dataset]
+    name = f"{dataset}-{preset}-{init}-seed{seed}"
+    root = out / name
+    common = ["--config", config, "--seed_everything", str(seed), "--model.init_args.preset", preset,
+              "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false"]  # fmt: skip
+    fit = ["skysense", "fit", *common, "--trainer.logger.init_args.save_dir", str(root / "fit"), *budget]
+    if init == "pretrained":
+        fit += ["--model.init_args.pretrained", str(pretrained), "--model.init_args.pretrained_network", "student"]
+    start = time.perf_counter()
+    subprocess.run(fit, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    fit_seconds = time.perf_counter() - start
+    kept = [p for p in root.rglob("*.ckpt") if p.name != "last.ckpt"]
+    checkpoint = kept[0] if kept else next(root.rglob("last.ckpt"))
+    test = ["skysense", "test", *common, "--trainer.logger.init_args.save_dir", str(root / "test"), *budget,
+            "--ckpt_path", str(checkpoint)]  # fmt: skip
+    subprocess.run(test, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    values = last_values(root / "test")
+    record = {
+        "dataset": dataset, "preset": preset, "init": init, "seed": seed, "metric": metric,
+        "value": values.get(metric, math.nan), "fit_seconds": round(fit_seconds, 1),
+        "checkpoint": checkpoint.name, "command": " ".join(fit[:1] + fit[1:]),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores", "threads": os.environ.get("OMP_NUM_THREADS", "default"),
+    }  # fmt: skip
+    with (out / "results.jsonl").open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+    print(f"{name}: {metric} = {record['value']:.4f} ({fit_seconds:.0f} s fit)", flush=True)
+    return record
+
+
+def done(out: Path) -> set[tuple[str, str, str, int]]:
+    path = out / "results.jsonl"
+    if not path.exists():
+        return set()
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(r["dataset"], r["preset"], r["init"], r["seed"]) for r in records}
+
+
+def table(out: Path) -> str:
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
+    groups: dict[tuple[str, str], dict[str, list[dict]]] = {}
+    for record in records:
+        groups.setdefault((record["dataset"], record["preset"]), {}).setdefault(record["init"], []).append(record)
+    lines = [
+        "| dataset | preset | metric | random init | our pretraining | seeds | fit time per run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(runs: list[dict] | None) -> str:
+        if not runs:
+            return "–"
+        values = [100 * r["value"] for r in runs]
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1))
+        return f"{mean:.1f} ± {std:.1f}"
+
+    for (dataset, preset), by_init in groups.items():
+        runs = [r for rs in by_init.values() for r in rs]
+        seeds = sorted({r["seed"] for r in runs})
+        minutes = sum(r["fit_seconds"] for r in runs) / len(runs) / 60
+        lines.append(
+            f"| {dataset} | {preset} | {DATASETS[dataset][2]} | {cell(by_init.get('random'))} | "
+            f"{cell(by_init.get('pretrained'))} | {', '.join(map(str, seeds))} | {minutes:.1f} min |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["run", "table"])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--inits", nargs="+", default=["random", "pretrained"], choices=["random", "pretrained"])
+    parser.add_argument("--pretrained", type=Path, help="pretraining checkpoint (.ckpt/.pt) or .safetensors")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "downstream")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.command == "table":
+        print(table(args.out))
+        return
+    if "pretrained" in args.inits and (args.pretrained is None or not args.pretrained.is_file()):
+        sys.exit(f"--pretrained must name a pretraining checkpoint, got {args.pretrained}")
+    finished = done(args.out)
+    for seed in args.seeds:  # seeds outermost: an interrupted sweep still has every dataset at some seeds
+        for dataset in args.datasets:
+            for init in args.inits:
+                if (dataset, args.preset, init, seed) not in finished:
+                    run_one(dataset, args.preset, init, seed, args.pretrained and args.pretrained.resolve(), args.out)
+    print(table(args.out))
+
+
+if __name__ == "__main__":
+    main()
