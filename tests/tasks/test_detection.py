@@ -3,6 +3,7 @@ learning on real boxes, predictions mapped back to the source pixels, errors."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -34,7 +35,12 @@ def test_cli_fit_test_predict_on_nwpu_vhr10(tmp_path: Path, monkeypatch: pytest.
     assert main(["fit", *common, *limits]) == 0
     checkpoint = next(tmp_path.rglob("last.ckpt"))
     assert main(["test", *common, "--trainer.limit_test_batches", "2", "--ckpt_path", str(checkpoint)]) == 0
-    assert main(["predict", *common, "--trainer.limit_predict_batches", "2", "--ckpt_path", str(checkpoint)]) == 0
+    written = tmp_path / "predictions"
+    assert main(["predict", *common, "--trainer.limit_predict_batches", "2", "--ckpt_path", str(checkpoint),
+                 "--trainer.callbacks.output_dir", str(written)]) == 0  # fmt: skip
+    lines = [json.loads(line) for line in (written / "predictions.jsonl").read_text().splitlines()]
+    assert len(lines) == 4 and lines[0]["source"].endswith(".jpg")  # 2 batches of 2 test images
+    assert {"boxes", "boxes_original", "labels", "scores", "names"} <= set(lines[0])
     metrics = " ".join(path.read_text() for path in tmp_path.rglob("metrics.csv"))
     for column in ("train/loss", "train/loss_objectness", "train/loss_box_reg", "val/mAP50", "test/mAP50"):
         assert column in metrics, column

@@ -4,11 +4,14 @@ the HR UperNet with its auxiliary head, and errors."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from skysense import SkySenseInput
 from skysense.cli import main
@@ -31,6 +34,13 @@ def test_cli_fit_and_test_on_sen1floods11(tmp_path: Path, monkeypatch: pytest.Mo
     assert main(["fit", *common, *limits]) == 0
     checkpoint = next(tmp_path.rglob("last.ckpt"))
     assert main(["test", *common, "--trainer.limit_test_batches", "2", "--ckpt_path", str(checkpoint)]) == 0
+    written = tmp_path / "predictions"
+    assert main(["predict", *common, "--trainer.limit_predict_batches", "2", "--ckpt_path", str(checkpoint),
+                 "--trainer.callbacks.output_dir", str(written)]) == 0  # fmt: skip
+    lines = [json.loads(line) for line in (written / "predictions.jsonl").read_text().splitlines()]
+    assert len(lines) == 16  # two batches of 8 tiles
+    with Image.open(written / lines[0]["mask"]) as mask:
+        assert mask.size == (64, 64) and set(np.unique(np.asarray(mask))) <= {0, 1}
     metrics = " ".join(path.read_text() for path in tmp_path.rglob("metrics.csv"))
     for column in ("train/loss", "val/mIoU", "val/IoU/water", "test/mIoU", "test/F1/water"):
         assert column in metrics, column
