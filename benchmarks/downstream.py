@@ -49,7 +49,7 @@ DATASETS: dict[str, tuple[str, str, str, list[str]]] = {
             "--data.init_args.image_size",
             "256",
             "--trainer.max_epochs",
-            "4",
+            "2",
             "--model.init_args.anchor_sizes",
             "[8, 16, 32, 64, 128]",
         ],
