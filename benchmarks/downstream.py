@@ -97,7 +97,7 @@ def run_one(dataset: str, preset: str, init: str, seed: int, pretrained: Path | 
     record = {
         "dataset": dataset, "preset": preset, "init": init, "seed": seed, "metric": metric,
         "value": values.get(metric, math.nan), "fit_seconds": round(fit_seconds, 1),
-        "checkpoint": checkpoint.name, "command": " ".join(fit[:1] + fit[1:]),
+        "checkpoint": checkpoint.name, "command": " ".join(fit),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{cpu_name()}, {os.cpu_count()} cores", "threads": os.environ.get("OMP_NUM_THREADS", "default"),
     }  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -21,3 +23,27 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+def cli_fit_test_predict(
+    config: Path, tmp_path: Path, extra: Sequence[str] = (), train_batches: int = 2, fit_extra: Sequence[str] = ()
+) -> tuple[list[dict], str, Path]:
+    """``skysense fit`` (a few batches, one epoch), ``test`` and ``predict`` (2 batches each) of one config, all
+    writing under ``tmp_path``. Returns the lines predict wrote (predictions.jsonl), the text of every CSV log, and
+    the checkpoint. ``--trainer.limit_*_batches 1`` would be read as 1.0 (all batches): limits here are ≥ 2."""
+    from skysense.cli import main
+
+    common = ["--config", str(config), "--trainer.default_root_dir", str(tmp_path),
+              "--trainer.logger.init_args.save_dir", str(tmp_path), "--data.num_workers", "0",
+              "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1", *extra]  # fmt: skip
+    limits = ["--trainer.limit_train_batches", str(train_batches), "--trainer.limit_val_batches", "2",
+              "--trainer.max_epochs", "1", *fit_extra]  # fmt: skip
+    assert main(["fit", *common, *limits]) == 0
+    checkpoint = next(tmp_path.rglob("last.ckpt"))
+    assert main(["test", *common, "--trainer.limit_test_batches", "2", "--ckpt_path", str(checkpoint)]) == 0
+    written = tmp_path / "predictions"
+    assert main(["predict", *common, "--trainer.limit_predict_batches", "2", "--ckpt_path", str(checkpoint),
+                 "--trainer.callbacks.output_dir", str(written)]) == 0  # fmt: skip
+    lines = [json.loads(line) for line in (written / "predictions.jsonl").read_text().splitlines()]
+    metrics = " ".join(path.read_text() for path in tmp_path.rglob("metrics.csv"))  # one per command
+    return lines, metrics, checkpoint

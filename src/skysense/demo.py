@@ -127,8 +127,8 @@ def probe(preset: str, pretrained: Path | None, epochs: int, out: Path, seed: in
     return float(metrics["test/OA"]), (task, data, trainer)
 
 
-def save_predictions(task: Any, data: Any, trainer: pl.Trainer, path: Path, columns: int = 20) -> float:
-    """A grid of the test images, each under its predicted class (green right, red wrong); returns the accuracy."""
+def save_predictions(task: Any, data: Any, trainer: pl.Trainer, path: Path, columns: int = 20) -> None:
+    """A grid of the test images, each under its predicted class (green right, red wrong)."""
     batches = trainer.predict(task, data.test_dataloader())
     predictions = torch.cat([b["prediction"] for b in batches]).tolist()
     dataset = data.build_dataset("test")
@@ -136,19 +136,16 @@ def save_predictions(task: Any, data: Any, trainer: pl.Trainer, path: Path, colu
     rows = math.ceil(len(predictions) / columns)
     canvas = Image.new("RGB", (columns * cell, rows * (cell + label_height)), "white")
     draw = ImageDraw.Draw(canvas)
-    correct = 0
     for index, (file, truth, predicted) in enumerate(zip(dataset.files, dataset.targets, predictions, strict=True)):
         x, y = (index % columns) * cell, (index // columns) * (cell + label_height)
         with Image.open(file) as image:
             canvas.paste(image.convert("RGB").resize((cell, cell)), (x, y))
         right = predicted == truth
-        correct += right
         draw.rectangle(
             [x, y + cell, x + cell - 1, y + cell + label_height - 1], fill=(0, 140, 0) if right else (200, 0, 0)
         )
         draw.text((x + 2, y + cell), EUROSAT_CLASSES[predicted][:11], fill="white")
     canvas.save(path)
-    return correct / len(predictions)
 
 
 def run_demo(

@@ -4,7 +4,6 @@ pretrained weights from both file kinds, multi-label metrics, and clear errors."
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -16,7 +15,7 @@ from skysense.cli import main
 from skysense.data.datamodules import EuroSATDataModule
 from skysense.data.datasets import EuroSAT
 from skysense.tasks.classification import ClassificationTask
-from tests.conftest import shared_path
+from tests.conftest import cli_fit_test_predict, shared_path
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "classification" / "eurosat.yaml"
 
@@ -28,20 +27,9 @@ def _trainer(tmp_path: Path, **kwargs) -> pl.Trainer:
 
 def test_cli_fit_test_predict_on_eurosat(tmp_path: Path) -> None:
     shared_path("eurosat_rgb_dev")
-    common = ["--config", str(CONFIG), "--trainer.default_root_dir", str(tmp_path),
-              "--trainer.logger.init_args.save_dir", str(tmp_path), "--data.num_workers", "0",
-              "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1"]  # fmt: skip
-    limits = ["--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2", "--trainer.max_epochs", "1"]
-    assert main(["fit", *common, *limits]) == 0
-    checkpoint = next(tmp_path.rglob("last.ckpt"))
-    assert main(["test", *common, "--trainer.limit_test_batches", "2", "--ckpt_path", str(checkpoint)]) == 0
-    written = tmp_path / "predictions"
-    assert main(["predict", *common, "--trainer.limit_predict_batches", "2", "--ckpt_path", str(checkpoint),
-                 "--trainer.callbacks.output_dir", str(written)]) == 0  # fmt: skip
-    lines = [json.loads(line) for line in (written / "predictions.jsonl").read_text().splitlines()]
+    lines, metrics, _ = cli_fit_test_predict(CONFIG, tmp_path, train_batches=3)
     assert len(lines) == 128 and len({line["id"] for line in lines}) == 128  # 2 batches of 64 test images
     assert lines[0]["class_name"] in EuroSAT.classes and abs(sum(lines[0]["probabilities"]) - 1) < 1e-3
-    metrics = " ".join(path.read_text() for path in tmp_path.rglob("metrics.csv"))  # one per command
     for column in ("train/loss", "val/OA", "val/AA", "val/accuracy/Forest", "test/OA"):
         assert column in metrics, column
 

@@ -3,21 +3,19 @@ learning on real boxes, predictions mapped back to the source pixels, errors."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
 
-from skysense.cli import main
 from skysense.data.collate import collate
 from skysense.data.datasets import NWPUVHR10
 from skysense.data.transforms import Compose, FillInvalid, Normalize
 from skysense.heads.detection import HRPyramidBackbone
 from skysense.tasks.detection import DetectionTask
 from skysense.tasks.optim import parameter_groups
-from tests.conftest import shared_path
+from tests.conftest import cli_fit_test_predict, shared_path
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "detection" / "nwpu_vhr10.yaml"
@@ -27,21 +25,11 @@ def test_cli_fit_test_predict_on_nwpu_vhr10(tmp_path: Path, monkeypatch: pytest.
     shared_path("nwpu_vhr10")
     monkeypatch.chdir(ROOT)  # the config's paths are relative to the repository
     small = ["--model.image_size", "256", "--data.image_size", "256", "--data.batch_size", "2"]
-    common = ["--config", str(CONFIG), "--trainer.default_root_dir", str(tmp_path),
-              "--trainer.logger.init_args.save_dir", str(tmp_path), "--data.num_workers", "0",
-              "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1", *small]  # fmt: skip
-    limits = ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2", "--trainer.max_epochs", "1",
-              "--trainer.num_sanity_val_steps", "0"]  # fmt: skip
-    assert main(["fit", *common, *limits]) == 0
-    checkpoint = next(tmp_path.rglob("last.ckpt"))
-    assert main(["test", *common, "--trainer.limit_test_batches", "2", "--ckpt_path", str(checkpoint)]) == 0
-    written = tmp_path / "predictions"
-    assert main(["predict", *common, "--trainer.limit_predict_batches", "2", "--ckpt_path", str(checkpoint),
-                 "--trainer.callbacks.output_dir", str(written)]) == 0  # fmt: skip
-    lines = [json.loads(line) for line in (written / "predictions.jsonl").read_text().splitlines()]
+    lines, metrics, checkpoint = cli_fit_test_predict(
+        CONFIG, tmp_path, small, fit_extra=["--trainer.num_sanity_val_steps", "0"]
+    )
     assert len(lines) == 4 and lines[0]["source"].endswith(".jpg")  # 2 batches of 2 test images
     assert {"boxes", "boxes_original", "labels", "scores", "names"} <= set(lines[0])
-    metrics = " ".join(path.read_text() for path in tmp_path.rglob("metrics.csv"))
     for column in ("train/loss", "train/loss_objectness", "train/loss_box_reg", "val/mAP50", "test/mAP50"):
         assert column in metrics, column
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]

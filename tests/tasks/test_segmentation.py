@@ -4,7 +4,6 @@ the HR UperNet with its auxiliary head, and errors."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -14,10 +13,9 @@ import torch
 from PIL import Image
 
 from skysense import SkySenseInput
-from skysense.cli import main
 from skysense.data.datamodules import Sen1Floods11DataModule
 from skysense.tasks.segmentation import SegmentationTask
-from tests.conftest import shared_path
+from tests.conftest import cli_fit_test_predict, shared_path
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "segmentation" / "sen1floods11.yaml"
@@ -27,21 +25,10 @@ SPLITS = ROOT / "configs" / "segmentation" / "sen1floods11_sample_splits"
 def test_cli_fit_and_test_on_sen1floods11(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shared_path("sen1floods11_samples")
     monkeypatch.chdir(ROOT)  # the config's paths are relative to the repository
-    common = ["--config", str(CONFIG), "--trainer.default_root_dir", str(tmp_path),
-              "--trainer.logger.init_args.save_dir", str(tmp_path), "--data.num_workers", "0",
-              "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1"]  # fmt: skip
-    limits = ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2", "--trainer.max_epochs", "1"]
-    assert main(["fit", *common, *limits]) == 0
-    checkpoint = next(tmp_path.rglob("last.ckpt"))
-    assert main(["test", *common, "--trainer.limit_test_batches", "2", "--ckpt_path", str(checkpoint)]) == 0
-    written = tmp_path / "predictions"
-    assert main(["predict", *common, "--trainer.limit_predict_batches", "2", "--ckpt_path", str(checkpoint),
-                 "--trainer.callbacks.output_dir", str(written)]) == 0  # fmt: skip
-    lines = [json.loads(line) for line in (written / "predictions.jsonl").read_text().splitlines()]
+    lines, metrics, _ = cli_fit_test_predict(CONFIG, tmp_path)
     assert len(lines) == 16  # two batches of 8 tiles
-    with Image.open(written / lines[0]["mask"]) as mask:
+    with Image.open(tmp_path / "predictions" / lines[0]["mask"]) as mask:
         assert mask.size == (64, 64) and set(np.unique(np.asarray(mask))) <= {0, 1}
-    metrics = " ".join(path.read_text() for path in tmp_path.rglob("metrics.csv"))
     for column in ("train/loss", "val/mIoU", "val/IoU/water", "test/mIoU", "test/F1/water"):
         assert column in metrics, column
 

@@ -39,6 +39,14 @@ def modality_overrides(modalities: list[str] | None) -> dict[str, Any]:
     return overrides
 
 
+def resolve_class_names(class_names: list[str] | None, num_classes: int, first: int = 0) -> list[str]:
+    """The K class names for per-class metric names: the given ones (checked against ``num_classes``), or the class
+    indices ``first … first + K - 1`` as strings."""
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(f"class_names has {len(class_names)} entries for {num_classes} classes")
+    return list(class_names) if class_names else [str(i) for i in range(first, first + num_classes)]
+
+
 class BackboneTask(pl.LightningModule):
     """Base of the downstream tasks; subclasses call ``save_hyperparameters()`` first, then
     :meth:`build_backbone`, build their head, then :meth:`apply_freeze`.

@@ -24,7 +24,7 @@ from torch import nn
 from skysense.batch import SkySenseInput, SkySenseOutput
 from skysense.data.collate import Batch
 from skysense.heads.classification import build_classification_head
-from skysense.tasks.base import BackboneTask
+from skysense.tasks.base import BackboneTask, resolve_class_names
 
 SOURCES = ("hr", "s2", "s1", "fused")
 
@@ -109,9 +109,7 @@ class ClassificationTask(BackboneTask):
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
         if class_weights is not None and len(class_weights) != num_classes:
             raise ValueError(f"class_weights has {len(class_weights)} entries for {num_classes} classes")
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"class_names has {len(class_names)} entries for {num_classes} classes")
-        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        self.class_names = resolve_class_names(class_names, num_classes)
         self.backbone = self.build_backbone()
         in_dim = self._source_dim(source)
         self.head = build_classification_head(head, in_dim, num_classes, **(head_args or {}))

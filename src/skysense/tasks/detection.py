@@ -21,7 +21,7 @@ from torchmetrics.detection import MeanAveragePrecision
 
 from skysense.data.collate import Batch
 from skysense.heads.detection import HRPyramidBackbone, build_faster_rcnn
-from skysense.tasks.base import BackboneTask
+from skysense.tasks.base import BackboneTask, resolve_class_names
 
 
 class DetectionTask(BackboneTask):
@@ -63,9 +63,7 @@ class DetectionTask(BackboneTask):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"class_names has {len(class_names)} entries for {num_classes} classes")
-        self.class_names = list(class_names) if class_names else [str(i) for i in range(1, num_classes + 1)]
+        self.class_names = resolve_class_names(class_names, num_classes, first=1)  # label 0 is the background
         self.backbone = self.build_backbone(modalities=["hr"])  # detection reads the HR image only
         if self.backbone.hr is None:
             raise ValueError("detection needs the HR encoder: the preset (or model_overrides) removed it")

@@ -25,7 +25,7 @@ from torch import nn
 from skysense.batch import SkySenseInput, SkySenseOutput
 from skysense.data.collate import Batch
 from skysense.heads.segmentation import FCNHead, UperNetHead, single_map_pyramid
-from skysense.tasks.base import BackboneTask
+from skysense.tasks.base import BackboneTask, resolve_class_names
 
 SOURCES = ("hr", "s2", "s1", "fused")
 
@@ -97,12 +97,11 @@ class SegmentationTask(BackboneTask):
         self.save_hyperparameters()
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-        for name, values in (("class_weights", class_weights), ("class_names", class_names)):
-            if values is not None and len(values) != num_classes:
-                raise ValueError(f"{name} has {len(values)} entries for {num_classes} classes")
+        if class_weights is not None and len(class_weights) != num_classes:
+            raise ValueError(f"class_weights has {len(class_weights)} entries for {num_classes} classes")
         if 0 <= ignore_index < num_classes:
             raise ValueError(f"ignore_index {ignore_index} is a class index (0 … {num_classes - 1})")
-        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        self.class_names = resolve_class_names(class_names, num_classes)
         self.backbone = self.build_backbone()
         in_channels = self._source_channels()
         self.head = UperNetHead(in_channels, num_classes, head_channels, norm=norm)

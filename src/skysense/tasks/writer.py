@@ -26,10 +26,6 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
 
 
-def _names(module: pl.LightningModule) -> list[str] | None:
-    return getattr(module, "class_names", None)
-
-
 def _safe_id(meta: dict[str, Any], fallback: str) -> str:
     raw = str(meta.get("id") or Path(str(meta.get("source", fallback))).stem or fallback)
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in raw)
@@ -66,7 +62,7 @@ class PredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        names = _names(pl_module)
+        names = getattr(pl_module, "class_names", None)
         metas = prediction.get("meta") or [{}] * _batch_length(prediction)
         records = []
         for index, meta in enumerate(metas):
@@ -75,7 +71,7 @@ class PredictionWriter(BasePredictionWriter):
             record: dict[str, Any] = {"source": meta.get("source"), "id": sample_id}
             if "detections" in prediction:
                 record.update(_detection_record(prediction["detections"][index], names))
-            elif prediction["prediction"].ndim >= 2 and prediction["probabilities"].ndim == 4:  # (B, H, W) masks
+            elif prediction["probabilities"].ndim == 4:  # (B, K, H, W): segmentation or change masks
                 mask = prediction["prediction"][index].to(torch.uint8).cpu().numpy()
                 path = self.output_dir / "masks" / f"{sample_id}.png"
                 path.parent.mkdir(exist_ok=True)
