@@ -4,6 +4,9 @@ skysense models            presets and their per-module parameter counts
 skysense demo              end to end on the shipped real sample: pretrain, probe, metric, prediction image
 skysense pretrain          self-supervised pretraining (--config configs/pretrain/tiny.yaml)
 skysense data ...          index a folder of rasters, band statistics, file info
+skysense predict --checkpoint CKPT --hr scene.tif --output map.tif     class map over a whole scene (COG)
+skysense embed --checkpoint CKPT --hr scene.tif --output emb.tif       per-location embeddings over a scene
+skysense export --format onnx --checkpoint CKPT --hr tile.tif --output model.onnx
 skysense version
 """
 
@@ -115,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("pretrain", help="self-supervised pretraining (LightningCLI: --config FILE, --help for options)")
     for command in TASK_COMMANDS:
         sub.add_parser(command, help=f"downstream task: {command} (LightningCLI: --config configs/<task>/<data>.yaml)")
+    sub.add_parser("embed", help="per-location embeddings over a whole scene (--checkpoint, --hr/--s2/--s1, --output)")
+    sub.add_parser("export", help="export an HR encoder with its head to ONNX, checked on a real tile")
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
     from skysense.data.cli import add_data_parser
@@ -127,6 +132,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["pretrain"]:
         return pretrain_main(argv[1:])
+    scene_flags = ("--checkpoint", "--hr", "--s2", "--s1", "--output")
+    if argv[:1] == ["predict"] and any(a.split("=", 1)[0] in scene_flags for a in argv[1:]):
+        from skysense.inference.cli import scene_predict_main
+
+        return scene_predict_main(argv[1:])
+    if argv[:1] == ["embed"]:
+        from skysense.inference.cli import embed_main
+
+        return embed_main(argv[1:])
+    if argv[:1] == ["export"]:
+        from skysense.inference.cli import export_main
+
+        return export_main(argv[1:])
     if argv[:1] and argv[0] in TASK_COMMANDS:
         return task_main(argv[0], argv[1:])
     args = build_parser().parse_args(argv)

@@ -152,7 +152,7 @@ def get_sensor(key: str) -> Sensor:
 _PLAUSIBILITY_MIN_VALUES = 100
 
 
-def check_units(values: np.ndarray, sensor: Sensor, source: str = "input") -> None:
+def check_units(values: np.ndarray, sensor: Sensor, source: str = "input", plausibility: bool = True) -> None:
     """Refuse values that cannot be in ``sensor``'s units; NaN is ignored.
 
     Checks, in order: every finite value lies in ``sensor.valid_range``; then, with at least 100 finite values,
@@ -163,6 +163,8 @@ def check_units(values: np.ndarray, sensor: Sensor, source: str = "input") -> No
         values: (C, ...) raw values.
         sensor: the sensor they claim to come from.
         source: the file or sample named in the error.
+        plausibility: also run the plausibility checks (off for one tile of a scene, which can be legitimately
+            dark; the scene as a whole is checked instead).
 
     Raises:
         ValueError: naming ``source``, the values' span and the expected units.
@@ -176,7 +178,7 @@ def check_units(values: np.ndarray, sensor: Sensor, source: str = "input") -> No
             f"{source}: {sensor.name} values span [{low:g}, {high:g}], outside the range "
             f"{list(sensor.valid_range)} expected for {sensor.units}; check the units (see skysense.data.sensors)"
         )
-    if finite.size < _PLAUSIBILITY_MIN_VALUES:
+    if not plausibility or finite.size < _PLAUSIBILITY_MIN_VALUES:
         return
     hint = None
     if "x 1e4" in sensor.units and high <= 1.5:

@@ -70,6 +70,10 @@ class BackboneTask(pl.LightningModule):
             load_backbone_weights(backbone, hp.pretrained, hp.pretrained_network)
         return backbone
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the task's class, so that a checkpoint alone says what it is (``skysense predict --checkpoint``)."""
+        checkpoint["skysense_task"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
     def apply_freeze(self) -> None:
         mode = self.hparams.freeze
         if mode == "full":

@@ -1,0 +1,180 @@
+"""What runs on a batch of scene tiles: a segmentation task's per-pixel class probabilities, or the encoder's
+per-location embeddings, loaded from any checkpoint skysense writes.
+
+- A fine-tuned task checkpoint (``skysense fit``): :class:`~skysense.tasks.segmentation.SegmentationTask` gives class
+  probabilities at the input's resolution; any task's backbone gives embeddings.
+- A pretraining checkpoint (``skysense pretrain``; the ``teacher`` network by default) or a ``.safetensors`` file of
+  :func:`skysense.save_pretrained`: embeddings.
+
+Embeddings are the fused representation concat[F, F_geo] on the Sentinel grid (one vector per 32 × 32 HR pixels,
+or per Sentinel pixel without an HR image) when the model has the temporal fusion, else the HR encoder's last stage
+(stride 32).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from skysense.batch import SkySenseInput
+from skysense.models.registry import get_config
+from skysense.models.skysense import SkySense
+from skysense.models.weights import from_pretrained, load_backbone_weights
+
+
+@dataclass
+class SceneModel:
+    """A network that maps a batch of tiles to per-pixel outputs.
+
+    Attributes:
+        network: the module (kept in eval mode).
+        kind: "classes" (per-class probabilities) or "embedding".
+        modalities: the inputs it reads.
+        channels: output channels (classes or embedding width).
+        output_stride: reference-grid pixels per output pixel along each axis.
+        class_names: for "classes".
+        description: what was loaded (written into the output's tags).
+    """
+
+    network: nn.Module
+    kind: str
+    modalities: list[str]
+    channels: int
+    output_stride: int
+    class_names: list[str] | None = None
+    description: str = ""
+    source: str = "hr"
+    hr_channels: int | None = None
+
+    def __call__(self, inputs: SkySenseInput, tile: int) -> torch.Tensor:
+        """(B, channels, tile / output_stride, tile / output_stride) float32."""
+        if self.kind == "classes":
+            logits = self.network(inputs, size=(tile, tile))["logits"]
+            return logits.float().softmax(dim=1)
+        backbone: SkySense = self.network
+        out = backbone(inputs, use_geo=backbone.geo is not None and inputs.lat is not None)
+        features = out.features if self.source == "fused" else out.hr_features[-1]
+        if features.shape[1] != self.channels:
+            raise ValueError(
+                f"the model gives {features.shape[1]} embedding channels, {self.channels} expected: its geo-context "
+                "prototypes need latitude/longitude, so the scene needs a CRS"
+            )
+        size = tile // self.output_stride
+        if tuple(features.shape[-2:]) != (size, size):
+            raise RuntimeError(f"embedding map {tuple(features.shape[-2:])} does not match the tile's {size}×{size}")
+        return features.float()
+
+
+def _task_class(checkpoint: dict[str, Any], path: Path) -> type:
+    name = checkpoint.get("skysense_task")
+    if name is None:  # checkpoints written before the class was stored: tell the tasks apart by their options
+        hp = checkpoint.get("hyper_parameters", {})
+        if "anchor_sizes" in hp:
+            name = "skysense.tasks.detection.DetectionTask"
+        elif "merge" in hp:
+            name = "skysense.tasks.change_detection.ChangeDetectionTask"
+        elif "ignore_index" in hp:
+            name = "skysense.tasks.segmentation.SegmentationTask"
+        elif "num_classes" in hp:
+            name = "skysense.tasks.classification.ClassificationTask"
+        else:
+            raise ValueError(f"{path}: not a skysense task checkpoint (no task class, no task options)")
+    module, _, cls = name.rpartition(".")
+    return getattr(importlib.import_module(module), cls)
+
+
+def _backbone_modalities(backbone: SkySense) -> list[str]:
+    return [name for name in ("hr", "s2", "s1") if getattr(backbone, name) is not None]
+
+
+def _embedding_model(
+    backbone: SkySense, description: str, ratio: int, sentinel_reference: bool, source: str = "auto"
+) -> SceneModel:
+    modalities = _backbone_modalities(backbone)
+    if source not in ("auto", "hr", "fused"):
+        raise ValueError(f"embedding source must be 'auto', 'hr' or 'fused', got {source!r}")
+    if source == "hr" and backbone.hr is None:
+        raise ValueError(f"{description}: source 'hr' needs the HR encoder")
+    if source == "fused" and backbone.fusion is None:
+        raise ValueError(f"{description}: source 'fused' needs the temporal fusion")
+    if source == "hr":
+        channels, stride, modalities = backbone.hr.out_channels[-1], 32, ["hr"]
+    elif backbone.fusion is not None:
+        channels = backbone.out_channels
+        stride, source = (1, "fused") if sentinel_reference else (ratio, "fused")
+    elif backbone.hr is not None:
+        channels, stride, source = backbone.hr.out_channels[-1], 32, "hr"
+    else:
+        raise ValueError(f"{description}: embeddings need the temporal fusion or the HR encoder")
+    hr_channels = backbone.hr.config.in_chans if backbone.hr is not None else None
+    return SceneModel(backbone.eval(), "embedding", modalities, channels, stride, None, description, source,
+                      hr_channels)  # fmt: skip
+
+
+def load_scene_model(
+    path: str | Path,
+    kind: str = "classes",
+    network: str = "teacher",
+    ratio: int = 32,
+    sentinel_reference: bool = False,
+    source: str = "auto",
+) -> SceneModel:
+    """Load a checkpoint for scene prediction.
+
+    Args:
+        path: a task checkpoint (``.ckpt`` of ``skysense fit``), a pretraining checkpoint, or a ``.safetensors``.
+        kind: "classes" (needs a segmentation task checkpoint) or "embedding" (any checkpoint).
+        network: for pretraining checkpoints, "teacher" or "student".
+        ratio: HR pixels per Sentinel pixel (the fused embedding's stride on an HR reference grid).
+        sentinel_reference: the scene has no HR image (its grid is the Sentinel one).
+        source: for embeddings: "fused" (concat[F, F_geo] on the Sentinel grid), "hr" (the HR encoder's last
+            stage, stride 32) or "auto" (fused when the model has the fusion).
+
+    Raises:
+        FileNotFoundError / ValueError: naming the file and what it holds.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    if kind not in ("classes", "embedding"):
+        raise ValueError(f"kind must be 'classes' or 'embedding', got {kind!r}")
+    if path.suffix == ".safetensors":
+        if kind == "classes":
+            raise ValueError(f"{path} holds encoder weights only; class maps need a fine-tuned segmentation checkpoint")
+        return _embedding_model(from_pretrained(path), f"weights {path.name}", ratio, sentinel_reference, source)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    state = checkpoint["state_dict"]
+    if any(key.startswith("meta.") for key in state):  # a pretraining checkpoint
+        if kind == "classes":
+            raise ValueError(
+                f"{path} is a pretraining checkpoint; class maps need a fine-tuned segmentation checkpoint"
+            )
+        hp = checkpoint.get("hyper_parameters", {})
+        backbone = SkySense(get_config(hp.get("preset", "tiny"), **(hp.get("model_overrides") or {})))
+        load_backbone_weights(backbone, path, network)
+        return _embedding_model(backbone, f"pretraining {path.name} ({network})", ratio, sentinel_reference, source)
+    task_class = _task_class(checkpoint, path)
+    task = task_class.load_from_checkpoint(path, map_location="cpu", pretrained=None, weights_only=True).eval()
+    if kind == "embedding":
+        return _embedding_model(task.backbone, f"{task_class.__name__} {path.name}", ratio, sentinel_reference, source)
+    from skysense.tasks.change_detection import ChangeDetectionTask
+    from skysense.tasks.segmentation import SegmentationTask
+
+    if not issubclass(task_class, SegmentationTask) or issubclass(task_class, ChangeDetectionTask):
+        raise ValueError(
+            f"{path} is a {task_class.__name__} checkpoint; scene class maps need a SegmentationTask checkpoint "
+            "(use `skysense embed` for embeddings from any checkpoint)"
+        )
+    hp = task.hparams
+    source = hp.source
+    modalities = [source] if source in ("hr", "s2", "s1") else _backbone_modalities(task.backbone)
+    hr_channels = task.backbone.hr.config.in_chans if task.backbone.hr is not None else None
+    return SceneModel(task, "classes", modalities, hp.num_classes, 1, list(task.class_names),
+                      f"{task_class.__name__} {path.name}", source, hr_channels)  # fmt: skip

@@ -1,0 +1,257 @@
+"""The inputs of a scene prediction: an HR image and/or Sentinel-2/-1 time series, read tile by tile.
+
+The scene's *reference grid* is the HR image's grid when there is one; the Sentinel series are then read onto the
+grid co-registered with each HR tile (one Sentinel pixel = ``ratio`` HR pixels, 32 as in the paper), reprojected
+from whatever CRS and resolution their files have. Without an HR image the reference grid is the first Sentinel file's.
+
+Each tile is read with its validity: HR pixels are invalid where any band is nodata/NaN/masked; a Sentinel frame
+counts for a tile only when at least ``min_valid_fraction`` of its pixels are valid (the rest, cloudy or outside
+the file, are masked as padded frames); a Sentinel pixel is valid where some kept frame is. Invalid values are
+filled with the band mean (0 after normalisation) for the forward only; the output is nodata there.
+
+Units are checked, never guessed: the HR image must hold 0–255 values (a scene-wide sample is also checked for
+plausibility, e.g. a 0–1 image), Sentinel files go through :func:`skysense.data.sensors.to_model` and the
+sensor's range check (see :mod:`skysense.data.sensors`). Errors name the file and the band or window.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.enums import Resampling
+from rasterio.transform import Affine
+from rasterio.windows import Window
+
+from skysense.batch import SkySenseInput
+from skysense.data.dates import parse_date
+from skysense.data.readers import Grid, RasterFile, _series_files, raster_info, read_time_series, resolve_bands
+from skysense.data.sensors import HR_RGB, HR_RGBN, Sensor, check_units, get_sensor
+from skysense.layers.date_encoding import day_of_year_index
+
+SENTINEL = ("s2", "s1")
+
+
+@dataclass
+class SeriesSource:
+    """One Sentinel time series: per-date files (or one file for one date), their sensor and dates.
+
+    Attributes:
+        files: the files, any order (sorted by date when read).
+        sensor: a key of :data:`skysense.data.sensors.SENSORS` ("s2_l2a", "s2_l1c", "s1_grd", "s1_grd_linear").
+        dates: one date per file, or None to read them from the files (names, tags; see :mod:`skysense.data.dates`).
+    """
+
+    files: list[Path]
+    sensor: str
+    dates: list[dt.date] | None = None
+
+    @classmethod
+    def from_arg(cls, files: str | Path | Sequence[str | Path], sensor: str, dates: Sequence[str] | None = None):
+        """A directory (every ``*.tif`` in it), a file, or a list of files; ``dates`` as ISO strings."""
+        paths = _series_files(files) if isinstance(files, (str, Path)) else [Path(f) for f in files]
+        for path in paths:
+            if not path.is_file():
+                raise FileNotFoundError(f"no Sentinel file at {path}")
+        parsed = None
+        if dates is not None:
+            if len(dates) != len(paths):
+                raise ValueError(f"{len(paths)} {sensor} files ({', '.join(map(str, paths))}) but {len(dates)} dates")
+            parsed = [parse_date(str(d), None, str(p)) for d, p in zip(dates, paths, strict=True)]
+        get_sensor(sensor)
+        return cls(paths, sensor, parsed)
+
+
+@dataclass
+class SceneSources:
+    """What a scene prediction reads.
+
+    Attributes:
+        hr: the HR image (GeoTIFF/COG of any size), or None.
+        hr_bands: 1-based band indexes or names of the HR image, in the model's order (default: its first 3 or 4
+            data bands, red, green, blue[, nir]).
+        s2, s1: Sentinel time series, or None.
+        ratio: HR pixels per Sentinel pixel along each axis.
+        min_valid_fraction: a Sentinel frame counts for a tile when at least this share of its pixels is valid.
+    """
+
+    hr: Path | None = None
+    hr_bands: list[int | str] | None = None
+    s2: SeriesSource | None = None
+    s1: SeriesSource | None = None
+    ratio: int = 32
+    min_valid_fraction: float = 0.5
+    _grid: Grid | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.hr is None and self.s2 is None and self.s1 is None:
+            raise ValueError("a scene needs at least one input: an HR image, S2 files or S1 files")
+        if self.hr is not None:
+            self.hr = Path(self.hr)
+            if not self.hr.is_file():
+                raise FileNotFoundError(f"no HR image at {self.hr}")
+
+    @property
+    def modalities(self) -> list[str]:
+        return [name for name in ("hr", "s2", "s1") if getattr(self, name) is not None]
+
+    @property
+    def reference(self) -> str:
+        """The modality whose grid is the scene's: "hr", else the first Sentinel one."""
+        return self.modalities[0]
+
+    @property
+    def reference_file(self) -> Path:
+        if self.hr is not None:
+            return self.hr
+        series = self.s2 if self.s2 is not None else self.s1
+        return series.files[0]
+
+    @property
+    def grid(self) -> Grid:
+        """The reference grid (CRS, transform, size)."""
+        if self._grid is None:
+            self._grid = raster_info(self.reference_file).grid
+        return self._grid
+
+    @property
+    def sentinel_scale(self) -> int:
+        """Reference pixels per Sentinel pixel: ``ratio`` with an HR image, else 1."""
+        return self.ratio if self.hr is not None else 1
+
+
+def _hr_sensor(channels: int) -> Sensor:
+    if channels == 3:
+        return HR_RGB
+    if channels == 4:
+        return HR_RGBN
+    raise ValueError(f"the HR encoder takes {channels} channels; only RGB (3) and RGB+NIR (4) have statistics")
+
+
+def check_hr_scene(path: Path, bands: list[int], sensor: Sensor, sample: int = 1024) -> None:
+    """Check a scene-wide, decimated read of the HR image (overviews when the file has them) against the sensor's
+    units, with the plausibility checks that single dark tiles could fail (e.g. a 0–1 image).
+
+    Raises:
+        ValueError: naming the file, the bands and the values' span.
+    """
+    with rasterio.open(path) as src:
+        scale = max(1, max(src.height, src.width) // sample)
+        shape = (len(bands), max(1, src.height // scale), max(1, src.width // scale))
+        masked = src.read(bands, out_shape=shape, masked=True, resampling=Resampling.nearest)
+    values = np.where(np.ma.getmaskarray(masked), np.nan, np.asarray(masked.data, dtype=np.float32))
+    check_units(values, sensor, f"{path} (bands {bands})")
+
+
+class TileReader:
+    """Reads tiles of a scene as model inputs; open files are held until :meth:`close` (use one reader per thread).
+
+    Args:
+        sources: the scene's inputs.
+        hr_channels: channels of the model's HR encoder (3 or 4), when it reads the HR image.
+        modalities: the inputs the model reads (a subset of ``sources.modalities``).
+    """
+
+    def __init__(self, sources: SceneSources, modalities: Sequence[str], hr_channels: int | None = None) -> None:
+        self.sources = sources
+        self.modalities = list(modalities)
+        missing = [m for m in self.modalities if m not in sources.modalities]
+        if missing:
+            raise ValueError(f"the model reads {missing} but the scene has only {sources.modalities}")
+        self.grid = sources.grid
+        self._hr: RasterFile | None = None
+        self.hr_sensor: Sensor | None = None
+        if "hr" in self.modalities:
+            self._hr = RasterFile(sources.hr)
+            info = self._hr.info
+            channels = hr_channels or 3
+            self.hr_sensor = _hr_sensor(channels)
+            if sources.hr_bands is not None:
+                self.hr_bands = resolve_bands(info, sources.hr_bands)
+            else:
+                data = info.data_bands
+                if len(data) < channels:
+                    raise ValueError(
+                        f"{sources.hr}: the model's HR encoder takes {channels} bands "
+                        f"{list(self.hr_sensor.bands)} but the file has {len(data)} data bands"
+                    )
+                self.hr_bands = data[:channels]
+            if len(self.hr_bands) != channels:
+                raise ValueError(f"{sources.hr}: {len(self.hr_bands)} HR bands selected, the model takes {channels}")
+            check_hr_scene(sources.hr, self.hr_bands, self.hr_sensor)
+
+    def close(self) -> None:
+        if self._hr is not None:
+            self._hr.close()
+
+    # ------------------------------------------------------------------------------------------------------------
+    def _sentinel_grid(self, row: int, col: int, size: int) -> Grid:
+        scale = self.sources.sentinel_scale
+        transform = self.grid.transform * Affine.translation(col, row) * Affine.scale(scale)
+        return Grid(self.grid.crs, transform, size // scale, size // scale)
+
+    def _read_series(self, name: str, row: int, col: int, size: int) -> tuple[torch.Tensor, ...]:
+        source: SeriesSource = getattr(self.sources, name)
+        grid = self._sentinel_grid(row, col, size)
+        if grid.crs is None and self.sources.hr is not None:
+            raise ValueError(f"{self.sources.hr}: the HR image has no CRS, so the {name} files cannot be placed on it")
+        sensor = get_sensor(source.sensor)
+        series = read_time_series(source.files, grid=grid, sensor=sensor, dates=source.dates)
+        model_sensor = get_sensor(sensor.model_sensor) if sensor.model_sensor else sensor
+        values = series.values.numpy()  # (T, C, h, w), NaN where invalid
+        check_units(values, model_sensor, f"{name} files {[str(f) for f in source.files]}")  # range only on NaN-free
+        mean = np.asarray(model_sensor.mean, dtype=np.float32)[None, :, None, None]
+        std = np.asarray(model_sensor.std, dtype=np.float32)[None, :, None, None]
+        valid = series.valid.numpy()  # (T, h, w)
+        normalised = np.where(valid[:, None], (values - mean) / std, 0.0).astype(np.float32)
+        frame_ok = valid.reshape(len(valid), -1).mean(axis=1) >= self.sources.min_valid_fraction
+        pixel_valid = (valid & frame_ok[:, None, None]).any(axis=0)
+        days = day_of_year_index(series.dates)
+        return torch.from_numpy(normalised), days, torch.from_numpy(frame_ok), pixel_valid
+
+    def read(self, row: int, col: int, size: int) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+        """One tile whose top-left reference pixel is (row, col), ``size`` reference pixels wide (parts outside the
+        scene read as invalid).
+
+        Returns:
+            (fields of one :class:`SkySenseInput` sample without the batch axis — hr (C, size, size), s2/s1
+            (T, C, h, w) with their day_of_year (T,) and valid (T,) —, pixel validity (size, size) bool on the
+            reference grid).
+        """
+        fields: dict[str, torch.Tensor] = {}
+        pixel_valid: np.ndarray | None = None
+        if "hr" in self.modalities:
+            raster = self._hr.read(self.hr_bands, Window(col, row, size, size), boundless=True)
+            valid = raster.valid.all(axis=0)
+            values = raster.values
+            if valid.any():
+                check_units(values[:, valid], self.hr_sensor, f"{self.sources.hr} window ({row}, {col})", False)
+            mean = np.asarray(self.hr_sensor.mean, dtype=np.float32)[:, None, None]
+            std = np.asarray(self.hr_sensor.std, dtype=np.float32)[:, None, None]
+            fields["hr"] = torch.from_numpy(np.where(valid[None], (values - mean) / std, 0.0).astype(np.float32))
+            pixel_valid = valid
+        for name in SENTINEL:
+            if name not in self.modalities:
+                continue
+            frames, days, frame_ok, sentinel_valid = self._read_series(name, row, col, size)
+            fields[name] = frames
+            fields[f"{name}_day_of_year"] = days
+            fields[f"{name}_valid"] = frame_ok
+            if pixel_valid is None:  # Sentinel reference grid: the first Sentinel modality decides validity
+                pixel_valid = np.kron(sentinel_valid, np.ones((self.sources.sentinel_scale,) * 2, dtype=bool))
+        if self.grid.crs is not None:
+            tile = Grid(self.grid.crs, self.grid.transform * Affine.translation(col, row), size, size)
+            lat, lon = tile.center_lat_lon()
+            fields["lat"], fields["lon"] = torch.tensor(lat), torch.tensor(lon)
+        return fields, pixel_valid
+
+
+def stack_inputs(samples: Sequence[dict[str, torch.Tensor]]) -> SkySenseInput:
+    """Tiles read by :meth:`TileReader.read` → one batch (every tile of a scene has the same frames)."""
+    keys = samples[0].keys()
+    return SkySenseInput(**{key: torch.stack([s[key] for s in samples]) for key in keys})

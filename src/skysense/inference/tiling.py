@@ -1,0 +1,230 @@
+"""Tiles over a scene, smooth blending weights, and a chunked blender whose memory does not grow with the scene.
+
+Everything here is in pixels of one grid (the output grid of a scene prediction). Tiles of ``tile`` pixels start
+every ``stride`` pixels along each axis (``overlap = tile - stride``); the last tile is moved back so that it ends at
+the scene's edge (rounded up to ``align`` so that every origin stays on the model's token lattice), so the scene is
+covered without padding wherever the scene is at least a tile wide.
+
+Overlapping tiles are blended with a separable weight that ramps up over the overlap from the tile's border to its
+interior (:func:`blend_weights`): a pixel's value is the weighted mean of every tile covering it, so a tile's border,
+where the model sees the least context, counts least and no seam shows.
+
+:class:`ChunkedBlender` accumulates tiles chunk by chunk (``chunk`` × ``chunk`` output pixels, in row-major order).
+A tile belongs to the chunk that holds its origin; its part beyond that chunk is carried: to the right in memory,
+downwards in small ``.npy`` files in a scratch folder (one strip of ``tile`` rows per chunk). Memory is therefore
+``(chunk + tile)² × (channels + 2)`` floats whatever the scene's size, and no tile is computed twice.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+def tile_origins(length: int, tile: int, stride: int, align: int = 1) -> list[int]:
+    """Origins of tiles of ``tile`` pixels covering ``length`` pixels, every ``stride`` pixels.
+
+    The last tile is moved back to end at ``length`` (its origin rounded up to a multiple of ``align``, so it may
+    reach past the end by less than ``align`` pixels); a scene shorter than a tile gets one tile at 0 (reaching
+    past the end).
+
+    Raises:
+        ValueError: on a non-positive size, a stride above the tile, or a stride/tile not a multiple of ``align``.
+    """
+    if length <= 0 or tile <= 0 or stride <= 0:
+        raise ValueError(f"length, tile and stride must be positive, got {length}, {tile}, {stride}")
+    if stride > tile:
+        raise ValueError(f"stride {stride} is larger than the tile {tile}: pixels would be left out")
+    if tile % align or stride % align:
+        raise ValueError(f"tile {tile} and stride {stride} must be multiples of {align} (the model's token lattice)")
+    origins = list(range(0, max(length - tile, 0) + 1, stride))
+    if origins[-1] + tile < length:
+        last = math.ceil((length - tile) / align) * align
+        origins.append(last)
+    return origins
+
+
+def blend_weights(tile: int, overlap: int, floor: float = 1e-3) -> np.ndarray:
+    """(tile, tile) float32 weights: 1 in the interior, falling as a raised cosine (Hann) to ``floor`` over
+    ``overlap`` pixels at each border (all ones without overlap). Never zero, so a pixel covered by one tile keeps
+    its value; where two tiles overlap, the one whose border is nearer counts less, smoothly."""
+    if overlap <= 0:
+        return np.ones((tile, tile), dtype=np.float32)
+    position = np.arange(tile, dtype=np.float64) + 0.5
+    distance = np.minimum(1.0, np.minimum(position, tile - position) / overlap)
+    ramp = np.maximum(np.sin(0.5 * np.pi * distance) ** 2, floor).astype(np.float32)
+    return np.outer(ramp, ramp)
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """Tiles over an (height, width) output grid, grouped by the chunk that holds each tile's origin.
+
+    Attributes:
+        height, width: the output grid in pixels.
+        tile: tile side in output pixels.
+        stride: tile step in output pixels.
+        chunk: chunk side in output pixels (at least the tile).
+        align: every tile origin is a multiple of it.
+    """
+
+    height: int
+    width: int
+    tile: int
+    stride: int
+    chunk: int
+    align: int = 1
+
+    def __post_init__(self) -> None:
+        if self.chunk < self.tile:
+            raise ValueError(f"chunk {self.chunk} must be at least the tile {self.tile}")
+
+    @property
+    def overlap(self) -> int:
+        return self.tile - self.stride
+
+    @property
+    def rows(self) -> list[int]:
+        return tile_origins(self.height, self.tile, self.stride, self.align)
+
+    @property
+    def cols(self) -> list[int]:
+        return tile_origins(self.width, self.tile, self.stride, self.align)
+
+    @property
+    def chunk_grid(self) -> tuple[int, int]:
+        """Chunks along (rows, columns)."""
+        return math.ceil(self.height / self.chunk), math.ceil(self.width / self.chunk)
+
+    @property
+    def num_tiles(self) -> int:
+        return len(self.rows) * len(self.cols)
+
+    def chunks(self) -> Iterator[tuple[int, int, list[tuple[int, int]]]]:
+        """(chunk row, chunk column, the (row, col) origins of its tiles) in row-major chunk order; chunks that
+        hold no tile origin (at the far edges) are listed too, with no tiles."""
+        rows, cols = self.rows, self.cols
+        n_rows, n_cols = self.chunk_grid
+        for a in range(n_rows):
+            chunk_rows = [r for r in rows if r // self.chunk == a]
+            for b in range(n_cols):
+                chunk_cols = [c for c in cols if c // self.chunk == b]
+                yield a, b, [(r, c) for r in chunk_rows for c in chunk_cols]
+
+
+class ChunkedBlender:
+    """Weighted accumulation of tile outputs in row-major chunks; each chunk is handed to ``emit`` as soon as no
+    later tile can touch it.
+
+    Args:
+        layout: the tiles and chunks.
+        channels: channels per tile output.
+        emit: called once per chunk, in row-major order, with (row0, col0, values (C, h, w) float32 — NaN where no
+            valid tile covered the pixel — and valid (h, w) bool); h, w are clipped to the grid.
+        scratch: folder for the carried strips (a temporary one, removed at :meth:`close`, by default).
+
+    Feed every tile of the current chunk with :meth:`add` (in any order), then call :meth:`finish_chunk`; chunks
+    come in the order of ``layout.chunks()``.
+    """
+
+    def __init__(
+        self,
+        layout: TileLayout,
+        channels: int,
+        emit: Callable[[int, int, np.ndarray, np.ndarray], None],
+        scratch: str | Path | None = None,
+    ) -> None:
+        self.layout = layout
+        self.channels = channels
+        self.emit = emit
+        self._own_scratch = scratch is None
+        self.scratch = Path(tempfile.mkdtemp(prefix="skysense-blend-")) if scratch is None else Path(scratch)
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        self.weights = blend_weights(layout.tile, layout.overlap)
+        size = layout.chunk + layout.tile
+        # values (C), weight sum, validity (1 where some tile saw the pixel valid)
+        self._sum = np.zeros((channels + 2, size, size), dtype=np.float32)
+        self._right: np.ndarray | None = None  # carried from the chunk to the left: (C + 2, chunk, tile)
+        self._position: tuple[int, int] | None = None
+
+    # ------------------------------------------------------------------------------------------------------------
+    def _strip_path(self, a: int, b: int) -> Path:
+        return self.scratch / f"strip_{a}_{b}.npy"
+
+    def start_chunk(self, a: int, b: int) -> None:
+        """Begin chunk (a, b): collect what the chunks above and to the left carried into it."""
+        chunk, tile = self.layout.chunk, self.layout.tile
+        self._sum.fill(0.0)
+        if b > 0 and self._right is not None:
+            self._sum[:, :chunk, :tile] += self._right
+        self._right = None
+        if a > 0:  # strips of row a - 1 land in this chunk's core columns only (so nothing is counted twice)
+            for source_b, columns in ((b, slice(0, chunk)), (b - 1, slice(chunk, chunk + tile))):
+                path = self._strip_path(a - 1, source_b)
+                if source_b < 0 or not path.exists():
+                    continue
+                strip = np.load(path)  # (C + 2, tile, chunk + tile)
+                target = slice(0, chunk) if source_b == b else slice(0, tile)
+                self._sum[:, :tile, target] += strip[:, :, columns]
+        self._position = (a, b)
+
+    def add(self, row: int, col: int, values: np.ndarray, valid: np.ndarray) -> None:
+        """Add one tile: ``values`` (C, tile, tile), ``valid`` (tile, tile) bool, at origin (row, col) of the grid,
+        which must lie in the current chunk."""
+        if self._position is None:
+            raise RuntimeError("start_chunk before add")
+        chunk, tile = self.layout.chunk, self.layout.tile
+        a, b = self._position
+        r, c = row - a * chunk, col - b * chunk
+        if not (0 <= r < chunk and 0 <= c < chunk):
+            raise ValueError(f"tile at ({row}, {col}) does not start in chunk ({a}, {b})")
+        if values.shape != (self.channels, tile, tile) or valid.shape != (tile, tile):
+            raise ValueError(
+                f"tile values {values.shape} / valid {valid.shape}, expected ({self.channels}, {tile}, {tile})"
+            )
+        weights = self.weights * valid
+        window = (slice(r, r + tile), slice(c, c + tile))
+        self._sum[: self.channels, window[0], window[1]] += values * weights
+        self._sum[self.channels, window[0], window[1]] += weights
+        np.maximum(
+            self._sum[self.channels + 1, window[0], window[1]],
+            valid,
+            out=self._sum[self.channels + 1, window[0], window[1]],
+        )
+
+    def finish_chunk(self) -> None:
+        """Emit the current chunk's core and carry its overhang to the right and downwards."""
+        if self._position is None:
+            raise RuntimeError("finish_chunk without start_chunk")
+        layout = self.layout
+        chunk = layout.chunk
+        a, b = self._position
+        n_rows, n_cols = layout.chunk_grid
+        if b + 1 < n_cols:
+            self._right = self._sum[:, :chunk, chunk:].copy()
+        if a + 1 < n_rows:
+            np.save(self._strip_path(a, b), self._sum[:, chunk:, :])
+        if a > 0 and b > 0:  # the strip of (a - 1, b - 1) is read by chunks (a, b - 1) and (a, b): done now
+            self._strip_path(a - 1, b - 1).unlink(missing_ok=True)
+        if a > 0 and b + 1 == n_cols:
+            self._strip_path(a - 1, b).unlink(missing_ok=True)
+        row0, col0 = a * chunk, b * chunk
+        h, w = min(chunk, layout.height - row0), min(chunk, layout.width - col0)
+        core = self._sum[:, :h, :w]
+        weight = core[self.channels]
+        valid = (core[self.channels + 1] > 0) & (weight > 0)
+        values = np.full((self.channels, h, w), np.nan, dtype=np.float32)
+        np.divide(core[: self.channels], weight, out=values, where=valid[None])
+        self._position = None
+        self.emit(row0, col0, values, valid)
+
+    def close(self) -> None:
+        """Remove the scratch folder if this blender made it."""
+        if self._own_scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
