@@ -16,11 +16,12 @@ from torch import nn
 
 
 def conv_norm_act(in_channels: int, out_channels: int, kernel_size: int, norm: str) -> nn.Sequential:
-    """Conv (no bias) → BatchNorm or GroupNorm(32) → ReLU."""
+    """Conv (no bias) → BatchNorm or GroupNorm (32 groups, at least 2 channels each: one channel per group on the
+    pyramid pooling's 1 × 1 map would normalise a single value) → ReLU."""
     if norm == "batch":
         normalization: nn.Module = nn.BatchNorm2d(out_channels)
     elif norm == "group":
-        normalization = nn.GroupNorm(min(32, out_channels), out_channels)
+        normalization = nn.GroupNorm(min(32, max(1, out_channels // 2)), out_channels)
     else:
         raise ValueError(f"norm must be 'batch' or 'group', got {norm!r}")
     return nn.Sequential(

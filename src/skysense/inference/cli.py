@@ -104,7 +104,7 @@ def embed_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="skysense embed", description="per-location embeddings over a scene")
     _add_scene_arguments(parser)
     parser.add_argument("--network", default="teacher", choices=["teacher", "student"], help="pretraining network")
-    parser.add_argument("--source", default="auto", choices=["auto", "fused", "hr"], help="which features")
+    parser.add_argument("--source", default="auto", choices=["auto", "fused", "hr", "s2", "s1"], help="which features")
     return _run(parser.parse_args(list(argv)), "embedding")
 
 

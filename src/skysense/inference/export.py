@@ -84,7 +84,7 @@ def export_onnx(
         reader.close()
     if not valid.any():
         raise ValueError(f"{hr}: the top-left {tile}² tile has no valid pixel to check the export on")
-    example = fields["hr"][None]
+    example = torch.stack([fields["hr"], fields["hr"].flip(-1)])  # batch 2: torch.export specialises a batch of 1
     graph = _HRGraph(model, tile).eval()
     output.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch", min=1, max=1024)

@@ -58,7 +58,12 @@ class SceneModel:
             return logits.float().softmax(dim=1)
         backbone: SkySense = self.network
         out = backbone(inputs, use_geo=backbone.geo is not None and inputs.lat is not None)
-        features = out.features if self.source == "fused" else out.hr_features[-1]
+        if self.source in ("s2", "s1"):  # per-frame features averaged over the tile's kept frames
+            frames, valid = getattr(out, f"{self.source}_features"), getattr(inputs, f"{self.source}_valid")
+            weights = valid.to(frames.dtype)[:, :, None, None, None]
+            features = (frames * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+        else:
+            features = out.features if self.source == "fused" else out.hr_features[-1]
         if features.shape[1] != self.channels:
             raise ValueError(
                 f"the model gives {features.shape[1]} embedding channels, {self.channels} expected: its geo-context "
@@ -96,8 +101,10 @@ def _embedding_model(
     backbone: SkySense, description: str, ratio: int, sentinel_reference: bool, source: str = "auto"
 ) -> SceneModel:
     modalities = _backbone_modalities(backbone)
-    if source not in ("auto", "hr", "fused"):
-        raise ValueError(f"embedding source must be 'auto', 'hr' or 'fused', got {source!r}")
+    if source not in ("auto", "hr", "fused", "s2", "s1"):
+        raise ValueError(f"embedding source must be 'auto', 'hr', 'fused', 's2' or 's1', got {source!r}")
+    if source in ("s2", "s1") and getattr(backbone, source) is None:
+        raise ValueError(f"{description}: source {source!r} needs the {source} encoder")
     if source == "hr" and backbone.hr is None:
         raise ValueError(f"{description}: source 'hr' needs the HR encoder")
     if source == "fused" and backbone.fusion is None:
@@ -107,10 +114,14 @@ def _embedding_model(
     elif backbone.fusion is not None:
         channels = backbone.out_channels
         stride, source = (1, "fused") if sentinel_reference else (ratio, "fused")
-    elif backbone.hr is not None:
+    elif backbone.hr is not None and source in ("auto", "hr"):
         channels, stride, source = backbone.hr.out_channels[-1], 32, "hr"
+    elif source in ("s2", "s1") or (source == "auto" and (backbone.s2 or backbone.s1) is not None):
+        source = source if source in ("s2", "s1") else ("s2" if backbone.s2 is not None else "s1")
+        channels, modalities = getattr(backbone, f"{source}_head").config.out_dim, [source]
+        stride = 1 if sentinel_reference else ratio
     else:
-        raise ValueError(f"{description}: embeddings need the temporal fusion or the HR encoder")
+        raise ValueError(f"{description}: this model has no encoder to take embeddings from")
     hr_channels = backbone.hr.config.in_chans if backbone.hr is not None else None
     return SceneModel(backbone.eval(), "embedding", modalities, channels, stride, None, description, source,
                       hr_channels)  # fmt: skip
@@ -133,7 +144,8 @@ def load_scene_model(
         ratio: HR pixels per Sentinel pixel (the fused embedding's stride on an HR reference grid).
         sentinel_reference: the scene has no HR image (its grid is the Sentinel one).
         source: for embeddings: "fused" (concat[F, F_geo] on the Sentinel grid), "hr" (the HR encoder's last
-            stage, stride 32) or "auto" (fused when the model has the fusion).
+            stage, stride 32), "s2"/"s1" (that encoder's per-frame features averaged over the kept frames) or "auto"
+            (fused when the model has the fusion, else HR, else the Sentinel encoder it has).
 
     Raises:
         FileNotFoundError / ValueError: naming the file and what it holds.

@@ -126,8 +126,8 @@ def predict_scene(
         tile: tile side in reference pixels (HR pixels, or Sentinel pixels without HR); a multiple of the size
             alignment (:func:`scene_alignment`: 32 for HR models, 128 with Sentinel inputs on an HR grid).
         overlap: pixels shared by neighbouring tiles (blended); at most half the tile, a multiple of the origin
-            alignment. The model's own border effects (zero padding in the head) reach tens of pixels into a tile:
-            an overlap of at least a quarter of the tile hides them.
+            alignment. The model's own border effects (zero padding in the head) reach tens of pixels into a tile;
+            the blend weighs them down, and an overlap of half the tile (4× the tiles) hides them entirely.
         batch_size: tiles per forward.
         output_kind: "classes" (uint8 class map) or "probabilities" for a segmentation model; "embedding" for an
             embedding model (the default follows the model).

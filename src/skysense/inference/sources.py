@@ -192,7 +192,7 @@ class TileReader:
     # ------------------------------------------------------------------------------------------------------------
     def _sentinel_grid(self, row: int, col: int, size: int) -> Grid:
         scale = self.sources.sentinel_scale
-        transform = self.grid.transform * Affine.translation(col, row) * Affine.scale(scale)
+        transform = self.grid.transform @ Affine.translation(col, row) @ Affine.scale(scale)
         return Grid(self.grid.crs, transform, size // scale, size // scale)
 
     def _read_series(self, name: str, row: int, col: int, size: int) -> tuple[torch.Tensor, ...]:
@@ -245,7 +245,7 @@ class TileReader:
             if pixel_valid is None:  # Sentinel reference grid: the first Sentinel modality decides validity
                 pixel_valid = np.kron(sentinel_valid, np.ones((self.sources.sentinel_scale,) * 2, dtype=bool))
         if self.grid.crs is not None:
-            tile = Grid(self.grid.crs, self.grid.transform * Affine.translation(col, row), size, size)
+            tile = Grid(self.grid.crs, self.grid.transform @ Affine.translation(col, row), size, size)
             lat, lon = tile.center_lat_lon()
             fields["lat"], fields["lon"] = torch.tensor(lat), torch.tensor(lon)
         return fields, pixel_valid

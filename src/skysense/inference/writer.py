@@ -143,4 +143,4 @@ def output_grid(reference: Grid, stride: int) -> Grid:
     """The output grid of a prediction made every ``stride`` reference pixels (same CRS and origin)."""
     height = -(-reference.height // stride)
     width = -(-reference.width // stride)
-    return Grid(reference.crs, reference.transform * Affine.scale(stride), height, width)
+    return Grid(reference.crs, reference.transform @ Affine.scale(stride), height, width)

@@ -1,0 +1,179 @@
+"""Scene-scale prediction on the real georeferenced rasters in ../shared/data: georeferencing, COG output, nodata,
+no seams, chunk invariance, interruption, units errors, the CLI and the ONNX export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.transform import from_origin
+
+from skysense.inference import SceneSources, SeriesSource, load_scene_model, predict_scene
+from skysense.inference.writer import CLASS_NODATA, partial_path
+from skysense.models.registry import create_model
+from skysense.models.weights import save_pretrained
+from skysense.tasks.segmentation import SegmentationTask
+from tests.conftest import cli_fit_test_predict, shared_path
+
+RASTERIO = ("rasterio_testdata", "tests", "data")
+
+
+@pytest.fixture(scope="module")
+def hr_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny HR segmentation task (3 classes) saved as a Lightning checkpoint."""
+    torch.manual_seed(0)
+    task = SegmentationTask(num_classes=3, preset="tiny", modalities=["hr"], source="hr", head_channels=32,
+                            norm="group", class_names=["a", "b", "c"])  # fmt: skip
+    checkpoint = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams),
+                  "pytorch-lightning_version": lightning.__version__}  # fmt: skip
+    task.on_save_checkpoint(checkpoint)
+    path = tmp_path_factory.mktemp("ckpt") / "seg.ckpt"
+    torch.save(checkpoint, path)
+    return path
+
+
+def _read(path: Path) -> tuple[np.ndarray, dict, dict]:
+    with rasterio.open(path) as dataset:
+        return dataset.read(), dataset.profile, dataset.tags(ns="IMAGE_STRUCTURE")
+
+
+def test_class_map_georeferenced_cog_with_nodata(hr_checkpoint: Path, tmp_path: Path) -> None:
+    """Landsat RGB.byte.tif (EPSG:32618, nodata 0): same CRS, transform and size; a COG with overviews and a colour
+    table; nodata exactly where the input is."""
+    scene = shared_path(*RASTERIO, "RGB.byte.tif")
+    model = load_scene_model(hr_checkpoint)
+    report = predict_scene(model, SceneSources(hr=scene), tmp_path / "map.tif", tile=256, overlap=64, chunk=512,
+                           progress=False)  # fmt: skip
+    assert report.tiles == 16 and report.output.exists() and not partial_path(report.output).exists()
+    with rasterio.open(scene) as src, rasterio.open(report.output) as out:
+        assert out.crs == src.crs and out.transform == src.transform and out.shape == src.shape
+        assert out.dtypes == ("uint8",) and out.nodata == CLASS_NODATA and out.count == 1
+        assert out.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG" and out.overviews(1)
+        assert out.colormap(1)[0][:3] == (228, 26, 28)
+        assert out.tags()["SKYSENSE_CLASSES"] == "a,b,c"
+        invalid = (src.read_masks() == 0).any(axis=0)  # a pixel is nodata when any band is
+        classes = out.read(1)
+    assert invalid.mean() > 0.2  # the scene's black collar
+    assert np.array_equal(classes == CLASS_NODATA, invalid)
+    assert set(np.unique(classes[~invalid])) <= {0, 1, 2}
+
+
+def test_no_seams_constant_input(hr_checkpoint: Path, tmp_path: Path) -> None:
+    """A constant scene gives a constant embedding (exactly: the Swin V2 encoder has no border effects) and, away
+    from the scene's border, an almost constant class probability (the head's zero padding is blended away)."""
+    profile = dict(driver="GTiff", width=1000, height=900, count=3, dtype="uint8", crs="EPSG:32633",
+                   transform=from_origin(500000, 5000000, 0.5, 0.5), tiled=True, blockxsize=256, blockysize=256)  # fmt: skip
+    constant = tmp_path / "constant.tif"
+    with rasterio.open(constant, "w", **profile) as dataset:
+        dataset.write(np.full((3, 900, 1000), 120, np.uint8))
+    weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
+    embedder = load_scene_model(weights, "embedding", source="hr")
+    report = predict_scene(embedder, SceneSources(hr=constant), tmp_path / "emb.tif", tile=256, overlap=64,
+                           progress=False)  # fmt: skip
+    embedding, profile_out, _ = _read(report.output)
+    assert embedding.shape == (256, 29, 32) and profile_out["transform"].a == 16.0  # stride 32 × 0.5 m
+    full = embedding[:, :28, :31]  # the last row/column hold < half a stride of scene: nodata
+    assert np.isnan(embedding[:, 28]).all() and not np.isnan(full).any()
+    assert np.abs(full - full[:, :1, :1]).max() < 1e-4
+
+    model = load_scene_model(hr_checkpoint)
+    spreads = []
+    for overlap in (128, 256):  # the random head's zero padding reaches ~80 px into a tile
+        report = predict_scene(model, SceneSources(hr=constant), tmp_path / "p.tif", tile=512, overlap=overlap,
+                               output_kind="probabilities", progress=False)  # fmt: skip
+        interior = _read(report.output)[0][:, 128:-128, 128:-128]  # the scene's own border has no neighbour tile
+        spreads.append((interior.reshape(3, -1).max(axis=1) - interior.reshape(3, -1).min(axis=1)).max())
+    assert spreads[1] < 0.03 and spreads[1] < spreads[0] / 4, spreads  # half-tile overlap blends them away
+
+
+def test_chunking_does_not_change_the_output(hr_checkpoint: Path, tmp_path: Path) -> None:
+    """Small chunks (strips carried on disk) and one big chunk write the same probabilities."""
+    scene = shared_path(*RASTERIO, "cogeo.tif")
+    model = load_scene_model(hr_checkpoint)
+    kwargs = dict(tile=256, overlap=64, output_kind="probabilities", progress=False, block=256)
+    small = predict_scene(model, SceneSources(hr=scene), tmp_path / "small.tif", chunk=256, **kwargs)
+    big = predict_scene(model, SceneSources(hr=scene), tmp_path / "big.tif", chunk=1024, **kwargs)
+    a, b = _read(small.output)[0], _read(big.output)[0]
+    assert a.shape == (3, 1024, 1024)
+    assert np.allclose(a, b, atol=1e-5, equal_nan=True)
+
+
+def test_interrupted_run_leaves_no_output_and_reruns(hr_checkpoint: Path, tmp_path: Path) -> None:
+    scene = shared_path(*RASTERIO, "cogeo.tif")
+    model = load_scene_model(hr_checkpoint)
+    output = tmp_path / "map.tif"
+
+    def interrupt(row: int, col: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        predict_scene(model, SceneSources(hr=scene), output, tile=256, overlap=64, chunk=256, block=256,
+                      progress=False, on_chunk=interrupt)  # fmt: skip
+    assert not output.exists() and partial_path(output).exists()
+    predict_scene(model, SceneSources(hr=scene), output, tile=256, overlap=64, chunk=256, block=256, progress=False)
+    assert output.exists() and not partial_path(output).exists()
+    assert _read(output)[0].shape == (1, 1024, 1024)
+
+
+def test_wrong_units_and_bad_tiles_are_refused(hr_checkpoint: Path, tmp_path: Path) -> None:
+    model = load_scene_model(hr_checkpoint)
+    uint16 = shared_path(*RASTERIO, "RGBA.uint16.tif")  # 16-bit aerial: not 0-255
+    with pytest.raises(ValueError, match=r"RGBA\.uint16\.tif.*outside the range"):
+        predict_scene(model, SceneSources(hr=uint16), tmp_path / "x.tif", tile=256, overlap=64, progress=False)
+    scene = shared_path(*RASTERIO, "RGB.byte.tif")
+    with pytest.raises(ValueError, match="multiple of 32"):
+        predict_scene(model, SceneSources(hr=scene), tmp_path / "x.tif", tile=250, overlap=64, progress=False)
+    with pytest.raises(ValueError, match="fine-tuned segmentation"):
+        load_scene_model(save_pretrained(create_model("tiny"), tmp_path / "w.safetensors"), "classes")
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_cli_s1_flood_map_on_sen1floods11_chip(tmp_path: Path) -> None:
+    """A Sentinel-1 segmentation checkpoint from `skysense fit` over a Sen1Floods11 chip in EPSG:4326 (no HR
+    image: the S1 grid is the scene's); the all-NaN Paraguay chip gives an all-nodata map; embeddings too."""
+    from skysense.cli import main
+
+    chips = shared_path("sen1floods11_samples", "sample_data", "S1")
+    config = Path(__file__).resolve().parents[2] / "configs" / "segmentation" / "sen1floods11.yaml"
+    *_, checkpoint = cli_fit_test_predict(config, tmp_path / "fit")
+    assert torch.load(checkpoint, weights_only=True)["skysense_task"].endswith("SegmentationTask")
+    chip = chips / "Spain_6860600_S1Hand.tif"
+    output = tmp_path / "water.tif"
+    assert main(["predict", "--checkpoint", str(checkpoint), "--s1", str(chip), "--s1-dates", "2019-09-18",
+                 "--output", str(output), "--tile", "128", "--overlap", "32", "--no-progress"]) == 0  # fmt: skip
+    with rasterio.open(chip) as src, rasterio.open(output) as out:
+        assert out.crs == src.crs and out.crs.to_epsg() == 4326
+        assert out.transform == src.transform and out.shape == src.shape
+        classes, invalid = out.read(1), ~np.isfinite(src.read()).all(axis=0)
+    assert np.array_equal(classes == CLASS_NODATA, invalid) and set(np.unique(classes)) <= {0, 1, CLASS_NODATA}
+
+    empty = tmp_path / "paraguay.tif"
+    model = load_scene_model(checkpoint, sentinel_reference=True)
+    sources = SceneSources(s1=SeriesSource.from_arg(chips / "Paraguay_34417_S1Hand.tif", "s1_grd", ["2018-10-31"]))
+    report = predict_scene(model, sources, empty, tile=128, overlap=32, progress=False)
+    assert report.skipped == report.tiles and (_read(empty)[0] == CLASS_NODATA).all()
+
+    embedding = tmp_path / "embedding.tif"
+    assert main(["embed", "--checkpoint", str(checkpoint), "--s1", str(chip), "--s1-dates", "2019-09-18",
+                 "--output", str(embedding), "--tile", "128", "--overlap", "32", "--no-progress"]) == 0  # fmt: skip
+    values, profile, _ = _read(embedding)
+    assert values.shape[1:] == (512, 512) and profile["crs"].to_epsg() == 4326 and profile["dtype"] == "float32"
+
+
+def test_onnx_export_matches_pytorch(hr_checkpoint: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    from skysense.inference.export import export_onnx
+
+    scene = shared_path(*RASTERIO, "cogeo.tif")
+    result = export_onnx(hr_checkpoint, tmp_path / "seg.onnx", scene, tile=128)
+    assert result.max_abs_error < 1e-4 and result.path.stat().st_size > 0
+    session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    batch = np.random.default_rng(0).normal(size=(2, 3, 128, 128)).astype(np.float32)  # a dynamic batch axis
+    probabilities = session.run(None, {"hr": batch})[0]
+    assert probabilities.shape == (2, 3, 128, 128) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
