@@ -1,0 +1,232 @@
+"""Scene-scale inference speed and memory (issue 6): ``skysense predict`` over large scenes built by mosaicking real
+tiles, against the bare model forward on the same tiles held in memory.
+
+Scenes: the real 1024² aerial COG ``cogeo.tif`` (rasterio test data, 0.6 m, EPSG:3857) repeated into 2k², 4k² and
+8k² HR GeoTIFFs (tiled, deflate); for the fused run, an S1 stack of 3 dates on the co-registered 32× coarser grid,
+filled from the real Sen1Floods11 S1 chips (VV/VH dB). Each measurement runs in a fresh process, so its peak RSS
+(``ru_maxrss``) is its own.
+
+Rows: the scene pipeline (read → normalise → forward → blend → COG) per scene size, and the bare forward of the
+same model on the scene's first ``--bare-tiles`` tiles, pre-read into memory, same batch size. The ratio compares
+tiles per second. The model is the tiny preset with an HR UperNet head (random init: speed does not depend on the
+weights).
+
+    python benchmarks/scene.py --sizes 2048 8192 --out runs/scene-bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+COG = DATA / "rasterio_testdata" / "tests" / "data" / "cogeo.tif"
+S1_DIR = DATA / "sen1floods11_samples" / "sample_data" / "S1"
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def build_scene(size: int, out: Path) -> Path:
+    """A size² HR mosaic of the real COG (tiled deflate GeoTIFF, the COG's CRS and resolution)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    path = out / f"hr_{size}.tif"
+    if path.exists():
+        return path
+    with rasterio.open(COG) as src:
+        tile = src.read()
+        profile = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs=src.crs,
+                       transform=src.transform, tiled=True, blockxsize=512, blockysize=512, compress="deflate",
+                       BIGTIFF="IF_SAFER")  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        for row in range(0, size, tile.shape[1]):
+            for col in range(0, size, tile.shape[2]):
+                h, w = min(tile.shape[1], size - row), min(tile.shape[2], size - col)
+                dst.write(tile[:, :h, :w], window=Window(col, row, w, h))
+    return path
+
+
+def build_s1_stack(hr: Path, out: Path, dates: tuple[str, ...] = ("20190104", "20190116", "20190128")) -> Path:
+    """Per-date S1 GeoTIFFs on the grid co-registered with ``hr`` (32× coarser), tiled from the real chips."""
+    import rasterio
+    from rasterio.transform import Affine
+
+    folder = out / f"s1_{hr.stem}"
+    if folder.exists():
+        return folder
+    folder.mkdir(parents=True)
+    chips = sorted(p for p in S1_DIR.glob("*_S1Hand.tif") if "Paraguay" not in p.name)  # Paraguay is all NaN
+    with rasterio.open(hr) as src:
+        crs, transform, size = src.crs, src.transform @ Affine.scale(32), src.width // 32
+    for index, date in enumerate(dates):
+        with rasterio.open(chips[index % len(chips)]) as chip:
+            values = chip.read()[:, :size, :size]
+        values = np.tile(values, (1, -(-size // values.shape[1]), -(-size // values.shape[2])))[:, :size, :size]
+        profile = dict(driver="GTiff", width=size, height=size, count=2, dtype="float32", crs=crs,
+                       transform=transform, tiled=True, blockxsize=256, blockysize=256, compress="deflate",
+                       nodata=float("nan"))  # fmt: skip
+        with rasterio.open(folder / f"S1_{date}.tif", "w", **profile) as dst:
+            dst.write(values.astype(np.float32))
+            dst.descriptions = ("VV", "VH")
+    return folder
+
+
+def make_checkpoint(out: Path) -> Path:
+    import lightning
+    import torch
+
+    from skysense.tasks.segmentation import SegmentationTask
+
+    path = out / "seg_tiny_hr.ckpt"
+    if not path.exists():
+        torch.manual_seed(0)
+        task = SegmentationTask(num_classes=4, preset="tiny", modalities=["hr"], source="hr", head_channels=64,
+                                norm="group")  # fmt: skip
+        checkpoint = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams),
+                      "pytorch-lightning_version": lightning.__version__}  # fmt: skip
+        task.on_save_checkpoint(checkpoint)
+        torch.save(checkpoint, path)
+    return path
+
+
+def synchronize(device: str) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """One measurement in this process (called in a child): the scene pipeline or the bare forward."""
+    import torch
+
+    from skysense.inference import SceneSources, SeriesSource, load_scene_model, predict_scene
+    from skysense.inference.sources import TileReader, stack_inputs
+    from skysense.inference.tiling import TileLayout
+
+    torch.set_num_threads(args.threads)
+    hr = Path(args.hr)
+    if args.mode == "fused":
+        from skysense.models.registry import create_model
+        from skysense.models.weights import save_pretrained
+
+        weights = save_pretrained(
+            create_model("tiny", s2=None, s2_head=None), Path(args.out) / "tiny_hr_s1.safetensors"
+        )
+        model = load_scene_model(weights, "embedding")
+        sources = SceneSources(hr=hr, s1=SeriesSource.from_arg(args.s1, "s1_grd"))
+    else:
+        model = load_scene_model(args.checkpoint)
+        sources = SceneSources(hr=hr)
+    if args.mode in ("scene", "fused"):
+        report = predict_scene(model, sources, Path(args.out) / f"{args.mode}_{hr.stem}.tif", tile=args.tile,
+                               overlap=args.overlap, batch_size=args.batch_size, progress=False, device=args.device,
+                               precision=args.precision)  # fmt: skip
+        tiles, seconds, skipped = report.tiles - report.skipped, report.seconds, report.skipped
+    else:  # bare forward on the first tiles of the same layout, pre-read into memory
+        grid = sources.grid
+        layout = TileLayout(grid.height, grid.width, args.tile, args.tile - args.overlap, 10**9, 32)
+        origins = [(r, c) for r in layout.rows for c in layout.cols][: args.bare_tiles]
+        reader = TileReader(sources, ["hr"], model.hr_channels)
+        batches = [
+            stack_inputs([reader.read(r, c, args.tile)[0] for r, c in origins[i : i + args.batch_size]])
+            for i in range(0, len(origins), args.batch_size)
+        ]
+        reader.close()
+        model.network.to(args.device)
+        autocast = torch.autocast(
+            torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.precision == "bf16"
+        )
+        with torch.inference_mode(), autocast:
+            model(batches[0].to(args.device), args.tile)  # warm-up
+            synchronize(args.device)
+            start = time.perf_counter()
+            for batch in batches:  # the host → device copy is part of the forward's cost, as in the pipeline
+                model(batch.to(args.device), args.tile).cpu()
+            synchronize(args.device)
+            seconds = time.perf_counter() - start
+        tiles, skipped = len(origins), 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # MiB
+    return {"mode": args.mode, "scene": hr.stem, "tiles": tiles, "skipped": skipped, "seconds": seconds,
+            "tiles_per_s": tiles / seconds, "megapixels": None if args.mode == "bare" else
+            int(hr.stem.split("_")[1]) ** 2 / 1e6, "peak_rss_mib": peak}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096, 8192])
+    parser.add_argument("--fused-size", type=int, default=4096, help="scene size of the HR+S1 run (0: none)")
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--overlap", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--bare-tiles", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="32", choices=["32", "bf16"])
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "scene-bench")
+    parser.add_argument("--mode", choices=["scene", "bare", "fused"], help=argparse.SUPPRESS)
+    parser.add_argument("--hr", help=argparse.SUPPRESS)
+    parser.add_argument("--s1", help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mode:  # child
+        print(json.dumps(measure(args)))
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    checkpoint = make_checkpoint(args.out)
+    common = [sys.executable, __file__, "--tile", str(args.tile), "--overlap", str(args.overlap), "--batch-size",
+              str(args.batch_size), "--bare-tiles", str(args.bare_tiles), "--threads", str(args.threads),
+              "--out", str(args.out), "--checkpoint", str(checkpoint), "--device", args.device,
+              "--precision", args.precision]  # fmt: skip
+    runs = []
+    plan = [("bare", max(args.sizes), None)] + [("scene", size, None) for size in args.sizes]
+    if args.fused_size:
+        plan.append(("fused", args.fused_size, True))
+    for mode, size, fused in plan:
+        hr = build_scene(size, args.out)
+        extra = ["--s1", str(build_s1_stack(hr, args.out))] if fused else []
+        done = subprocess.run([*common, "--mode", mode, "--hr", str(hr), *extra], check=True, capture_output=True,
+                              text=True)  # fmt: skip
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(runs[-1], flush=True)
+    bare = runs[0]["tiles_per_s"]
+    import torch
+
+    print(f"\n# {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_name()}, {os.cpu_count()} cores, "
+          f"{args.threads} threads, torch {torch.__version__}")  # fmt: skip
+    device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "CPU"
+    print(
+        f"# tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}, {args.precision}, tiny preset, "
+        f"device {device}\n"
+    )
+    print("| run | scene | tiles run | seconds | tiles/s | MP/s (scene) | × bare forward | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for run in runs:
+        scene = run["scene"].replace("hr_", "") + "²"
+        mp = f"{run['megapixels'] / run['seconds']:.2f}" if run["megapixels"] else "–"
+        label = {"bare": f"bare forward, {run['tiles']} tiles in memory", "scene": "skysense predict (HR)",
+                 "fused": "skysense embed (HR + S1 ×3 dates, fused)"}[run["mode"]]  # fmt: skip
+        ratio = f"{run['tiles_per_s'] / bare:.2f}" if run["mode"] == "scene" else "–"
+        print(f"| {label} | {scene} | {run['tiles']} | {run['seconds']:.1f} | {run['tiles_per_s']:.2f} | {mp} | "
+              f"{ratio} | {run['peak_rss_mib']:.0f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
