@@ -138,7 +138,7 @@ def measure(args: argparse.Namespace) -> dict:
     if args.mode in ("scene", "fused"):
         report = predict_scene(model, sources, Path(args.out) / f"{args.mode}_{hr.stem}.tif", tile=args.tile,
                                overlap=args.overlap, batch_size=args.batch_size, progress=False, device=args.device,
-                               precision=args.precision)  # fmt: skip
+                               precision=args.precision, workers=args.workers)  # fmt: skip
         tiles, seconds, skipped = report.tiles - report.skipped, report.seconds, report.skipped
     else:  # bare forward on the first tiles of the same layout, pre-read into memory
         grid = sources.grid
@@ -179,6 +179,7 @@ def main() -> None:
     parser.add_argument("--bare-tiles", type=int, default=32)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=1, help="reader threads of the pipeline")
     parser.add_argument("--precision", default="32", choices=["32", "bf16"])
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "scene-bench")
     parser.add_argument("--mode", choices=["scene", "bare", "fused"], help=argparse.SUPPRESS)
@@ -194,7 +195,7 @@ def main() -> None:
     common = [sys.executable, __file__, "--tile", str(args.tile), "--overlap", str(args.overlap), "--batch-size",
               str(args.batch_size), "--bare-tiles", str(args.bare_tiles), "--threads", str(args.threads),
               "--out", str(args.out), "--checkpoint", str(checkpoint), "--device", args.device,
-              "--precision", args.precision]  # fmt: skip
+              "--precision", args.precision, "--workers", str(args.workers)]  # fmt: skip
     runs = []
     plan = [("bare", max(args.sizes), None)] + [("scene", size, None) for size in args.sizes]
     if args.fused_size:

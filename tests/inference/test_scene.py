@@ -91,11 +91,12 @@ def test_no_seams_constant_input(hr_checkpoint: Path, tmp_path: Path) -> None:
 
 
 def test_chunking_does_not_change_the_output(hr_checkpoint: Path, tmp_path: Path) -> None:
-    """Small chunks (strips carried on disk) and one big chunk write the same probabilities."""
+    """Small chunks (strips carried on disk) read by 3 threads and one big chunk read by one write the same
+    probabilities."""
     scene = shared_path(*RASTERIO, "cogeo.tif")
     model = load_scene_model(hr_checkpoint)
     kwargs = dict(tile=256, overlap=64, output_kind="probabilities", progress=False, block=256)
-    small = predict_scene(model, SceneSources(hr=scene), tmp_path / "small.tif", chunk=256, **kwargs)
+    small = predict_scene(model, SceneSources(hr=scene), tmp_path / "small.tif", chunk=256, workers=3, **kwargs)
     big = predict_scene(model, SceneSources(hr=scene), tmp_path / "big.tif", chunk=1024, **kwargs)
     a, b = _read(small.output)[0], _read(big.output)[0]
     assert a.shape == (3, 1024, 1024)

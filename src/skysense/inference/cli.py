@@ -32,6 +32,7 @@ def _add_scene_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward (default 4)")
     parser.add_argument("--chunk", type=int, help="output chunk side in pixels (default: ~100 MB of accumulator)")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, …)")
+    parser.add_argument("--workers", type=int, default=1, help="reader threads (raise on a GPU, default 1)")
     parser.add_argument("--precision", default="32", choices=["32", "bf16"], help="bf16: autocast")
     parser.add_argument("--compress", default="deflate", help="GeoTIFF compression (deflate, zstd, lzw)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -80,7 +81,7 @@ def _run(args: argparse.Namespace, kind: str) -> int:
     report = predict_scene(
         model, sources, args.output, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
         output_kind=kind, chunk=args.chunk, device=args.device, precision=args.precision, compress=args.compress,
-        progress=not args.no_progress,
+        progress=not args.no_progress, workers=args.workers,
     )  # fmt: skip
     print(
         f"wrote {report.output}: {report.tiles} tiles ({report.skipped} without valid pixels skipped), "

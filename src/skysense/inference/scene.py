@@ -21,6 +21,7 @@ GDAL's block cache is capped (``gdal_cache_mb``) so that it, too, does not grow 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,7 +29,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import rasterio
 import torch
 import torch.nn.functional as F
@@ -112,6 +112,7 @@ def predict_scene(
     compress: str = "deflate",
     block: int = 512,
     prefetch: int = 2,
+    workers: int = 1,
     gdal_cache_mb: int = 64,
     progress: bool = True,
     on_chunk: Callable[[int, int], None] | None = None,
@@ -134,7 +135,8 @@ def predict_scene(
         chunk: chunk side in output pixels (default: sized for about 100 MB of accumulator).
         device: torch device; precision: "32" or "bf16" (autocast).
         compress: GeoTIFF compression; block: internal tile size of the output.
-        prefetch: batches read ahead by the reader thread.
+        prefetch: batches read ahead (at least ``workers``).
+        workers: reader threads, each with its own open files (more when a GPU waits for the CPU).
         gdal_cache_mb: GDAL block-cache cap during the run.
         progress: show a progress bar (tiles/s).
         on_chunk: called with (chunk row, chunk column) after each chunk is written (for progress or tests).
@@ -188,10 +190,20 @@ def predict_scene(
 
     start = time.perf_counter()
     with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * 2**20):
-        reader = TileReader(sources, modalities, model.hr_channels)
+        TileReader(sources, modalities, model.hr_channels).close()  # refuse bad inputs before the first tile
+        local, readers, lock = threading.local(), [], threading.Lock()
+
+        def reader() -> TileReader:  # one per reader thread: open dataset handles are not shared across threads
+            if not hasattr(local, "reader"):
+                local.reader = TileReader(sources, modalities, model.hr_channels, check_scene=False)
+                with lock:
+                    readers.append(local.reader)
+            return local.reader
+
         writer = SceneWriter(output, out_grid, kind, model.channels, model.class_names, tags, compress, block)
-        blender = ChunkedBlender(layout, model.channels, writer.write)
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skysense-read")
+        blender = ChunkedBlender(layout, model.channels, writer.write, device=device)
+        executor = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="skysense-read")
+        prefetch = max(prefetch, workers)
         bar = None
         skipped = 0
         try:
@@ -199,7 +211,7 @@ def predict_scene(
             flat = [(index, r, c) for index, (_, _, tiles) in enumerate(chunks) for r, c in tiles]
 
             def read_batch(items: list[tuple[int, int, int]]) -> tuple[list, list]:
-                read = [reader.read(r * stride, c * stride, tile) for _, r, c in items]
+                read = [reader().read(r * stride, c * stride, tile) for _, r, c in items]
                 return items, read
 
             pending: list[Future] = []
@@ -236,16 +248,17 @@ def predict_scene(
                 if run:
                     inputs = stack_inputs([read[i][0] for i in run]).to(device)
                     with torch.inference_mode(), autocast:
-                        outputs = model(inputs, tile).float().cpu().numpy()
+                        outputs = model(inputs, tile).float()  # stays on the device: blended there
                 for position, (index, r, c) in enumerate(items):
                     advance_to(index)
                     if position in run:
                         values = outputs[run.index(position)]
                         valid = read[position][1]
+                        valid = torch.from_numpy(valid)
                         if stride > 1:  # an output pixel is valid when most of its reference pixels are
-                            pooled = F.avg_pool2d(torch.from_numpy(valid[None].astype(np.float32)), stride)
-                            valid = pooled[0].numpy() >= 0.5
-                        blender.add(r, c, values, valid)
+                            valid = F.avg_pool2d(valid[None].float(), stride)[0] >= 0.5
+                        with torch.inference_mode():
+                            blender.add(r, c, values, valid)
                 if bar is not None:
                     bar.update(len(items))
                     bar.set_postfix(skipped=skipped, refresh=False)
@@ -260,7 +273,8 @@ def predict_scene(
             if bar is not None:
                 bar.close()
             blender.close()
-            reader.close()
+            for open_reader in readers:
+                open_reader.close()
         writer.finish()
     seconds = time.perf_counter() - start
     return SceneReport(output, layout.num_tiles, skipped, seconds, grid.height * grid.width / 1e6, resolution)

@@ -155,9 +155,12 @@ class TileReader:
         sources: the scene's inputs.
         hr_channels: channels of the model's HR encoder (3 or 4), when it reads the HR image.
         modalities: the inputs the model reads (a subset of ``sources.modalities``).
+        check_scene: check the whole HR image's units once (:func:`check_hr_scene`) on opening.
     """
 
-    def __init__(self, sources: SceneSources, modalities: Sequence[str], hr_channels: int | None = None) -> None:
+    def __init__(
+        self, sources: SceneSources, modalities: Sequence[str], hr_channels: int | None = None, check_scene: bool = True
+    ) -> None:
         self.sources = sources
         self.modalities = list(modalities)
         missing = [m for m in self.modalities if m not in sources.modalities]
@@ -183,7 +186,8 @@ class TileReader:
                 self.hr_bands = data[:channels]
             if len(self.hr_bands) != channels:
                 raise ValueError(f"{sources.hr}: {len(self.hr_bands)} HR bands selected, the model takes {channels}")
-            check_hr_scene(sources.hr, self.hr_bands, self.hr_sensor)
+            if check_scene:
+                check_hr_scene(sources.hr, self.hr_bands, self.hr_sensor)
 
     def close(self) -> None:
         if self._hr is not None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 def tile_origins(length: int, tile: int, stride: int, align: int = 1) -> list[int]:
@@ -128,6 +129,8 @@ class ChunkedBlender:
         emit: called once per chunk, in row-major order, with (row0, col0, values (C, h, w) float32 — NaN where no
             valid tile covered the pixel — and valid (h, w) bool); h, w are clipped to the grid.
         scratch: folder for the carried strips (a temporary one, removed at :meth:`close`, by default).
+        device: where the accumulator lives (a GPU's memory when the model runs there: tile outputs then never
+            leave it until their chunk is finished).
 
     Feed every tile of the current chunk with :meth:`add` (in any order), then call :meth:`finish_chunk`; chunks
     come in the order of ``layout.chunks()``.
@@ -139,18 +142,20 @@ class ChunkedBlender:
         channels: int,
         emit: Callable[[int, int, np.ndarray, np.ndarray], None],
         scratch: str | Path | None = None,
+        device: str | torch.device = "cpu",
     ) -> None:
         self.layout = layout
+        self.device = torch.device(device)
         self.channels = channels
         self.emit = emit
         self._own_scratch = scratch is None
         self.scratch = Path(tempfile.mkdtemp(prefix="skysense-blend-")) if scratch is None else Path(scratch)
         self.scratch.mkdir(parents=True, exist_ok=True)
-        self.weights = blend_weights(layout.tile, layout.overlap)
+        self.weights = torch.from_numpy(blend_weights(layout.tile, layout.overlap)).to(self.device)
         size = layout.chunk + layout.tile
         # values (C), weight sum, validity (1 where some tile saw the pixel valid)
-        self._sum = np.zeros((channels + 2, size, size), dtype=np.float32)
-        self._right: np.ndarray | None = None  # carried from the chunk to the left: (C + 2, chunk, tile)
+        self._sum = torch.zeros((channels + 2, size, size), dtype=torch.float32, device=self.device)
+        self._right: torch.Tensor | None = None  # carried from the chunk to the left: (C + 2, chunk, tile)
         self._position: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------------------------------------------------
@@ -160,7 +165,7 @@ class ChunkedBlender:
     def start_chunk(self, a: int, b: int) -> None:
         """Begin chunk (a, b): collect what the chunks above and to the left carried into it."""
         chunk, tile = self.layout.chunk, self.layout.tile
-        self._sum.fill(0.0)
+        self._sum.zero_()
         if b > 0 and self._right is not None:
             self._sum[:, :chunk, :tile] += self._right
         self._right = None
@@ -169,14 +174,14 @@ class ChunkedBlender:
                 path = self._strip_path(a - 1, source_b)
                 if source_b < 0 or not path.exists():
                     continue
-                strip = np.load(path)  # (C + 2, tile, chunk + tile)
+                strip = torch.from_numpy(np.load(path)).to(self.device)  # (C + 2, tile, chunk + tile)
                 target = slice(0, chunk) if source_b == b else slice(0, tile)
                 self._sum[:, :tile, target] += strip[:, :, columns]
         self._position = (a, b)
 
-    def add(self, row: int, col: int, values: np.ndarray, valid: np.ndarray) -> None:
+    def add(self, row: int, col: int, values: np.ndarray | torch.Tensor, valid: np.ndarray | torch.Tensor) -> None:
         """Add one tile: ``values`` (C, tile, tile), ``valid`` (tile, tile) bool, at origin (row, col) of the grid,
-        which must lie in the current chunk."""
+        which must lie in the current chunk (arrays or tensors; moved to the blender's device)."""
         if self._position is None:
             raise RuntimeError("start_chunk before add")
         chunk, tile = self.layout.chunk, self.layout.tile
@@ -184,19 +189,18 @@ class ChunkedBlender:
         r, c = row - a * chunk, col - b * chunk
         if not (0 <= r < chunk and 0 <= c < chunk):
             raise ValueError(f"tile at ({row}, {col}) does not start in chunk ({a}, {b})")
-        if values.shape != (self.channels, tile, tile) or valid.shape != (tile, tile):
+        if tuple(values.shape) != (self.channels, tile, tile) or tuple(valid.shape) != (tile, tile):
             raise ValueError(
-                f"tile values {values.shape} / valid {valid.shape}, expected ({self.channels}, {tile}, {tile})"
+                f"tile values {tuple(values.shape)} / valid {tuple(valid.shape)}, expected ({self.channels}, {tile}, "
+                f"{tile})"
             )
+        values = torch.as_tensor(values).to(self.device, torch.float32)
+        valid = torch.as_tensor(valid).to(self.device, torch.float32)
         weights = self.weights * valid
-        window = (slice(r, r + tile), slice(c, c + tile))
-        self._sum[: self.channels, window[0], window[1]] += values * weights
-        self._sum[self.channels, window[0], window[1]] += weights
-        np.maximum(
-            self._sum[self.channels + 1, window[0], window[1]],
-            valid,
-            out=self._sum[self.channels + 1, window[0], window[1]],
-        )
+        rows, cols = slice(r, r + tile), slice(c, c + tile)
+        self._sum[: self.channels, rows, cols] += values * weights
+        self._sum[self.channels, rows, cols] += weights
+        torch.maximum(self._sum[self.channels + 1, rows, cols], valid, out=self._sum[self.channels + 1, rows, cols])
 
     def finish_chunk(self) -> None:
         """Emit the current chunk's core and carry its overhang to the right and downwards."""
@@ -207,9 +211,9 @@ class ChunkedBlender:
         a, b = self._position
         n_rows, n_cols = layout.chunk_grid
         if b + 1 < n_cols:
-            self._right = self._sum[:, :chunk, chunk:].copy()
+            self._right = self._sum[:, :chunk, chunk:].clone()
         if a + 1 < n_rows:
-            np.save(self._strip_path(a, b), self._sum[:, chunk:, :])
+            np.save(self._strip_path(a, b), self._sum[:, chunk:, :].cpu().numpy())
         if a > 0 and b > 0:  # the strip of (a - 1, b - 1) is read by chunks (a, b - 1) and (a, b): done now
             self._strip_path(a - 1, b - 1).unlink(missing_ok=True)
         if a > 0 and b + 1 == n_cols:
@@ -219,10 +223,9 @@ class ChunkedBlender:
         core = self._sum[:, :h, :w]
         weight = core[self.channels]
         valid = (core[self.channels + 1] > 0) & (weight > 0)
-        values = np.full((self.channels, h, w), np.nan, dtype=np.float32)
-        np.divide(core[: self.channels], weight, out=values, where=valid[None])
+        values = torch.where(valid, core[: self.channels] / weight.clamp_min(1e-12), torch.nan)
         self._position = None
-        self.emit(row0, col0, values, valid)
+        self.emit(row0, col0, values.cpu().numpy(), valid.cpu().numpy())
 
     def close(self) -> None:
         """Remove the scratch folder if this blender made it."""
