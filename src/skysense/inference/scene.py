@@ -33,6 +33,7 @@ import rasterio
 import torch
 import torch.nn.functional as F
 
+from skysense.batch import SkySenseInput
 from skysense.inference.models import SceneModel
 from skysense.inference.sources import SceneSources, TileReader, stack_inputs
 from skysense.inference.tiling import ChunkedBlender, TileLayout
@@ -97,6 +98,18 @@ def _batches(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
+def _submit(executor: ThreadPoolExecutor | None, fn: Callable, *args: object) -> Future:
+    """``executor.submit``, or a call made now when there is no executor (the result wrapped in a done future)."""
+    if executor is not None:
+        return executor.submit(fn, *args)
+    future: Future = Future()
+    try:
+        future.set_result(fn(*args))
+    except BaseException as err:  # re-raised by .result(), like a thread's
+        future.set_exception(err)
+    return future
+
+
 def predict_scene(
     model: SceneModel,
     sources: SceneSources,
@@ -136,7 +149,9 @@ def predict_scene(
         device: torch device; precision: "32" or "bf16" (autocast).
         compress: GeoTIFF compression; block: internal tile size of the output.
         prefetch: batches read ahead (at least ``workers``).
-        workers: reader threads, each with its own open files (more when a GPU waits for the CPU).
+        workers: reader threads, each with its own open files (more when a GPU waits for the CPU); 0 reads in the
+            calling thread, between forwards (on a CPU with few cores, where a reader thread slows the model's own
+            threads more than it saves).
         gdal_cache_mb: GDAL block-cache cap during the run.
         progress: show a progress bar (tiles/s).
         on_chunk: called with (chunk row, chunk column) after each chunk is written (for progress or tests).
@@ -202,7 +217,7 @@ def predict_scene(
 
         writer = SceneWriter(output, out_grid, kind, model.channels, model.class_names, tags, compress, block)
         blender = ChunkedBlender(layout, model.channels, writer.write, device=device)
-        executor = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="skysense-read")
+        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skysense-read") if workers else None
         prefetch = max(prefetch, workers)
         bar = None
         skipped = 0
@@ -210,14 +225,15 @@ def predict_scene(
             chunks = list(layout.chunks())
             flat = [(index, r, c) for index, (_, _, tiles) in enumerate(chunks) for r, c in tiles]
 
-            def read_batch(items: list[tuple[int, int, int]]) -> tuple[list, list]:
+            def read_batch(items: list[tuple[int, int, int]]) -> tuple[list, list, SkySenseInput | None]:
                 read = [reader().read(r * stride, c * stride, tile) for _, r, c in items]
-                return items, read
+                run = [fields for fields, valid in read if valid.any()]
+                return items, read, stack_inputs(run) if run else None  # stacked here, off the model's thread
 
             pending: list[Future] = []
             batches = _batches(flat, batch_size)
             for items in batches:
-                pending.append(executor.submit(read_batch, items))
+                pending.append(_submit(executor, read_batch, items))
                 if len(pending) > prefetch:
                     break
             if progress:
@@ -238,15 +254,15 @@ def predict_scene(
                         blender.start_chunk(*chunks[current][:2])
 
             while pending:
-                items, read = pending.pop(0).result()
+                items, read, stacked = pending.pop(0).result()
                 nxt = next(batches, None)
                 if nxt is not None:
-                    pending.append(executor.submit(read_batch, nxt))
+                    pending.append(_submit(executor, read_batch, nxt))
                 run = [i for i, (_, valid) in enumerate(read) if valid.any()]
                 skipped += len(items) - len(run)
                 outputs = None
                 if run:
-                    inputs = stack_inputs([read[i][0] for i in run]).to(device)
+                    inputs = stacked.to(device)
                     with torch.inference_mode(), autocast:
                         outputs = model(inputs, tile).float()  # stays on the device: blended there
                 for position, (index, r, c) in enumerate(items):
@@ -269,7 +285,8 @@ def predict_scene(
             writer.abort()
             raise
         finally:
-            executor.shutdown(wait=True)
+            if executor is not None:
+                executor.shutdown(wait=True)
             if bar is not None:
                 bar.close()
             blender.close()

@@ -21,6 +21,7 @@ import math
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,6 +158,8 @@ class ChunkedBlender:
         self._sum = torch.zeros((channels + 2, size, size), dtype=torch.float32, device=self.device)
         self._right: torch.Tensor | None = None  # carried from the chunk to the left: (C + 2, chunk, tile)
         self._position: tuple[int, int] | None = None
+        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skysense-strip")  # disk writes overlap
+        self._saving: dict[Path, Future] = {}
 
     # ------------------------------------------------------------------------------------------------------------
     def _strip_path(self, a: int, b: int) -> Path:
@@ -172,6 +175,8 @@ class ChunkedBlender:
         if a > 0:  # strips of row a - 1 land in this chunk's core columns only (so nothing is counted twice)
             for source_b, columns in ((b, slice(0, chunk)), (b - 1, slice(chunk, chunk + tile))):
                 path = self._strip_path(a - 1, source_b)
+                if path in self._saving:
+                    self._saving.pop(path).result()
                 if source_b < 0 or not path.exists():
                     continue
                 strip = torch.from_numpy(np.load(path)).to(self.device)  # (C + 2, tile, chunk + tile)
@@ -198,7 +203,7 @@ class ChunkedBlender:
         valid = torch.as_tensor(valid).to(self.device, torch.float32)
         weights = self.weights * valid
         rows, cols = slice(r, r + tile), slice(c, c + tile)
-        self._sum[: self.channels, rows, cols] += values * weights
+        self._sum[: self.channels, rows, cols].addcmul_(values, weights)
         self._sum[self.channels, rows, cols] += weights
         torch.maximum(self._sum[self.channels + 1, rows, cols], valid, out=self._sum[self.channels + 1, rows, cols])
 
@@ -213,11 +218,15 @@ class ChunkedBlender:
         if b + 1 < n_cols:
             self._right = self._sum[:, :chunk, chunk:].clone()
         if a + 1 < n_rows:
-            np.save(self._strip_path(a, b), self._sum[:, chunk:, :].cpu().numpy())
+            path, strip = self._strip_path(a, b), self._sum[:, chunk:, :].cpu().numpy().copy()
+            self._saving[path] = self._saver.submit(np.save, path, strip)
         if a > 0 and b > 0:  # the strip of (a - 1, b - 1) is read by chunks (a, b - 1) and (a, b): done now
             self._strip_path(a - 1, b - 1).unlink(missing_ok=True)
         if a > 0 and b + 1 == n_cols:
             self._strip_path(a - 1, b).unlink(missing_ok=True)
+        if len(self._saving) > 2 * n_cols:  # bound the strips waiting in memory for the disk
+            for future in list(self._saving.values())[:n_cols]:
+                future.result()
         row0, col0 = a * chunk, b * chunk
         h, w = min(chunk, layout.height - row0), min(chunk, layout.width - col0)
         core = self._sum[:, :h, :w]
@@ -228,6 +237,7 @@ class ChunkedBlender:
         self.emit(row0, col0, values.cpu().numpy(), valid.cpu().numpy())
 
     def close(self) -> None:
-        """Remove the scratch folder if this blender made it."""
+        """Finish pending writes; remove the scratch folder if this blender made it."""
+        self._saver.shutdown(wait=True)
         if self._own_scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
