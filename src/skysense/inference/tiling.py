@@ -224,9 +224,8 @@ class ChunkedBlender:
             self._strip_path(a - 1, b - 1).unlink(missing_ok=True)
         if a > 0 and b + 1 == n_cols:
             self._strip_path(a - 1, b).unlink(missing_ok=True)
-        if len(self._saving) > 2 * n_cols:  # bound the strips waiting in memory for the disk
-            for future in list(self._saving.values())[:n_cols]:
-                future.result()
+        for future in list(self._saving.values())[:-2]:  # at most 2 strips wait in memory for the disk
+            future.result()
         row0, col0 = a * chunk, b * chunk
         h, w = min(chunk, layout.height - row0), min(chunk, layout.width - col0)
         core = self._sum[:, :h, :w]
