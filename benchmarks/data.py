@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import rasterio
 import torch
+from machine import cpu_name  # benchmarks/machine.py (this folder is on sys.path when a script runs)
 from torch.utils.data import DataLoader
 
 from skysense import create_model
@@ -35,13 +35,6 @@ from skysense.data.sensors import S1_GRD
 from skysense.data.transforms import Compose, FillInvalid, Normalize
 
 ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sen1floods11_samples"
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def plain_rasterio(dataset: Sen1Floods11) -> float:

@@ -29,7 +29,6 @@ import datetime as dt
 import json
 import math
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -38,6 +37,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
+
+from machine import cpu_name  # benchmarks/machine.py (this folder is on sys.path when a script runs)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,13 +65,6 @@ DATASETS: dict[str, tuple[str, str, str, list[str]]] = {
         ],
     ),  # fmt: skip
 }
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 @cache

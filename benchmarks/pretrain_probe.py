@@ -31,7 +31,6 @@ import dataclasses
 import datetime as dt
 import json
 import math
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ import timm
 import torch
 import torch.nn.functional as F
 import yaml
+from machine import cpu_name  # benchmarks/machine.py (this folder is on sys.path when a script runs)
 from timm.models import register_model
 from timm.models.swin_transformer_v2 import SwinTransformerV2 as TimmSwinV2
 from torch.utils.data import DataLoader, Dataset
@@ -53,13 +53,6 @@ from skysense.models.swin_v2 import SwinTransformerV2, convert_timm_swinv2_state
 REPO = Path(__file__).resolve().parents[1]
 EUROSAT = REPO.parent / "shared" / "data" / "eurosat_rgb_dev"
 CONFIG = REPO / "configs" / "pretrain" / "tiny.yaml"
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -32,18 +31,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_name  # benchmarks/machine.py (this folder is on sys.path when a script runs)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 COG = DATA / "rasterio_testdata" / "tests" / "data" / "cogeo.tif"
 S1_DIR = DATA / "sen1floods11_samples" / "sample_data" / "S1"
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def build_scene(size: int, out: Path) -> Path:
