@@ -178,3 +178,42 @@ def test_onnx_export_matches_pytorch(hr_checkpoint: Path, tmp_path: Path) -> Non
     batch = np.random.default_rng(0).normal(size=(2, 3, 128, 128)).astype(np.float32)  # a dynamic batch axis
     probabilities = session.run(None, {"hr": batch})[0]
     assert probabilities.shape == (2, 3, 128, 128) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+
+
+def test_embed_hr_with_s1_series_on_the_coregistered_grid(tmp_path: Path) -> None:
+    """HR (the real aerial COG, EPSG:3857) + a 3-date S1 series in another CRS (EPSG:4326, real Sen1Floods11 dB
+    values placed over the COG's footprint): the series is reprojected onto each tile's Sentinel grid and fused;
+    one embedding per Sentinel pixel (32 HR pixels), georeferenced on the HR image's CRS; a cloudy (all-NaN) date
+    is dropped per tile without changing the result."""
+    from rasterio.warp import transform_bounds
+
+    scene = shared_path(*RASTERIO, "cogeo.tif")
+    chips = sorted(shared_path("sen1floods11_samples", "sample_data", "S1").glob("Ghana_*_S1Hand.tif"))
+    with rasterio.open(scene) as src:
+        left, bottom, right, top = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+        hr_crs, hr_transform = src.crs, src.transform
+    folder = tmp_path / "s1"
+    folder.mkdir()
+    for chip, date in zip(chips, ("20190104", "20190116", "20190128"), strict=False):
+        with rasterio.open(chip) as src:
+            values = src.read()[:, :64, :64]
+        profile = dict(driver="GTiff", width=64, height=64, count=2, dtype="float32", crs="EPSG:4326",
+                       transform=rasterio.transform.from_bounds(left, bottom, right, top, 64, 64), nodata=float("nan"))  # fmt: skip
+        with rasterio.open(folder / f"S1_{date}.tif", "w", **profile) as dst:
+            dst.write(values)
+    weights = save_pretrained(create_model("tiny", s2=None, s2_head=None), tmp_path / "hr_s1.safetensors")
+    model = load_scene_model(weights, "embedding")
+    sources = SceneSources(hr=scene, s1=SeriesSource.from_arg(folder, "s1_grd"))
+    report = predict_scene(model, sources, tmp_path / "emb.tif", tile=512, overlap=128, progress=False)
+    values, profile, _ = _read(report.output)
+    assert values.shape == (model.channels, 32, 32) and not np.isnan(values).any()
+    assert profile["crs"] == hr_crs and profile["transform"] == hr_transform @ rasterio.Affine.scale(32)
+
+    cloudy = folder / "S1_20190110.tif"  # a fourth date with no valid pixel: masked out in every tile
+    with rasterio.open(folder / "S1_20190104.tif") as src:
+        profile = src.profile
+    with rasterio.open(cloudy, "w", **profile) as dst:
+        dst.write(np.full((2, 64, 64), np.nan, np.float32))
+    sources = SceneSources(hr=scene, s1=SeriesSource.from_arg(folder, "s1_grd"))
+    again = predict_scene(model, sources, tmp_path / "emb2.tif", tile=512, overlap=128, progress=False)
+    assert np.allclose(_read(again.output)[0], values, atol=1e-5)
