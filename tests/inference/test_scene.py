@@ -103,21 +103,36 @@ def test_chunking_does_not_change_the_output(hr_checkpoint: Path, tmp_path: Path
     assert np.allclose(a, b, atol=1e-5, equal_nan=True)
 
 
-def test_interrupted_run_leaves_no_output_and_reruns(hr_checkpoint: Path, tmp_path: Path) -> None:
+def test_interrupted_run_leaves_no_output_then_resumes_or_restarts(hr_checkpoint: Path, tmp_path: Path) -> None:
+    """An interruption mid-scene leaves the output path untouched; --resume continues from the last finished chunk
+    row and gives exactly the uninterrupted output; a plain rerun starts over."""
     scene = shared_path(*RASTERIO, "cogeo.tif")
     model = load_scene_model(hr_checkpoint)
+    kwargs = dict(tile=256, overlap=64, chunk=256, block=256, output_kind="probabilities", progress=False)
+    reference = predict_scene(model, SceneSources(hr=scene), tmp_path / "reference.tif", **kwargs).output
     output = tmp_path / "map.tif"
+    seen: list[tuple[int, int]] = []
 
     def interrupt(row: int, col: int) -> None:
-        raise KeyboardInterrupt
+        seen.append((row, col))
+        if (row, col) == (1, 2):  # row 0 is complete, row 1 half done
+            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        predict_scene(model, SceneSources(hr=scene), output, tile=256, overlap=64, chunk=256, block=256,
-                      progress=False, on_chunk=interrupt)  # fmt: skip
+        predict_scene(model, SceneSources(hr=scene), output, on_chunk=interrupt, **kwargs)
     assert not output.exists() and partial_path(output).exists()
-    predict_scene(model, SceneSources(hr=scene), output, tile=256, overlap=64, chunk=256, block=256, progress=False)
-    assert output.exists() and not partial_path(output).exists()
-    assert _read(output)[0].shape == (1, 1024, 1024)
+    assert '"rows_done": 0' in (tmp_path / "map.tif.partial.d" / "state.json").read_text()
+    seen.clear()
+    predict_scene(model, SceneSources(hr=scene), output, resume=True, on_chunk=lambda r, c: seen.append((r, c)),
+                  **kwargs)  # fmt: skip
+    assert seen[0] == (1, 0) and len(seen) == 12  # rows 1-3 of the 4 × 4 chunks only
+    assert output.exists() and not partial_path(output).exists() and not (tmp_path / "map.tif.partial.d").exists()
+    assert np.allclose(_read(output)[0], _read(reference)[0], atol=1e-5, equal_nan=True)  # batches differ: fp noise
+
+    with pytest.raises(KeyboardInterrupt):
+        predict_scene(model, SceneSources(hr=scene), tmp_path / "again.tif", on_chunk=interrupt, **kwargs)
+    predict_scene(model, SceneSources(hr=scene), tmp_path / "again.tif", **kwargs)  # no resume: from the start
+    assert np.allclose(_read(tmp_path / "again.tif")[0], _read(reference)[0], atol=1e-5, equal_nan=True)
 
 
 def test_wrong_units_and_bad_tiles_are_refused(hr_checkpoint: Path, tmp_path: Path) -> None:

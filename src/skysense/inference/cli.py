@@ -36,6 +36,7 @@ def _add_scene_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="32", choices=["32", "bf16"], help="bf16: autocast")
     parser.add_argument("--compress", default="deflate", help="GeoTIFF compression (deflate, zstd, lzw)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last chunk row")
 
 
 def _series(files: Sequence[str] | None, sensor: str, dates: str | None):
@@ -81,7 +82,7 @@ def _run(args: argparse.Namespace, kind: str) -> int:
     report = predict_scene(
         model, sources, args.output, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
         output_kind=kind, chunk=args.chunk, device=args.device, precision=args.precision, compress=args.compress,
-        progress=not args.no_progress, workers=args.workers,
+        progress=not args.no_progress, workers=args.workers, resume=args.resume,
     )  # fmt: skip
     print(
         f"wrote {report.output}: {report.tiles} tiles ({report.skipped} without valid pixels skipped), "

@@ -20,7 +20,9 @@ GDAL's block cache is capped (``gdal_cache_mb``) so that it, too, does not grow 
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -98,6 +100,28 @@ def _batches(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
+def _input_files(sources: SceneSources) -> list[Path]:
+    files = [sources.hr] if sources.hr is not None else []
+    for series in (sources.s2, sources.s1):
+        if series is not None:
+            files += series.files
+    return files
+
+
+def _resume_point(scratch: Path, fingerprint: dict) -> int:
+    """The last chunk row an interrupted run of the same command finished, or -1 (nothing to resume)."""
+    state_file = scratch / "state.json"
+    if not state_file.exists():
+        return -1
+    state = json.loads(state_file.read_text())
+    rows_done = state.pop("rows_done", -1)
+    if state != fingerprint:
+        raise ValueError(
+            f"{state_file} belongs to a run with other settings or inputs; remove it or run without resume"
+        )
+    return int(rows_done)
+
+
 def _submit(executor: ThreadPoolExecutor | None, fn: Callable, *args: object) -> Future:
     """``executor.submit``, or a call made now when there is no executor (the result wrapped in a done future)."""
     if executor is not None:
@@ -129,6 +153,7 @@ def predict_scene(
     gdal_cache_mb: int = 64,
     progress: bool = True,
     on_chunk: Callable[[int, int], None] | None = None,
+    resume: bool = False,
 ) -> SceneReport:
     """Run ``model`` over a whole scene and write a georeferenced raster.
 
@@ -155,6 +180,9 @@ def predict_scene(
         gdal_cache_mb: GDAL block-cache cap during the run.
         progress: show a progress bar (tiles/s).
         on_chunk: called with (chunk row, chunk column) after each chunk is written (for progress or tests).
+        resume: continue an interrupted run of the same command from its last finished chunk row (the partial
+            output and ``<output>.partial.d/`` — carried strips and state — are kept when a run fails). Without it,
+            a rerun starts over.
 
     Returns:
         :class:`SceneReport`.
@@ -215,14 +243,26 @@ def predict_scene(
                     readers.append(local.reader)
             return local.reader
 
-        writer = SceneWriter(output, out_grid, kind, model.channels, model.class_names, tags, compress, block)
-        blender = ChunkedBlender(layout, model.channels, writer.write, device=device)
+        scratch = output.with_name(output.name + ".partial.d")
+        fingerprint = json.loads(json.dumps({
+            "model": model.description, "kind": kind, "tile": tile, "overlap": overlap, "chunk": chunk,
+            "block": block, "compress": compress, "grid": [out_grid.height, out_grid.width, list(out_grid.transform)],
+            "inputs": [str(p) for p in _input_files(sources)],
+        }))  # fmt: skip
+        rows_done = _resume_point(scratch, fingerprint) if resume else -1
+        if rows_done < 0:
+            shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True, exist_ok=True)
+        writer = SceneWriter(output, out_grid, kind, model.channels, model.class_names, tags, compress, block,
+                             append=rows_done >= 0)  # fmt: skip
+        blender = ChunkedBlender(layout, model.channels, writer.write, scratch=scratch, device=device)
+        last_column = layout.chunk_grid[1] - 1
         executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skysense-read") if workers else None
         prefetch = max(prefetch, workers)
         bar = None
         skipped = 0
         try:
-            chunks = list(layout.chunks())
+            chunks = [chunk_tiles for chunk_tiles in layout.chunks() if chunk_tiles[0] > rows_done]
             flat = [(index, r, c) for index, (_, _, tiles) in enumerate(chunks) for r, c in tiles]
 
             def read_batch(items: list[tuple[int, int, int]]) -> tuple[list, list, SkySenseInput | None]:
@@ -247,8 +287,11 @@ def predict_scene(
                 while current < target:
                     if current >= 0:
                         blender.finish_chunk()
+                        a, b = chunks[current][:2]
+                        if b == last_column:  # a whole chunk row is written and its strips are on disk
+                            (scratch / "state.json").write_text(json.dumps({**fingerprint, "rows_done": a}))
                         if on_chunk is not None:
-                            on_chunk(*chunks[current][:2])
+                            on_chunk(a, b)
                     current += 1
                     if current < len(chunks):
                         blender.start_chunk(*chunks[current][:2])
@@ -293,5 +336,6 @@ def predict_scene(
             for open_reader in readers:
                 open_reader.close()
         writer.finish()
+        shutil.rmtree(scratch, ignore_errors=True)
     seconds = time.perf_counter() - start
     return SceneReport(output, layout.num_tiles, skipped, seconds, grid.height * grid.width / 1e6, resolution)

@@ -11,7 +11,8 @@ where the model sees the least context, counts least and no seam shows.
 
 :class:`ChunkedBlender` accumulates tiles chunk by chunk (``chunk`` × ``chunk`` output pixels, in row-major order).
 A tile belongs to the chunk that holds its origin; its part beyond that chunk is carried: to the right in memory,
-downwards in small ``.npy`` files in a scratch folder (one strip of ``tile`` rows per chunk). Memory is therefore
+downwards in small ``.npy`` files in a scratch folder (one strip of ``tile`` rows per chunk, kept until the next
+chunk row is finished, so that a run can resume at any chunk row). Memory is therefore
 ``(chunk + tile)² × (channels + 2)`` floats whatever the scene's size, and no tile is computed twice.
 """
 
@@ -220,12 +221,16 @@ class ChunkedBlender:
         if a + 1 < n_rows:
             path, strip = self._strip_path(a, b), self._sum[:, chunk:, :].cpu().numpy().copy()
             self._saving[path] = self._saver.submit(np.save, path, strip)
-        if a > 0 and b > 0:  # the strip of (a - 1, b - 1) is read by chunks (a, b - 1) and (a, b): done now
-            self._strip_path(a - 1, b - 1).unlink(missing_ok=True)
-        if a > 0 and b + 1 == n_cols:
-            self._strip_path(a - 1, b).unlink(missing_ok=True)
-        for future in list(self._saving.values())[:-2]:  # at most 2 strips wait in memory for the disk
-            future.result()
+        if b + 1 == n_cols:  # end of a chunk row: its strips are on disk, and row a - 1's are read by now
+            for future in self._saving.values():
+                future.result()
+            self._saving.clear()
+            if a > 0:
+                for b_above in range(n_cols):
+                    self._strip_path(a - 1, b_above).unlink(missing_ok=True)
+        else:
+            for future in list(self._saving.values())[:-2]:  # at most 2 strips wait in memory for the disk
+                future.result()
         row0, col0 = a * chunk, b * chunk
         h, w = min(chunk, layout.height - row0), min(chunk, layout.width - col0)
         core = self._sum[:, :h, :w]

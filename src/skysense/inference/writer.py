@@ -68,6 +68,7 @@ class SceneWriter:
         tags: dataset tags (model, resolution, ...).
         compress: GDAL compression ("deflate", "zstd", "lzw", ...).
         block: internal tile side of the partial file and of the COG.
+        append: reopen an existing partial file (resuming) instead of creating it.
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class SceneWriter:
         tags: dict[str, str] | None = None,
         compress: str = "deflate",
         block: int = 512,
+        append: bool = False,
     ) -> None:
         if kind not in ("classes", "probabilities", "embedding"):
             raise ValueError(f"kind must be classes, probabilities or embedding, got {kind!r}")
@@ -109,6 +111,12 @@ class SceneWriter:
             interleave="pixel" if count <= 4 else "band",
             BIGTIFF="IF_SAFER",
         )
+        if append:
+            self._dst = rasterio.open(self.partial, "r+")
+            if (self._dst.width, self._dst.height, self._dst.count) != (grid.width, grid.height, count):
+                self._dst.close()
+                raise ValueError(f"{self.partial} does not match this run's output; remove it or run without resume")
+            return
         self._dst = rasterio.open(self.partial, "w", **self.profile)
         if kind == "classes":
             self._dst.write_colormap(1, colour_table(channels))
