@@ -2,7 +2,7 @@
 tiles, against the bare model forward on the same tiles held in memory.
 
 Scenes: the real 1024² aerial COG ``cogeo.tif`` (rasterio test data, 0.6 m, EPSG:3857) repeated into 2k², 4k² and
-8k² HR GeoTIFFs (tiled, deflate); for the fused run, an S1 stack of 3 dates on the co-registered 32× coarser grid,
+8k² HR GeoTIFFs (tiled, deflate); for the fused run, S2 L1C and S1 stacks of 3 dates each on the co-registered 32× coarser grid,
 filled from the real Sen1Floods11 S1 chips (VV/VH dB). Each measurement runs in a fresh process, so its peak RSS
 (``ru_maxrss``) is its own.
 
@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 COG = DATA / "rasterio_testdata" / "tests" / "data" / "cogeo.tif"
 S1_DIR = DATA / "sen1floods11_samples" / "sample_data" / "S1"
+S2_CHIP = DATA / "sen1floods11_samples" / "cloudtostreet_official_sample" / "S2" / "Spain_7370579_S2Hand.tif"
 
 
 def build_scene(size: int, out: Path) -> Path:
@@ -82,6 +83,32 @@ def build_s1_stack(hr: Path, out: Path, dates: tuple[str, ...] = ("20190104", "2
         with rasterio.open(folder / f"S1_{date}.tif", "w", **profile) as dst:
             dst.write(values.astype(np.float32))
             dst.descriptions = ("VV", "VH")
+    return folder
+
+
+def build_s2_stack(hr: Path, out: Path, dates: tuple[str, ...] = ("20190110", "20190204", "20190301")) -> Path:
+    """Per-date 13-band S2 L1C GeoTIFFs (int16 TOA × 1e4) on the grid co-registered with ``hr``, tiled from the real
+    Sen1Floods11 S2 chip (rolled by a few pixels per date)."""
+    import rasterio
+    from rasterio.transform import Affine
+
+    folder = out / f"s2_{hr.stem}"
+    if folder.exists():
+        return folder
+    folder.mkdir(parents=True)
+    with rasterio.open(S2_CHIP) as chip:
+        values, descriptions = chip.read(), chip.descriptions
+    with rasterio.open(hr) as src:
+        crs, transform, size = src.crs, src.transform @ Affine.scale(32), src.width // 32
+    for index, date in enumerate(dates):
+        rolled = np.roll(values, 7 * index, axis=-1)
+        tiled = np.tile(rolled, (1, -(-size // values.shape[1]), -(-size // values.shape[2])))[:, :size, :size]
+        profile = dict(driver="GTiff", width=size, height=size, count=13, dtype="int16", crs=crs,
+                       transform=transform, tiled=True, blockxsize=256, blockysize=256, compress="deflate",
+                       nodata=0)  # fmt: skip
+        with rasterio.open(folder / f"S2_{date}.tif", "w", **profile) as dst:
+            dst.write(tiled)
+            dst.descriptions = descriptions
     return folder
 
 
@@ -153,11 +180,11 @@ def measure(args: argparse.Namespace) -> dict:
         from skysense.models.registry import create_model
         from skysense.models.weights import save_pretrained
 
-        weights = save_pretrained(
-            create_model("tiny", s2=None, s2_head=None), Path(args.out) / "tiny_hr_s1.safetensors"
-        )
+        weights = save_pretrained(create_model("tiny"), Path(args.out) / "tiny.safetensors")
         model = load_scene_model(weights, "embedding")
-        sources = SceneSources(hr=hr, s1=SeriesSource.from_arg(args.s1, "s1_grd"))
+        sources = SceneSources(
+            hr=hr, s2=SeriesSource.from_arg(args.s2, "s2_l1c"), s1=SeriesSource.from_arg(args.s1, "s1_grd")
+        )
     else:
         model = load_scene_model(args.checkpoint)
         sources = SceneSources(hr=hr)
@@ -224,6 +251,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=["scene", "bare", "fused", "terratorch"], help=argparse.SUPPRESS)
     parser.add_argument("--hr", help=argparse.SUPPRESS)
     parser.add_argument("--s1", help=argparse.SUPPRESS)
+    parser.add_argument("--s2", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode:  # child
@@ -243,7 +271,7 @@ def main() -> None:
         plan += [("terratorch", size, None) for size in args.terratorch_sizes]
     for mode, size, fused in plan:
         hr = build_scene(size, args.out)
-        extra = ["--s1", str(build_s1_stack(hr, args.out))] if fused else []
+        extra = ["--s1", str(build_s1_stack(hr, args.out)), "--s2", str(build_s2_stack(hr, args.out))] if fused else []
         command = [args.terratorch_python, *common[1:]] if mode == "terratorch" else common
         done = subprocess.run([*command, "--mode", mode, "--hr", str(hr), *extra], check=True, capture_output=True,
                               text=True)  # fmt: skip
@@ -266,7 +294,7 @@ def main() -> None:
         scene = run["scene"].replace("hr_", "") + "²"
         mp = f"{run['megapixels'] / run['seconds']:.2f}" if run["megapixels"] else "–"
         label = {"bare": f"bare forward, {run['tiles']} tiles in memory", "scene": "skysense predict (HR)",
-                 "fused": "skysense embed (HR + S1 ×3 dates, fused)",
+                 "fused": "skysense embed (HR + S2 L1C + S1, 3 dates each, fused)",
                  "terratorch": "TerraTorch tiled_inference (scene in memory)"}[run["mode"]]  # fmt: skip
         ratio = f"{run['tiles_per_s'] / run['bare_tiles_per_s']:.2f}" if run.get("bare_tiles_per_s") else "–"
         tiles_per_s = f"{run['tiles_per_s']:.2f}" if run["tiles_per_s"] else "–"

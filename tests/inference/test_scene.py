@@ -195,8 +195,15 @@ def test_onnx_export_matches_pytorch(hr_checkpoint: Path, tmp_path: Path) -> Non
     assert probabilities.shape == (2, 3, 128, 128) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
 
 
-def test_embed_hr_with_s1_series_on_the_coregistered_grid(tmp_path: Path) -> None:
-    """HR (the real aerial COG, EPSG:3857) + a 3-date S1 series in another CRS (EPSG:4326, real Sen1Floods11 dB
+def profile_s1(left: float, bottom: float, right: float, top: float) -> dict:
+    """A 64 × 64 two-band float32 GeoTIFF profile over the given EPSG:4326 bounds."""
+    transform = rasterio.transform.from_bounds(left, bottom, right, top, 64, 64)
+    return dict(driver="GTiff", width=64, height=64, count=2, dtype="float32", crs="EPSG:4326", transform=transform,
+                nodata=float("nan"))  # fmt: skip
+
+
+def test_embed_hr_with_sentinel_series_on_the_coregistered_grid(tmp_path: Path) -> None:
+    """HR (the real aerial COG, EPSG:3857) + a 3-date S1 series (and then an S2 L1C date) in another CRS (EPSG:4326, real Sen1Floods11 dB
     values placed over the COG's footprint): the series is reprojected onto each tile's Sentinel grid and fused;
     one embedding per Sentinel pixel (32 HR pixels), georeferenced on the HR image's CRS; a cloudy (all-NaN) date
     is dropped per tile without changing the result."""
@@ -212,9 +219,7 @@ def test_embed_hr_with_s1_series_on_the_coregistered_grid(tmp_path: Path) -> Non
     for chip, date in zip(chips, ("20190104", "20190116", "20190128"), strict=False):
         with rasterio.open(chip) as src:
             values = src.read()[:, :64, :64]
-        profile = dict(driver="GTiff", width=64, height=64, count=2, dtype="float32", crs="EPSG:4326",
-                       transform=rasterio.transform.from_bounds(left, bottom, right, top, 64, 64), nodata=float("nan"))  # fmt: skip
-        with rasterio.open(folder / f"S1_{date}.tif", "w", **profile) as dst:
+        with rasterio.open(folder / f"S1_{date}.tif", "w", **profile_s1(left, bottom, right, top)) as dst:
             dst.write(values)
     weights = save_pretrained(create_model("tiny", s2=None, s2_head=None), tmp_path / "hr_s1.safetensors")
     model = load_scene_model(weights, "embedding")
@@ -223,6 +228,21 @@ def test_embed_hr_with_s1_series_on_the_coregistered_grid(tmp_path: Path) -> Non
     values, profile, _ = _read(report.output)
     assert values.shape == (model.channels, 32, 32) and not np.isnan(values).any()
     assert profile["crs"] == hr_crs and profile["transform"] == hr_transform @ rasterio.Affine.scale(32)
+
+    # + one Sentinel-2 L1C date (the real 13-band Sen1Floods11 chip, TOA × 1e4), converted to the model's 10 bands
+    s2_chip = shared_path("sen1floods11_samples", "cloudtostreet_official_sample", "S2", "Spain_7370579_S2Hand.tif")
+    with rasterio.open(s2_chip) as src:
+        s2_values, descriptions = src.read()[:, :64, :64], src.descriptions
+    s2_file = tmp_path / "S2_20190110.tif"
+    with rasterio.open(s2_file, "w", **{**profile_s1(left, bottom, right, top), "count": 13, "dtype": "int16",
+                                         "nodata": 0}) as dst:  # fmt: skip
+        dst.write(s2_values)
+        dst.descriptions = descriptions
+    full = load_scene_model(save_pretrained(create_model("tiny"), tmp_path / "all.safetensors"), "embedding")
+    sources = SceneSources(hr=scene, s2=SeriesSource.from_arg([s2_file], "s2_l1c"),
+                           s1=SeriesSource.from_arg(folder, "s1_grd"))  # fmt: skip
+    fused = _read(predict_scene(full, sources, tmp_path / "all.tif", tile=512, overlap=128, progress=False).output)[0]
+    assert fused.shape == (full.channels, 32, 32) and not np.isnan(fused).any()
 
     cloudy = folder / "S1_20190110.tif"  # a fourth date with no valid pixel: masked out in every tile
     with rasterio.open(folder / "S1_20190104.tif") as src:
