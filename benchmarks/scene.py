@@ -2,8 +2,8 @@
 tiles, against the bare model forward on the same tiles held in memory.
 
 Scenes: the real 1024² aerial COG ``cogeo.tif`` (rasterio test data, 0.6 m, EPSG:3857) repeated into 2k², 4k² and
-8k² HR GeoTIFFs (tiled, deflate); for the fused run, S2 L1C and S1 stacks of 3 dates each on the co-registered 32× coarser grid,
-filled from the real Sen1Floods11 S1 chips (VV/VH dB). Each measurement runs in a fresh process, so its peak RSS
+8k² HR GeoTIFFs (tiled, deflate); for the fused run, S2 L1C and S1 stacks of 3 dates each on the co-registered
+32× coarser grid, filled from the real Sen1Floods11 chips (13-band S2 TOA, VV/VH dB). Each measurement runs in a fresh process, so its peak RSS
 (``ru_maxrss``) is its own.
 
 TerraTorch (``--terratorch-python``, a Python where ``pip install terratorch`` worked): its ``tiled_inference``
