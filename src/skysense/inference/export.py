@@ -67,7 +67,13 @@ def export_onnx(
         ValueError: the model reads more than the HR image, or ONNX and PyTorch differ by more than ``tolerance``.
         ImportError: onnx/onnxruntime/onnxscript missing (``pip install skysense[export]``).
     """
-    import onnxruntime
+    try:
+        import onnxruntime
+        import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
+    except ImportError as err:
+        raise ImportError(
+            f"ONNX export needs onnx, onnxscript and onnxruntime: pip install -e '.[export]' ({err})"
+        ) from err
 
     output = Path(output)
     model = load_scene_model(checkpoint, kind, source="hr" if kind == "embedding" else "auto")
