@@ -39,8 +39,9 @@ class Sensor:
     wavelengths: tuple[float, ...] | None = None
     model_sensor: str | None = None
 
-    def normalize(self, values: np.ndarray, source: str = "input") -> np.ndarray:
-        """(C, ...) raw values in this sensor's units → float32 (values - mean) / std.
+    def normalize(self, values: np.ndarray, source: str = "input", plausibility: bool = True) -> np.ndarray:
+        """(C, ...) raw values in this sensor's units → float32 (values - mean) / std (NaN stays NaN);
+        ``plausibility`` as in :func:`check_units`.
 
         Raises:
             ValueError: if the band count differs or the values cannot be in this sensor's units (see
@@ -56,7 +57,7 @@ class Sensor:
             raise ValueError(
                 f"{source}: expected {len(self.bands)} bands {list(self.bands)} for {self.name}, got {values.shape[0]}"
             )
-        check_units(values, self, source)
+        check_units(values, self, source, plausibility)
         shape = (-1,) + (1,) * (values.ndim - 1)
         mean = np.asarray(self.mean, dtype=np.float32).reshape(shape)
         std = np.asarray(self.std, dtype=np.float32).reshape(shape)

@@ -15,10 +15,11 @@ from torch import nn
 
 
 def masked_mean(tokens: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-    """(B, N, C) tokens, (B, N) bool → (B, C) mean over valid tokens (all when ``valid`` is None)."""
+    """(B, N, ...) tokens (e.g. (B, N, C) or per-frame maps (B, T, C, h, w)), (B, N) bool → (B, ...) mean over the
+    valid entries of axis 1 (all when ``valid`` is None)."""
     if valid is None:
         return tokens.mean(dim=1)
-    weights = valid.to(tokens.dtype)[..., None]  # (B, N, 1)
+    weights = valid.to(tokens.dtype).reshape(*valid.shape, *[1] * (tokens.ndim - valid.ndim))  # (B, N, 1, ...)
     return (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
 

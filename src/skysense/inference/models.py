@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from skysense.batch import SkySenseInput
+from skysense.heads.classification import masked_mean
 from skysense.models.registry import get_config
 from skysense.models.skysense import SkySense
 from skysense.models.weights import from_pretrained, load_backbone_weights
@@ -59,9 +60,7 @@ class SceneModel:
         backbone: SkySense = self.network
         out = backbone(inputs, use_geo=backbone.geo is not None and inputs.lat is not None)
         if self.source in ("s2", "s1"):  # per-frame features averaged over the tile's kept frames
-            frames, valid = getattr(out, f"{self.source}_features"), getattr(inputs, f"{self.source}_valid")
-            weights = valid.to(frames.dtype)[:, :, None, None, None]
-            features = (frames * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+            features = masked_mean(getattr(out, f"{self.source}_features"), getattr(inputs, f"{self.source}_valid"))
         else:
             features = out.features if self.source == "fused" else out.hr_features[-1]
         if features.shape[1] != self.channels:

@@ -65,13 +65,6 @@ class SceneReport:
         return self.megapixels / self.seconds if self.seconds else math.nan
 
 
-def _lcm(*values: int) -> int:
-    out = 1
-    for value in values:
-        out = out * value // math.gcd(out, value)
-    return out
-
-
 def scene_alignment(model: SceneModel, sources: SceneSources) -> tuple[int, int]:
     """(origin, size) alignment in reference pixels: tile origins must be multiples of the first (the output
     stride, and the Sentinel ViT's patch of 4 Sentinel pixels when Sentinel inputs are read, so that every tile
@@ -82,7 +75,7 @@ def scene_alignment(model: SceneModel, sources: SceneSources) -> tuple[int, int]
     size = list(origin)
     if "hr" in model.modalities and sources.hr is not None:
         size.append(32)
-    return _lcm(*origin), _lcm(*size)
+    return math.lcm(*origin), math.lcm(*size)
 
 
 def _default_chunk(channels: int, tile_out: int, block: int, budget_mb: float = 96.0) -> int:
@@ -226,9 +219,9 @@ def predict_scene(
     }
     if model.class_names:
         tags["SKYSENSE_CLASSES"] = ",".join(model.class_names)
-    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
     if precision not in ("32", "bf16"):
         raise ValueError(f"precision must be '32' or 'bf16', got {precision!r}")
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
     model.network.to(device)
 
     start = time.perf_counter()
@@ -265,10 +258,11 @@ def predict_scene(
             chunks = [chunk_tiles for chunk_tiles in layout.chunks() if chunk_tiles[0] > rows_done]
             flat = [(index, r, c) for index, (_, _, tiles) in enumerate(chunks) for r, c in tiles]
 
-            def read_batch(items: list[tuple[int, int, int]]) -> tuple[list, list, SkySenseInput | None]:
+            def read_batch(items: list[tuple[int, int, int]]) -> tuple[list, list, list[int], SkySenseInput | None]:
                 read = [reader().read(r * stride, c * stride, tile) for _, r, c in items]
-                run = [fields for fields, valid in read if valid.any()]
-                return items, read, stack_inputs(run) if run else None  # stacked here, off the model's thread
+                run = [i for i, (_, valid) in enumerate(read) if valid.any()]  # tiles with no valid pixel: not run
+                stacked = stack_inputs([read[i][0] for i in run]) if run else None  # here, off the model's thread
+                return items, read, run, stacked
 
             pending: list[Future] = []
             batches = _batches(flat, batch_size)
@@ -297,23 +291,22 @@ def predict_scene(
                         blender.start_chunk(*chunks[current][:2])
 
             while pending:
-                items, read, stacked = pending.pop(0).result()
+                items, read, run, stacked = pending.pop(0).result()
                 nxt = next(batches, None)
                 if nxt is not None:
                     pending.append(_submit(executor, read_batch, nxt))
-                run = [i for i, (_, valid) in enumerate(read) if valid.any()]
                 skipped += len(items) - len(run)
                 outputs = None
                 if run:
                     inputs = stacked.to(device)
                     with torch.inference_mode(), autocast:
                         outputs = model(inputs, tile).float()  # stays on the device: blended there
+                slot = {position: k for k, position in enumerate(run)}  # tile → its row in ``outputs``
                 for position, (index, r, c) in enumerate(items):
                     advance_to(index)
-                    if position in run:
-                        values = outputs[run.index(position)]
-                        valid = read[position][1]
-                        valid = torch.from_numpy(valid)
+                    if position in slot:
+                        values = outputs[slot[position]]
+                        valid = torch.from_numpy(read[position][1])
                         if stride > 1:  # an output pixel is valid when most of its reference pixels are
                             valid = F.avg_pool2d(valid[None].float(), stride)[0] >= 0.5
                         with torch.inference_mode():

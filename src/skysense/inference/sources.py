@@ -101,11 +101,6 @@ class SceneSources:
         return [name for name in ("hr", "s2", "s1") if getattr(self, name) is not None]
 
     @property
-    def reference(self) -> str:
-        """The modality whose grid is the scene's: "hr", else the first Sentinel one."""
-        return self.modalities[0]
-
-    @property
     def reference_file(self) -> Path:
         if self.hr is not None:
             return self.hr
@@ -207,12 +202,10 @@ class TileReader:
         sensor = get_sensor(source.sensor)
         series = read_time_series(source.files, grid=grid, sensor=sensor, dates=source.dates)
         model_sensor = get_sensor(sensor.model_sensor) if sensor.model_sensor else sensor
-        values = series.values.numpy()  # (T, C, h, w), NaN where invalid
-        check_units(values, model_sensor, f"{name} files {[str(f) for f in source.files]}")  # range only on NaN-free
-        mean = np.asarray(model_sensor.mean, dtype=np.float32)[None, :, None, None]
-        std = np.asarray(model_sensor.std, dtype=np.float32)[None, :, None, None]
+        frames = series.values.numpy().transpose(1, 0, 2, 3)  # (C, T, h, w), NaN where invalid: bands first
+        normalised = model_sensor.normalize(frames, f"{name} files {[str(f) for f in source.files]}")
         valid = series.valid.numpy()  # (T, h, w)
-        normalised = np.where(valid[:, None], (values - mean) / std, 0.0).astype(np.float32)
+        normalised = np.where(valid[:, None], normalised.transpose(1, 0, 2, 3), 0.0).astype(np.float32)
         frame_ok = valid.reshape(len(valid), -1).mean(axis=1) >= self.sources.min_valid_fraction
         pixel_valid = (valid & frame_ok[:, None, None]).any(axis=0)
         days = day_of_year_index(series.dates)
@@ -231,13 +224,10 @@ class TileReader:
         pixel_valid: np.ndarray | None = None
         if "hr" in self.modalities:
             raster = self._hr.read(self.hr_bands, Window(col, row, size, size), boundless=True)
-            valid = raster.valid.all(axis=0)
-            values = raster.values
-            if valid.any():
-                check_units(values[:, valid], self.hr_sensor, f"{self.sources.hr} window ({row}, {col})", False)
-            mean = np.asarray(self.hr_sensor.mean, dtype=np.float32)[:, None, None]
-            std = np.asarray(self.hr_sensor.std, dtype=np.float32)[:, None, None]
-            fields["hr"] = torch.from_numpy(np.where(valid[None], (values - mean) / std, 0.0).astype(np.float32))
+            valid = raster.valid.all(axis=0)  # a pixel counts when every band is valid
+            values = np.where(valid[None], raster.values, np.nan)
+            normalised = self.hr_sensor.normalize(values, f"{self.sources.hr} window ({row}, {col})", False)
+            fields["hr"] = torch.from_numpy(np.where(valid[None], normalised, 0.0).astype(np.float32))
             pixel_valid = valid
         for name in SENTINEL:
             if name not in self.modalities:

@@ -24,6 +24,7 @@ from torch import nn
 
 from skysense.batch import SkySenseInput, SkySenseOutput
 from skysense.data.collate import Batch
+from skysense.heads.classification import masked_mean
 from skysense.heads.segmentation import FCNHead, UperNetHead, single_map_pyramid
 from skysense.tasks.base import BackboneTask, resolve_class_names
 
@@ -40,11 +41,7 @@ def source_maps(out: SkySenseOutput, inputs: SkySenseInput, source: str) -> list
         features = getattr(out, f"{source}_features")  # (B, T, C, h, w)
         if features is None:
             raise ValueError(f"source {source!r} needs the {source} encoder and an {source} input")
-        valid = getattr(inputs, f"{source}_valid")
-        if valid is None:
-            return single_map_pyramid(features.mean(dim=1))
-        weights = valid.to(features.dtype)[:, :, None, None, None]  # (B, T, 1, 1, 1)
-        return single_map_pyramid((features * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0))
+        return single_map_pyramid(masked_mean(features, getattr(inputs, f"{source}_valid")))
     if source == "fused":
         if out.features is None:
             raise ValueError("source 'fused' needs the Sentinel encoders, the fusion and an s2 or s1 input")
