@@ -101,9 +101,14 @@ def _input_files(sources: SceneSources) -> list[Path]:
     return files
 
 
+def _state_file(scratch: Path) -> Path:
+    """Where a run records its settings and last finished chunk row (read by ``resume``)."""
+    return scratch / "state.json"
+
+
 def _resume_point(scratch: Path, fingerprint: dict) -> int:
     """The last chunk row an interrupted run of the same command finished, or -1 (nothing to resume)."""
-    state_file = scratch / "state.json"
+    state_file = _state_file(scratch)
     if not state_file.exists():
         return -1
     state = json.loads(state_file.read_text())
@@ -283,7 +288,7 @@ def predict_scene(
                         blender.finish_chunk()
                         a, b = chunks[current][:2]
                         if b == last_column:  # a whole chunk row is written and its strips are on disk
-                            (scratch / "state.json").write_text(json.dumps({**fingerprint, "rows_done": a}))
+                            _state_file(scratch).write_text(json.dumps({**fingerprint, "rows_done": a}))
                         if on_chunk is not None:
                             on_chunk(a, b)
                     current += 1
