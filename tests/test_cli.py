@@ -35,9 +35,10 @@ def test_version(capsys) -> None:
     assert capsys.readouterr().out.strip()
 
 
-def test_unknown_command_exits() -> None:
-    with pytest.raises(SystemExit):
-        main(["nonsense"])
+def test_unknown_command_is_one_line_with_exit_code_2(capsys) -> None:
+    assert main(["nonsense"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("skysense: ") and "invalid choice: 'nonsense'" in err
 
 
 @pytest.mark.parametrize("logger", ["csv", "tensorboard"])

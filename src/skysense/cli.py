@@ -1,4 +1,4 @@
-"""The ``skysense`` command.
+"""The ``skysense`` command (``--debug`` anywhere: tracebacks for errors that are otherwise one line).
 
 skysense models            presets and their per-module parameter counts
 skysense demo              end to end on the shipped real sample: pretrain, probe, metric, prediction image
@@ -13,12 +13,14 @@ skysense version
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import skysense
+from skysense.errors import INTERRUPTED, ArgumentParser, expected_exit_code, one_line
 from skysense.models.registry import count_parameters, create_model, get_config, list_presets
 
 
@@ -99,7 +101,7 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="skysense", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,8 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _dispatch(argv: list[str]) -> int:
     if argv[:1] == ["pretrain"]:
         return pretrain_main(argv[1:])
     scene_flags = ("--checkpoint", "--hr", "--s2", "--s1", "--output")
@@ -149,6 +150,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return task_main(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
+
+
+def _command_name(argv: Sequence[str]) -> str:
+    """"skysense predict", "skysense data index", or "skysense" (named in one-line error messages)."""
+    words = [a for a in argv[:2] if not a.startswith("-")]
+    known = {"models", "demo", "pretrain", *TASK_COMMANDS, "embed", "export", "version", "data"}
+    if not words or words[0] not in known:
+        return "skysense"
+    if words[0] == "data" and len(words) > 1 and words[1] in ("index", "stats", "info"):
+        return f"skysense data {words[1]}"
+    return f"skysense {words[0]}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; errors the user can fix are printed as one line, ``skysense <command>: <message>``, with
+    exit code 2 (options) or 1 (data); ``--debug`` or ``SKYSENSE_DEBUG=1`` shows their traceback (see
+    :mod:`skysense.errors`). Unexpected errors keep their traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("SKYSENSE_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    command = _command_name(argv)
+    try:
+        return _dispatch(argv)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{command}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except Exception as err:
+        code = expected_exit_code(err)
+        if debug or code is None:
+            raise
+        print(f"{command}: {one_line(err)}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Manifest of a folder of real rasters (crops of Sen1Floods11 S1/S2/labels with dates in their names, Landsat, an
-AID photo, a corrupt file): modality inference, sample grouping, the `skysense data` CLI in-process, streamed
-statistics, and the dataset whose samples go through Normalize + FillInvalid into the collate."""
+AID photo, a corrupt file that indexing refuses by default and leaves out with strict=False): modality inference,
+sample grouping, the `skysense data` CLI in-process, streamed statistics, and the dataset whose samples go through
+Normalize + FillInvalid into the collate."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from skysense.data.manifest import (
 )
 from skysense.data.readers import read_raster
 from skysense.data.sensors import HR_RGB, S1_GRD, S2_L2A
+from skysense.errors import InputError
 from skysense.data.transforms import Compose, FillInvalid, Normalize
 from tests.conftest import shared_path
 from tests.data.test_readers import spain, write_crop
@@ -72,8 +74,18 @@ def _by_name(entries):
     return {e.path.name: e for e in entries}
 
 
+def _index_readable(folder: Path) -> list:
+    """The folder's manifest entries without the corrupt broken.tif (left out, not refused)."""
+    skipped: dict[Path, str] = {}
+    entries = index_directory(folder, strict=False, skipped=skipped)
+    assert [p.name for p in skipped] == ["broken.tif"]
+    return entries
+
+
 def test_index_infers_modalities_dates_and_samples(folder: Path) -> None:
-    entries = _by_name(index_directory(folder))
+    with pytest.raises(InputError, match=r"1 of 10 rasters cannot be read: broken.tif \(cannot open"):
+        index_directory(folder)  # strict by default
+    entries = _by_name(_index_readable(folder))
     modality = {name: e.modality for name, e in entries.items()}
     assert modality == {
         "Spain_7370579_S2Hand_20190918.tif": "s2",
@@ -85,7 +97,6 @@ def test_index_infers_modalities_dates_and_samples(folder: Path) -> None:
         "Spain_7370579_HR.tif": "hr",
         "RGB.byte.tif": "hr",
         "airport_1.jpg": "hr",
-        "broken.tif": "unknown",
     }
     assert {n for n, e in entries.items() if e.sample == "spain_7370579"} == {
         n for n in modality if n.startswith("Spain")
@@ -104,7 +115,7 @@ def test_index_infers_modalities_dates_and_samples(folder: Path) -> None:
         pytest.approx(300.04, abs=0.01),
     )
     assert entries["airport_1.jpg"].driver == "JPEG" and entries["airport_1.jpg"].crs == ""
-    assert entries["broken.tif"].notes.startswith("unreadable:") and "broken.tif" in entries["broken.tif"].notes
+    assert not any(e.notes for e in entries.values())
 
 
 def test_name_keys() -> None:
@@ -117,11 +128,12 @@ def test_name_keys() -> None:
 
 def test_data_index_and_stats_cli(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     manifest = folder / "manifest.csv"
-    assert main(["data", "index", str(folder), "-o", str(manifest)]) == 0
+    assert main(["data", "index", str(folder), "-o", str(manifest), "--no-strict"]) == 0
     printed = capsys.readouterr().out
-    assert "indexed 10 files" in printed and "1 files with problems" in printed and "broken.tif" in printed
+    assert "indexed 9 files" in printed and "left out of the manifest: 1 files" in printed and "broken.tif" in printed
+    assert "broken.tif" not in manifest.read_text()
     rows = read_manifest(manifest)
-    direct = index_directory(folder)
+    direct = _index_readable(folder)
     assert [(e.path.resolve(), e.modality, e.sample, e.date) for e in rows] == [
         (e.path.resolve(), e.modality, e.sample, e.date) for e in direct
     ]
@@ -147,7 +159,7 @@ def test_data_index_and_stats_cli(folder: Path, tmp_path: Path, capsys: pytest.C
 
 
 def test_stats_stream_and_refuse_mixed_band_counts(folder: Path) -> None:
-    entries = index_directory(folder)
+    entries = _index_readable(folder)
     small = compute_stats(entries, "hr", tile=16)  # Landsat + HR crop + AID photo, window by window
     large = compute_stats(entries, "hr", tile=4096)
     for a, b in zip(small["bands"], large["bands"], strict=True):
@@ -162,7 +174,7 @@ def test_stats_stream_and_refuse_mixed_band_counts(folder: Path) -> None:
 
 
 def test_manifest_dataset_builds_collatable_samples(folder: Path) -> None:
-    manifest = write_manifest(index_directory(folder), folder / "dataset.csv")
+    manifest = write_manifest(_index_readable(folder), folder / "dataset.csv")
     raw = ManifestDataset(manifest, ratio=RATIO, label_nodata=-1)
     assert set(raw.sample_ids) == {"spain_7370579", "paraguay_34417", "byte", "airport_1"}
     sample = raw.load("spain_7370579")
@@ -194,7 +206,7 @@ def test_manifest_dataset_builds_collatable_samples(folder: Path) -> None:
 
 
 def test_manifest_dataset_hr_sizes(folder: Path) -> None:
-    manifest = write_manifest(index_directory(folder), folder / "dataset.csv")
+    manifest = write_manifest(_index_readable(folder), folder / "dataset.csv")
     with pytest.raises(ValueError, match=r"RGB.byte.tif: HR size 718×791 is not a multiple"):
         ManifestDataset(manifest, samples=["byte"])[0]
     cropped = ManifestDataset(manifest, crop=True, samples=["byte", "airport_1"])

@@ -1,8 +1,14 @@
 """``skysense data ...``: index a folder of rasters, stream per-band statistics, describe one file.
 
 skysense data index DIR -o manifest.csv [--pattern GLOB] [--filename-regex RE --date-format FMT] [--sidecar FILE]
+                    [--no-strict]
 skysense data stats manifest.csv [--modality s2] [-o stats.json]
 skysense data info FILE
+
+index reads the first and the last block of every band of every file: a file that cannot be opened or read (a
+truncated download) stops it with one error naming the files; --no-strict leaves them out of the manifest and lists
+them. Errors are one line, `skysense data <command>: <file or option>: <problem>; <what to do>`, exit code 1 (data)
+or 2 (options).
 """
 
 from __future__ import annotations
@@ -22,11 +28,14 @@ from skysense.data.manifest import (
     read_manifest,
     write_manifest,
 )
-from skysense.data.readers import raster_info
+from skysense.data.readers import check_readable, raster_info
+from skysense.errors import InputError, int_at_least
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    """Index a folder into a manifest (CSV, or JSON by extension) and print a summary."""
+    """Index a folder into a manifest (CSV, or JSON by extension) and print a summary; files that cannot be read
+    stop it (default) or, with ``--no-strict``, are left out of the manifest and listed."""
+    skipped: dict[Path, str] = {}
     entries = index_directory(
         args.directory,
         args.pattern,
@@ -34,9 +43,12 @@ def cmd_index(args: argparse.Namespace) -> int:
         date_format=args.date_format,
         sidecar=args.sidecar,
         strict=args.strict,
+        skipped=skipped,
     )
     if not entries:
-        raise SystemExit(f"skysense data index: no raster found under {args.directory} (pattern {args.pattern!r})")
+        pattern = f"pattern {args.pattern!r}" if args.pattern else "any raster suffix"
+        found = f"all {len(skipped)} rasters found cannot be read" if skipped else f"no raster found ({pattern})"
+        raise InputError(f"{args.directory}: {found}; check the folder and --pattern")
     output = write_manifest(entries, args.output)
     modalities = Counter(e.modality for e in entries)
     samples = {e.sample for e in entries}
@@ -48,6 +60,10 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"{len(undated)} Sentinel files without a date (give --filename-regex or --sidecar):")
         for entry in undated[:10]:
             print(f"  {entry.path}")
+    if skipped:
+        print(f"left out of the manifest: {len(skipped)} files that cannot be read (re-download or replace them):")
+        for path, problem in skipped.items():
+            print(f"  {path}: {problem}")
     noted = [e for e in entries if e.notes]
     if noted:
         print(f"{len(noted)} files with problems:")
@@ -69,7 +85,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Metadata, date and inferred modality of one file (no pixels read)."""
+    """Metadata, date and inferred modality of one file, then a read of the first and last block of every band
+    (a file whose header reads but whose pixels do not is described, then refused with exit code 1)."""
     info = raster_info(args.file)
     entry = entry_from_info(info, folders=Path(args.file).parent.parts[-1:])
     print(f"{info.path}: {info.driver}, {info.width}×{info.height}, {info.count} bands {list(info.band_names)}")
@@ -81,6 +98,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     except ValueError as err:
         date = f"none ({err})"
     print(f"  date {date}; modality (inferred) {entry.modality}")
+    check_readable(info.path)
+    print("  pixels: the first and the last block of every band read")
     return 0
 
 
@@ -101,14 +120,20 @@ def add_data_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     index.add_argument("--filename-regex", default=None, help="regex with a (?P<date>...) group for dates in names")
     index.add_argument("--date-format", default="%Y%m%d", help="strptime format of the date group")
     index.add_argument("--sidecar", type=Path, default=None, help="JSON/CSV table: file name → date")
-    index.add_argument("--strict", action="store_true", help="fail on the first unreadable file")
+    index.add_argument(
+        "--strict",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="refuse the folder if any file cannot be opened or read (default); --no-strict leaves such files out "
+        "of the manifest and lists them",
+    )
     index.set_defaults(func=cmd_index)
 
     stats = commands.add_parser("stats", help="per-band statistics over a manifest's files (streamed)")
     stats.add_argument("manifest", type=Path)
     stats.add_argument("--modality", choices=MODALITIES, default=None)
     stats.add_argument("-o", "--output", type=Path, default=None, help="write the statistics as JSON")
-    stats.add_argument("--tile", type=int, default=1024, help="window side in pixels")
+    stats.add_argument("--tile", type=int_at_least(1), default=1024, help="window side in pixels")
     stats.set_defaults(func=cmd_stats)
 
     info = commands.add_parser("info", help="metadata, date and modality of one raster")

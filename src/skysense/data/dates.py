@@ -15,6 +15,9 @@ Sources are tried in this order, the first that gives a date wins:
    ``TIFFTAG_DATETIME`` (``YYYY:MM:DD HH:MM:SS``; by the TIFF standard the file's creation time, so only a fallback).
 
 A source that is found but cannot be parsed is an error, never skipped: a wrong date is worse than none.
+
+:func:`check_series_dates` refuses the dates of one time series (one place, one modality) that cannot be right: a
+date after today, and two files of one date (unless duplicates are allowed).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
+
+from skysense.errors import InputError
 
 # the generic patterns accept years in this range only, so that ids such as 12345678 are not read as dates
 _YEAR_RANGE = (1950, 2100)
@@ -310,6 +315,68 @@ def acquisition_date(
     raise ValueError(f"{path}: no acquisition date found; tried {'; '.join(tried) or 'nothing (all sources off)'}")
 
 
+def _listing(items: Sequence[str], limit: int = 5) -> str:
+    """"a, b and c", or "a, b, c, d, e and 3 more" past ``limit`` items."""
+    shown = list(items[:limit])
+    rest = len(items) - len(shown)
+    if rest:
+        return f"{', '.join(shown)} and {rest} more"
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
+
+
+def check_series_dates(
+    dates: Sequence[dt.date],
+    files: Sequence[str | Path],
+    *,
+    allow_duplicates: bool = False,
+    what: str = "time series",
+    today: dt.date | None = None,
+) -> None:
+    """Refuse dates of one time series (one place, one modality) that cannot be right.
+
+    Refused: a date after today (UTC; an acquisition cannot lie in the future, so the date came from a wrong file
+    name, tag or sidecar entry), and, unless ``allow_duplicates``, two or more files of one date (the same
+    acquisition twice, or a wrong date: stacked as two frames of one day they would silently weigh double). Files
+    of one date that are different things — two modalities, or two places — are not one series: check each series
+    on its own.
+
+    Args:
+        dates: one date per file (a ``datetime`` counts by its date; None, an unknown date, is skipped).
+        files: the files, in the order of ``dates`` (named in the errors).
+        allow_duplicates: accept files that share a date.
+        what: the series, named at the start of the message (e.g. "sample 'x', s2 series of manifest.csv").
+        today: the current date (default: today in UTC); for tests.
+
+    Raises:
+        InputError: ``dates`` and ``files`` differ in length; dates after today (naming each file and its date);
+            files sharing a date (naming them per date, and how to keep them).
+    """
+    if len(dates) != len(files):
+        raise InputError(f"{what}: {len(files)} files but {len(dates)} dates; give one date per file")
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    days = [d.date() if isinstance(d, dt.datetime) else d for d in dates]
+    future = [f"{path} ({day.isoformat()})" for day, path in zip(days, files, strict=True) if day and day > today]
+    if future:
+        verb = "is" if len(future) == 1 else "are"
+        raise InputError(
+            f"{what}: {_listing(future)} {verb} dated after today ({today.isoformat()} UTC); fix the date in the file "
+            "name, date tag or sidecar entry, or pass the correct dates explicitly"
+        )
+    if allow_duplicates:
+        return
+    by_day: dict[dt.date, list[str]] = {}
+    for day, path in zip(days, files, strict=True):
+        if day is not None:
+            by_day.setdefault(day, []).append(str(path))
+    shared = [f"{day.isoformat()}: {' and '.join(paths)}" for day, paths in sorted(by_day.items()) if len(paths) > 1]
+    if shared:
+        raise InputError(
+            f"{what}: files share a date ({_listing(shared, 3)}), so one place would get two frames of one day; "
+            "remove or mosaic the duplicates or fix their dates, or keep them as separate frames with "
+            "allow_duplicate_dates=True (CLI: --allow-duplicate-dates)"
+        )
+
+
 def _read_tags(path: Path) -> dict[str, str]:
     import rasterio
 
@@ -319,7 +386,10 @@ def _read_tags(path: Path) -> dict[str, str]:
         with rasterio.open(path) as src:
             return dict(src.tags())
     except rasterio.errors.RasterioError as err:
-        raise ValueError(f"cannot read raster {path} (for its date tags): {err}") from err
+        raise InputError(
+            f"{path}: cannot open the raster to read its date tags ({err}); re-download or re-export it, or give "
+            "its date by filename_regex or sidecar"
+        ) from err
 
 
 def acquisition_dates(paths: Sequence[str | Path], **kwargs) -> list[dt.date]:

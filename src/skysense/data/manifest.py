@@ -22,6 +22,12 @@ Sample grouping (:func:`assign_samples`): files are linked (union-find) when
   ``Spain_7370579_LabelHand`` → ``spain_7370579``; an S2 product name keeps its tile (``t30syh``); a Sentinel-1
   product name has no key (it names no place) and groups by footprint only.
 
+Indexing reads the first and the last block of every band of every file
+(:func:`~skysense.data.readers.check_readable`), so a truncated download or a corrupt file is found when the folder
+is indexed, not in the middle of training: by default the folder is refused, naming every such file; with
+``strict=False`` (CLI ``--no-strict``) they are left out of the manifest and listed. Dates after today, and S2/S1
+files of one sample that share a date, are noted in the ``notes`` column (:class:`ManifestDataset` refuses them).
+
 A group's sample id is its most common name key, else ``lat<lat>_lon<lon>`` of its footprint centre, else the file
 stem; clashes get ``_2``, ``_3``, ... in path order. A large file covering several places is one sample: crop per
 place first.
@@ -35,6 +41,7 @@ import json
 import math
 import os
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -50,10 +57,12 @@ from rasterio.windows import Window
 from torch.utils.data import Dataset
 
 from skysense.data.collate import Sample
-from skysense.data.dates import acquisition_date
+from skysense.data.dates import _listing, acquisition_date, check_series_dates
 from skysense.data.readers import (
     RasterFile,
     RasterInfo,
+    UnreadableRaster,
+    check_readable,
     coregistered_grids,
     iter_windows,
     raster_info,
@@ -63,6 +72,7 @@ from skysense.data.readers import (
     sensor_bands,
 )
 from skysense.data.sensors import HR_RGB, S1_GRD, S2_L1C, S2_L2A, SENSORS, Sensor
+from skysense.errors import InputError
 
 MODALITIES = ("hr", "s2", "s1", "label", "unknown")
 RASTER_SUFFIXES = (".tif", ".tiff", ".gtiff", ".jp2", ".jpg", ".jpeg", ".png", ".vrt", ".img")
@@ -90,7 +100,8 @@ class ManifestEntry:
         date: acquisition date, or None.
         modality: "hr", "s2", "s1", "label" or "unknown".
         sample: id of the place the file belongs to.
-        notes: problems met while indexing (unreadable file, ambiguous date), "" when none.
+        notes: problems met while indexing (an ambiguous or unparseable date, a date after today, a date shared
+            with another S2/S1 file of the sample), "" when none. Unreadable files get no row.
     """
 
     path: Path
@@ -166,7 +177,9 @@ class ManifestEntry:
                 notes=str(row.get("notes") or ""),
             )
         except (KeyError, ValueError, TypeError) as err:
-            raise ValueError(f"{where}: bad row {row!r}: {err!r}") from err
+            raise InputError(
+                f"{where}: bad row {row!r} ({err!r}); fix the row, or index the folder again with `skysense data index`"
+            ) from err
 
 
 def _float(value: Any) -> float:
@@ -218,6 +231,9 @@ def entry_from_info(
         date = None
         if "no acquisition date found" not in str(err):
             notes.append(f"date: {err}")
+    today = dt.datetime.now(dt.timezone.utc).date()
+    if date is not None and date > today:
+        notes.append(f"date: {date.isoformat()} is after today ({today.isoformat()} UTC); fix the name, tag or sidecar")
     left, bottom, right, top = info.bounds
     res_x, res_y = info.res
     return ManifestEntry(
@@ -442,36 +458,84 @@ def index_directory(
     filename_regex: str | None = None,
     date_format: str | None = "%Y%m%d",
     sidecar: str | Path | None = None,
-    strict: bool = False,
+    strict: bool = True,
+    skipped: dict[Path, str] | None = None,
 ) -> list[ManifestEntry]:
-    """Index every raster under ``root``: metadata (no pixel reads), date, modality, sample id.
+    """Index every raster under ``root``: metadata, date, modality, sample id.
+
+    Each file's first and last block of every band is read (:func:`~skysense.data.readers.check_readable`), so a
+    file whose header opens but whose pixels do not (a truncated download) is found here.
 
     Args:
         root: the folder.
         pattern: glob relative to ``root`` (e.g. "**/*.tif"); default every raster suffix, recursively.
         filename_regex, date_format, sidecar: where dates come from (:mod:`skysense.data.dates`).
-        strict: raise on the first unreadable file instead of recording it (modality "unknown", ``notes``).
+        strict: refuse the folder when any file cannot be opened or read: one error naming them (the default, as
+            in ``skysense data index``). False: leave those files out of the entries (a manifest never lists a file
+            that cannot be read) and report them in ``skipped``, or, when ``skipped`` is not given, in a warning.
+        skipped: filled with file → problem for every file left out (only with ``strict=False``).
 
     Returns:
-        Entries sorted by path, with ``sample`` set (see :func:`assign_samples`).
+        Entries of the readable files, sorted by path, with ``sample`` set (see :func:`assign_samples`) and
+        ``notes`` for dates after today and for S2/S1 files of one sample that share a date.
+
+    Raises:
+        FileNotFoundError: ``root`` is not a directory.
+        InputError: with ``strict``, some files cannot be read, naming them (the first five, and a count).
     """
     root = Path(root)
     entries = []
+    unreadable: dict[Path, str] = {}
     for path in find_rasters(root, pattern):
         folders = path.relative_to(root).parts[:-1]
         try:
-            info = raster_info(path)
-        except (ValueError, FileNotFoundError) as err:
-            if strict:
-                raise
-            entries.append(ManifestEntry(path=path, notes=f"unreadable: {err}"))
+            info = check_readable(path)
+        except UnreadableRaster as err:
+            unreadable[path] = err.problem
+            continue
+        except FileNotFoundError as err:  # removed while the folder was being indexed
+            unreadable[path] = str(err)
             continue
         entries.append(
             entry_from_info(
                 info, folders=folders, filename_regex=filename_regex, date_format=date_format, sidecar=sidecar
             )
         )
-    return assign_samples(entries)
+    if unreadable:
+        listed = _listing([f"{_relative(p, root)} ({problem})" for p, problem in unreadable.items()])
+        total = len(unreadable) + len(entries)
+        if strict:
+            raise InputError(
+                f"{root}: {len(unreadable)} of {total} rasters cannot be read: {listed}; re-download or replace "
+                "them, or pass --no-strict (Python: strict=False) to index the rest without them"
+            )
+        if skipped is not None:
+            skipped.update(unreadable)
+        else:
+            warnings.warn(
+                f"{root}: left out {len(unreadable)} of {total} rasters that cannot be read: {listed}", stacklevel=2
+            )
+    return _note_shared_dates(assign_samples(entries))
+
+
+def _note_shared_dates(entries: list[ManifestEntry]) -> list[ManifestEntry]:
+    """Note on each S2/S1 file that shares its date with another file of its sample and modality (one series)."""
+    series: dict[tuple[str, str, dt.date], list[int]] = {}
+    for i, entry in enumerate(entries):
+        if entry.modality in ("s2", "s1") and entry.date is not None:
+            series.setdefault((entry.sample, entry.modality, entry.date), []).append(i)
+    notes = {}
+    for (sample, modality, date), members in series.items():
+        for i in members if len(members) > 1 else ():
+            others = [Path(entries[j].path).name for j in members if j != i]
+            notes[i] = (
+                f"date: {date.isoformat()} shared with {', '.join(others)} in the {modality} series of sample "
+                f"{sample!r}; remove or fix one, or load with allow_duplicate_dates=True"
+            )
+    return [
+        replace(e, notes="; ".join(n for n in (e.notes, notes[i]) if n)) if i in notes else e
+        for i, e in enumerate(entries)
+    ]
 
 
 _COLUMNS = [f.name for f in fields(ManifestEntry)]
@@ -509,13 +573,20 @@ def read_manifest(path: str | Path) -> list[ManifestEntry]:
         try:
             content = json.loads(path.read_text())
         except json.JSONDecodeError as err:
-            raise ValueError(f"manifest {path} is not valid JSON: {err}") from err
-        rows = content["entries"] if isinstance(content, dict) else content
+            raise InputError(
+                f"manifest {path} is not valid JSON ({err}); index the folder again with `skysense data index`"
+            ) from err
+        rows = content.get("entries") if isinstance(content, dict) else content
+        if not isinstance(rows, list):
+            raise InputError(
+                f"manifest {path}: expected a JSON list of rows or an object with an 'entries' list; write it with "
+                "`skysense data index`"
+            )
     else:
         with path.open(newline="") as handle:
             reader = csv.DictReader(handle)
             if reader.fieldnames is None or "path" not in reader.fieldnames:
-                raise ValueError(
+                raise InputError(
                     f"manifest {path}: expected a CSV header with a 'path' column, got {reader.fieldnames}"
                 )
             rows = list(reader)
@@ -592,9 +663,14 @@ def compute_stats(entries: Sequence[ManifestEntry], modality: str | None = None,
         ValueError: no file of the modality, or files that differ in band count or band names (naming both).
     """
     chosen = [e for e in entries if modality is None or e.modality == modality]
+    if not entries:
+        raise InputError("the manifest has no rows; index a folder that holds rasters with `skysense data index`")
     if not chosen:
         found = sorted({e.modality for e in entries})
-        raise ValueError(f"no file of modality {modality!r} in the manifest (modalities present: {found})")
+        raise InputError(
+            f"no file of modality {modality!r} in the manifest (modalities present: {found}); choose one of those "
+            "(--modality), or fix the manifest's 'modality' column"
+        )
     scope = f"modality {modality!r}" if modality else "the manifest's files (no modality chosen)"
     reference: RasterInfo | None = None
     stats: list[BandStats] = []
@@ -606,12 +682,12 @@ def compute_stats(entries: Sequence[ManifestEntry], modality: str | None = None,
                 reference = info
                 stats = [BandStats(info.band_names[b - 1]) for b in bands]
             elif len(bands) != len(stats):
-                raise ValueError(
+                raise InputError(
                     f"band counts differ within {scope}: {reference.path} has {len(stats)} bands, "
                     f"{info.path} has {len(bands)}; index them as different modalities or pass --modality"
                 )
             elif all(reference.descriptions) and all(info.descriptions) and info.descriptions != reference.descriptions:
-                raise ValueError(
+                raise InputError(
                     f"band names differ within {scope}: {reference.path} has "
                     f"{list(reference.descriptions)}, {info.path} has {list(info.descriptions)}"
                 )
@@ -675,6 +751,9 @@ class ManifestDataset(Dataset):
         ignore_index: target value of invalid label pixels.
         resampling: for S2/S1 values placed on the Sentinel grid (labels always use nearest).
         samples: only these sample ids (default: every sample with an hr, s2 or s1 file).
+        allow_duplicate_dates: keep S2 (or S1) files of one sample that share a date as separate frames; by default
+            such a sample is refused, as is a date after today (:func:`~skysense.data.dates.check_series_dates`,
+            checked on the manifest's dates when the dataset is made, and on the files' dates when read).
 
     Attributes:
         sensors: the model sensors of "hr", "s2", "s1" (what :class:`~skysense.data.transforms.Normalize` needs).
@@ -695,13 +774,14 @@ class ManifestDataset(Dataset):
         ignore_index: int = -1,
         resampling: str = "bilinear",
         samples: Sequence[str] | None = None,
+        allow_duplicate_dates: bool = False,
     ) -> None:
         entries = read_manifest(manifest) if isinstance(manifest, (str, Path)) else list(manifest)
         self.source = str(manifest) if isinstance(manifest, (str, Path)) else "manifest entries"
         groups: dict[str, _Group] = {}
         for entry in entries:
             if not entry.sample:
-                raise ValueError(f"{self.source}: {entry.path} has no sample id (index the folder first)")
+                raise InputError(f"{self.source}: {entry.path} has no sample id (index the folder first)")
             groups.setdefault(entry.sample, _Group(entry.sample)).files.setdefault(entry.modality, []).append(entry)
         if samples is None:
             samples = [s for s, g in groups.items() if any(m in g.files for m in ("hr", "s2", "s1"))]
@@ -710,6 +790,16 @@ class ManifestDataset(Dataset):
             raise KeyError(f"{self.source}: no sample {missing[:5]} (of {len(missing)} missing) in the manifest")
         self.groups = groups
         self.sample_ids = list(samples)
+        self.allow_duplicate_dates = allow_duplicate_dates
+        for sample_id in self.sample_ids:
+            for name in ("s2", "s1"):
+                series = sorted(groups[sample_id].files.get(name, []), key=_by_date)
+                check_series_dates(
+                    [e.date for e in series],
+                    [e.path for e in series],
+                    allow_duplicates=allow_duplicate_dates,
+                    what=f"the {name} series of sample {sample_id!r} of {self.source}",
+                )
         self.ratio, self.crop, self.transforms = ratio, crop, transforms
         self.hr_sensor, self.s2_sensor, self.s1_sensor = hr_sensor, s2_sensor, s1_sensor
         self.label_nodata, self.ignore_index, self.resampling = label_nodata, ignore_index, resampling
@@ -740,12 +830,12 @@ class ManifestDataset(Dataset):
         }
         hr_entries = sorted(files.get("hr", []), key=_by_date)
         if len(hr_entries) > 2:
-            raise ValueError(
+            raise InputError(
                 f"{where}: {len(hr_entries)} HR files {[str(e.path) for e in hr_entries]}; expected one (or two "
                 "dates for change detection)"
             )
         if len(files.get("label", [])) > 1:
-            raise ValueError(f"{where}: {len(files['label'])} label files {meta['files']['label']}; expected one")
+            raise InputError(f"{where}: {len(files['label'])} label files {meta['files']['label']}; expected one")
         hr = hr_valid = hr_t2 = hr_date = None
         hr_grid = sentinel_grid = None
         if hr_entries:
@@ -765,7 +855,7 @@ class ManifestDataset(Dataset):
                 else:
                     other = read_raster(second.path, bands, _top_left(hr_grid.shape))
                 if other.values.shape != values.shape:
-                    raise ValueError(
+                    raise InputError(
                         f"{where}: the second HR image {second.path} has shape {other.values.shape}, expected "
                         f"{values.shape}"
                     )
@@ -780,7 +870,7 @@ class ManifestDataset(Dataset):
             if sentinel_grid is None:
                 sentinel_grid = infos[0].grid
             elif sentinel_grid.crs is None:
-                raise ValueError(
+                raise InputError(
                     f"{where}: the HR image {hr_entries[0].path} has no CRS, so the {name} files cannot be "
                     "co-registered with it"
                 )
@@ -792,13 +882,14 @@ class ManifestDataset(Dataset):
                 sensor=sensor,
                 dates=None if any(d is None for d in dates) else dates,
                 resampling=self.resampling,
+                allow_duplicate_dates=self.allow_duplicate_dates,
             )
         target = None
         if files.get("label"):
             label_entry = files["label"][0]
             grid = hr_grid or sentinel_grid
             if grid is None:
-                raise ValueError(f"{where}: a label {label_entry.path} but no HR, S2 or S1 image to place it on")
+                raise InputError(f"{where}: a label {label_entry.path} but no HR, S2 or S1 image to place it on")
             if grid.crs is not None:
                 label = reproject_to_grid(
                     label_entry.path, grid.crs, grid.transform, grid.shape, "nearest", nodata=self.label_nodata
@@ -806,7 +897,7 @@ class ManifestDataset(Dataset):
             else:
                 label = read_raster(label_entry.path, None, _top_left(grid.shape), nodata=self.label_nodata)
             if label.values.shape[0] != 1:
-                raise ValueError(f"{where}: label {label_entry.path} has {label.values.shape[0]} bands, expected 1")
+                raise InputError(f"{where}: label {label_entry.path} has {label.values.shape[0]} bands, expected 1")
             classes = np.where(label.valid[0], label.values[0], self.ignore_index)
             target = torch.from_numpy(classes.astype(np.int64))
         lat = lon = None

@@ -3,7 +3,8 @@ silently turned into numbers).
 
 One reader per job, all built on :func:`read_raster`:
 
-- :func:`raster_info` — a file's metadata, without reading pixels.
+- :func:`raster_info` — a file's metadata, without reading pixels; :func:`check_readable` — the same after reading
+  the first and the last block of every band (a truncated download keeps its header and loses its last blocks).
 - :func:`read_raster` — bands (by 1-based index or by name) of a window (pixels, or bounds in the file's CRS);
   :class:`RasterFile` does the same on a file opened once, for streaming many windows.
 - :func:`reproject_to_grid` — any CRS onto a target grid; values resampled (bilinear by default, nearest for
@@ -16,6 +17,10 @@ One reader per job, all built on :func:`read_raster`:
 Validity is per band: False where the file's mask says so (nodata value, an internal per-dataset or per-band mask,
 an alpha band), where the value is NaN/inf, and where an optional extra mask says so. A time series keeps one mask
 per pixel and frame: a pixel is valid only if every band is.
+
+A file that cannot be opened, or whose pixels cannot be read (truncated, corrupt), raises :class:`UnreadableRaster`
+(an :class:`~skysense.errors.InputError`, so a ``ValueError``) whose message names the file and, for a failed read,
+the bands and pixels; GDAL's own message ("Read failed. See previous exception for details.") names neither.
 """
 
 from __future__ import annotations
@@ -39,8 +44,9 @@ from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
 
 from skysense.data.collate import TimeSeries
-from skysense.data.dates import acquisition_date, parse_date
+from skysense.data.dates import acquisition_date, check_series_dates, parse_date
 from skysense.data.sensors import Sensor, s2_l1c_to_model_bands, to_model
+from skysense.errors import InputError
 
 Bounds = tuple[float, float, float, float]  # (left, bottom, right, top) in a raster's CRS
 BandSelection = Sequence[int | str]
@@ -157,8 +163,57 @@ class RasterInfo:
         return [i for i, c in enumerate(self.colorinterp, start=1) if c != "alpha"] or list(range(1, self.count + 1))
 
 
-def _open_error(path: Path, err: Exception, what: str = "read") -> ValueError:
-    return ValueError(f"cannot {what} raster {path}: {err} (missing driver, corrupt or not a raster file?)")
+class UnreadableRaster(InputError):
+    """A raster whose header or pixels cannot be read: a truncated download, a corrupt or a non-raster file.
+
+    The message is ``<file>: <problem>; <what to do>``.
+
+    Attributes:
+        path: the file (None when rebuilt from a message alone, e.g. by a DataLoader worker).
+        problem: what failed, without the file name or advice (e.g. "cannot read rows 512:1024, columns 512:1024 of
+            band 2 (... TIFFReadEncodedTile() failed.)").
+    """
+
+    def __init__(self, message: str, *, path: Path | None = None, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.problem = problem if problem is not None else message
+
+
+def _gdal_message(err: BaseException) -> str:
+    """GDAL's own words for a failure: rasterio's "Read failed. See previous exception for details." chains the
+    message that names the band and block (a ``CPLE_*`` error) as its cause."""
+    cause = err.__cause__ or err.__context__
+    text = str(err)
+    if cause is not None and str(cause) and "previous exception" in text:
+        text = str(cause)
+    return " ".join(text.split())
+
+
+def _open_error(path: Path, err: Exception) -> UnreadableRaster:
+    problem = f"cannot open the raster ({_gdal_message(err)})"
+    return UnreadableRaster(
+        f"{path}: {problem}; check that it is a complete raster file of a format GDAL reads (re-download or "
+        "re-export it if it is truncated or corrupt)",
+        path=path,
+        problem=problem,
+    )
+
+
+def _read_error(
+    path: Path, err: Exception, indexes: Sequence[int], window: Window, part: str = ""
+) -> UnreadableRaster:
+    """The error of a failed read of ``part`` ("" for values and masks together, or "the validity mask of ") of the
+    bands ``indexes`` in ``window``."""
+    rows = f"{window.row_off}:{window.row_off + window.height}"
+    columns = f"{window.col_off}:{window.col_off + window.width}"
+    bands = f"band {indexes[0]}" if len(indexes) == 1 else f"bands {list(indexes)}"
+    problem = f"cannot read rows {rows}, columns {columns} of {part}{bands} ({_gdal_message(err)})"
+    return UnreadableRaster(
+        f"{path}: {problem}; the file is truncated or corrupt: re-download or re-export it",
+        path=path,
+        problem=problem,
+    )
 
 
 def _check_exists(path: Path) -> None:
@@ -193,19 +248,43 @@ def _open(path: Path) -> rasterio.io.DatasetReader:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
     except RasterioError as err:
-        raise _open_error(path, err, "open") from err
+        raise _open_error(path, err) from err
+
+
+def _checked_info(src: rasterio.io.DatasetReader, path: Path) -> RasterInfo:
+    try:
+        return _info_of(src, path)
+    except RasterioError as err:  # a damaged directory: tags, overviews or masks that do not read
+        src.close()
+        raise _open_error(path, err) from err
 
 
 def raster_info(path: str | Path) -> RasterInfo:
-    """Metadata of one raster file (no pixels are read).
+    """Metadata of one raster file (no pixels are read, so a file truncated after its header still gives its
+    metadata: :func:`check_readable` also reads pixels).
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file cannot be opened as a raster, naming it.
+        UnreadableRaster: the file cannot be opened as a raster, naming it.
     """
     path = Path(path)
     with _open(path) as src:
-        return _info_of(src, path)
+        return _checked_info(src, path)
+
+
+def check_readable(path: str | Path) -> RasterInfo:
+    """Metadata of one raster file after reading the first and the last internal block of every band (see
+    :meth:`RasterFile.unreadable_block`): a cheap check that the pixels, not only the header, are there.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        UnreadableRaster: the file cannot be opened or a block cannot be read, naming the file, bands and pixels.
+    """
+    with RasterFile(path) as raster_file:
+        error = raster_file.unreadable_block()
+        if error is not None:
+            raise error
+        return raster_file.info
 
 
 def _normalize_band_name(name: str) -> str:
@@ -423,7 +502,7 @@ class RasterFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._src = _open(self.path)
-        self.info = _info_of(self._src, self.path)
+        self.info = _checked_info(self._src, self.path)
 
     def __enter__(self) -> RasterFile:
         return self
@@ -433,6 +512,32 @@ class RasterFile:
 
     def close(self) -> None:
         self._src.close()
+
+    def unreadable_block(self) -> UnreadableRaster | None:
+        """Read the first and the last internal block (tile or strip) of every band, values then validity mask;
+        return the error of the first read that fails, or None when all succeed.
+
+        A truncated file keeps its header (so it opens and :func:`raster_info` works) and loses its last blocks
+        (and an internal mask written after the pixels, as in many COGs); a corrupt one fails anywhere. Two blocks
+        per band are cheap on files of any size; blocks in between and overviews are not checked.
+        """
+        src = self._src
+        for band, (block_rows, block_cols) in enumerate(src.block_shapes, start=1):
+            block_rows, block_cols = max(int(block_rows), 1), max(int(block_cols), 1)
+            last_row = (src.height - 1) // block_rows * block_rows
+            last_col = (src.width - 1) // block_cols * block_cols
+            first = Window(0, 0, min(block_cols, src.width), min(block_rows, src.height))
+            last = Window(last_col, last_row, src.width - last_col, src.height - last_row)
+            for window in (first, last) if last != first else (first,):
+                # band by band, so the error names the band (GDAL caches the blocks bands share)
+                for read, part in ((src.read, ""), (src.read_masks, "the validity mask of ")):
+                    try:
+                        read(band, window=window)
+                    except RasterioError as err:
+                        error = _read_error(self.path, err, [band], window, part)
+                        error.__cause__ = err
+                        return error
+        return None
 
     def read(
         self,
@@ -475,7 +580,7 @@ class RasterFile:
             try:
                 masked = self._src.read(indexes, window=inside, masked=True)
             except RasterioError as err:
-                raise _open_error(path, err) from err
+                raise _read_error(path, err, indexes, inside) from err
             data = np.asarray(masked.data, dtype=np.float32)
             ok = ~np.ma.getmaskarray(masked) & np.isfinite(data)
             if nodata is not None:
@@ -682,8 +787,9 @@ def _source_window(info: RasterInfo, target: Grid, pad: int = 2) -> Window | Non
     try:
         left, bottom, right, top = transform_bounds(target.crs, info.crs, *target.bounds, densify_pts=21)
     except RasterioError as err:
-        raise ValueError(
-            f"{info.path}: cannot transform the target bounds from {target.crs} to {info.crs}: {err}"
+        raise InputError(
+            f"{info.path}: cannot transform the target bounds from {target.crs} to the file's CRS {info.crs} "
+            f"({_gdal_message(err)}); check the file's CRS"
         ) from err
     if not all(map(math.isfinite, (left, bottom, right, top))) or right <= left or top <= bottom:
         return Window(0, 0, info.width, info.height)
@@ -801,8 +907,13 @@ def read_time_series(
     date_format: str | None = "%Y%m%d",
     sidecar: str | Path | Mapping[str, dt.date | str] | None = None,
     allow_empty_frames: bool = True,
+    allow_duplicate_dates: bool = False,
 ) -> TimeSeries:
     """Per-date files of one place → a :class:`~skysense.data.collate.TimeSeries` on one grid, sorted by date.
+
+    The files are one place and one modality, so each date should appear once: two files of one date (a tile
+    delivered twice, a wrong date in a name or sidecar) are refused unless ``allow_duplicate_dates``, and so is a
+    date after today (see :func:`~skysense.data.dates.check_series_dates`).
 
     Args:
         files: a list of files, or a directory with ``pattern``.
@@ -818,6 +929,8 @@ def read_time_series(
         nodata: extra nodata value applied to every file.
         filename_regex, date_format, sidecar: where dates come from (see :mod:`skysense.data.dates`).
         allow_empty_frames: keep frames without any valid pixel (the collate masks them); False refuses them.
+        allow_duplicate_dates: keep files that share a date as separate frames (sorted by path within the date),
+            e.g. two acquisitions of one day from two orbits.
 
     Returns:
         TimeSeries with values (T, C, H, W) float32 (NaN where invalid), dates, valid (T, H, W) — a pixel of a frame
@@ -826,6 +939,8 @@ def read_time_series(
     Raises:
         ValueError: band counts differ between files (naming both), unknown bands, unreadable files, missing or
             unparseable dates, a file without CRS that needs reprojection, an empty frame when not allowed.
+        InputError: (a ValueError) a date after today, or files sharing a date without ``allow_duplicate_dates``,
+            naming the files and dates.
     """
     paths = _series_files(files, pattern)
     if not paths:
@@ -851,6 +966,7 @@ def read_time_series(
         frame_dates = [
             d if isinstance(d, dt.date) else parse_date(str(d), None, str(p)) for d, p in zip(dates, paths, strict=True)
         ]
+    check_series_dates(frame_dates, paths, allow_duplicates=allow_duplicate_dates)
     order = sorted(range(len(paths)), key=lambda i: (frame_dates[i], str(paths[i])))
     infos = [infos[i] for i in order]
     frame_dates = [frame_dates[i] for i in order]

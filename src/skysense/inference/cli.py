@@ -11,8 +11,11 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
+
+from skysense.errors import ArgumentParser, Interrupted, int_at_least
 
 
 def _add_scene_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,27 +28,33 @@ def _add_scene_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--s1", nargs="+", help="Sentinel-1 files or a directory of per-date GeoTIFFs")
     parser.add_argument("--s1-sensor", default="s1_grd", choices=["s1_grd", "s1_grd_linear"])
     parser.add_argument("--s1-dates", help="comma-separated ISO dates, one per S1 file (default: from the files)")
-    parser.add_argument("--ratio", type=int, default=32, help="HR pixels per Sentinel pixel (default 32)")
+    parser.add_argument("--allow-duplicate-dates", action="store_true",
+                        help="keep several Sentinel files of one date (refused by default)")  # fmt: skip
+    parser.add_argument("--ratio", type=int_at_least(1), default=32, help="HR pixels per Sentinel pixel (default 32)")
     parser.add_argument("--output", type=Path, required=True, help="output GeoTIFF (written as a COG)")
-    parser.add_argument("--tile", type=int, default=512, help="tile side in input pixels (default 512)")
-    parser.add_argument("--overlap", type=int, default=128, help="overlap between tiles in pixels (default 128)")
-    parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward (default 4)")
-    parser.add_argument("--chunk", type=int, help="output chunk side in pixels (default: ~100 MB of accumulator)")
+    parser.add_argument("--tile", type=int_at_least(1), default=512, help="tile side in input pixels (default 512)")
+    parser.add_argument("--overlap", type=int_at_least(0), default=128, help="overlap between tiles (default 128 px)")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=4, help="tiles per forward (default 4)")
+    parser.add_argument("--chunk", type=int_at_least(1), help="output chunk side, output pixels, >= the tile "
+                        "(default: ~100 MB of accumulator)")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, …)")
-    parser.add_argument("--workers", type=int, default=1, help="reader threads (raise on a GPU, default 1)")
+    parser.add_argument("--workers", type=int_at_least(0), default=1, help="reader threads (raise on a GPU, default 1)")
     parser.add_argument("--precision", default="32", choices=["32", "bf16"], help="bf16: autocast")
     parser.add_argument("--compress", default="deflate", help="GeoTIFF compression (deflate, zstd, lzw)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last chunk row")
+    parser.add_argument("--allow-ungeoreferenced", action="store_true",
+                        help="accept a scene without CRS (a map in pixel coordinates, tagged as such)")  # fmt: skip
 
 
-def _series(files: Sequence[str] | None, sensor: str, dates: str | None):
+def _series(files: Sequence[str] | None, sensor: str, dates: str | None, allow_duplicate_dates: bool = False):
     from skysense.inference.sources import SeriesSource
 
     if not files:
         return None
     target = files[0] if len(files) == 1 else list(files)
-    return SeriesSource.from_arg(target, sensor, dates.split(",") if dates else None)
+    return SeriesSource.from_arg(target, sensor, dates.split(",") if dates else None,
+                                 allow_duplicate_dates=allow_duplicate_dates)  # fmt: skip
 
 
 def _bands(text: str | None) -> list[int | str] | None:
@@ -60,17 +69,28 @@ def _sources(args: argparse.Namespace):
     return SceneSources(
         hr=args.hr,
         hr_bands=_bands(args.hr_bands),
-        s2=_series(args.s2, args.s2_sensor, args.s2_dates),
-        s1=_series(args.s1, args.s1_sensor, args.s1_dates),
+        s2=_series(args.s2, args.s2_sensor, args.s2_dates, args.allow_duplicate_dates),
+        s1=_series(args.s1, args.s1_sensor, args.s1_dates, args.allow_duplicate_dates),
         ratio=args.ratio,
     )
 
 
-def _run(args: argparse.Namespace, kind: str) -> int:
+def _resume_command(command: str, argv: Sequence[str]) -> str:
+    """The exact command line that resumes this run."""
+    words = ["skysense", command, *argv]
+    if "--resume" not in argv:
+        words.append("--resume")
+    return shlex.join(words)
+
+
+def _run(args: argparse.Namespace, kind: str, command: str, argv: Sequence[str]) -> int:
     from skysense.inference.models import load_scene_model
-    from skysense.inference.scene import predict_scene
+    from skysense.inference.scene import check_output_path, predict_scene
 
     sources = _sources(args)
+    inputs = {name: [sources.hr] if name == "hr" else getattr(sources, name).files
+              for name in sources.modalities}  # fmt: skip
+    check_output_path(args.output, {**inputs, "checkpoint": [args.checkpoint]})  # before any work
     model = load_scene_model(
         args.checkpoint,
         "classes" if kind in ("classes", "probabilities") else "embedding",
@@ -79,11 +99,20 @@ def _run(args: argparse.Namespace, kind: str) -> int:
         sentinel_reference=args.hr is None,
         source=getattr(args, "source", "auto"),
     )
-    report = predict_scene(
-        model, sources, args.output, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
-        output_kind=kind, chunk=args.chunk, device=args.device, precision=args.precision, compress=args.compress,
-        progress=not args.no_progress, workers=args.workers, resume=args.resume,
-    )  # fmt: skip
+    try:
+        report = predict_scene(
+            model, sources, args.output, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+            output_kind=kind, chunk=args.chunk, device=args.device, precision=args.precision, compress=args.compress,
+            progress=not args.no_progress, workers=args.workers, resume=args.resume, checkpoint=args.checkpoint,
+            allow_ungeoreferenced=args.allow_ungeoreferenced,
+        )  # fmt: skip
+    except KeyboardInterrupt as err:
+        notes = " ".join(getattr(err, "__notes__", []))
+        if "--resume" in notes:
+            raise Interrupted(
+                f"interrupted: {notes.split(';')[0]}; resume with: {_resume_command(command, argv)}"
+            ) from None
+        raise Interrupted(f"interrupted before a chunk row was finished; {notes}; run the same command again") from None
     print(
         f"wrote {report.output}: {report.tiles} tiles ({report.skipped} without valid pixels skipped), "
         f"{report.megapixels:.2f} MP in {report.seconds:.1f} s ({report.megapixels_per_second:.2f} MP/s); "
@@ -93,29 +122,29 @@ def _run(args: argparse.Namespace, kind: str) -> int:
 
 
 def scene_predict_main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="skysense predict", description="class map (or per-class probabilities) over a whole scene"
     )
     _add_scene_arguments(parser)
     parser.add_argument("--probabilities", action="store_true", help="write per-class float32 probabilities")
     args = parser.parse_args(list(argv))
-    return _run(args, "probabilities" if args.probabilities else "classes")
+    return _run(args, "probabilities" if args.probabilities else "classes", "predict", argv)
 
 
 def embed_main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="skysense embed", description="per-location embeddings over a scene")
+    parser = ArgumentParser(prog="skysense embed", description="per-location embeddings over a scene")
     _add_scene_arguments(parser)
     parser.add_argument("--network", default="teacher", choices=["teacher", "student"], help="pretraining network")
     parser.add_argument("--source", default="auto", choices=["auto", "fused", "hr", "s2", "s1"], help="which features")
-    return _run(parser.parse_args(list(argv)), "embedding")
+    return _run(parser.parse_args(list(argv)), "embedding", "embed", argv)
 
 
 def export_main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="skysense export", description="export an encoder with its head")
+    parser = ArgumentParser(prog="skysense export", description="export an encoder with its head")
     parser.add_argument("--format", default="onnx", choices=["onnx"])
     parser.add_argument("--checkpoint", type=Path, required=True, help="task/pretraining .ckpt or .safetensors")
     parser.add_argument("--hr", type=Path, required=True, help="a real HR image: the check tile is read from it")
-    parser.add_argument("--tile", type=int, default=256, help="tile side (the exported input size)")
+    parser.add_argument("--tile", type=int_at_least(32), default=256, help="tile side (the exported input size)")
     parser.add_argument("--kind", default="classes", choices=["classes", "embedding"])
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--opset", type=int, default=18)

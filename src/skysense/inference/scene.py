@@ -20,8 +20,10 @@ GDAL's block cache is capped (``gdal_cache_mb``) so that it, too, does not grow 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import shutil
 import threading
 import time
@@ -36,10 +38,12 @@ import torch
 import torch.nn.functional as F
 
 from skysense.batch import SkySenseInput
+from skysense.errors import InputError, UsageError
 from skysense.inference.models import SceneModel
+from skysense.inference.resume import RunState, fingerprint_changes, fingerprint_files
 from skysense.inference.sources import SceneSources, TileReader, stack_inputs
 from skysense.inference.tiling import ChunkedBlender, TileLayout
-from skysense.inference.writer import SceneWriter, output_grid
+from skysense.inference.writer import SceneWriter, output_grid, scratch_path
 
 
 @dataclass
@@ -88,36 +92,84 @@ def _default_chunk(channels: int, tile_out: int, block: int, budget_mb: float = 
     return side
 
 
-def _batches(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _batches(items: list, size: int, group: Callable[[object], object]) -> Iterator[list]:
+    """Consecutive runs of at most ``size`` items that never cross a change of ``group(item)`` (a chunk row), so
+    that a resumed run forms exactly the batches an uninterrupted run formed (and computes the same bits)."""
+    batch: list = []
+    for item in items:
+        if batch and (len(batch) == size or group(batch[-1]) != group(item)):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
 
 
-def _input_files(sources: SceneSources) -> list[Path]:
-    files = [sources.hr] if sources.hr is not None else []
-    for series in (sources.s2, sources.s1):
+def _input_files(sources: SceneSources) -> dict[str, list[Path]]:
+    files = {"hr": [sources.hr]} if sources.hr is not None else {}
+    for name in ("s2", "s1"):
+        series = getattr(sources, name)
         if series is not None:
-            files += series.files
+            files[name] = list(series.files)
     return files
 
 
-def _state_file(scratch: Path) -> Path:
-    """Where a run records its settings and last finished chunk row (read by ``resume``)."""
-    return scratch / "state.json"
+def check_output_path(output: str | Path, inputs: dict[str, list[Path]]) -> Path:
+    """Refuse an output that is one of the inputs (symlinks and hard links resolved) or an existing folder.
+
+    Raises:
+        UsageError: naming both paths.
+    """
+    output = Path(output)
+    if output.is_dir():
+        raise UsageError(f"--output {output}: is a folder; give a file name such as {output / 'map.tif'}")
+    resolved = output.resolve()
+    for role, paths in inputs.items():
+        for path in paths:
+            path = Path(path)
+            same = resolved == path.resolve()
+            if not same and output.exists() and path.exists():
+                same = os.path.samefile(output, path)
+            if same:
+                flag = "--checkpoint" if role == "checkpoint" else f"--{role}"
+                raise UsageError(
+                    f"--output {output} is the input {flag} {path} (both resolve to {resolved}); writing the map "
+                    "would destroy the input: choose another output file"
+                )
+    return output
 
 
-def _resume_point(scratch: Path, fingerprint: dict) -> int:
-    """The last chunk row an interrupted run of the same command finished, or -1 (nothing to resume)."""
-    state_file = _state_file(scratch)
-    if not state_file.exists():
-        return -1
-    state = json.loads(state_file.read_text())
-    rows_done = state.pop("rows_done", -1)
-    if state != fingerprint:
-        raise ValueError(
-            f"{state_file} belongs to a run with other settings or inputs; remove it or run without resume"
-        )
-    return int(rows_done)
+def check_scene_options(
+    *, tile: int, overlap: int, batch_size: int, chunk: int | None, workers: int, prefetch: int, block: int
+) -> None:
+    """Refuse option values that are out of range, each with one line saying the allowed range.
+
+    Raises:
+        UsageError: naming the option.
+    """
+    checks = [
+        ("--batch-size", batch_size, 1), ("--tile", tile, 1), ("--overlap", overlap, 0), ("--workers", workers, 0),
+        ("prefetch", prefetch, 1), ("block", block, 16),
+    ]  # fmt: skip
+    if chunk is not None:
+        checks.append(("--chunk", chunk, 1))
+    for name, value, minimum in checks:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise UsageError(f"{name}: {value!r} is out of range; give an integer >= {minimum}")
+    if block % 16:
+        raise UsageError(f"block: {block} is not a multiple of 16 (GeoTIFF tiles); give e.g. 256 or 512")
+    if overlap >= tile:
+        raise UsageError(f"--overlap {overlap} must be smaller than --tile {tile} (at most half of it)")
+
+
+def _fit_tile_to_scene(tile: int, overlap: int, length: int, size_align: int, origin_align: int) -> tuple[int, int]:
+    """A scene shorter than the tile gets one tile per axis, shrunk to the scene rounded up to the lattice (and the
+    overlap shrunk with it, to at most half the tile), instead of a tile that is mostly outside the scene."""
+    if length >= tile:
+        return tile, overlap
+    fitted = max(size_align, math.ceil(length / size_align) * size_align)
+    overlap = min(overlap, fitted // 2 // origin_align * origin_align)
+    return fitted, overlap
 
 
 def _submit(executor: ThreadPoolExecutor | None, fn: Callable, *args: object) -> Future:
@@ -130,6 +182,11 @@ def _submit(executor: ThreadPoolExecutor | None, fn: Callable, *args: object) ->
     except BaseException as err:  # re-raised by .result(), like a thread's
         future.set_exception(err)
     return future
+
+
+def _add_note(err: BaseException, note: str) -> None:
+    """``err.add_note`` (Python 3.11+), also on 3.10: the CLI prints notes after the message."""
+    err.__notes__ = [*getattr(err, "__notes__", []), note]
 
 
 def predict_scene(
@@ -152,6 +209,8 @@ def predict_scene(
     progress: bool = True,
     on_chunk: Callable[[int, int], None] | None = None,
     resume: bool = False,
+    checkpoint: str | Path | None = None,
+    allow_ungeoreferenced: bool = False,
 ) -> SceneReport:
     """Run ``model`` over a whole scene and write a georeferenced raster.
 
@@ -159,16 +218,18 @@ def predict_scene(
         model: from :func:`~skysense.inference.models.load_scene_model`.
         sources: the scene's inputs; inputs the model does not read are ignored (an HR image, if the model reads
             none, does not define the grid either).
-        output: the output GeoTIFF (a COG).
+        output: the output GeoTIFF (a COG); never one of the inputs.
         tile: tile side in reference pixels (HR pixels, or Sentinel pixels without HR); a multiple of the size
-            alignment (:func:`scene_alignment`: 32 for HR models, 128 with Sentinel inputs on an HR grid).
+            alignment (:func:`scene_alignment`: 32 for HR models, 128 with Sentinel inputs on an HR grid). A scene
+            smaller than the tile gets one tile shrunk to the scene (rounded up to the alignment).
         overlap: pixels shared by neighbouring tiles (blended); at most half the tile, a multiple of the origin
             alignment. The model's own border effects (zero padding in the head) reach tens of pixels into a tile;
             the blend weighs them down, and an overlap of half the tile (4× the tiles) hides them entirely.
-        batch_size: tiles per forward.
+        batch_size: tiles per forward (batches never cross a chunk row, so a resumed run computes the same bits).
         output_kind: "classes" (uint8 class map) or "probabilities" for a segmentation model; "embedding" for an
             embedding model (the default follows the model).
-        chunk: chunk side in output pixels (default: sized for about 100 MB of accumulator).
+        chunk: chunk side in output pixels, at least the tile in output pixels (default: sized for about 100 MB of
+            accumulator).
         device: torch device; precision: "32" or "bf16" (autocast).
         compress: GeoTIFF compression; block: internal tile size of the output.
         prefetch: batches read ahead (at least ``workers``).
@@ -178,40 +239,66 @@ def predict_scene(
         gdal_cache_mb: GDAL block-cache cap during the run.
         progress: show a progress bar (tiles/s).
         on_chunk: called with (chunk row, chunk column) after each chunk is written (for progress or tests).
-        resume: continue an interrupted run of the same command from its last finished chunk row (the partial
-            output and ``<output>.partial.d/`` — carried strips and state — are kept when a run fails). Without it,
-            a rerun starts over.
+        resume: continue an interrupted run of the same command from its last finished chunk row. The run keeps
+            its finished rows, carried strips and state in ``<output>.partial.d/`` when it fails after finishing
+            at least one chunk row (and removes it otherwise); a resume whose settings, inputs or checkpoint no
+            longer match (by content, see :mod:`skysense.inference.resume`) is refused. Without it, a rerun starts
+            over.
+        checkpoint: the file the model was loaded from, fingerprinted for ``resume`` (default: the model's weights
+            are hashed instead).
+        allow_ungeoreferenced: accept a reference image without a CRS (pixel coordinates; the output's tags say
+            so); refused by default, since the map could not be placed on Earth.
 
     Returns:
         :class:`SceneReport`.
 
     Raises:
-        ValueError: inputs the model needs are missing, a tile/overlap off the model's lattice, bad units.
+        UsageError: bad options (tile/overlap off the model's lattice, out-of-range values, an output that is an
+            input, a resume that does not match).
+        ValueError: inputs the model needs are missing, bad units, an output without any valid pixel.
     """
     output = Path(output)
+    check_scene_options(tile=tile, overlap=overlap, batch_size=batch_size, chunk=chunk, workers=workers,
+                        prefetch=prefetch, block=block)  # fmt: skip
     kind = output_kind or model.kind
     allowed = ("classes", "probabilities") if model.kind == "classes" else ("embedding",)
     if kind not in allowed:
-        raise ValueError(f"a {model.kind} model writes {allowed}, not {kind!r}")
+        raise UsageError(f"a {model.kind} model writes {allowed}, not {kind!r}")
+    if precision not in ("32", "bf16"):
+        raise UsageError(f"--precision: must be '32' or 'bf16', got {precision!r}")
     keep = {name: getattr(sources, name) if name in model.modalities else None for name in ("hr", "s2", "s1")}
     if not any(keep.values()):
-        raise ValueError(f"the model reads {model.modalities}, the scene gives {sources.modalities}")
+        raise UsageError(f"the model reads {model.modalities}, the scene gives {sources.modalities}")
     if model.source == "hr" and keep["hr"] is None:
-        raise ValueError("this model reads the HR image: give --hr")
+        raise UsageError("this model reads the HR image: give --hr")
+    inputs = _input_files(replace(sources, **keep))
+    check_output_path(output, {**inputs, **({"checkpoint": [Path(checkpoint)]} if checkpoint else {})})
     sources = replace(sources, **keep)
     modalities = sources.modalities
-    origin_align, size_align = scene_alignment(model, sources)
-    if tile % size_align or overlap % origin_align or overlap < 0 or 2 * overlap > tile:
-        raise ValueError(
-            f"tile {tile} must be a multiple of {size_align} and overlap {overlap} of {origin_align} (the model's "
-            f"lattice for {modalities}), with 0 <= overlap <= tile / 2"
-        )
-    stride = model.output_stride
     grid = sources.grid
+    if grid.crs is None and not allow_ungeoreferenced:
+        raise InputError(
+            f"{sources.reference_file}: has no georeferencing (no CRS), so the map could not be placed on Earth; "
+            "georeference it first (e.g. `gdal_translate -a_srs EPSG:32633 -a_ullr ...`) or pass "
+            "--allow-ungeoreferenced for a map in pixel coordinates"
+        )
+    origin_align, size_align = scene_alignment(model, sources)
+    if tile % size_align or overlap % origin_align or 2 * overlap > tile:
+        raise UsageError(
+            f"--tile {tile} must be a multiple of {size_align} and --overlap {overlap} a multiple of {origin_align} "
+            f"(the model's lattice for {modalities}), with 0 <= overlap <= tile / 2"
+        )
+    tile, overlap = _fit_tile_to_scene(tile, overlap, max(grid.height, grid.width), size_align, origin_align)
+    stride = model.output_stride
     out_grid = output_grid(grid, stride)
     tile_out, overlap_out = tile // stride, overlap // stride
     if chunk is None:
         chunk = _default_chunk(model.channels, tile_out, block)
+    elif chunk < tile_out:
+        raise UsageError(
+            f"--chunk {chunk} must be at least the tile in output pixels ({tile_out} = --tile {tile} / output "
+            f"stride {stride})"
+        )
     layout = TileLayout(
         out_grid.height, out_grid.width, tile_out, tile_out - overlap_out, chunk, origin_align // stride
     )
@@ -222,16 +309,39 @@ def predict_scene(
         "SKYSENSE_RESOLUTION": f"{resolution[0]:g} x {resolution[1]:g} (CRS units per pixel)",
         "SKYSENSE_TILING": f"{tile} px, overlap {overlap} px, blended",
     }
+    if grid.crs is None:
+        tags["SKYSENSE_GEOREFERENCED"] = "no: pixel coordinates of the input (--allow-ungeoreferenced)"
     if model.class_names:
         tags["SKYSENSE_CLASSES"] = ",".join(model.class_names)
-    if precision not in ("32", "bf16"):
-        raise ValueError(f"precision must be '32' or 'bf16', got {precision!r}")
     autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-    model.network.to(device)
 
     start = time.perf_counter()
     with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * 2**20):
         TileReader(sources, modalities, model.hr_channels).close()  # refuse bad inputs before the first tile
+        settings = json.loads(json.dumps({
+            "model": model.description, "kind": kind, "tile": tile, "overlap": overlap, "chunk": chunk,
+            "block": block, "compress": compress, "batch_size": batch_size, "precision": precision,
+            "grid": [out_grid.height, out_grid.width, list(out_grid.transform), str(out_grid.crs)],
+            "weights": None if checkpoint else _weights_digest(model),
+        }))  # fmt: skip
+        fingerprints = fingerprint_files({**inputs, **({"checkpoint": [Path(checkpoint)]} if checkpoint else {})})
+        scratch = scratch_path(output)
+        state = _resume_state(scratch, settings, fingerprints) if resume else None
+        if state is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+            state = RunState(settings, fingerprints)
+        scratch.mkdir(parents=True, exist_ok=True)
+        model.network.to(device)
+        n_rows, n_cols = layout.chunk_grid
+        row_spans = [(a, a * chunk, min(chunk, out_grid.height - a * chunk)) for a in range(n_rows)]
+        writer = SceneWriter(output, out_grid, kind, model.channels, scratch, model.class_names, tags, compress,
+                             block)  # fmt: skip
+        blender = ChunkedBlender(layout, model.channels, writer.write, scratch=scratch, device=device)
+        for a in range(state.rows_done + 1, n_rows):  # strips an interrupted run saved past its last recorded row
+            blender.drop_strips(a)
+        blender.drop_strips(state.rows_done - 1)
+        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skysense-read") if workers else None
+        prefetch = max(prefetch, workers)
         local, readers, lock = threading.local(), [], threading.Lock()
 
         def reader() -> TileReader:  # one per reader thread: open dataset handles are not shared across threads
@@ -241,26 +351,12 @@ def predict_scene(
                     readers.append(local.reader)
             return local.reader
 
-        scratch = output.with_name(output.name + ".partial.d")
-        fingerprint = json.loads(json.dumps({
-            "model": model.description, "kind": kind, "tile": tile, "overlap": overlap, "chunk": chunk,
-            "block": block, "compress": compress, "grid": [out_grid.height, out_grid.width, list(out_grid.transform)],
-            "inputs": [str(p) for p in _input_files(sources)],
-        }))  # fmt: skip
-        rows_done = _resume_point(scratch, fingerprint) if resume else -1
-        if rows_done < 0:
-            shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True, exist_ok=True)
-        writer = SceneWriter(output, out_grid, kind, model.channels, model.class_names, tags, compress, block,
-                             append=rows_done >= 0)  # fmt: skip
-        blender = ChunkedBlender(layout, model.channels, writer.write, scratch=scratch, device=device)
-        last_column = layout.chunk_grid[1] - 1
-        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skysense-read") if workers else None
-        prefetch = max(prefetch, workers)
         bar = None
         skipped = 0
+        discard = False  # a failure after which a resume is impossible: remove the scratch folder in any case
+        pending: list[Future] = []
         try:
-            chunks = [chunk_tiles for chunk_tiles in layout.chunks() if chunk_tiles[0] > rows_done]
+            chunks = [chunk_tiles for chunk_tiles in layout.chunks() if chunk_tiles[0] > state.rows_done]
             flat = [(index, r, c) for index, (_, _, tiles) in enumerate(chunks) for r, c in tiles]
 
             def read_batch(items: list[tuple[int, int, int]]) -> tuple[list, list, list[int], SkySenseInput | None]:
@@ -269,8 +365,7 @@ def predict_scene(
                 stacked = stack_inputs([read[i][0] for i in run]) if run else None  # here, off the model's thread
                 return items, read, run, stacked
 
-            pending: list[Future] = []
-            batches = _batches(flat, batch_size)
+            batches = _batches(flat, batch_size, lambda item: chunks[item[0]][0])
             for items in batches:
                 pending.append(_submit(executor, read_batch, items))
                 if len(pending) > prefetch:
@@ -280,20 +375,30 @@ def predict_scene(
 
                 bar = tqdm(total=len(flat), unit="tile", desc=f"{output.name}", smoothing=0.1)
             current = -1
+            tiles_run = 0  # tiles with valid input run since the last recorded chunk row
 
             def advance_to(target: int) -> None:
-                nonlocal current
+                nonlocal current, tiles_run
                 while current < target:
                     if current >= 0:
                         blender.finish_chunk()
                         a, b = chunks[current][:2]
-                        if b == last_column:  # a whole chunk row is written and its strips are on disk
-                            _state_file(scratch).write_text(json.dumps({**fingerprint, "rows_done": a}))
+                        if b == n_cols - 1:  # a whole chunk row: make it durable, then record it, then tidy
+                            blender.sync_strips()
+                            writer.finish_row()
+                            state.rows_done, state.valid_pixels = a, state.valid_pixels + writer.valid_pixels
+                            state.tiles_run += tiles_run
+                            writer.valid_pixels = tiles_run = 0
+                            state.save(scratch)
+                            blender.drop_strips(a - 1)
                         if on_chunk is not None:
                             on_chunk(a, b)
                     current += 1
                     if current < len(chunks):
-                        blender.start_chunk(*chunks[current][:2])
+                        a, b = chunks[current][:2]
+                        if b == 0:
+                            writer.start_row(*row_spans[a])
+                        blender.start_chunk(a, b)
 
             while pending:
                 items, read, run, stacked = pending.pop(0).result()
@@ -301,11 +406,12 @@ def predict_scene(
                 if nxt is not None:
                     pending.append(_submit(executor, read_batch, nxt))
                 skipped += len(items) - len(run)
+                tiles_run += len(run)
                 outputs = None
                 if run:
-                    inputs = stacked.to(device)
+                    inputs_batch = stacked.to(device)
                     with torch.inference_mode(), autocast:
-                        outputs = model(inputs, tile).float()  # stays on the device: blended there
+                        outputs = model(inputs_batch, tile).float()  # stays on the device: blended there
                 slot = {position: k for k, position in enumerate(run)}  # tile → its row in ``outputs``
                 for position, (index, r, c) in enumerate(items):
                     advance_to(index)
@@ -320,10 +426,36 @@ def predict_scene(
                     bar.update(len(items))
                     bar.set_postfix(skipped=skipped, refresh=False)
             advance_to(len(chunks))
-        except BaseException:
+            if state.valid_pixels == 0 and state.tiles_run > 0:
+                discard = True
+                raise InputError(
+                    f"{output}: the prediction has no valid pixel although {state.tiles_run} tiles had valid input "
+                    f"pixels (too few per output pixel at stride {stride}, or Sentinel frames below the valid "
+                    f"fraction {sources.min_valid_fraction}); check the inputs' nodata/masks and co-registration"
+                )
+            now = fingerprint_files({**inputs, **({"checkpoint": [Path(checkpoint)]} if checkpoint else {})})
+            changed = fingerprint_changes(fingerprints, now)
+            if changed:
+                discard = True
+                raise InputError(
+                    f"{output}: an input changed while the map was computed ({'; '.join(changed)}); nothing was "
+                    "published: run again on inputs that stay unchanged"
+                )
+            writer.finish(row_spans)
+        except BaseException as err:
             for future in pending:
                 future.cancel()
             writer.abort()
+            if executor is not None:
+                executor.shutdown(wait=True)
+                executor = None
+            blender.close()
+            if state.rows_done >= 0 and not discard:
+                _add_note(err, f"kept {state.rows_done + 1} of {n_rows} finished chunk rows in {scratch}; add "
+                               "--resume to the same command to continue")  # fmt: skip
+            else:
+                shutil.rmtree(scratch, ignore_errors=True)
+                _add_note(err, f"nothing worth resuming: removed {scratch}")
             raise
         finally:
             if executor is not None:
@@ -333,7 +465,45 @@ def predict_scene(
             blender.close()
             for open_reader in readers:
                 open_reader.close()
-        writer.finish()
         shutil.rmtree(scratch, ignore_errors=True)
     seconds = time.perf_counter() - start
     return SceneReport(output, layout.num_tiles, skipped, seconds, grid.height * grid.width / 1e6, resolution)
+
+
+def _weights_digest(model: SceneModel) -> str:
+    """SHA-256 of the network's weights (a resume fingerprint when no checkpoint file is named)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.network.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _resume_state(scratch: Path, settings: dict, fingerprints: dict) -> RunState | None:
+    """The state of an interrupted run of the same command, or None (nothing to resume: start over).
+
+    Raises:
+        UsageError: the state belongs to other settings, or an input or the checkpoint changed since.
+    """
+    state = RunState.load(scratch)
+    if state is None:
+        return None
+    if state.settings != settings:
+        differ = sorted(k for k in set(state.settings) | set(settings) if state.settings.get(k) != settings.get(k))
+        raise UsageError(
+            f"--resume: {scratch} belongs to a run with other settings ({', '.join(differ)} differ); run with the "
+            "same options, or without --resume to start over"
+        )
+    changed = fingerprint_changes(state.inputs, fingerprints)
+    if changed:
+        raise UsageError(
+            f"--resume: the inputs changed since the interrupted run ({'; '.join(changed)}); its finished rows "
+            f"would mix old and new data: run without --resume to start over"
+        )
+    missing = [a for a in range(state.rows_done + 1) if not (scratch / "rows" / f"row_{a:05d}.tif").is_file()]
+    if missing:
+        raise UsageError(
+            f"--resume: {scratch} lacks the row files of finished chunk rows {missing[:5]}; run without --resume to "
+            "start over"
+        )
+    return state

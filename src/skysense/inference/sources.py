@@ -5,9 +5,10 @@ grid co-registered with each HR tile (one Sentinel pixel = ``ratio`` HR pixels, 
 from whatever CRS and resolution their files have. Without an HR image the reference grid is the first Sentinel file's.
 
 Each tile is read with its validity: HR pixels are invalid where any band is nodata/NaN/masked; a Sentinel frame
-counts for a tile only when at least ``min_valid_fraction`` of its pixels are valid (the rest, cloudy or outside
-the file, are masked as padded frames); a Sentinel pixel is valid where some kept frame is. Invalid values are
-filled with the band mean (0 after normalisation) for the forward only; the output is nodata there.
+counts for a tile only when at least ``min_valid_fraction`` of its pixels inside the scene are valid (the rest,
+cloudy or outside the file, are masked as padded frames); a Sentinel pixel is valid where some kept frame is.
+Invalid values are filled with the band mean (0 after normalisation) for the forward only; the output is nodata
+there.
 
 Units are checked, never guessed: the HR image must hold 0–255 values (a scene-wide sample is also checked for
 plausibility, e.g. a 0–1 image), Sentinel files go through :func:`skysense.data.sensors.to_model` and the
@@ -29,9 +30,10 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from skysense.batch import SkySenseInput
-from skysense.data.dates import parse_date
+from skysense.data.dates import acquisition_date, check_series_dates, parse_date
 from skysense.data.readers import Grid, RasterFile, _series_files, raster_info, read_time_series, resolve_bands
 from skysense.data.sensors import HR_RGB, HR_RGBN, Sensor, check_units, get_sensor
+from skysense.errors import UsageError
 from skysense.layers.date_encoding import day_of_year_index
 
 SENTINEL = ("s2", "s1")
@@ -50,21 +52,41 @@ class SeriesSource:
     files: list[Path]
     sensor: str
     dates: list[dt.date] | None = None
+    allow_duplicate_dates: bool = False
 
     @classmethod
-    def from_arg(cls, files: str | Path | Sequence[str | Path], sensor: str, dates: Sequence[str] | None = None):
-        """A directory (every ``*.tif`` in it), a file, or a list of files; ``dates`` as ISO strings."""
+    def from_arg(
+        cls,
+        files: str | Path | Sequence[str | Path],
+        sensor: str,
+        dates: Sequence[str] | None = None,
+        *,
+        allow_duplicate_dates: bool = False,
+    ) -> SeriesSource:
+        """A directory (every ``*.tif`` in it), a file, or a list of files; ``dates`` as ISO strings (default: from
+        the files). Dates are resolved and checked here, before any work: a date in the future, or two files of one
+        date (unless ``allow_duplicate_dates``), is refused naming the files.
+
+        Raises:
+            FileNotFoundError: a file is missing. UsageError: the number of dates does not match the files.
+            InputError: a date cannot be found or parsed, lies in the future, or is shared by two files.
+        """
         paths = _series_files(files) if isinstance(files, (str, Path)) else [Path(f) for f in files]
         for path in paths:
             if not path.is_file():
                 raise FileNotFoundError(f"no Sentinel file at {path}")
-        parsed = None
+        get_sensor(sensor)
         if dates is not None:
             if len(dates) != len(paths):
-                raise ValueError(f"{len(paths)} {sensor} files ({', '.join(map(str, paths))}) but {len(dates)} dates")
+                raise UsageError(
+                    f"--{sensor[:2]}-dates: {len(dates)} dates for {len(paths)} {sensor} files "
+                    f"({', '.join(map(str, paths))}); give one date per file, in the files' order"
+                )
             parsed = [parse_date(str(d), None, str(p)) for d, p in zip(dates, paths, strict=True)]
-        get_sensor(sensor)
-        return cls(paths, sensor, parsed)
+        else:
+            parsed = [acquisition_date(p) for p in paths]
+        check_series_dates(parsed, paths, allow_duplicates=allow_duplicate_dates, what=f"{sensor} series")
+        return cls(paths, sensor, parsed, allow_duplicate_dates)
 
 
 @dataclass
@@ -77,7 +99,8 @@ class SceneSources:
             data bands, red, green, blue[, nir]).
         s2, s1: Sentinel time series, or None.
         ratio: HR pixels per Sentinel pixel along each axis.
-        min_valid_fraction: a Sentinel frame counts for a tile when at least this share of its pixels is valid.
+        min_valid_fraction: a Sentinel frame counts for a tile when at least this share of its pixels inside the
+            scene is valid.
     """
 
     hr: Path | None = None
@@ -194,19 +217,28 @@ class TileReader:
         transform = self.grid.transform @ Affine.translation(col, row) @ Affine.scale(scale)
         return Grid(self.grid.crs, transform, size // scale, size // scale)
 
+    def _inside_scene(self, row: int, col: int, size: int, scale: int) -> int:
+        """Sentinel pixels of a tile that lie inside the reference grid (a tile at the scene's edge, or larger than
+        a small scene, reaches past it: its frames' valid fraction counts the inside only)."""
+        height = max(0, min(row + size, self.grid.height) - row) // scale
+        width = max(0, min(col + size, self.grid.width) - col) // scale
+        return height * width
+
     def _read_series(self, name: str, row: int, col: int, size: int) -> tuple[torch.Tensor, ...]:
         source: SeriesSource = getattr(self.sources, name)
         grid = self._sentinel_grid(row, col, size)
         if grid.crs is None and self.sources.hr is not None:
             raise ValueError(f"{self.sources.hr}: the HR image has no CRS, so the {name} files cannot be placed on it")
         sensor = get_sensor(source.sensor)
-        series = read_time_series(source.files, grid=grid, sensor=sensor, dates=source.dates)
+        series = read_time_series(source.files, grid=grid, sensor=sensor, dates=source.dates,
+                                  allow_duplicate_dates=source.allow_duplicate_dates)  # fmt: skip
         model_sensor = get_sensor(sensor.model_sensor) if sensor.model_sensor else sensor
         frames = series.values.numpy().transpose(1, 0, 2, 3)  # (C, T, h, w), NaN where invalid: bands first
         normalised = model_sensor.normalize(frames, f"{name} files {[str(f) for f in source.files]}")
         valid = series.valid.numpy()  # (T, h, w)
         normalised = np.where(valid[:, None], normalised.transpose(1, 0, 2, 3), 0.0).astype(np.float32)
-        frame_ok = valid.reshape(len(valid), -1).mean(axis=1) >= self.sources.min_valid_fraction
+        inside = self._inside_scene(row, col, size, self.sources.sentinel_scale)  # (h, w) Sentinel pixels in the scene
+        frame_ok = valid.reshape(len(valid), -1).sum(axis=1) >= self.sources.min_valid_fraction * max(inside, 1)
         pixel_valid = (valid & frame_ok[:, None, None]).any(axis=0)
         days = day_of_year_index(series.dates)
         return torch.from_numpy(normalised), days, torch.from_numpy(frame_ok), pixel_valid

@@ -11,14 +11,17 @@ where the model sees the least context, counts least and no seam shows.
 
 :class:`ChunkedBlender` accumulates tiles chunk by chunk (``chunk`` × ``chunk`` output pixels, in row-major order).
 A tile belongs to the chunk that holds its origin; its part beyond that chunk is carried: to the right in memory,
-downwards in small ``.npy`` files in a scratch folder (one strip of ``tile`` rows per chunk, kept until the next
-chunk row is finished, so that a run can resume at any chunk row). Memory is therefore
+downwards in small ``.npy`` files in a scratch folder (one strip of ``tile`` rows per chunk, each written under a
+temporary name, fsynced and renamed, so that a strip on disk is always whole; the caller makes a finished chunk
+row's strips durable with :meth:`ChunkedBlender.sync_strips` and drops the row above's with
+:meth:`ChunkedBlender.drop_strips` once its own state no longer needs them, so a run can resume at any chunk row). Memory is therefore
 ``(chunk + tile)² × (channels + 2)`` floats whatever the scene's size, and no tile is computed twice.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -28,6 +31,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+
+def _save_durably(path: Path, array: np.ndarray) -> None:
+    """``np.save`` under a temporary name, fsync, rename: a strip file on disk is always complete."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as handle:
+        np.save(handle, array)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
 
 
 def tile_origins(length: int, tile: int, stride: int, align: int = 1) -> list[int]:
@@ -220,17 +233,9 @@ class ChunkedBlender:
             self._right = self._sum[:, :chunk, chunk:].clone()
         if a + 1 < n_rows:
             path, strip = self._strip_path(a, b), self._sum[:, chunk:, :].cpu().numpy().copy()
-            self._saving[path] = self._saver.submit(np.save, path, strip)
-        if b + 1 == n_cols:  # end of a chunk row: its strips are on disk, and row a - 1's are read by now
-            for future in self._saving.values():
-                future.result()
-            self._saving.clear()
-            if a > 0:
-                for b_above in range(n_cols):
-                    self._strip_path(a - 1, b_above).unlink(missing_ok=True)
-        else:
-            for future in list(self._saving.values())[:-2]:  # at most 2 strips wait in memory for the disk
-                future.result()
+            self._saving[path] = self._saver.submit(_save_durably, path, strip)
+        for future in list(self._saving.values())[:-2]:  # at most 2 strips wait in memory for the disk
+            future.result()
         row0, col0 = a * chunk, b * chunk
         h, w = min(chunk, layout.height - row0), min(chunk, layout.width - col0)
         core = self._sum[:, :h, :w]
@@ -239,6 +244,24 @@ class ChunkedBlender:
         values = torch.where(valid, core[: self.channels] / weight.clamp_min(1e-12), torch.nan)
         self._position = None
         self.emit(row0, col0, values.cpu().numpy(), valid.cpu().numpy())
+
+    def sync_strips(self) -> None:
+        """Wait until every strip handed to the disk is written and fsynced (call at the end of a chunk row, before
+        recording the row as done)."""
+        for future in self._saving.values():
+            future.result()
+        self._saving.clear()
+        if any(True for _ in self.scratch.glob("strip_*.npy")):
+            from skysense.inference.resume import fsync_dir
+
+            fsync_dir(self.scratch)
+
+    def drop_strips(self, a: int) -> None:
+        """Delete the strips chunk row ``a`` carried down (once the row below is finished and recorded)."""
+        if a < 0:
+            return
+        for b in range(self.layout.chunk_grid[1]):
+            self._strip_path(a, b).unlink(missing_ok=True)
 
     def close(self) -> None:
         """Finish pending writes; remove the scratch folder if this blender made it."""

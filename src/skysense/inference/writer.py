@@ -1,7 +1,12 @@
-"""Streaming GeoTIFF output: chunks are written as they are finished into a tiled, compressed GeoTIFF beside the
-output (``<output>.partial.tif``), which becomes a Cloud-Optimized GeoTIFF (internal tiles, overviews) at the end
-and is renamed onto the output only then: an interrupted run never leaves a corrupt or half-written output, and a
-rerun starts over from the partial file's place.
+"""Streaming, crash-safe GeoTIFF output.
+
+Each chunk row of the output is written into its own tiled, compressed GeoTIFF in the run's scratch folder
+(``<output>.partial.d/rows/row_<a>.tif``), which is closed, fsynced and renamed into place when the row is complete
+(:meth:`SceneWriter.finish_row`): a row file on disk is always whole. At the end the rows are stacked by a VRT and
+copied by GDAL's COG driver into ``<output>.partial.d/output.tif`` (internal tiles, overviews), which is fsynced and
+renamed onto the output only then: an interrupted run never leaves a corrupt, half-written or mixed output, and a
+resumed run (which rewrites only the rows after the last finished one) publishes exactly what an uninterrupted run
+would.
 
 Class maps are uint8 with nodata 255 and a colour table; probabilities and embeddings are float32 with nodata NaN.
 The CRS is the input's; the transform is the input's scaled by the output stride (the resolution is written into
@@ -10,7 +15,7 @@ the tags as ``SKYSENSE_RESOLUTION``).
 
 from __future__ import annotations
 
-import os
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from skysense.data.readers import Grid
+from skysense.inference.resume import durable_replace
 
 CLASS_NODATA = 255
 
@@ -51,24 +57,27 @@ def argmax_classes(values: np.ndarray) -> np.ndarray:
     return classes
 
 
-def partial_path(output: Path) -> Path:
-    """Where the output is written until it is complete."""
-    return output.with_name(output.name + ".partial.tif")
+def scratch_path(output: Path) -> Path:
+    """The run's scratch folder beside the output: row files, carried strips, the run state, the COG being made."""
+    return output.with_name(output.name + ".partial.d")
+
+
+_GDAL_TYPES = {"uint8": "Byte", "float32": "Float32"}
 
 
 class SceneWriter:
-    """Write an output raster window by window, then publish it as a COG.
+    """Write an output raster chunk row by chunk row into durable row files, then publish it as a COG.
 
     Args:
         output: the final file (``.tif``).
         grid: the output grid (CRS, transform, size).
         kind: "classes" (uint8, one band), "probabilities" or "embedding" (float32, ``channels`` bands).
         channels: bands for probabilities/embeddings; the number of classes for "classes".
+        scratch: the run's scratch folder (:func:`scratch_path`).
         band_names: descriptions of the bands (class names for probabilities).
         tags: dataset tags (model, resolution, ...).
         compress: GDAL compression ("deflate", "zstd", "lzw", ...).
-        block: internal tile side of the partial file and of the COG.
-        append: reopen an existing partial file (resuming) instead of creating it.
+        block: internal tile side of the row files and of the COG.
     """
 
     def __init__(
@@ -77,60 +86,64 @@ class SceneWriter:
         grid: Grid,
         kind: str,
         channels: int,
+        scratch: str | Path,
         band_names: list[str] | None = None,
         tags: dict[str, str] | None = None,
         compress: str = "deflate",
         block: int = 512,
-        append: bool = False,
     ) -> None:
         if kind not in ("classes", "probabilities", "embedding"):
             raise ValueError(f"kind must be classes, probabilities or embedding, got {kind!r}")
         if kind == "classes" and channels >= CLASS_NODATA:
             raise ValueError(f"{channels} classes do not fit a uint8 class map (255 is nodata)")
         self.output = Path(output)
-        self.output.parent.mkdir(parents=True, exist_ok=True)
-        self.partial = partial_path(self.output)
+        self.grid = grid
+        self.rows_dir = Path(scratch) / "rows"
+        self.rows_dir.mkdir(parents=True, exist_ok=True)
         self.kind = kind
+        self.channels = channels
         self.compress = compress
         self.block = block
-        count = 1 if kind == "classes" else channels
+        self.count = 1 if kind == "classes" else channels
+        self.band_names = ["class"] if kind == "classes" else list(band_names or [])[: self.count]
+        self.tags = dict(tags or {})
         self.profile: dict[str, Any] = dict(
             driver="GTiff",
             width=grid.width,
-            height=grid.height,
-            count=count,
+            count=self.count,
             dtype="uint8" if kind == "classes" else "float32",
             nodata=CLASS_NODATA if kind == "classes" else float("nan"),
             crs=grid.crs,
-            transform=grid.transform,
             tiled=True,
             blockxsize=block,
             blockysize=block,
             compress=compress,
             predictor=2 if kind == "classes" else 3,
-            interleave="pixel" if count <= 4 else "band",
+            interleave="pixel" if self.count <= 4 else "band",
             BIGTIFF="IF_SAFER",
         )
-        if append:
-            self._dst = rasterio.open(self.partial, "r+")
-            if (self._dst.width, self._dst.height, self._dst.count) != (grid.width, grid.height, count):
-                self._dst.close()
-                raise ValueError(f"{self.partial} does not match this run's output; remove it or run without resume")
-            return
-        self._dst = rasterio.open(self.partial, "w", **self.profile)
-        if kind == "classes":
-            self._dst.write_colormap(1, colour_table(channels))
-            self._dst.set_band_description(1, "class")
-        elif band_names:
-            for index, name in enumerate(band_names[:count], start=1):
-                self._dst.set_band_description(index, name)
-        if tags:
-            self._dst.update_tags(**tags)
+        self._row: tuple[int, int, int] | None = None  # (chunk row, first output row, rows)
+        self._dst: rasterio.io.DatasetWriter | None = None
+        self.valid_pixels = 0  # valid pixels written by this writer (not counting rows of an earlier run)
+
+    def row_file(self, a: int) -> Path:
+        return self.rows_dir / f"row_{a:05d}.tif"
+
+    def start_row(self, a: int, row0: int, height: int) -> None:
+        """Open chunk row ``a`` (output rows ``row0 … row0 + height``) for writing."""
+        if self._dst is not None:
+            raise RuntimeError("finish_row before start_row")
+        transform = self.grid.transform @ Affine.translation(0, row0)
+        temporary = self.row_file(a).with_suffix(".tif.tmp")
+        self._dst = rasterio.open(temporary, "w", height=height, transform=transform, **self.profile)
+        self._row = (a, row0, height)
 
     def write(self, row: int, col: int, values: np.ndarray, valid: np.ndarray) -> None:
-        """Write a block of the output: ``values`` (C, h, w) float32 (class probabilities for "classes"), ``valid``
-        (h, w) bool; invalid pixels become nodata."""
-        window = Window(col, row, values.shape[-1], values.shape[-2])
+        """Write a block of the open chunk row: ``values`` (C, h, w) float32 (class probabilities for "classes"),
+        ``valid`` (h, w) bool, at output pixel (row, col); invalid pixels become nodata."""
+        if self._dst is None or self._row is None:
+            raise RuntimeError("start_row before write")
+        window = Window(col, row - self._row[1], values.shape[-1], values.shape[-2])
         if self.kind == "classes":
             classes = argmax_classes(values)
             classes[~valid] = CLASS_NODATA
@@ -138,24 +151,78 @@ class SceneWriter:
         else:
             out = np.where(valid[None], values, np.nan).astype(np.float32)
             self._dst.write(out, window=window)
+        self.valid_pixels += int(valid.sum())
+
+    def finish_row(self) -> Path:
+        """Close the open chunk row's file and make it durable under its final name; returns that name."""
+        if self._dst is None or self._row is None:
+            raise RuntimeError("finish_row without start_row")
+        temporary = Path(self._dst.name)
+        self._dst.close()
+        self._dst = None
+        final = self.row_file(self._row[0])
+        durable_replace(temporary, final)
+        self._row = None
+        return final
 
     def abort(self) -> None:
-        """Close without publishing (the partial file stays, the output is untouched)."""
-        if not self._dst.closed:
+        """Close the open row file without keeping it (the finished rows stay, the output is untouched)."""
+        if self._dst is not None:
+            name = Path(self._dst.name)
             self._dst.close()
+            self._dst = None
+            name.unlink(missing_ok=True)
 
-    def finish(self) -> Path:
-        """Close, convert to a COG next to the output, and rename it onto the output; returns the output."""
-        self._dst.close()
-        staging = self.output.with_name(self.output.name + ".cog.tmp")
+    def _vrt(self, rows: list[tuple[int, int, int]]) -> str:
+        """A VRT stacking the row files ``(chunk row, first output row, rows)`` into the whole output grid."""
+        root = ET.Element("VRTDataset", rasterXSize=str(self.grid.width), rasterYSize=str(self.grid.height))
+        if self.grid.crs is not None:
+            ET.SubElement(root, "SRS").text = self.grid.crs.to_wkt()
+        t = self.grid.transform
+        ET.SubElement(root, "GeoTransform").text = ", ".join(repr(v) for v in (t.c, t.a, t.b, t.f, t.d, t.e))
+        metadata = ET.SubElement(root, "Metadata")
+        for key, value in self.tags.items():
+            ET.SubElement(metadata, "MDI", key=key).text = value
+        data_type = _GDAL_TYPES[self.profile["dtype"]]
+        for band in range(1, self.count + 1):
+            element = ET.SubElement(root, "VRTRasterBand", dataType=data_type, band=str(band))
+            if band <= len(self.band_names):
+                ET.SubElement(element, "Description").text = self.band_names[band - 1]
+            ET.SubElement(element, "NoDataValue").text = "255" if self.kind == "classes" else "nan"
+            if self.kind == "classes":
+                ET.SubElement(element, "ColorInterp").text = "Palette"
+                table = ET.SubElement(element, "ColorTable")
+                colours = colour_table(self.channels)
+                for index in range(256):
+                    r, g, b, alpha = colours.get(index, (0, 0, 0, 255))
+                    ET.SubElement(table, "Entry", c1=str(r), c2=str(g), c3=str(b), c4=str(alpha))
+            for a, row0, height in rows:
+                source = ET.SubElement(element, "SimpleSource")
+                ET.SubElement(source, "SourceFilename", relativeToVRT="1").text = f"rows/{self.row_file(a).name}"
+                ET.SubElement(source, "SourceBand").text = str(band)
+                size = dict(xSize=str(self.grid.width), ySize=str(height))
+                ET.SubElement(source, "SrcRect", xOff="0", yOff="0", **size)
+                ET.SubElement(source, "DstRect", xOff="0", yOff=str(row0), **size)
+        return ET.tostring(root, encoding="unicode")
+
+    def finish(self, rows: list[tuple[int, int, int]]) -> Path:
+        """Stack the row files ``(chunk row, first output row, rows)`` (every one must be durable), convert them to a
+        COG inside the scratch folder, fsync it and rename it onto the output; returns the output."""
+        missing = [str(self.row_file(a)) for a, _, _ in rows if not self.row_file(a).is_file()]
+        if missing:
+            raise RuntimeError(f"row files missing before publishing: {missing[:3]}")
+        scratch = self.rows_dir.parent
+        vrt = scratch / "output.vrt"
+        vrt.write_text(self._vrt(rows))
+        staging = scratch / "output.tif"
         resampling = "NEAREST" if self.kind == "classes" else "AVERAGE"
         predictor = "YES" if self.kind == "classes" else "FLOATING_POINT"
         rasterio.shutil.copy(
-            self.partial, staging, driver="COG", COMPRESS=self.compress.upper(), BLOCKSIZE=self.block,
+            vrt, staging, driver="COG", COMPRESS=self.compress.upper(), BLOCKSIZE=self.block,
             RESAMPLING=resampling, OVERVIEW_RESAMPLING=resampling, PREDICTOR=predictor, BIGTIFF="IF_SAFER",
         )  # fmt: skip
-        os.replace(staging, self.output)
-        self.partial.unlink(missing_ok=True)
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        durable_replace(staging, self.output)
         return self.output
 
 
