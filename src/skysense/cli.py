@@ -13,6 +13,7 @@ skysense version
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import warnings
@@ -171,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv or os.environ.get("SKYSENSE_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]
     command = _command_name(argv)
+    if not debug:  # GDAL's messages reach the user as the one-line error they cause, not as log lines before it
+        logging.getLogger("rasterio").setLevel(logging.CRITICAL)
     try:
         return _dispatch(argv)
     except KeyboardInterrupt:

@@ -14,7 +14,7 @@ Which exceptions count as expected (:func:`expected_exit_code`):
 - :class:`SkysenseError` and its subclasses :class:`UsageError` (exit 2) and :class:`InputError` (exit 1);
 - ``FileNotFoundError``, ``IsADirectoryError``, ``NotADirectoryError``, ``PermissionError``, and ``OSError`` with a
   full-disk / file-too-large / read-only errno (exit 1);
-- ``rasterio.errors.RasterioError`` (GDAL's messages name the file; exit 1);
+- ``rasterio.errors.RasterioError`` and GDAL's own errors (``CPLE_BaseError``) (exit 1);
 - a ``ValueError``, ``KeyError`` or ``RuntimeError`` *raised by skysense's own code* (the innermost frame of its
   traceback is in the ``skysense`` package): those are the checks that name a file or an option. The same types
   raised inside torch or numpy are bugs and keep their traceback.
@@ -55,6 +55,20 @@ class InputError(SkysenseError, ValueError):
     exit_code = DATA
 
 
+class OutputError(SkysenseError, OSError):
+    """Output could not be written (a full disk, a file-size limit, no permission), naming the file (exit code 1)."""
+
+    exit_code = DATA
+
+    @classmethod
+    def writing(cls, path: str | Path, what: str, err: BaseException) -> OutputError:
+        """The error for a failed write of ``what`` to ``path`` caused by ``err``."""
+        return cls(
+            f"{path}: cannot write {what} ({one_line(err)}); free space on the disk (or raise the file-size limit, "
+            "or fix the folder's permissions) and run again"
+        )
+
+
 class Interrupted(SkysenseError):
     """A run stopped by Ctrl-C; the message says what was kept and the exact command that resumes it."""
 
@@ -83,11 +97,10 @@ def expected_exit_code(err: BaseException) -> int | None:
         return DATA
     if isinstance(err, OSError) and err.errno in _DISK_ERRNOS:
         return DATA
-    try:
-        from rasterio.errors import RasterioError
-    except ImportError:  # pragma: no cover - rasterio is a dependency
-        RasterioError = ()  # noqa: N806
-    if RasterioError and isinstance(err, RasterioError):
+    from rasterio._err import CPLE_BaseError  # GDAL's errors, raised by rasterio as they are
+    from rasterio.errors import RasterioError
+
+    if isinstance(err, (RasterioError, CPLE_BaseError)):
         return DATA
     if isinstance(err, (ValueError, KeyError, RuntimeError)) and _raised_by_skysense(err):
         return DATA

@@ -112,7 +112,8 @@ def _run(args: argparse.Namespace, kind: str, command: str, argv: Sequence[str])
             raise Interrupted(
                 f"interrupted: {notes.split(';')[0]}; resume with: {_resume_command(command, argv)}"
             ) from None
-        raise Interrupted(f"interrupted before a chunk row was finished; {notes}; run the same command again") from None
+        kept = f"; {notes}" if notes else ""
+        raise Interrupted(f"interrupted before a chunk row was finished{kept}; run the same command again") from None
     print(
         f"wrote {report.output}: {report.tiles} tiles ({report.skipped} without valid pixels skipped), "
         f"{report.megapixels:.2f} MP in {report.seconds:.1f} s ({report.megapixels_per_second:.2f} MP/s); "

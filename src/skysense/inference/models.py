@@ -9,11 +9,14 @@ per-location embeddings, loaded from any checkpoint skysense writes.
 Embeddings are the fused representation concat[F, F_geo] on the Sentinel grid (one vector per 32 × 32 HR pixels,
 or per Sentinel pixel without an HR image) when the model has the temporal fusion, else the HR encoder's last stage
 (stride 32).
+
+A task checkpoint names its task class (``skysense_task``, written by
+:meth:`~skysense.tasks.base.BackboneTask.on_save_checkpoint`); only skysense's own tasks (:data:`TASK_CLASSES`) are
+accepted, by full dotted path or bare class name, and nothing a checkpoint names is ever imported.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +25,19 @@ import torch
 from torch import nn
 
 from skysense.batch import SkySenseInput
+from skysense.errors import InputError
 from skysense.heads.classification import masked_mean
 from skysense.models.registry import get_config
 from skysense.models.skysense import SkySense
-from skysense.models.weights import from_pretrained, load_backbone_weights
+from skysense.models.weights import from_pretrained, load_backbone_weights, read_torch_checkpoint
+
+# The task checkpoints skysense loads: class name -> module (a fixed list; a checkpoint's text is never imported)
+TASK_CLASSES: dict[str, str] = {
+    "ClassificationTask": "skysense.tasks.classification",
+    "SegmentationTask": "skysense.tasks.segmentation",
+    "ChangeDetectionTask": "skysense.tasks.change_detection",
+    "DetectionTask": "skysense.tasks.detection",
+}
 
 
 @dataclass
@@ -74,22 +86,49 @@ class SceneModel:
         return features.float()
 
 
+def _task_classes() -> dict[str, type]:
+    """The classes of :data:`TASK_CLASSES` (imported here, as the tasks pull in Lightning; a test checks that each
+    class's module is the one listed there)."""
+    from skysense.tasks.change_detection import ChangeDetectionTask
+    from skysense.tasks.classification import ClassificationTask
+    from skysense.tasks.detection import DetectionTask
+    from skysense.tasks.segmentation import SegmentationTask
+
+    return {cls.__name__: cls for cls in (ClassificationTask, SegmentationTask, ChangeDetectionTask, DetectionTask)}
+
+
 def _task_class(checkpoint: dict[str, Any], path: Path) -> type:
+    """The task class a checkpoint names, from the allowlist :data:`TASK_CLASSES`.
+
+    Raises:
+        InputError: naming the checkpoint and the value when it is not one of skysense's tasks (nothing is imported),
+            or when an old checkpoint without ``skysense_task`` has no task options to tell its task by.
+    """
     name = checkpoint.get("skysense_task")
     if name is None:  # checkpoints written before the class was stored: tell the tasks apart by their options
         hp = checkpoint.get("hyper_parameters", {})
         if "anchor_sizes" in hp:
-            name = "skysense.tasks.detection.DetectionTask"
+            name = "DetectionTask"
         elif "merge" in hp:
-            name = "skysense.tasks.change_detection.ChangeDetectionTask"
+            name = "ChangeDetectionTask"
         elif "ignore_index" in hp:
-            name = "skysense.tasks.segmentation.SegmentationTask"
+            name = "SegmentationTask"
         elif "num_classes" in hp:
-            name = "skysense.tasks.classification.ClassificationTask"
+            name = "ClassificationTask"
         else:
-            raise ValueError(f"{path}: not a skysense task checkpoint (no task class, no task options)")
-    module, _, cls = name.rpartition(".")
-    return getattr(importlib.import_module(module), cls)
+            raise InputError(
+                f"{path}: not a skysense task checkpoint (no task class, no task options); give a checkpoint "
+                "written by `skysense fit`"
+            )
+    module, _, class_name = name.rpartition(".") if isinstance(name, str) else ("", "", "")
+    if class_name not in TASK_CLASSES or module not in ("", TASK_CLASSES[class_name]):
+        shown = repr(name) if len(repr(name)) <= 120 else f"{repr(name)[:100]}… ({len(repr(name))} characters)"
+        allowed = ", ".join(f"{module}.{cls}" for cls, module in TASK_CLASSES.items())
+        raise InputError(
+            f"{path}: its 'skysense_task' is {shown}, not a skysense task; skysense loads only its own tasks "
+            f"({allowed}, or their bare class names): give a checkpoint written by `skysense fit`"
+        )
+    return _task_classes()[class_name]
 
 
 def _backbone_modalities(backbone: SkySense) -> list[str]:
@@ -147,7 +186,10 @@ def load_scene_model(
             (fused when the model has the fusion, else HR, else the Sentinel encoder it has).
 
     Raises:
-        FileNotFoundError / ValueError: naming the file and what it holds.
+        FileNotFoundError: no file at ``path``.
+        InputError: naming the file: empty, truncated or corrupt; holding pickled objects other than tensors; not
+            a skysense checkpoint, or naming a task class that is not one of skysense's (:data:`TASK_CLASSES`).
+        ValueError: a ``kind``/``source`` the checkpoint cannot give, naming it.
     """
     path = Path(path)
     if not path.is_file():
@@ -158,9 +200,12 @@ def load_scene_model(
         if kind == "classes":
             raise ValueError(f"{path} holds encoder weights only; class maps need a fine-tuned segmentation checkpoint")
         return _embedding_model(from_pretrained(path), f"weights {path.name}", ratio, sentinel_reference, source)
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = read_torch_checkpoint(path)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"{path} is not a Lightning checkpoint (no state_dict)")
+        raise InputError(
+            f"{path}: not a Lightning checkpoint (no 'state_dict'); give a checkpoint written by `skysense fit` or "
+            "`skysense pretrain`, or a .safetensors file of skysense.save_pretrained"
+        )
     state = checkpoint["state_dict"]
     if any(key.startswith("meta.") for key in state):  # a pretraining checkpoint
         if kind == "classes":

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from skysense.errors import OutputError
+
 FULL_HASH_BYTES = 1 << 30  # files up to 1 GiB are hashed whole (about 0.5-1 s per GiB)
 SAMPLES = 256  # pieces hashed in larger files
 PIECE = 1 << 20
@@ -62,12 +64,15 @@ def write_bytes_durably(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that after a crash ``path`` holds either its old content or ``data``."""
     path = Path(path)
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    fsync_dir(path.parent)
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        fsync_dir(path.parent)
+    except OSError as err:
+        raise OutputError.writing(path, "the run state", err) from err
 
 
 def file_fingerprint(path: str | Path) -> dict[str, Any]:
@@ -126,14 +131,14 @@ class RunState:
         inputs: :func:`fingerprint_files` of the input files and the checkpoint.
         rows_done: the last chunk row whose output and carried strips are durable (-1: none).
         valid_pixels: valid output pixels written in rows ``0 … rows_done``.
-        tiles_run: tiles with valid input pixels run in rows ``0 … rows_done``.
+        tiles_with_input: tiles with some valid input pixel in rows ``0 … rows_done``.
     """
 
     settings: dict[str, Any]
     inputs: dict[str, list[dict[str, Any]]]
     rows_done: int = -1
     valid_pixels: int = 0
-    tiles_run: int = 0
+    tiles_with_input: int = 0
     version: int = field(default=STATE_VERSION)
 
     @staticmethod
@@ -144,7 +149,7 @@ class RunState:
         """Write atomically and durably (rule 2 of the module docstring)."""
         payload = {"version": self.version, "settings": self.settings, "inputs": self.inputs,
                    "rows_done": self.rows_done, "valid_pixels": self.valid_pixels,
-                   "tiles_run": self.tiles_run}  # fmt: skip
+                   "tiles_with_input": self.tiles_with_input}  # fmt: skip
         write_bytes_durably(self.path(scratch), json.dumps(payload, indent=1).encode())
 
     @classmethod
@@ -162,7 +167,7 @@ class RunState:
             if payload.get("version") != STATE_VERSION:
                 raise ValueError(f"version {payload.get('version')}, expected {STATE_VERSION}")
             return cls(payload["settings"], payload["inputs"], int(payload["rows_done"]),
-                       int(payload["valid_pixels"]), int(payload["tiles_run"]), STATE_VERSION)  # fmt: skip
+                       int(payload["valid_pixels"]), int(payload["tiles_with_input"]), STATE_VERSION)  # fmt: skip
         except (ValueError, KeyError, TypeError) as err:
             raise ValueError(
                 f"{path}: not a resumable run state of this skysense version ({err}); run without --resume to "

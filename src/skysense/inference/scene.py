@@ -317,7 +317,10 @@ def predict_scene(
 
     start = time.perf_counter()
     with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * 2**20):
-        TileReader(sources, modalities, model.hr_channels).close()  # refuse bad inputs before the first tile
+        first = TileReader(sources, modalities, model.hr_channels)  # refuse bad inputs before the first tile
+        first.close()
+        if "hr" in modalities:
+            tags["SKYSENSE_HR_BANDS"] = ",".join(map(str, first.hr_bands))
         settings = json.loads(json.dumps({
             "model": model.description, "kind": kind, "tile": tile, "overlap": overlap, "chunk": chunk,
             "block": block, "compress": compress, "batch_size": batch_size, "precision": precision,
@@ -330,17 +333,9 @@ def predict_scene(
         if state is None:
             shutil.rmtree(scratch, ignore_errors=True)
             state = RunState(settings, fingerprints)
-        scratch.mkdir(parents=True, exist_ok=True)
         model.network.to(device)
         n_rows, n_cols = layout.chunk_grid
         row_spans = [(a, a * chunk, min(chunk, out_grid.height - a * chunk)) for a in range(n_rows)]
-        writer = SceneWriter(output, out_grid, kind, model.channels, scratch, model.class_names, tags, compress,
-                             block)  # fmt: skip
-        blender = ChunkedBlender(layout, model.channels, writer.write, scratch=scratch, device=device)
-        for a in range(state.rows_done + 1, n_rows):  # strips an interrupted run saved past its last recorded row
-            blender.drop_strips(a)
-        blender.drop_strips(state.rows_done - 1)
-        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skysense-read") if workers else None
         prefetch = max(prefetch, workers)
         local, readers, lock = threading.local(), [], threading.Lock()
 
@@ -355,15 +350,30 @@ def predict_scene(
         skipped = 0
         discard = False  # a failure after which a resume is impossible: remove the scratch folder in any case
         pending: list[Future] = []
+        writer: SceneWriter | None = None
+        blender: ChunkedBlender | None = None
+        executor: ThreadPoolExecutor | None = None
         try:
+            scratch.mkdir(parents=True, exist_ok=True)
+            writer = SceneWriter(output, out_grid, kind, model.channels, scratch, model.class_names, tags, compress,
+                                 block)  # fmt: skip
+            blender = ChunkedBlender(layout, model.channels, writer.write, scratch=scratch, device=device)
+            for a in range(state.rows_done + 1, n_rows):  # strips a killed run saved past its last recorded row
+                blender.drop_strips(a)
+            blender.drop_strips(state.rows_done - 1)
+            if workers:
+                executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skysense-read")
             chunks = [chunk_tiles for chunk_tiles in layout.chunks() if chunk_tiles[0] > state.rows_done]
             flat = [(index, r, c) for index, (_, _, tiles) in enumerate(chunks) for r, c in tiles]
 
-            def read_batch(items: list[tuple[int, int, int]]) -> tuple[list, list, list[int], SkySenseInput | None]:
-                read = [reader().read(r * stride, c * stride, tile) for _, r, c in items]
+            def read_batch(items: list[tuple[int, int, int]]) -> tuple[list, list, list[int], SkySenseInput | None, int]:
+                read, with_input = [], 0
+                for _, r, c in items:
+                    read.append(reader().read(r * stride, c * stride, tile))
+                    with_input += reader().input_valid
                 run = [i for i, (_, valid) in enumerate(read) if valid.any()]  # tiles with no valid pixel: not run
                 stacked = stack_inputs([read[i][0] for i in run]) if run else None  # here, off the model's thread
-                return items, read, run, stacked
+                return items, read, run, stacked, with_input
 
             batches = _batches(flat, batch_size, lambda item: chunks[item[0]][0])
             for items in batches:
@@ -375,10 +385,10 @@ def predict_scene(
 
                 bar = tqdm(total=len(flat), unit="tile", desc=f"{output.name}", smoothing=0.1)
             current = -1
-            tiles_run = 0  # tiles with valid input run since the last recorded chunk row
+            tiles_with_input = 0  # tiles with some valid input pixel since the last recorded chunk row
 
             def advance_to(target: int) -> None:
-                nonlocal current, tiles_run
+                nonlocal current, tiles_with_input
                 while current < target:
                     if current >= 0:
                         blender.finish_chunk()
@@ -387,8 +397,8 @@ def predict_scene(
                             blender.sync_strips()
                             writer.finish_row()
                             state.rows_done, state.valid_pixels = a, state.valid_pixels + writer.valid_pixels
-                            state.tiles_run += tiles_run
-                            writer.valid_pixels = tiles_run = 0
+                            state.tiles_with_input += tiles_with_input
+                            writer.valid_pixels = tiles_with_input = 0
                             state.save(scratch)
                             blender.drop_strips(a - 1)
                         if on_chunk is not None:
@@ -401,12 +411,12 @@ def predict_scene(
                         blender.start_chunk(a, b)
 
             while pending:
-                items, read, run, stacked = pending.pop(0).result()
+                items, read, run, stacked, with_input = pending.pop(0).result()
                 nxt = next(batches, None)
                 if nxt is not None:
                     pending.append(_submit(executor, read_batch, nxt))
                 skipped += len(items) - len(run)
-                tiles_run += len(run)
+                tiles_with_input += with_input
                 outputs = None
                 if run:
                     inputs_batch = stacked.to(device)
@@ -426,12 +436,13 @@ def predict_scene(
                     bar.update(len(items))
                     bar.set_postfix(skipped=skipped, refresh=False)
             advance_to(len(chunks))
-            if state.valid_pixels == 0 and state.tiles_run > 0:
+            if state.valid_pixels == 0 and state.tiles_with_input > 0:
                 discard = True
                 raise InputError(
-                    f"{output}: the prediction has no valid pixel although {state.tiles_run} tiles had valid input "
-                    f"pixels (too few per output pixel at stride {stride}, or Sentinel frames below the valid "
-                    f"fraction {sources.min_valid_fraction}); check the inputs' nodata/masks and co-registration"
+                    f"{output}: the prediction has no valid pixel although {state.tiles_with_input} tiles have valid "
+                    f"input pixels (too few valid pixels per output pixel at stride {stride}, or every Sentinel frame "
+                    f"below the valid fraction {sources.min_valid_fraction} of a tile); check the inputs' "
+                    "nodata/masks and co-registration"
                 )
             now = fingerprint_files({**inputs, **({"checkpoint": [Path(checkpoint)]} if checkpoint else {})})
             changed = fingerprint_changes(fingerprints, now)
@@ -445,11 +456,13 @@ def predict_scene(
         except BaseException as err:
             for future in pending:
                 future.cancel()
-            writer.abort()
+            if writer is not None:
+                writer.abort()
             if executor is not None:
                 executor.shutdown(wait=True)
                 executor = None
-            blender.close()
+            if blender is not None:
+                blender.close()
             if state.rows_done >= 0 and not discard:
                 _add_note(err, f"kept {state.rows_done + 1} of {n_rows} finished chunk rows in {scratch}; add "
                                "--resume to the same command to continue")  # fmt: skip
@@ -462,7 +475,8 @@ def predict_scene(
                 executor.shutdown(wait=True)
             if bar is not None:
                 bar.close()
-            blender.close()
+            if blender is not None:
+                blender.close()
             for open_reader in readers:
                 open_reader.close()
         shutil.rmtree(scratch, ignore_errors=True)

@@ -30,6 +30,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from skysense.batch import SkySenseInput
+from skysense.data.bands import hr_bands_from_tags
 from skysense.data.dates import acquisition_date, check_series_dates, parse_date
 from skysense.data.readers import Grid, RasterFile, _series_files, raster_info, read_time_series, resolve_bands
 from skysense.data.sensors import HR_RGB, HR_RGBN, Sensor, check_units, get_sensor
@@ -95,8 +96,9 @@ class SceneSources:
 
     Attributes:
         hr: the HR image (GeoTIFF/COG of any size), or None.
-        hr_bands: 1-based band indexes or names of the HR image, in the model's order (default: its first 3 or 4
-            data bands, red, green, blue[, nir]).
+        hr_bands: 1-based band indexes or names of the HR image, in the model's order (default: the bands its
+            colour interpretation or band descriptions name red, green, blue[, nir] — a BGR file is read as RGB,
+            contradicting tags are refused, see :mod:`skysense.data.bands` —, else its first 3 or 4 data bands).
         s2, s1: Sentinel time series, or None.
         ratio: HR pixels per Sentinel pixel along each axis.
         min_valid_fraction: a Sentinel frame counts for a tile when at least this share of its pixels inside the
@@ -185,6 +187,7 @@ class TileReader:
         if missing:
             raise ValueError(f"the model reads {missing} but the scene has only {sources.modalities}")
         self.grid = sources.grid
+        self.input_valid = False  # set by read()
         self._hr: RasterFile | None = None
         self.hr_sensor: Sensor | None = None
         if "hr" in self.modalities:
@@ -192,8 +195,11 @@ class TileReader:
             info = self._hr.info
             channels = hr_channels or 3
             self.hr_sensor = _hr_sensor(channels)
+            tagged = None if sources.hr_bands is not None else hr_bands_from_tags(info, channels)
             if sources.hr_bands is not None:
                 self.hr_bands = resolve_bands(info, sources.hr_bands)
+            elif tagged is not None:  # the file's colour interpretation / band names say which band is which
+                self.hr_bands = tagged
             else:
                 data = info.data_bands
                 if len(data) < channels:
@@ -241,6 +247,7 @@ class TileReader:
         frame_ok = valid.reshape(len(valid), -1).sum(axis=1) >= self.sources.min_valid_fraction * max(inside, 1)
         pixel_valid = (valid & frame_ok[:, None, None]).any(axis=0)
         days = day_of_year_index(series.dates)
+        self.input_valid = self.input_valid or bool(valid.any())
         return torch.from_numpy(normalised), days, torch.from_numpy(frame_ok), pixel_valid
 
     def read(self, row: int, col: int, size: int) -> tuple[dict[str, torch.Tensor], np.ndarray]:
@@ -250,10 +257,13 @@ class TileReader:
         Returns:
             (fields of one :class:`SkySenseInput` sample without the batch axis — hr (C, size, size), s2/s1
             (T, C, h, w) with their day_of_year (T,) and valid (T,) —, pixel validity (size, size) bool on the
-            reference grid).
+            reference grid). After the call, :attr:`input_valid` says whether any input pixel of the tile was valid
+            before the frames below ``min_valid_fraction`` were dropped (a tile can have valid input and still no
+            valid pixel).
         """
         fields: dict[str, torch.Tensor] = {}
         pixel_valid: np.ndarray | None = None
+        self.input_valid = False
         if "hr" in self.modalities:
             raster = self._hr.read(self.hr_bands, Window(col, row, size, size), boundless=True)
             valid = raster.valid.all(axis=0)  # a pixel counts when every band is valid
@@ -261,6 +271,7 @@ class TileReader:
             normalised = self.hr_sensor.normalize(values, f"{self.sources.hr} window ({row}, {col})", False)
             fields["hr"] = torch.from_numpy(np.where(valid[None], normalised, 0.0).astype(np.float32))
             pixel_valid = valid
+            self.input_valid = bool(valid.any())
         for name in SENTINEL:
             if name not in self.modalities:
                 continue

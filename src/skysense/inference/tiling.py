@@ -32,15 +32,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from skysense.errors import OutputError
+
 
 def _save_durably(path: Path, array: np.ndarray) -> None:
     """``np.save`` under a temporary name, fsync, rename: a strip file on disk is always complete."""
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as handle:
-        np.save(handle, array)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as handle:
+            np.save(handle, array)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as err:
+        raise OutputError.writing(path, "a carried strip of the blended tiles", err) from err
 
 
 def tile_origins(length: int, tile: int, stride: int, align: int = 1) -> list[int]:

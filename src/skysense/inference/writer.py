@@ -16,16 +16,21 @@ the tags as ``SKYSENSE_RESOLUTION``).
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio._err import CPLE_BaseError
+from rasterio.errors import RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from skysense.data.readers import Grid
+from skysense.errors import OutputError
 from skysense.inference.resume import durable_replace
 
 CLASS_NODATA = 255
@@ -55,6 +60,18 @@ def argmax_classes(values: np.ndarray) -> np.ndarray:
         best[better] = values[index][better]
         classes[better] = index
     return classes
+
+
+@contextmanager
+def _writing(path: str | Path, what: str) -> Iterator[None]:
+    """Turn a failed write (a full disk, a file-size limit, permissions: GDAL's or the OS's error) into an
+    :class:`~skysense.errors.OutputError` naming the file."""
+    try:
+        yield
+    except (OSError, RasterioError, CPLE_BaseError) as err:
+        if isinstance(err, OutputError):
+            raise
+        raise OutputError.writing(path, what, err) from err
 
 
 def scratch_path(output: Path) -> Path:
@@ -135,7 +152,8 @@ class SceneWriter:
             raise RuntimeError("finish_row before start_row")
         transform = self.grid.transform @ Affine.translation(0, row0)
         temporary = self.row_file(a).with_suffix(".tif.tmp")
-        self._dst = rasterio.open(temporary, "w", height=height, transform=transform, **self.profile)
+        with _writing(temporary, f"chunk row {a} of the output"):
+            self._dst = rasterio.open(temporary, "w", height=height, transform=transform, **self.profile)
         self._row = (a, row0, height)
 
     def write(self, row: int, col: int, values: np.ndarray, valid: np.ndarray) -> None:
@@ -145,11 +163,11 @@ class SceneWriter:
             raise RuntimeError("start_row before write")
         window = Window(col, row - self._row[1], values.shape[-1], values.shape[-2])
         if self.kind == "classes":
-            classes = argmax_classes(values)
-            classes[~valid] = CLASS_NODATA
-            self._dst.write(classes[None], window=window)
+            out = argmax_classes(values)[None]
+            out[:, ~valid] = CLASS_NODATA
         else:
             out = np.where(valid[None], values, np.nan).astype(np.float32)
+        with _writing(self._dst.name, f"chunk row {self._row[0]} of the output"):
             self._dst.write(out, window=window)
         self.valid_pixels += int(valid.sum())
 
@@ -158,10 +176,11 @@ class SceneWriter:
         if self._dst is None or self._row is None:
             raise RuntimeError("finish_row without start_row")
         temporary = Path(self._dst.name)
-        self._dst.close()
-        self._dst = None
         final = self.row_file(self._row[0])
-        durable_replace(temporary, final)
+        with _writing(temporary, f"chunk row {self._row[0]} of the output"):
+            self._dst.close()
+            self._dst = None
+            durable_replace(temporary, final)
         self._row = None
         return final
 
@@ -169,7 +188,10 @@ class SceneWriter:
         """Close the open row file without keeping it (the finished rows stay, the output is untouched)."""
         if self._dst is not None:
             name = Path(self._dst.name)
-            self._dst.close()
+            try:
+                self._dst.close()
+            except (OSError, RasterioError, CPLE_BaseError):
+                pass  # the file is dropped anyway
             self._dst = None
             name.unlink(missing_ok=True)
 
@@ -217,12 +239,13 @@ class SceneWriter:
         staging = scratch / "output.tif"
         resampling = "NEAREST" if self.kind == "classes" else "AVERAGE"
         predictor = "YES" if self.kind == "classes" else "FLOATING_POINT"
-        rasterio.shutil.copy(
-            vrt, staging, driver="COG", COMPRESS=self.compress.upper(), BLOCKSIZE=self.block,
-            RESAMPLING=resampling, OVERVIEW_RESAMPLING=resampling, PREDICTOR=predictor, BIGTIFF="IF_SAFER",
-        )  # fmt: skip
-        self.output.parent.mkdir(parents=True, exist_ok=True)
-        durable_replace(staging, self.output)
+        with _writing(staging, "the Cloud-Optimized GeoTIFF"):
+            rasterio.shutil.copy(
+                vrt, staging, driver="COG", COMPRESS=self.compress.upper(), BLOCKSIZE=self.block,
+                RESAMPLING=resampling, OVERVIEW_RESAMPLING=resampling, PREDICTOR=predictor, BIGTIFF="IF_SAFER",
+            )  # fmt: skip
+        with _writing(self.output, "the output"):
+            durable_replace(staging, self.output)
         return self.output
 
 
