@@ -17,11 +17,12 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import skysense
-from skysense.errors import INTERRUPTED, ArgumentParser, expected_exit_code, one_line
+from skysense.errors import INTERRUPTED, ArgumentParser, UsageError, expected_exit_code, one_line
 from skysense.models.registry import count_parameters, create_model, get_config, list_presets
 
 
@@ -60,16 +61,26 @@ def pretrain_main(argv: Sequence[str]) -> int:
     from skysense.pretrain.datamodule import PretrainDataModule
     from skysense.tasks.pretrain import PretrainTask
 
-    with warnings.catch_warnings():  # we pass the command line on as ``args`` on purpose
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    with warnings.catch_warnings(), _one_line_parse_errors("skysense pretrain"):
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # we pass argv on on purpose
         LightningCLI(
             PretrainTask,
             PretrainDataModule,
             args=["fit", *argv],
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"prog": "skysense pretrain"},
+            parser_kwargs={"prog": "skysense pretrain", "exit_on_error": False},
         )
     return 0
+
+
+@contextmanager
+def _one_line_parse_errors(prog: str) -> Iterator[None]:
+    """LightningCLI's (jsonargparse's) option errors as a :class:`~skysense.errors.UsageError` (one line, exit 2)
+    instead of a usage block."""
+    try:
+        yield
+    except argparse.ArgumentError as err:
+        raise UsageError(f"{err}; see `{prog} --help`") from None
 
 
 TASK_COMMANDS = ("fit", "validate", "test", "predict")
@@ -82,7 +93,7 @@ def task_main(command: str, argv: Sequence[str]) -> int:
     from lightning.pytorch import LightningDataModule, LightningModule
     from lightning.pytorch.cli import LightningCLI
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _one_line_parse_errors(f"skysense {command}"):
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         LightningCLI(
             LightningModule,
@@ -91,7 +102,7 @@ def task_main(command: str, argv: Sequence[str]) -> int:
             subclass_mode_data=True,
             args=[command, *argv],
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"prog": f"skysense {command}"},
+            parser_kwargs={"prog": f"skysense {command}", "exit_on_error": False},
         )
     return 0
 

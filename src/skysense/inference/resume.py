@@ -35,17 +35,8 @@ PIECE = 1 << 20
 STATE_VERSION = 2
 
 
-def fsync_dir(folder: str | Path) -> None:
-    """Make a rename or a deletion in ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: str | Path) -> None:
-    """Flush a closed file's data to the disk."""
+def fsync_path(path: str | Path) -> None:
+    """Flush a closed file's data to the disk, or make a rename or deletion in a folder durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -55,9 +46,9 @@ def fsync_file(path: str | Path) -> None:
 
 def durable_replace(temporary: str | Path, final: str | Path) -> None:
     """fsync ``temporary`` (a closed, complete file), rename it onto ``final`` and fsync the folder."""
-    fsync_file(temporary)
+    fsync_path(temporary)
     os.replace(temporary, final)
-    fsync_dir(Path(final).parent)
+    fsync_path(Path(final).parent)
 
 
 def write_bytes_durably(path: str | Path, data: bytes) -> None:
@@ -70,7 +61,7 @@ def write_bytes_durably(path: str | Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-        fsync_dir(path.parent)
+        fsync_path(path.parent)
     except OSError as err:
         raise OutputError.writing(path, "the run state", err) from err
 

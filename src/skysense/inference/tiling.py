@@ -257,9 +257,9 @@ class ChunkedBlender:
             future.result()
         self._saving.clear()
         if any(True for _ in self.scratch.glob("strip_*.npy")):
-            from skysense.inference.resume import fsync_dir
+            from skysense.inference.resume import fsync_path
 
-            fsync_dir(self.scratch)
+            fsync_path(self.scratch)
 
     def drop_strips(self, a: int) -> None:
         """Delete the strips chunk row ``a`` carried down (once the row below is finished and recorded)."""
