@@ -113,9 +113,7 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(
-        prog="skysense", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
+    parser = ArgumentParser(prog="skysense", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     models = sub.add_parser("models", help="list presets with per-module parameter counts")
     models.set_defaults(func=cmd_models)
@@ -165,7 +163,7 @@ def _dispatch(argv: list[str]) -> int:
 
 
 def _command_name(argv: Sequence[str]) -> str:
-    """"skysense predict", "skysense data index", or "skysense" (named in one-line error messages)."""
+    """ "skysense predict", "skysense data index", or "skysense" (named in one-line error messages)."""
     words = [a for a in argv[:2] if not a.startswith("-")]
     known = {"models", "demo", "pretrain", *TASK_COMMANDS, "embed", "export", "version", "data"}
     if not words or words[0] not in known:

@@ -125,6 +125,7 @@ def one_line(err: BaseException) -> str:
 # Command-line parsing that reports in one line
 # ------------------------------------------------------------------------------------------------------------------
 
+
 class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose errors are a :class:`UsageError` (one line, exit code 2) instead of a
     usage block; subparsers made from it are of the same class."""

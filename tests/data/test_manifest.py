@@ -29,8 +29,8 @@ from skysense.data.manifest import (
 )
 from skysense.data.readers import read_raster
 from skysense.data.sensors import HR_RGB, S1_GRD, S2_L2A
-from skysense.errors import InputError
 from skysense.data.transforms import Compose, FillInvalid, Normalize
+from skysense.errors import InputError
 from tests.conftest import shared_path
 from tests.data.test_readers import spain, write_crop
 

@@ -24,13 +24,19 @@ def _one_line(capsys: pytest.CaptureFixture, args: list[str]) -> tuple[int, str]
     ("args", "code", "message"),
     [
         (["nonsense"], 2, "skysense: argument command: invalid choice: 'nonsense'"),
-        (["fit", "--config", "/no/such/config.yaml"], 2, "skysense fit: Parser key \"config\": File does not exist"),
-        (["pretrain", "--config", "/no/such/config.yaml"], 2, "skysense pretrain: Parser key \"config\""),
+        (["fit", "--config", "/no/such/config.yaml"], 2, 'skysense fit: Parser key "config": File does not exist'),
+        (["pretrain", "--config", "/no/such/config.yaml"], 2, 'skysense pretrain: Parser key "config"'),
         (["data", "info", "/no/such/raster.tif"], 1, "skysense data info: no raster at /no/such/raster.tif"),
-        (["predict", "--checkpoint", "/no/such.ckpt", "--hr", "/no/such.tif", "--output", "x.tif"], 1,
-         "skysense predict: no HR image at /no/such.tif"),
-        (["embed", "--checkpoint", "x.ckpt", "--output", "x.tif", "--tile", "-3"], 2,
-         "skysense embed: argument --tile: -3 is out of range; give an integer >= 1"),
+        (
+            ["predict", "--checkpoint", "/no/such.ckpt", "--hr", "/no/such.tif", "--output", "x.tif"],
+            1,
+            "skysense predict: no HR image at /no/such.tif",
+        ),
+        (
+            ["embed", "--checkpoint", "x.ckpt", "--output", "x.tif", "--tile", "-3"],
+            2,
+            "skysense embed: argument --tile: -3 is out of range; give an integer >= 1",
+        ),
     ],
 )
 def test_user_errors_are_one_line_with_their_exit_code(capsys, args: list[str], code: int, message: str) -> None:

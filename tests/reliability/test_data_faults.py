@@ -343,7 +343,10 @@ def test_real_eolearn_series_with_two_acquisitions_on_one_day(tmp_path: Path) ->
 
     dates = [dt.date.fromisoformat(t[:10]) for t in timestamps]
     names = [f"ndvi_{t[:10]}.tif" for t in timestamps]
-    with pytest.raises(InputError, match=r"^NDVI series: ndvi_2017-07-05.tif \(2017-07-05\), .* and 18 more are dated after today \(2017-06-30"):
+    with pytest.raises(
+        InputError,
+        match=r"^NDVI series: ndvi_2017-07-05.tif \(2017-07-05\), .* and 18 more are dated after today \(2017-06-30",
+    ):
         check_series_dates(dates, names, allow_duplicates=True, what="NDVI series", today=dt.date(2017, 6, 30))
 
 

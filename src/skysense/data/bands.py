@@ -92,7 +92,7 @@ def _description_identity(description: str | None) -> str | None:
 def _tags_text(info: RasterInfo) -> str:
     """``"1=blue, 2=green, 3=red 'Red band'"``: every band's colour interpretation and description."""
     parts = []
-    for index, (colour, description) in enumerate(zip(info.colorinterp, info.descriptions), start=1):
+    for index, (colour, description) in enumerate(zip(info.colorinterp, info.descriptions, strict=True), start=1):
         parts.append(f"{index}={colour}" + (f" {description!r}" if description else ""))
     return ", ".join(parts)
 
@@ -127,7 +127,7 @@ def hr_bands_from_tags(info: RasterInfo, channels: int) -> list[int] | None:
     model = _model_bands(channels)
     tags = _tags_text(info)
     identities: list[str | None] = []
-    for index, (colour, description) in enumerate(zip(info.colorinterp, info.descriptions), start=1):
+    for index, (colour, description) in enumerate(zip(info.colorinterp, info.descriptions, strict=True), start=1):
         by_colour, by_description = _colour_identity(colour), _description_identity(description)
         if by_colour and by_description and by_colour != by_description and {by_colour, by_description} & set(model):
             raise InputError(
@@ -154,7 +154,9 @@ def hr_bands_from_tags(info: RasterInfo, channels: int) -> list[int] | None:
     if len(positional) < channels:
         return None  # too few data bands: the caller's band-count check says so
     problem = None
-    for band, name in zip(positional, model):  # each band position would read: untagged, or tagged as its slot
+    for band, name in zip(
+        positional, model, strict=False
+    ):  # each band position would read: untagged, or tagged as its slot
         identity = identities[band - 1]
         if identity is not None and identity != name:
             problem = f"reading by position would put band {band} ({identity}) where the model expects {name}"
@@ -168,7 +170,7 @@ def hr_bands_from_tags(info: RasterInfo, channels: int) -> list[int] | None:
     untagged = [band for band in data_bands if identities[band - 1] is None]
     suggestion, condition = None, ""
     if len(untagged) >= len(missing):  # the tagged bands where the tags say, untagged ones (in order) for the rest
-        guessed = dict(zip(missing, untagged))
+        guessed = dict(zip(missing, untagged, strict=False))
         suggestion = [located.get(name) or guessed[name] for name in model]
         condition = " if " + " and ".join(f"band {guessed[name]} is {name}" for name in missing)
     raise InputError(

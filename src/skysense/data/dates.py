@@ -316,7 +316,7 @@ def acquisition_date(
 
 
 def _listing(items: Sequence[str], limit: int = 5) -> str:
-    """"a, b and c", or "a, b, c, d, e and 3 more" past ``limit`` items."""
+    """ "a, b and c", or "a, b, c, d, e and 3 more" past ``limit`` items."""
     shown = list(items[:limit])
     rest = len(items) - len(shown)
     if rest:

@@ -200,9 +200,7 @@ def _open_error(path: Path, err: Exception) -> UnreadableRaster:
     )
 
 
-def _read_error(
-    path: Path, err: Exception, indexes: Sequence[int], window: Window, part: str = ""
-) -> UnreadableRaster:
+def _read_error(path: Path, err: Exception, indexes: Sequence[int], window: Window, part: str = "") -> UnreadableRaster:
     """The error of a failed read of ``part`` ("" for values and masks together, or "the validity mask of ") of the
     bands ``indexes`` in ``window``."""
     rows = f"{window.row_off}:{window.row_off + window.height}"

@@ -366,7 +366,9 @@ def predict_scene(
             chunks = [chunk_tiles for chunk_tiles in layout.chunks() if chunk_tiles[0] > state.rows_done]
             flat = [(index, r, c) for index, (_, _, tiles) in enumerate(chunks) for r, c in tiles]
 
-            def read_batch(items: list[tuple[int, int, int]]) -> tuple[list, list, list[int], SkySenseInput | None, int]:
+            def read_batch(
+                items: list[tuple[int, int, int]],
+            ) -> tuple[list, list, list[int], SkySenseInput | None, int]:
                 read, with_input = [], 0
                 for _, r, c in items:
                     read.append(reader().read(r * stride, c * stride, tile))
@@ -388,7 +390,7 @@ def predict_scene(
             tiles_with_input = 0  # tiles with some valid input pixel since the last recorded chunk row
 
             def advance_to(target: int) -> None:
-                nonlocal current, tiles_with_input
+                nonlocal current, tiles_with_input, state
                 while current < target:
                     if current >= 0:
                         blender.finish_chunk()
@@ -396,10 +398,15 @@ def predict_scene(
                         if b == n_cols - 1:  # a whole chunk row: make it durable, then record it, then tidy
                             blender.sync_strips()
                             writer.finish_row()
-                            state.rows_done, state.valid_pixels = a, state.valid_pixels + writer.valid_pixels
-                            state.tiles_with_input += tiles_with_input
+                            recorded = replace(
+                                state,
+                                rows_done=a,
+                                valid_pixels=state.valid_pixels + writer.valid_pixels,
+                                tiles_with_input=state.tiles_with_input + tiles_with_input,
+                            )
+                            recorded.save(scratch)  # atomic: on a failure the previous state stays, and is reported
+                            state = recorded
                             writer.valid_pixels = tiles_with_input = 0
-                            state.save(scratch)
                             blender.drop_strips(a - 1)
                         if on_chunk is not None:
                             on_chunk(a, b)

@@ -115,7 +115,15 @@ class SceneSources:
 
     def __post_init__(self) -> None:
         if self.hr is None and self.s2 is None and self.s1 is None:
-            raise ValueError("a scene needs at least one input: an HR image, S2 files or S1 files")
+            raise UsageError("a scene needs at least one input: give --hr, --s2 or --s1")
+        if isinstance(self.ratio, bool) or not isinstance(self.ratio, int) or self.ratio < 1:
+            raise UsageError(
+                f"--ratio: {self.ratio!r} is out of range; give an integer >= 1 (HR pixels per Sentinel pixel)"
+            )
+        if not 0.0 <= self.min_valid_fraction <= 1.0:
+            raise UsageError(
+                f"min_valid_fraction: {self.min_valid_fraction!r} is out of range; give a number in [0, 1]"
+            )
         if self.hr is not None:
             self.hr = Path(self.hr)
             if not self.hr.is_file():

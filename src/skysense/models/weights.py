@@ -106,9 +106,11 @@ def load_state_dict_strict(
         for count in range(MISMATCH_EXAMPLES, 0, -1):  # fewer examples only when long names would flood the line
             parts = [
                 f"{len(keys)} {label if len(keys) == 1 else plural} {_examples(keys, count)}"
-                for keys, label, plural in ((missing, "missing key", "missing keys"),
-                                            (unexpected, "unexpected key", "unexpected keys"),
-                                            (mismatched, "shape mismatch", "shape mismatches"))  # fmt: skip
+                for keys, label, plural in (
+                    (missing, "missing key", "missing keys"),
+                    (unexpected, "unexpected key", "unexpected keys"),
+                    (mismatched, "shape mismatch", "shape mismatches"),
+                )  # fmt: skip
                 if keys
             ]
             message = f"{what}: its tensors do not match the model: {', '.join(parts)}; {fix}"
