@@ -374,15 +374,37 @@ def test_duplicate_and_future_dates_are_refused_by_predict(capsys, s1_checkpoint
     assert code == 1 and "2099-01-01" in err and "after today" in err
 
 
-def test_a_truncated_scene_is_named_and_nothing_is_left(capsys, hr_checkpoint: Path, tmp_path: Path) -> None:
-    """The real RGB.byte.tif cut to 60 % of its bytes: one line naming it, exit 1, no output and no partial files."""
-    data = shared_path(*RASTERIO, "RGB.byte.tif").read_bytes()
-    scene = tmp_path / "cut.tif"
+@pytest.mark.parametrize("name", ["RGB.byte.tif", "cogeo.tif"])
+def test_a_truncated_scene_is_named_and_nothing_is_left(capsys, hr_checkpoint: Path, tmp_path: Path, name: str) -> None:
+    """A real raster cut to 60 % of its bytes: RGB.byte.tif loses its header, the COG cogeo.tif keeps it (it opens,
+    its last blocks are gone). Refused before any work in one line naming the file, exit 1; no output, no partial
+    files."""
+    data = shared_path(*RASTERIO, name).read_bytes()
+    scene = tmp_path / f"cut_{name}"
     scene.write_bytes(data[: int(len(data) * 0.6)])
     output = tmp_path / "map.tif"
     code, err = _run(capsys, *_predict(hr_checkpoint, scene, output))
-    assert code == 1 and str(scene) in err
+    assert code == 1 and str(scene) in err and "re-download or re-export" in err
     assert sorted(tmp_path.iterdir()) == [scene]
+
+
+def test_a_truncated_sentinel_file_is_refused_before_any_work(capsys, s1_checkpoint: Path, tmp_path: Path) -> None:
+    """One of two real S1 dates cut to 95 % of its bytes (tiled, so it opens and its first block reads)."""
+    chips = shared_path(*S1_CHIPS)
+    with rasterio.open(chips / "Spain_6860600_S1Hand.tif") as src:
+        profile, values = src.profile, src.read()
+    profile.update(tiled=True, blockxsize=256, blockysize=256, interleave="band", compress=None)
+    profile.pop("compress")
+    good, cut = tmp_path / "s1_20190918.tif", tmp_path / "s1_20190930.tif"
+    for path in (good, cut):
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(values)
+    cut.write_bytes(cut.read_bytes()[: int(cut.stat().st_size * 0.95)])
+    output = tmp_path / "water.tif"
+    code, err = _run(capsys, "predict", "--checkpoint", s1_checkpoint, "--s1", good, cut, "--output", output,
+                     "--no-progress")  # fmt: skip
+    assert code == 1 and f"{cut}: cannot read rows" in err and "band 2" in err
+    assert sorted(tmp_path.iterdir()) == sorted([good, cut])
 
 
 # ----------------------------------------------------------------------------------------------------------------

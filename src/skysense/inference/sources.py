@@ -32,7 +32,15 @@ from rasterio.windows import Window
 from skysense.batch import SkySenseInput
 from skysense.data.bands import hr_bands_from_tags
 from skysense.data.dates import acquisition_date, check_series_dates, parse_date
-from skysense.data.readers import Grid, RasterFile, _series_files, raster_info, read_time_series, resolve_bands
+from skysense.data.readers import (
+    Grid,
+    RasterFile,
+    _series_files,
+    check_readable,
+    raster_info,
+    read_time_series,
+    resolve_bands,
+)
 from skysense.data.sensors import HR_RGB, HR_RGBN, Sensor, check_units, get_sensor
 from skysense.errors import UsageError
 from skysense.layers.date_encoding import day_of_year_index
@@ -183,7 +191,9 @@ class TileReader:
         sources: the scene's inputs.
         hr_channels: channels of the model's HR encoder (3 or 4), when it reads the HR image.
         modalities: the inputs the model reads (a subset of ``sources.modalities``).
-        check_scene: check the whole HR image's units once (:func:`check_hr_scene`) on opening.
+        check_scene: on opening, read the first and last block of every band of every input file
+            (:func:`~skysense.data.readers.check_readable`: a truncated file is refused before any work) and check
+            the whole HR image's units once (:func:`check_hr_scene`).
     """
 
     def __init__(
@@ -219,7 +229,15 @@ class TileReader:
             if len(self.hr_bands) != channels:
                 raise ValueError(f"{sources.hr}: {len(self.hr_bands)} HR bands selected, the model takes {channels}")
             if check_scene:
+                unreadable = self._hr.unreadable_block()  # a truncated scene is refused before any work
+                if unreadable is not None:
+                    raise unreadable
                 check_hr_scene(sources.hr, self.hr_bands, self.hr_sensor)
+        if check_scene:
+            for name in SENTINEL:
+                if name in self.modalities:
+                    for path in getattr(sources, name).files:
+                        check_readable(path)
 
     def close(self) -> None:
         if self._hr is not None:
