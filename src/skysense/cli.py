@@ -184,7 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not debug:  # GDAL's messages reach the user as the one-line error they cause, not as log lines before it
         logging.getLogger("rasterio").setLevel(logging.CRITICAL)
     try:
-        return _dispatch(argv)
+        with warnings.catch_warnings():
+            if not debug:  # a warning (an assumption made about the data) is one line too
+                warnings.showwarning = lambda message, *rest, **kw: print(
+                    f"{command}: warning: {message}", file=sys.stderr
+                )
+            return _dispatch(argv)
     except KeyboardInterrupt:
         if debug:
             raise

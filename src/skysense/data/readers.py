@@ -45,7 +45,7 @@ from rasterio.windows import Window
 
 from skysense.data.collate import TimeSeries
 from skysense.data.dates import acquisition_date, check_series_dates, parse_date
-from skysense.data.sensors import Sensor, s2_l1c_to_model_bands, to_model
+from skysense.data.sensors import SENSORS, Sensor, s2_l1c_to_model_bands, to_model
 from skysense.errors import InputError
 
 Bounds = tuple[float, float, float, float]  # (left, bottom, right, top) in a raster's CRS
@@ -215,6 +215,8 @@ def _read_error(path: Path, err: Exception, indexes: Sequence[int], window: Wind
 
 
 def _check_exists(path: Path) -> None:
+    if str(path).startswith("/vsi"):  # a GDAL virtual file (inside a zip, on a URL): GDAL says if it is missing
+        return
     if not path.is_file():
         where = "" if path.parent.is_dir() else f" (folder {path.parent} does not exist either)"
         raise FileNotFoundError(f"no raster at {path}{where}")
@@ -888,7 +890,12 @@ def _series_files(files: str | Path | Sequence[str | Path], pattern: str = "*.ti
         if not found:
             raise FileNotFoundError(f"no file matching {pattern!r} in {folder}")
         return found
-    return [Path(f) for f in files]
+    return [Path(f) if isinstance(f, (str, Path)) else f for f in files]  # products (with .read) are kept
+
+
+def _is_product(item: object) -> bool:
+    """A product (e.g. :class:`skysense.data.products.S2Product`): one date read band by band, not one file."""
+    return not isinstance(item, (str, Path)) and hasattr(item, "read") and hasattr(item, "date")
 
 
 def read_time_series(
@@ -943,17 +950,27 @@ def read_time_series(
     paths = _series_files(files, pattern)
     if not paths:
         raise ValueError("no files given for the time series")
-    infos = [raster_info(p) for p in paths]
-    first = infos[0]
-    for info in infos[1:]:
-        if info.count != first.count:
+    infos = [p if _is_product(p) else raster_info(p) for p in paths]  # a product stands for its own info
+    files_only = [i for i in infos if not _is_product(i)]
+    for info in files_only[1:]:
+        if info.count != files_only[0].count:
             raise ValueError(
-                f"band counts differ within the time series: {first.path} has {first.count} bands, {info.path} has "
-                f"{info.count}"
+                f"band counts differ within the time series: {files_only[0].path} has {files_only[0].count} bands, "
+                f"{info.path} has {info.count}"
+            )
+    for product in (i for i in infos if _is_product(i)):
+        if sensor is None and bands is None:
+            raise ValueError(f"{product.source}: a product is read by band names: give the sensor or the bands")
+        if sensor is not None and SENSORS.get(product.sensor) is not sensor:
+            raise InputError(
+                f"{product.source}: a Sentinel-2 {product.level} product cannot be read as {sensor.units} "
+                f"({len(sensor.bands)} bands); use its own sensor ({product.sensor}, e.g. --s2-sensor {product.sensor})"
             )
     if dates is None:
         frame_dates = [
-            acquisition_date(
+            i.date
+            if _is_product(i)
+            else acquisition_date(
                 i.path, filename_regex=filename_regex, date_format=date_format, sidecar=sidecar, tags=i.tags
             )
             for i in infos
@@ -964,46 +981,64 @@ def read_time_series(
         frame_dates = [
             d if isinstance(d, dt.date) else parse_date(str(d), None, str(p)) for d, p in zip(dates, paths, strict=True)
         ]
-    check_series_dates(frame_dates, paths, allow_duplicates=allow_duplicate_dates)
-    order = sorted(range(len(paths)), key=lambda i: (frame_dates[i], str(paths[i])))
+    names = [str(i.source) if _is_product(i) else str(i.path) for i in infos]
+    check_series_dates(frame_dates, names, allow_duplicates=allow_duplicate_dates)
+    order = sorted(range(len(paths)), key=lambda i: (frame_dates[i], names[i]))
     infos = [infos[i] for i in order]
     frame_dates = [frame_dates[i] for i in order]
     if grid is None:
-        grid = infos[0].grid
+        grid = infos[0].grid() if _is_product(infos[0]) else infos[0].grid
     frames, masks = [], []
     for info in infos:
-        if bands is not None:
-            indexes = resolve_bands(info, bands)
-            if sensor is not None and len(indexes) != len(sensor.bands):
-                raise ValueError(
-                    f"{info.path}: {len(indexes)} bands selected but {sensor.name} ({sensor.units}) has "
-                    f"{len(sensor.bands)}: {list(sensor.bands)}"
-                )
-        elif sensor is not None:
-            indexes = sensor_bands(info, sensor)
+        if _is_product(info):
+            raster = info.read(grid, list(bands) if bands is not None else list(sensor.bands), resampling)
+            where = str(info.source)
         else:
-            indexes = info.data_bands
-        if grid.crs is not None:
-            raster = reproject_to_grid(
-                info.path, grid.crs, grid.transform, grid.shape, resampling, bands=indexes, nodata=nodata
-            )
-        elif info.crs is None and info.grid.shape == grid.shape:
-            raster = read_raster(info.path, indexes, nodata=nodata)  # non-georeferenced frames of one size
-        else:
-            raise ValueError(
-                f"{info.path}: cannot place this file on the series grid ({grid.height}×{grid.width}, no CRS, from "
-                f"{infos[0].path}): give georeferenced files, or non-georeferenced files of one size"
-            )
+            raster, where = _read_frame(info, grid, infos[0], bands, sensor, resampling, nodata), str(info.path)
         values, valid = raster.values, raster.valid
         if sensor is not None:
-            values, valid = _to_model(values, valid, sensor, str(info.path))
+            values, valid = _to_model(values, valid, sensor, where)
         pixel_valid = valid.all(axis=0)
         if not allow_empty_frames and not pixel_valid.any():
-            raise ValueError(f"{info.path}: no valid pixel on the series grid (nodata/NaN everywhere or no overlap)")
+            raise ValueError(f"{where}: no valid pixel on the series grid (nodata/NaN everywhere or no overlap)")
         frames.append(np.where(valid, values, np.nan).astype(np.float32))
         masks.append(pixel_valid)
     series = TimeSeries(torch.from_numpy(np.stack(frames)), frame_dates, torch.from_numpy(np.stack(masks)))
     return series
+
+
+def _read_frame(
+    info: RasterInfo,
+    grid: Grid,
+    first: RasterInfo,
+    bands: BandSelection | None,
+    sensor: Sensor | None,
+    resampling: str | Resampling,
+    nodata: float | None,
+) -> Raster:
+    """One stacked file of a series onto the series grid (bands by selection, by the sensor's names, or data bands)."""
+    if bands is not None:
+        indexes = resolve_bands(info, bands)
+        if sensor is not None and len(indexes) != len(sensor.bands):
+            raise ValueError(
+                f"{info.path}: {len(indexes)} bands selected but {sensor.name} ({sensor.units}) has "
+                f"{len(sensor.bands)}: {list(sensor.bands)}"
+            )
+    elif sensor is not None:
+        indexes = sensor_bands(info, sensor)
+    else:
+        indexes = info.data_bands
+    if grid.crs is not None:
+        return reproject_to_grid(
+            info.path, grid.crs, grid.transform, grid.shape, resampling, bands=indexes, nodata=nodata
+        )
+    if info.crs is None and info.grid.shape == grid.shape:
+        return read_raster(info.path, indexes, nodata=nodata)  # non-georeferenced frames of one size
+    first_name = getattr(first, "path", getattr(first, "source", ""))
+    raise ValueError(
+        f"{info.path}: cannot place this file on the series grid ({grid.height}×{grid.width}, no CRS, from "
+        f"{first_name}): give georeferenced files, or non-georeferenced files of one size"
+    )
 
 
 def _to_model(values: np.ndarray, valid: np.ndarray, sensor: Sensor, source: str) -> tuple[np.ndarray, np.ndarray]:

@@ -22,8 +22,10 @@ def _add_scene_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True, help="task/pretraining .ckpt or .safetensors")
     parser.add_argument("--hr", type=Path, help="HR image (GeoTIFF/COG of any size, 0-255 RGB[+NIR])")
     parser.add_argument("--hr-bands", help="HR bands in model order, 1-based indexes or names (e.g. 1,2,3)")
-    parser.add_argument("--s2", nargs="+", help="Sentinel-2 files or a directory of per-date GeoTIFFs")
-    parser.add_argument("--s2-sensor", default="s2_l2a", choices=["s2_l2a", "s2_l1c"])
+    parser.add_argument("--s2", nargs="+", help="Sentinel-2: .SAFE folders or .SAFE.zip files (or a folder of them), "
+                        "IMG_DATA folders, per-band product files, or per-date GeoTIFFs (files or a folder)")  # fmt: skip
+    parser.add_argument("--s2-sensor", default="auto", choices=["auto", "s2_l2a", "s2_l1c"],
+                        help="auto: the products' level, else s2_l2a (stacked GeoTIFFs)")  # fmt: skip
     parser.add_argument("--s2-dates", help="comma-separated ISO dates, one per S2 file (default: from the files)")
     parser.add_argument("--s1", nargs="+", help="Sentinel-1 files or a directory of per-date GeoTIFFs")
     parser.add_argument("--s1-sensor", default="s1_grd", choices=["s1_grd", "s1_grd_linear"])
@@ -88,7 +90,7 @@ def _run(args: argparse.Namespace, kind: str, command: str, argv: Sequence[str])
     from skysense.inference.scene import check_output_path, predict_scene
 
     sources = _sources(args)
-    inputs = {name: [sources.hr] if name == "hr" else getattr(sources, name).files
+    inputs = {name: [sources.hr] if name == "hr" else getattr(sources, name).paths
               for name in sources.modalities}  # fmt: skip
     check_output_path(args.output, {**inputs, "checkpoint": [args.checkpoint]})  # before any work
     model = load_scene_model(

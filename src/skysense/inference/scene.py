@@ -110,7 +110,7 @@ def _input_files(sources: SceneSources) -> dict[str, list[Path]]:
     for name in ("s2", "s1"):
         series = getattr(sources, name)
         if series is not None:
-            files[name] = list(series.files)
+            files[name] = series.paths
     return files
 
 

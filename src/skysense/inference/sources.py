@@ -18,6 +18,7 @@ sensor's range check (see :mod:`skysense.data.sensors`). Errors name the file an
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from rasterio.windows import Window
 from skysense.batch import SkySenseInput
 from skysense.data.bands import hr_bands_from_tags
 from skysense.data.dates import acquisition_date, check_series_dates, parse_date
+from skysense.data.products import S2Product, find_s2_products, is_s2_product_path
 from skysense.data.readers import (
     Grid,
     RasterFile,
@@ -42,7 +44,7 @@ from skysense.data.readers import (
     resolve_bands,
 )
 from skysense.data.sensors import HR_RGB, HR_RGBN, Sensor, check_units, get_sensor
-from skysense.errors import UsageError
+from skysense.errors import InputError, UsageError
 from skysense.layers.date_encoding import day_of_year_index
 
 SENTINEL = ("s2", "s1")
@@ -50,18 +52,30 @@ SENTINEL = ("s2", "s1")
 
 @dataclass
 class SeriesSource:
-    """One Sentinel time series: per-date files (or one file for one date), their sensor and dates.
+    """One Sentinel time series: per-date files or products (or one of them for one date), their sensor and dates.
 
     Attributes:
-        files: the files, any order (sorted by date when read).
+        files: per-date stacked files and/or Sentinel-2 products (:class:`~skysense.data.products.S2Product`), any
+            order (sorted by date when read).
         sensor: a key of :data:`skysense.data.sensors.SENSORS` ("s2_l2a", "s2_l1c", "s1_grd", "s1_grd_linear").
-        dates: one date per file, or None to read them from the files (names, tags; see :mod:`skysense.data.dates`).
+        dates: one date per item, or None to read them from the files (names, tags; see :mod:`skysense.data.dates`).
+        allow_duplicate_dates: keep items that share a date.
     """
 
-    files: list[Path]
+    files: list[Path | S2Product]
     sensor: str
     dates: list[dt.date] | None = None
     allow_duplicate_dates: bool = False
+
+    @property
+    def paths(self) -> list[Path]:
+        """The files on disk the series reads (a product's band files, metadata and mask, or its zip)."""
+        return [p for item in self.files for p in (item.files if isinstance(item, S2Product) else (item,))]
+
+    @property
+    def rasters(self) -> list[str | Path]:
+        """Every raster the series reads (GDAL paths: a zipped product's bands are ``/vsizip/`` paths)."""
+        return [p for item in self.files for p in (item.rasters if isinstance(item, S2Product) else (item,))]
 
     @classmethod
     def from_arg(
@@ -72,30 +86,67 @@ class SeriesSource:
         *,
         allow_duplicate_dates: bool = False,
     ) -> SeriesSource:
-        """A directory (every ``*.tif`` in it), a file, or a list of files; ``dates`` as ISO strings (default: from
-        the files). Dates are resolved and checked here, before any work: a date in the future, or two files of one
-        date (unless ``allow_duplicate_dates``), is refused naming the files.
+        """Per-date files and Sentinel-2 products from what a user gives: a file, a list of files, a folder of
+        per-date GeoTIFFs (every ``*.tif`` in it), or Sentinel-2 products as downloaded — a ``.SAFE`` folder or
+        ``.SAFE.zip``, a folder of them, a granule's ``IMG_DATA`` folder, loose per-band files (see
+        :mod:`skysense.data.products.sentinel2`). ``dates`` as ISO strings (default: from the files; products carry
+        theirs). ``sensor`` "auto": the products' level (L1C → "s2_l1c", L2A → "s2_l2a"), else "s2_l2a". Dates are
+        resolved and checked here, before any work: a date in the future, or two items of one date (unless
+        ``allow_duplicate_dates``), is refused naming them. What a product's reading assumes (missing metadata or
+        cloud mask) is said once, as a warning.
 
         Raises:
-            FileNotFoundError: a file is missing. UsageError: the number of dates does not match the files.
-            InputError: a date cannot be found or parsed, lies in the future, or is shared by two files.
+            FileNotFoundError: a file is missing. UsageError: the number of dates does not match the files, or dates
+            given for products. InputError: a date cannot be found or parsed, lies in the future, or is shared by
+            two items; products of both levels, or of a level other than ``sensor``.
         """
-        paths = _series_files(files) if isinstance(files, (str, Path)) else [Path(f) for f in files]
-        for path in paths:
-            if not path.is_file():
+        items: list[Path | S2Product] = []
+        for given in [files] if isinstance(files, (str, Path)) else list(files):
+            path = Path(given)
+            if is_s2_product_path(path):
+                items += find_s2_products(path)
+            elif path.is_dir():
+                items += _series_files(path)
+            elif not path.is_file():
                 raise FileNotFoundError(f"no Sentinel file at {path}")
+            else:
+                items.append(path)
+        products = [item for item in items if isinstance(item, S2Product)]
+        levels = sorted({product.sensor for product in products})
+        if len(levels) > 1:
+            raise InputError(
+                f"{products[0].source} and others: Sentinel-2 products of both levels (L1C and L2A) in one series; "
+                "give the products of one level"
+            )
+        if sensor == "auto":
+            sensor = levels[0] if levels else "s2_l2a"
+        elif levels and levels[0] != sensor:
+            raise InputError(
+                f"{products[0].source}: a Sentinel-2 {products[0].level} product given as {sensor}; use --s2-sensor "
+                f"{levels[0]} (or auto)"
+            )
         get_sensor(sensor)
+        for product in products:
+            for assumption in product.assumptions:
+                warnings.warn(f"{product.source}: {assumption}", stacklevel=2)
+        names = [
+            f"{item.source} ({item.tile} {item.date})" if isinstance(item, S2Product) else str(item) for item in items
+        ]
         if dates is not None:
-            if len(dates) != len(paths):
+            if products:
                 raise UsageError(
-                    f"--{sensor[:2]}-dates: {len(dates)} dates for {len(paths)} {sensor} files "
-                    f"({', '.join(map(str, paths))}); give one date per file, in the files' order"
+                    f"--{sensor[:2]}-dates: Sentinel-2 products carry their sensing dates; leave out the dates"
                 )
-            parsed = [parse_date(str(d), None, str(p)) for d, p in zip(dates, paths, strict=True)]
+            if len(dates) != len(items):
+                raise UsageError(
+                    f"--{sensor[:2]}-dates: {len(dates)} dates for {len(items)} {sensor} files "
+                    f"({', '.join(names)}); give one date per file, in the files' order"
+                )
+            parsed = [parse_date(str(d), None, str(p)) for d, p in zip(dates, items, strict=True)]
         else:
-            parsed = [acquisition_date(p) for p in paths]
-        check_series_dates(parsed, paths, allow_duplicates=allow_duplicate_dates, what=f"{sensor} series")
-        return cls(paths, sensor, parsed, allow_duplicate_dates)
+            parsed = [item.date if isinstance(item, S2Product) else acquisition_date(item) for item in items]
+        check_series_dates(parsed, names, allow_duplicates=allow_duplicate_dates, what=f"{sensor} series")
+        return cls(items, sensor, parsed, allow_duplicate_dates)
 
 
 @dataclass
@@ -142,17 +193,25 @@ class SceneSources:
         return [name for name in ("hr", "s2", "s1") if getattr(self, name) is not None]
 
     @property
-    def reference_file(self) -> Path:
+    def reference(self) -> Path | S2Product:
+        """What defines the reference grid: the HR image, else the first Sentinel item (a file or a product)."""
         if self.hr is not None:
             return self.hr
         series = self.s2 if self.s2 is not None else self.s1
         return series.files[0]
 
     @property
+    def reference_file(self) -> Path:
+        """The file (or product) named in messages about the reference grid."""
+        reference = self.reference
+        return reference.source if isinstance(reference, S2Product) else reference
+
+    @property
     def grid(self) -> Grid:
-        """The reference grid (CRS, transform, size)."""
+        """The reference grid (CRS, transform, size): a product's is its 10 m grid."""
         if self._grid is None:
-            self._grid = raster_info(self.reference_file).grid
+            reference = self.reference
+            self._grid = reference.grid() if isinstance(reference, S2Product) else raster_info(reference).grid
         return self._grid
 
     @property
@@ -236,7 +295,7 @@ class TileReader:
         if check_scene:
             for name in SENTINEL:
                 if name in self.modalities:
-                    for path in getattr(sources, name).files:
+                    for path in getattr(sources, name).rasters:
                         check_readable(path)
 
     def close(self) -> None:
@@ -266,7 +325,7 @@ class TileReader:
                                   allow_duplicate_dates=source.allow_duplicate_dates)  # fmt: skip
         model_sensor = get_sensor(sensor.model_sensor) if sensor.model_sensor else sensor
         frames = series.values.numpy().transpose(1, 0, 2, 3)  # (C, T, h, w), NaN where invalid: bands first
-        normalised = model_sensor.normalize(frames, f"{name} files {[str(f) for f in source.files]}")
+        normalised = model_sensor.normalize(frames, f"{name} files {[str(f) for f in source.paths]}")
         valid = series.valid.numpy()  # (T, h, w)
         normalised = np.where(valid[:, None], normalised.transpose(1, 0, 2, 3), 0.0).astype(np.float32)
         inside = self._inside_scene(row, col, size, self.sources.sentinel_scale)  # (h, w) Sentinel pixels in the scene

@@ -1,0 +1,388 @@
+"""Sentinel-2 L1C and L2A products as ESA distributes them, read band by band onto any grid.
+
+Accepted layouts (:func:`find_s2_products`):
+
+- a ``.SAFE`` folder (``GRANULE/<granule>/IMG_DATA/*.jp2``; L2A: ``IMG_DATA/R10m|R20m|R60m``), or the ``.SAFE.zip``
+  as downloaded, read inside the zip through GDAL's ``/vsizip/`` (nothing is extracted);
+- a granule's ``IMG_DATA`` folder (or ``R10m``/``R20m``/``R60m``), or any folder of loose per-band files with
+  product names (``T33UUU_20170216T102101_B01.jp2``, L2A ``…_B02_10m.jp2``; ``.jp2``, ``.tif``, ``.tiff``), grouped
+  into one product per tile and sensing time.
+
+Each product is one date: its bands are identified by their B-codes (``B1``…``B12``, ``B8A``; zero-padded or not),
+at the finest resolution present, and read onto the target grid with bilinear resampling (reflectance; masks use
+nearest), in the order asked (the sensor's). Values are returned as reflectance × 1e4, the unit of
+:mod:`skysense.data.sensors`:
+
+    reflectance × 1e4 = (DN + offset) × 10000 / quantification
+
+with the quantification value (``QUANTIFICATION_VALUE``, L2A ``BOA_QUANTIFICATION_VALUE``) and, since processing
+baseline 04.00 (25 January 2022), the per-band offset (``RADIO_ADD_OFFSET``, L2A ``BOA_ADD_OFFSET``, −1000) from the
+product's ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml`` (looked up in the folders above a loose ``IMG_DATA`` too).
+Without the metadata the assumption is stated (:attr:`S2Product.assumptions`): quantification 10000, and an offset
+of −1000 for products sensed on or after 2022-01-25, 0 before. DN 0 is nodata; a value the offset makes negative
+(dark water, noise) is clipped to 0.
+
+Validity: DN 0, and the product's cloud mask where it has one — L2A scene classification ``SCL`` (no data,
+saturated/defective, cloud shadow, medium and high cloud probability, thin cirrus are invalid), L1C ``MSK_CLASSI``
+(baseline ≥ 04.00: opaque clouds and cirrus are invalid) — read with nearest resampling. Invalid pixels count like
+nodata everywhere downstream (frames below the valid fraction are dropped, pixels masked).
+
+Written by hand because GDAL's SENTINEL2 driver exposes the product as subdatasets per resolution without the
+offsets or masks applied, and neither rioxarray nor odc-stac reads a SAFE folder or zip.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import xml.etree.ElementTree as ET
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from skysense.data.readers import Grid, Raster, raster_info, reproject_to_grid
+from skysense.errors import InputError
+
+BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
+# the band_id of the MTD files' per-band lists (Spectral_Information order)
+_BAND_IDS = {str(i): band for i, band in enumerate(BANDS)}
+OFFSET_BASELINE_DATE = dt.date(2022, 1, 25)  # processing baseline 04.00: offsets of -1000 from this date
+SCL_INVALID = (0, 1, 3, 8, 9, 10)  # no data, saturated/defective, cloud shadow, cloud medium/high, thin cirrus
+MSK_CLASSI_INVALID_BANDS = (1, 2)  # opaque clouds, cirrus (band 3 is snow/ice: valid)
+
+_PRODUCT_NAME = re.compile(
+    r"S2[A-D]_MSI(?P<level>L1C|L2A)_(?P<date>\d{8})T\d{6}_N\d{4}_R\d{3}_(?P<tile>T\d{2}[A-Z]{3})_"
+)
+_BAND_FILE = re.compile(
+    r"(?:^|_)(?P<tile>T\d{2}[A-Z]{3})_(?P<time>\d{8}T\d{6})_(?P<band>B(?:0?[1-9]|1[0-2]|8A)|SCL)(?:_(?P<res>\d{2})m)?"
+    r"\.(?:jp2|tif|tiff)$",
+    re.IGNORECASE,
+)
+_MASK_FILE = re.compile(r"MSK_CLASSI_B00\.(?:jp2|tif|tiff)$", re.IGNORECASE)
+
+
+def band_code(name: str) -> str:
+    """ "B02" → "B2", "b8a" → "B8A"."""
+    name = name.strip().upper()
+    return "B" + name[1:].lstrip("0") if name.startswith("B") and name[1:2].isdigit() else name
+
+
+@dataclass(frozen=True)
+class S2Product:
+    """One Sentinel-2 acquisition (a tile at a sensing time) as per-band files.
+
+    Attributes:
+        name: the product or granule name (for messages).
+        level: "L1C" or "L2A".
+        date: sensing date.
+        tile: MGRS tile, e.g. "T33UUU".
+        bands: band code (:data:`BANDS`) → GDAL path of its finest-resolution file.
+        quantification: digital numbers per unit reflectance (10000).
+        offsets: band code → radiometric offset added to the DN before dividing (−1000 since baseline 04.00).
+        mask: GDAL path of the cloud mask (L2A ``SCL`` or L1C ``MSK_CLASSI``), or None.
+        source: what the product was found as (a ``.SAFE`` folder, a zip, a folder of band files).
+        files: the files on disk that make up the product (for fingerprints; the zip for a zipped product).
+        assumptions: what was assumed where the metadata is missing (one phrase each).
+    """
+
+    name: str
+    level: str
+    date: dt.date
+    tile: str
+    bands: dict[str, str]
+    quantification: float
+    offsets: dict[str, float]
+    mask: str | None
+    source: Path
+    files: tuple[Path, ...]
+    assumptions: tuple[str, ...] = field(default=())
+
+    @property
+    def sensor(self) -> str:
+        """The :data:`skysense.data.sensors.SENSORS` key of this product's values."""
+        return "s2_l1c" if self.level == "L1C" else "s2_l2a"
+
+    @property
+    def rasters(self) -> list[str]:
+        """Every GDAL path the product reads (bands and mask)."""
+        return [*self.bands.values(), *([self.mask] if self.mask else [])]
+
+    def grid(self) -> Grid:
+        """The product's 10 m grid (the grid of its finest band)."""
+        finest = min(self.bands.values(), key=lambda path: raster_info(path).res[0])
+        return raster_info(finest).grid
+
+    def read(self, grid: Grid, bands: Sequence[str], resampling: str = "bilinear") -> Raster:
+        """``bands`` (codes, any padding) onto ``grid`` as reflectance × 1e4, with validity (DN 0 and the cloud mask).
+
+        Returns:
+            :class:`~skysense.data.readers.Raster`: values (C, H, W) float32, NaN where invalid; valid (C, H, W).
+
+        Raises:
+            InputError: a band the product does not have, naming the product and the bands it has.
+        """
+        codes = [band_code(b) for b in bands]
+        missing = [b for b in codes if b not in self.bands]
+        if missing:
+            raise InputError(
+                f"{self.source}: the {self.level} product {self.name} has no band {', '.join(missing)} (it has "
+                f"{', '.join(b for b in BANDS if b in self.bands)}); use the sensor of its level (--s2-sensor "
+                f"{self.sensor})"
+            )
+        values, valid = [], []
+        for code in codes:
+            raster = reproject_to_grid(self.bands[code], grid.crs, grid.transform, grid.shape, resampling, nodata=0)
+            scaled = (raster.values[0] + self.offsets.get(code, 0.0)) * (10000.0 / self.quantification)
+            values.append(np.maximum(scaled, 0.0, where=raster.valid[0], out=scaled))
+            valid.append(raster.valid[0])
+        values_array, valid_array = np.stack(values).astype(np.float32), np.stack(valid)
+        if self.mask is not None:
+            valid_array &= self._mask_valid(grid)[None]
+        values_array[~valid_array] = np.nan
+        names = tuple(codes)
+        return Raster(values_array, valid_array, names, grid.crs, grid.transform, Path(self.bands[codes[0]]))
+
+    def _mask_valid(self, grid: Grid) -> np.ndarray:
+        """(H, W) bool: False where the cloud mask says cloud, shadow, cirrus or no data."""
+        raster = reproject_to_grid(self.mask, grid.crs, grid.transform, grid.shape, "nearest")
+        if self.level == "L2A":  # SCL: one band of classes
+            classes = raster.values[0]
+            return raster.valid[0] & ~np.isin(classes, SCL_INVALID)
+        flagged = np.zeros(grid.shape, dtype=bool)
+        for band in MSK_CLASSI_INVALID_BANDS:
+            if band <= raster.values.shape[0]:
+                flagged |= np.nan_to_num(raster.values[band - 1]) > 0
+        return ~flagged
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Metadata
+# --------------------------------------------------------------------------------------------------------------
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def parse_metadata(text: str, source: str) -> tuple[str | None, float, dict[str, float], str | None]:
+    """(level, quantification, offsets per band, processing baseline) from an ``MTD_MSIL1C.xml`` /
+    ``MTD_MSIL2A.xml``.
+
+    Raises:
+        InputError: the XML does not parse or has no quantification value, naming ``source``.
+    """
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as err:
+        raise InputError(
+            f"{source}: not a readable Sentinel-2 metadata file ({err}); re-download the product"
+        ) from None
+    level, quantification, baseline, offsets = None, None, None, {}
+    for element in root.iter():
+        tag, value = _local(element.tag), (element.text or "").strip()
+        if tag == "PRODUCT_TYPE" and value:
+            level = "L2A" if "L2A" in value else "L1C" if "L1C" in value else None
+        elif tag in ("QUANTIFICATION_VALUE", "BOA_QUANTIFICATION_VALUE") and value:
+            quantification = float(value)
+        elif tag in ("RADIO_ADD_OFFSET", "BOA_ADD_OFFSET") and value:
+            band = _BAND_IDS.get(element.get("band_id", ""))
+            if band is not None:
+                offsets[band] = float(value)
+        elif tag == "PROCESSING_BASELINE" and value:
+            baseline = value
+    if quantification is None:
+        raise InputError(
+            f"{source}: no QUANTIFICATION_VALUE / BOA_QUANTIFICATION_VALUE in this Sentinel-2 metadata file; "
+            "re-download the product"
+        )
+    return level, quantification, offsets, baseline
+
+
+def _assumed_radiometry(date: dt.date) -> tuple[float, dict[str, float], str]:
+    if date >= OFFSET_BASELINE_DATE:
+        return (
+            10000.0,
+            dict.fromkeys(BANDS, -1000.0),
+            (
+                f"no product metadata (MTD_MSIL*.xml): assumed quantification 10000 and offset -1000 (baseline 04.00, "
+                f"sensed on or after {OFFSET_BASELINE_DATE})"
+            ),
+        )
+    return (
+        10000.0,
+        {},
+        (
+            f"no product metadata (MTD_MSIL*.xml): assumed quantification 10000 and no offset (sensed before "
+            f"{OFFSET_BASELINE_DATE}, baseline < 04.00)"
+        ),
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Finding products
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class _Group:
+    tile: str
+    time: str
+    bands: dict[str, tuple[int, str]] = field(default_factory=dict)  # code → (resolution m, path)
+    scl: tuple[int, str] | None = None
+
+    def add(self, code: str, resolution: int, path: str) -> None:
+        if code == "SCL":
+            if self.scl is None or resolution < self.scl[0]:
+                self.scl = (resolution, path)
+        elif code not in self.bands or resolution < self.bands[code][0]:
+            self.bands[code] = (resolution, path)
+
+
+def _resolution(match: re.Match, code: str) -> int:
+    if match.group("res"):
+        return int(match.group("res"))
+    return 10 if code in ("B2", "B3", "B4", "B8") else 60 if code in ("B1", "B9", "B10") else 20
+
+
+def _group_band_files(names: Sequence[str]) -> dict[tuple[str, str], _Group]:
+    """GDAL paths of band files → groups per (tile, sensing time)."""
+    groups: dict[tuple[str, str], _Group] = {}
+    for name in names:
+        match = _BAND_FILE.search(name.rsplit("/", 1)[-1])
+        if match is None:
+            continue
+        code = band_code(match.group("band"))
+        key = (match.group("tile").upper(), match.group("time").upper())
+        groups.setdefault(key, _Group(*key)).add(code, _resolution(match, code), name)
+    return groups
+
+
+def _products_from_listing(
+    names: Sequence[str], read_text, source: Path, files: tuple[Path, ...], product_name: str | None
+) -> list[S2Product]:
+    """Products from the GDAL paths of one listing (a SAFE folder, a zip, a folder of band files); ``read_text``
+    reads a listed metadata file."""
+    metadata = sorted(n for n in names if re.search(r"MTD_MSIL(1C|2A)\.xml$", n))
+    masks = [n for n in names if _MASK_FILE.search(n)]
+    level_meta = None
+    if metadata:
+        level_meta = parse_metadata(read_text(metadata[0]), metadata[0])
+    products = []
+    for (tile, time), group in sorted(_group_band_files(names).items()):
+        date = dt.datetime.strptime(time[:8], "%Y%m%d").date()
+        assumptions: list[str] = []
+        if level_meta is not None:
+            level, quantification, offsets, _ = level_meta
+        else:
+            quantification, offsets, assumption = _assumed_radiometry(date)
+            assumptions.append(assumption)
+            level = None
+        if level is None:
+            level = (
+                "L2A"
+                if group.scl is not None or any("_10m." in p or "/R10m/" in p for _, p in group.bands.values())
+                else "L1C"
+            )
+        mask = group.scl[1] if group.scl else None
+        if mask is None and level == "L1C":
+            same_granule = [m for m in masks if tile in m or len(masks) == 1]
+            mask = same_granule[0] if same_granule else None
+        if mask is None:
+            assumptions.append(f"no cloud mask ({'SCL' if level == 'L2A' else 'MSK_CLASSI'}): only DN 0 is invalid")
+        name = product_name or f"{tile}_{time}"
+        bands = {code: path for code, (_, path) in group.bands.items()}
+        products.append(S2Product(name, level, date, tile, bands, quantification, offsets, mask, source, files,
+                                  tuple(assumptions)))  # fmt: skip
+    return products
+
+
+def read_s2_product(path: str | Path) -> list[S2Product]:
+    """The Sentinel-2 products of one path: a ``.SAFE`` folder, a ``.SAFE.zip``, a granule's ``IMG_DATA`` folder
+    or a folder of loose per-band files (one product per tile and sensing time).
+
+    Raises:
+        InputError: no Sentinel-2 band file found, naming the path and what was expected.
+    """
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".zip":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                members = [m for m in archive.namelist() if not m.endswith("/")]
+                texts = {
+                    m: archive.read(m).decode("utf-8", "replace")
+                    for m in members
+                    if m.endswith(".xml") and "MTD_MSIL" in m
+                }
+        except zipfile.BadZipFile as err:
+            raise InputError(f"{path}: not a readable zip ({err}); re-download the product") from None
+        names = [f"/vsizip/{{{path.resolve()}}}/{m}" for m in members]
+        by_name = {f"/vsizip/{{{path.resolve()}}}/{m}": text for m, text in texts.items()}
+        product_name = _product_name(path.name)
+        products = _products_from_listing(names, by_name.__getitem__, path, (path,), product_name)
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        names = [str(p) for p in files]
+        metadata_dirs = [path, *path.parents[:4]]  # a loose IMG_DATA: the product's MTD is up to 4 folders above
+        extra = []
+        if not any(re.search(r"MTD_MSIL(1C|2A)\.xml$", n) for n in names):
+            for folder in metadata_dirs[1:]:
+                found = sorted(folder.glob("MTD_MSIL*.xml"))
+                if found:
+                    extra = [str(found[0])]
+                    break
+        if not any(_MASK_FILE.search(n) for n in names):
+            for folder in metadata_dirs[1:]:
+                found = sorted(folder.glob("QI_DATA/MSK_CLASSI_B00.*"))
+                if found:
+                    extra.append(str(found[0]))
+                    break
+        names += extra
+        product_name = _product_name(next((p.name for p in [path, *path.parents] if p.suffix == ".SAFE"), ""))
+        products = _products_from_listing(names, lambda n: Path(n).read_text(), path,
+                                          tuple(files) + tuple(Path(e) for e in extra), product_name)  # fmt: skip
+    else:
+        raise FileNotFoundError(f"no Sentinel-2 product at {path}")
+    if not products:
+        raise InputError(
+            f"{path}: no Sentinel-2 band file found (expected product band names such as "
+            "T33UUU_20170216T102101_B02.jp2 or …_B02_10m.jp2 in a .SAFE folder, a .SAFE.zip or IMG_DATA)"
+        )
+    return products
+
+
+def _product_name(name: str) -> str | None:
+    stem = name[: -len(".zip")] if name.lower().endswith(".zip") else name
+    return stem[: -len(".SAFE")] if stem.endswith(".SAFE") else (stem or None) if _PRODUCT_NAME.search(stem) else None
+
+
+def is_s2_product_path(path: Path) -> bool:
+    """Whether ``path`` is a Sentinel-2 product layout :func:`read_s2_product` reads (a ``.SAFE`` folder or zip, or a
+    folder holding product band files)."""
+    name = path.name
+    if (
+        name.endswith(".SAFE")
+        or name.endswith(".SAFE.zip")
+        or (path.suffix.lower() == ".zip" and _PRODUCT_NAME.search(name))
+    ):
+        return True
+    if path.is_dir():
+        return any(_BAND_FILE.search(p.name) for p in path.rglob("*") if p.is_file())
+    return False
+
+
+def find_s2_products(path: str | Path) -> list[S2Product]:
+    """Every Sentinel-2 product under ``path``: the path itself when it is a ``.SAFE`` folder or zip, each ``.SAFE``
+    folder or zip inside a folder (sorted by sensing time), or the band files of an ``IMG_DATA`` folder or a folder of
+    loose band files (one product per tile and sensing time).
+
+    Raises:
+        FileNotFoundError / InputError: see :func:`read_s2_product`.
+    """
+    path = Path(path)
+    if path.is_dir() and not path.name.endswith(".SAFE"):
+        inside = sorted(
+            p for p in path.iterdir() if p.name.endswith(".SAFE") or p.name.endswith(".SAFE.zip")
+        )  # fmt: skip
+        if inside:
+            products = [product for item in inside for product in read_s2_product(item)]
+            return sorted(products, key=lambda p: (p.date, p.tile, p.name))
+    return read_s2_product(path)

@@ -1,0 +1,114 @@
+"""Real Sentinel-2 pixels written in ESA's product layouts (built in tmp folders for tests).
+
+The source is the real Sen1Floods11 13-band L1C chip ``Spain_7370579_S2Hand.tif`` (EPSG:4326, ~10 m, DN), cropped to
+480² so that the 20 m bands (2 × 2 block means) and 60 m bands (6 × 6 block means) tile it exactly. Bands are
+written as lossless JPEG 2000 with product names, with an ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml`` whose offset is
+−1000 (baseline 04.00: the DNs are the chip's + 1000) or absent (baseline 02.08), an ``MSK_CLASSI_B00.jp2`` (L1C)
+or ``SCL_20m.jp2`` (L2A) with a cloud where the test puts one.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import Affine
+
+from tests.conftest import shared_path
+
+CHIP = ("sen1floods11_samples", "cloudtostreet_official_sample", "S2", "Spain_7370579_S2Hand.tif")
+BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
+RESOLUTION = {"B2": 10, "B3": 10, "B4": 10, "B8": 10, "B1": 60, "B9": 60, "B10": 60}  # the others: 20 m
+SIDE = 480
+TILE, TIME = "T30SYH", "20220917T105619"  # a real tile (Valencia); a date after baseline 04.00
+CLOUD = (slice(0, 120), slice(0, 120))  # 10 m pixels under the test cloud (two 60 m pixels of MSK_CLASSI: 20 × 20)
+
+
+def chip() -> tuple[np.ndarray, dict]:
+    """The real chip cropped to 480² (13, 480, 480) int16 DN, and its profile."""
+    with rasterio.open(shared_path(*CHIP)) as src:
+        profile = src.profile
+        values = src.read(window=((0, SIDE), (0, SIDE)))
+    profile.update(width=SIDE, height=SIDE)
+    return values, profile
+
+
+def block_mean(plane: np.ndarray, factor: int) -> np.ndarray:
+    h, w = plane.shape
+    return plane.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+
+
+def band_at_resolution(plane: np.ndarray, band: str) -> np.ndarray:
+    """The 10 m plane as the band's native resolution (block mean, rounded like a DN)."""
+    factor = RESOLUTION.get(band, 20) // 10
+    return plane if factor == 1 else np.rint(block_mean(plane.astype(np.float64), factor))
+
+
+def _write_jp2(path: Path, planes: np.ndarray, profile: dict, factor: int, dtype: str = "uint16") -> None:
+    transform = profile["transform"] @ Affine.scale(factor)
+    count, height, width = planes.shape
+    with rasterio.open(path, "w", driver="JP2OpenJPEG", width=width, height=height, count=count, dtype=dtype,
+                       crs=profile["crs"], transform=transform, QUALITY=100, REVERSIBLE="YES") as dst:  # fmt: skip
+        dst.write(planes.astype(dtype))
+
+
+def _metadata(level: str, offset: bool) -> str:
+    tag = "BOA_ADD_OFFSET" if level == "L2A" else "RADIO_ADD_OFFSET"
+    quantification = "BOA_QUANTIFICATION_VALUE" if level == "L2A" else "QUANTIFICATION_VALUE"
+    offsets = "".join(f'<{tag} band_id="{i}">-1000</{tag}>' for i in range(13)) if offset else ""
+    wrapper = "BOA_ADD_OFFSET_VALUES_LIST" if level == "L2A" else "Radiometric_Offset_List"
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<n1:Level-{level[1:]}_User_Product '
+        f'xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-{level[1:]}.xsd">'
+        f"<n1:General_Info><Product_Info><PRODUCT_TYPE>S2MSI{level[1:]}</PRODUCT_TYPE>"
+        f"<PROCESSING_BASELINE>{'04.00' if offset else '02.08'}</PROCESSING_BASELINE></Product_Info>"
+        f'<Product_Image_Characteristics><{quantification} unit="none">10000</{quantification}>'
+        f"<{wrapper}>{offsets}</{wrapper}></Product_Image_Characteristics></n1:General_Info>"
+        f"</n1:Level-{level[1:]}_User_Product>"
+    )
+
+
+def write_safe(
+    root: Path, level: str = "L1C", offset: bool = True, cloud: bool = True, metadata: bool = True, time: str = TIME
+) -> Path:
+    """The chip as a ``.SAFE`` folder under ``root`` sensed at ``time``; returns the folder."""
+    values, profile = chip()
+    baseline = "N0400" if offset else "N0208"
+    safe = root / f"S2B_MSI{level}_{time}_{baseline}_R094_{TILE}_{time[:8]}T131452.SAFE"
+    granule = safe / "GRANULE" / f"{level}_{TILE}_A028000_{time}"
+    (granule / "QI_DATA").mkdir(parents=True)
+    if metadata:
+        (safe / f"MTD_MSI{level}.xml").write_text(_metadata(level, offset))
+    for index, band in enumerate(BANDS):
+        if level == "L2A" and band == "B10":
+            continue  # L2A has no cirrus band
+        plane = values[index].astype(np.float64)
+        dn = band_at_resolution(plane, band) + (1000 if offset else 0)
+        resolution = RESOLUTION.get(band, 20)
+        code = band if band == "B8A" else f"B{int(band[1:]):02d}"
+        if level == "L1C":
+            folder, name = granule / "IMG_DATA", f"{TILE}_{time}_{code}.jp2"
+        else:
+            folder, name = granule / "IMG_DATA" / f"R{resolution}m", f"{TILE}_{time}_{code}_{resolution}m.jp2"
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_jp2(folder / name, dn[None], profile, resolution // 10)
+    if cloud and level == "L1C":  # MSK_CLASSI at 60 m: opaque clouds, cirrus, snow
+        mask = np.zeros((3, SIDE // 6, SIDE // 6), np.uint8)
+        mask[0, CLOUD[0].start // 6 : CLOUD[0].stop // 6, CLOUD[1].start // 6 : CLOUD[1].stop // 6] = 1
+        _write_jp2(granule / "QI_DATA" / "MSK_CLASSI_B00.jp2", mask, profile, 6, "uint8")
+    if level == "L2A":  # SCL at 20 m: vegetation (4), high cloud (9) under CLOUD when cloud
+        scl = np.full((1, SIDE // 2, SIDE // 2), 4, np.uint8)
+        if cloud:
+            scl[0, CLOUD[0].start // 2 : CLOUD[0].stop // 2, CLOUD[1].start // 2 : CLOUD[1].stop // 2] = 9
+        folder = granule / "IMG_DATA" / "R20m"
+        _write_jp2(folder / f"{TILE}_{time}_SCL_20m.jp2", scl, profile, 2, "uint8")
+    return safe
+
+
+def zip_safe(safe: Path) -> Path:
+    """The ``.SAFE`` folder as the ``.SAFE.zip`` a download gives (the folder is removed)."""
+    archive = shutil.make_archive(str(safe), "zip", root_dir=safe.parent, base_dir=safe.name)
+    shutil.rmtree(safe)
+    return Path(archive)

@@ -1,0 +1,115 @@
+"""Sentinel-2 products as downloaded (issue 14): the real Sen1Floods11 L1C chip written as a .SAFE tree (per-band
+JPEG 2000 at 10/20/60 m, metadata with and without the baseline-04.00 offset, a cloud mask), zipped and unzipped,
+as an IMG_DATA folder alone, and as an L2A product; each read gives the chip's pixels, date, tile and clouds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rasterio.transform import Affine
+
+from skysense.data.products import find_s2_products, read_s2_product
+from skysense.data.readers import Grid, read_time_series
+from skysense.data.sensors import S2_L1C, S2_L2A
+from skysense.errors import InputError
+from tests.data.s2_safe import BANDS, CLOUD, RESOLUTION, TILE, band_at_resolution, chip, write_safe, zip_safe
+
+
+def _check_l1c(product, values: np.ndarray, cloud: bool = True) -> None:
+    assert product.level == "L1C" and product.tile == TILE and product.date == dt.date(2022, 9, 17)
+    grid = product.grid()
+    assert grid.shape == values.shape[1:]
+    raster = product.read(grid, S2_L1C.bands)
+    assert raster.values.shape == (13, *grid.shape)
+    for index, band in enumerate(BANDS):
+        if RESOLUTION.get(band, 20) != 10:
+            continue
+        expected = values[index].astype(np.float32)
+        got = raster.values[index]
+        clear = raster.valid[index]
+        assert np.array_equal(got[clear], expected[clear]), band  # exact: lossless DN, offset removed
+    if cloud:
+        assert not raster.valid[:, CLOUD[0], CLOUD[1]].any() and raster.valid[:, 200:, 200:].all()
+    else:
+        assert raster.valid.all()
+
+
+def test_l1c_safe_folder_and_zip_give_the_chip(tmp_path: Path) -> None:
+    values, _ = chip()
+    safe = write_safe(tmp_path)
+    (product,) = find_s2_products(safe)
+    assert product.assumptions == () and product.offsets["B2"] == -1000 and product.quantification == 10000
+    _check_l1c(product, values)
+    folder_read = product.read(product.grid(), S2_L1C.bands).values
+    zipped = zip_safe(safe)
+    (from_zip,) = find_s2_products(zipped)
+    assert from_zip.bands["B2"].startswith("/vsizip/") and from_zip.files == (zipped,)
+    assert np.array_equal(from_zip.read(from_zip.grid(), S2_L1C.bands).values, folder_read, equal_nan=True)
+    assert not list(tmp_path.glob("*.SAFE"))  # nothing extracted
+
+
+def test_lower_resolution_bands_read_exactly_on_their_own_grid(tmp_path: Path) -> None:
+    """A 20 m band onto the product's 20 m grid and a 60 m band onto its 60 m grid: a plain window, no resampling;
+    the same as the chip's block means."""
+    values, _ = chip()
+    (product,) = find_s2_products(write_safe(tmp_path, cloud=False))
+    ten = product.grid()
+    for band, factor in (("B5", 2), ("B11", 2), ("B9", 6)):
+        grid = Grid(ten.crs, ten.transform @ Affine.scale(factor), ten.height // factor, ten.width // factor)
+        raster = product.read(grid, [band])
+        expected = band_at_resolution(values[BANDS.index(band)].astype(np.float64), band)
+        assert np.array_equal(raster.values[0], expected.astype(np.float32)), band
+
+
+def test_baseline_before_04_has_no_offset_and_missing_metadata_is_stated(tmp_path: Path) -> None:
+    values, _ = chip()
+    (old,) = find_s2_products(write_safe(tmp_path / "old", offset=False, cloud=False))
+    assert old.offsets == {} and old.assumptions[-1].startswith("no cloud mask")
+    _check_l1c(old, values, cloud=False)
+    safe = write_safe(tmp_path / "new", metadata=False)
+    loose = tmp_path / "IMG_DATA"
+    shutil.copytree(next(safe.rglob("IMG_DATA")), loose)  # the band files alone, no metadata above them
+    (product,) = find_s2_products(loose)
+    assert "assumed quantification 10000 and offset -1000" in product.assumptions[0]
+    _check_l1c(product, values, cloud=False)
+
+
+def test_l2a_product_with_resolution_folders_and_scl(tmp_path: Path) -> None:
+    values, _ = chip()
+    (product,) = find_s2_products(write_safe(tmp_path, level="L2A"))
+    assert product.level == "L2A" and product.sensor == "s2_l2a" and "B10" not in product.bands
+    assert product.bands["B2"].endswith("_B02_10m.jp2") and product.bands["B5"].endswith("_B05_20m.jp2")
+    raster = product.read(product.grid(), S2_L2A.bands)
+    assert raster.values.shape[0] == 10
+    for index, band in enumerate(S2_L2A.bands):
+        if RESOLUTION.get(band, 20) == 10:
+            clear = raster.valid[index]
+            assert np.array_equal(raster.values[index][clear], values[BANDS.index(band)][clear].astype(np.float32))
+    assert not raster.valid[:, CLOUD[0], CLOUD[1]].any() and raster.valid[:, 200:, 200:].all()
+    with pytest.raises(InputError, match="has no band B10"):
+        product.read(product.grid(), S2_L1C.bands)
+
+
+def test_products_in_a_series(tmp_path: Path) -> None:
+    """A folder of two products (a zip and a folder) is a two-date series; bands in any order are named."""
+    series_folder = tmp_path / "series"
+    write_safe(series_folder)
+    zip_safe(write_safe(series_folder, time="20221007T105619"))
+    products = find_s2_products(tmp_path / "series")
+    assert [p.date for p in products] == [dt.date(2022, 9, 17), dt.date(2022, 10, 7)]
+    series = read_time_series(products, sensor=S2_L1C)
+    assert series.values.shape == (2, 10, 480, 480) and series.dates == [p.date for p in products]
+    shuffled = products[0].read(products[0].grid(), ["B12", "b02", "B8A", "B04"])
+    ordered = products[0].read(products[0].grid(), ["B12", "B2", "B8A", "B4"])
+    assert np.array_equal(shuffled.values, ordered.values, equal_nan=True)
+
+
+def test_a_folder_without_band_files_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no bands")
+    with pytest.raises(InputError, match="no Sentinel-2 band file found"):
+        read_s2_product(tmp_path / "empty")

@@ -1,0 +1,41 @@
+"""`skysense embed --s2` on Sentinel-2 products as downloaded (issue 14): a .SAFE folder, its .SAFE.zip and its
+IMG_DATA folder give the same embeddings on the product's 10 m grid, with nodata under the product's cloud mask."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from skysense.cli import main
+from skysense.models.registry import create_model
+from skysense.models.weights import save_pretrained
+from tests.data.s2_safe import CLOUD, write_safe, zip_safe
+
+
+def test_embed_reads_safe_folder_zip_and_img_data_alike(capsys, tmp_path: Path) -> None:
+    weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
+    safe = write_safe(tmp_path / "products")
+    img_data = tmp_path / "IMG_DATA"
+    shutil.copytree(next(safe.rglob("IMG_DATA")), img_data)
+    shutil.copytree(next(safe.rglob("QI_DATA")), tmp_path / "QI_DATA")  # the mask stays beside IMG_DATA
+    outputs = {}
+    for name, given in (("folder", safe), ("img_data", img_data), ("zip", None)):
+        if given is None:
+            given = zip_safe(safe)
+        output = tmp_path / f"{name}.tif"
+        code = main(["embed", "--checkpoint", str(weights), "--s2", str(given), "--source", "s2", "--output",
+                     str(output), "--no-progress", "--tile", "256", "--overlap", "32"])  # fmt: skip
+        err = capsys.readouterr().err
+        assert code == 0, err
+        with rasterio.open(output) as dataset:
+            outputs[name] = dataset.read()
+            assert dataset.crs.to_epsg() == 4326 and dataset.shape == (480, 480)
+        if name == "img_data":  # no metadata above this copy: the assumption is said in one line
+            assert "warning: " in err and "assumed quantification 10000 and offset -1000" in err
+    assert np.array_equal(outputs["folder"], outputs["zip"], equal_nan=True)
+    assert np.array_equal(outputs["folder"], outputs["img_data"], equal_nan=True)
+    cloudy = np.isnan(outputs["folder"]).all(axis=0)
+    assert cloudy[CLOUD[0], CLOUD[1]].all() and not cloudy[200:, 200:].any()
