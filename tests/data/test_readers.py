@@ -361,7 +361,7 @@ def test_time_series_reprojects_other_crs_and_converts_units(tmp_path: Path) -> 
     write_crop(spain("S1"), linear, window, data=10 ** (decibels.values / 10))
     converted = read_time_series([linear], sensor=S1_GRD_LINEAR)
     np.testing.assert_allclose(converted.values[0].numpy(), decibels.values, atol=1e-4)
-    with pytest.raises(ValueError, match=r"expected the 2 bands \['VV', 'VH'\]"):
+    with pytest.raises(ValueError, match=r"do not include VV, VH of the 2 s1 bands \['VV', 'VH'\]"):
         read_time_series([first], sensor=S1_GRD)
 
 

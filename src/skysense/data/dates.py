@@ -7,12 +7,14 @@ Sources are tried in this order, the first that gives a date wins:
 2. ``sidecar`` — a JSON or CSV table mapping file name (or path, or stem) → date.
 3. The file name: Sentinel-2 product/granule names (``S2A_MSIL2A_20190917T105031_…``, ``T30SYH_20190917T105031_B02``),
    Sentinel-1 (``S1A_IW_GRDH_1SDV_20190917T175953_…``), Landsat (``LC08_L2SP_199026_20200917_20200926_02_T1``),
-   HLS (``HLS.S30.T30SYH.2019260T105031``), then a generic date ``YYYYMMDD``, ``YYYY-MM-DD`` or ``YYYY_MM_DD``.
+   HLS (``HLS.S30.T30SYH.2019260T105031``), then a generic date ``YYYYMMDD``, ``YYYY-MM-DD`` or ``YYYY_MM_DD``, and
+   last a year and day of year ``YYYYDOY`` (7 digits alone).
    Product names carry a processing date too: only the sensing date is used. Two different generic dates in one
    name are ambiguous and refused.
 4. GeoTIFF tags: ``ACQUISITION_DATE``, ``DATE_ACQUIRED``, ``SENSING_TIME``, ``SENSING_DATE``,
    ``DATATAKE_SENSING_START``, ``PRODUCT_START_TIME``, ``ACQUISITION_START_TIME``, ``DATE``, and last
    ``TIFFTAG_DATETIME`` (``YYYY:MM:DD HH:MM:SS``; by the TIFF standard the file's creation time, so only a fallback).
+5. The name of the file's folder, with the patterns of 3 (one folder per acquisition: ``2019-09-17/vv.tif``).
 
 A source that is found but cannot be parsed is an error, never skipped: a wrong date is worse than none.
 
@@ -149,7 +151,26 @@ def date_from_name(name: str, filename_regex: str | None = None, date_format: st
             f"{name}: ambiguous acquisition date, the name holds {[d.isoformat() for d in dates]}; pass a "
             "filename_regex with a (?P<date>...) group or a sidecar table"
         )
+    if not dates:  # last: a year and day of year, YYYYDOY (7 digits alone, e.g. 2019260)
+        dates = sorted(set(_day_of_year_dates(name)))
+        if len(dates) > 1:
+            raise ValueError(
+                f"{name}: ambiguous acquisition date, the name holds {[d.isoformat() for d in dates]} (YYYYDOY); "
+                "pass a filename_regex with a (?P<date>...) group or a sidecar table"
+            )
     return dates[0] if dates else None
+
+
+_DAY_OF_YEAR_PATTERN = re.compile(r"(?<![0-9])(?P<year>\d{4})(?P<doy>\d{3})(?![0-9])")
+
+
+def _day_of_year_dates(name: str) -> list[dt.date]:
+    found = []
+    for match in _DAY_OF_YEAR_PATTERN.finditer(name):
+        year, day = int(match["year"]), int(match["doy"])
+        if _YEAR_RANGE[0] <= year <= _YEAR_RANGE[1] and 1 <= day <= (366 if year % 4 == 0 else 365):
+            found.append(dt.date(year, 1, 1) + dt.timedelta(days=day - 1))
+    return found
 
 
 def date_from_tags(tags: Mapping[str, str], source: str = "input") -> dt.date | None:
@@ -312,6 +333,11 @@ def acquisition_date(
         if found is not None:
             return found
         tried.append(f"tags {list(DATE_TAGS)}")
+    if use_name and path.parent.name:  # last: the folder's name (one folder per acquisition, e.g. vv.tif/vh.tif)
+        found = date_from_name(path.parent.name)
+        if found is not None:
+            return found
+        tried.append(f"the folder name {path.parent.name!r}")
     raise ValueError(f"{path}: no acquisition date found; tried {'; '.join(tried) or 'nothing (all sources off)'}")
 
 

@@ -45,7 +45,7 @@ from rasterio.windows import Window
 
 from skysense.data.collate import TimeSeries
 from skysense.data.dates import acquisition_date, check_series_dates, parse_date
-from skysense.data.sensors import SENSORS, Sensor, s2_l1c_to_model_bands, to_model
+from skysense.data.sensors import SENSORS, Sensor, canonical_band_name, s2_l1c_to_model_bands, to_model
 from skysense.errors import InputError
 
 Bounds = tuple[float, float, float, float]  # (left, bottom, right, top) in a raster's CRS
@@ -338,23 +338,52 @@ def resolve_bands(info: RasterInfo, bands: BandSelection | None) -> list[int]:
 def sensor_bands(info: RasterInfo, sensor: Sensor) -> list[int]:
     """The 1-based indexes of ``sensor``'s bands, in the sensor's order.
 
-    By name when the file's band descriptions name every band of the sensor (extra bands are ignored, any order);
-    otherwise by position when the file has exactly the sensor's number of data bands (the file is then assumed
-    to be in the sensor's order, as the model's docs state).
+    Band names (descriptions) identify bands by B-code (zero-padded or not), STAC common name ("red", "nir08",
+    "swir16", ...) or polarisation (:func:`~skysense.data.sensors.canonical_band_name`):
+
+    - names that identify every band of the sensor are used whatever their order (a shuffled stack is reordered;
+      extra bands are ignored);
+    - names that identify some bands but not all are refused, naming the missing ones (never filled by position);
+    - only a file whose bands have no recognisable name at all is read by position, when it has exactly the
+      sensor's number of data bands, and a warning says so.
 
     Raises:
-        ValueError: neither applies, naming the file, its bands and the expected ones.
+        InputError: names that miss some of the sensor's bands, or a name on two bands, or no names and another
+            number of bands — naming the file, its bands and the expected ones.
     """
-    names = {_normalize_band_name(d): i for i, d in enumerate(info.descriptions, start=1) if d}
-    wanted = [_normalize_band_name(b) for b in sensor.bands]
-    if all(w in names for w in wanted):
-        return [names[w] for w in wanted]
     data = info.data_bands
+    named: dict[str, list[int]] = {}
+    for index in data:
+        canonical = canonical_band_name(info.descriptions[index - 1])
+        if canonical is not None:
+            named.setdefault(canonical, []).append(index)
+    wanted = [canonical_band_name(b) or b for b in sensor.bands]
+    twice = {k: v for k, v in named.items() if len(v) > 1 and k in wanted}
+    if twice:
+        band, indexes = next(iter(twice.items()))
+        raise InputError(
+            f"{info.path}: bands {indexes} are all named {band} (names {list(info.band_names)}); fix the band "
+            "descriptions so that each band is named once"
+        )
+    if named:
+        missing = [b for b, w in zip(sensor.bands, wanted, strict=True) if w not in named]
+        if missing:
+            raise InputError(
+                f"{info.path}: its band names {list(info.band_names)} do not include {', '.join(missing)} of the "
+                f"{len(sensor.bands)} {sensor.name} bands {list(sensor.bands)} ({sensor.units}); give a file with "
+                "every band (named by B-code or STAC common name), or fix its band descriptions"
+            )
+        return [named[w][0] for w in wanted]
     if len(data) == len(sensor.bands):
+        warnings.warn(
+            f"{info.path}: its bands have no names; read by position as {', '.join(sensor.bands)} "
+            f"({sensor.units}); name them in the band descriptions to be sure",
+            stacklevel=2,
+        )
         return data
-    raise ValueError(
+    raise InputError(
         f"{info.path}: expected the {len(sensor.bands)} bands {list(sensor.bands)} of {sensor.name} "
-        f"({sensor.units}), by band description or by count; found {len(data)} bands named {list(info.band_names)}"
+        f"({sensor.units}), by band name or by count; found {len(data)} bands named {list(info.band_names)}"
     )
 
 
@@ -874,8 +903,14 @@ def read_coregistered(
 # ------------------------------------------------------------------------------------------------------------------
 # Time series
 # ------------------------------------------------------------------------------------------------------------------
-def _series_files(files: str | Path | Sequence[str | Path], pattern: str = "*.tif") -> list[Path]:
-    """A directory (with a glob ``pattern``, e.g. "**/*.tif") or a list of files → sorted paths.
+SERIES_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")  # per-date rasters in a series folder (any case)
+_SIDECARS = (".aux.xml", ".ovr", ".msk")  # GDAL's own sidecar files: never reported as skipped
+
+
+def _series_files(files: str | Path | Sequence[str | Path], pattern: str | None = None) -> list[Path]:
+    """A directory (every ``.tif``, ``.tiff``, ``.jp2`` or ``.vrt`` in it, any case, or a glob ``pattern`` such as
+    "**/*.tif") or a list of files → sorted paths; other files in the directory are skipped with a warning that
+    names them.
 
     Raises:
         FileNotFoundError: the directory does not exist, or holds no matching file.
@@ -886,9 +921,22 @@ def _series_files(files: str | Path | Sequence[str | Path], pattern: str = "*.ti
             return [folder]
         if not folder.is_dir():
             raise FileNotFoundError(f"no file or directory at {folder}")
-        found = sorted(p for p in folder.glob(pattern) if p.is_file())
+        if pattern is not None:
+            found = sorted(p for p in folder.glob(pattern) if p.is_file())
+            what = f"matching {pattern!r}"
+        else:
+            found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SERIES_SUFFIXES)
+            what = f"with a raster suffix ({', '.join(SERIES_SUFFIXES)})"
+            skipped = sorted(
+                p.name
+                for p in folder.iterdir()
+                if p.is_file() and p not in found and not p.name.lower().endswith(_SIDECARS)
+            )
+            if skipped and found:
+                shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+                warnings.warn(f"{folder}: skipped {len(skipped)} files that are not rasters: {shown}", stacklevel=2)
         if not found:
-            raise FileNotFoundError(f"no file matching {pattern!r} in {folder}")
+            raise FileNotFoundError(f"no file {what} in {folder}")
         return found
     return [Path(f) if isinstance(f, (str, Path)) else f for f in files]  # products (with .read) are kept
 
@@ -901,7 +949,7 @@ def _is_product(item: object) -> bool:
 def read_time_series(
     files: str | Path | Sequence[str | Path],
     *,
-    pattern: str = "*.tif",
+    pattern: str | None = None,
     grid: Grid | None = None,
     bands: BandSelection | None = None,
     sensor: Sensor | None = None,
@@ -921,8 +969,8 @@ def read_time_series(
     date after today (see :func:`~skysense.data.dates.check_series_dates`).
 
     Args:
-        files: a list of files, or a directory with ``pattern``.
-        pattern: glob for a directory.
+        files: a list of files (or products), or a directory (see :func:`_series_files`).
+        pattern: glob for a directory (default: every raster suffix, any case).
         grid: the target grid; default: the earliest file's grid. Files on other grids or CRSs are reprojected.
         bands: band selection (indexes and/or names) applied to every file.
         sensor: the sensor the files hold: picks its bands by description or count (:func:`sensor_bands`) and
@@ -961,9 +1009,10 @@ def read_time_series(
     for product in (i for i in infos if _is_product(i)):
         if sensor is None and bands is None:
             raise ValueError(f"{product.source}: a product is read by band names: give the sensor or the bands")
-        if sensor is not None and SENSORS.get(product.sensor) is not sensor:
+        level = getattr(product, "level", "")
+        if sensor is not None and product.sensor is not None and SENSORS.get(product.sensor) is not sensor:
             raise InputError(
-                f"{product.source}: a Sentinel-2 {product.level} product cannot be read as {sensor.units} "
+                f"{product.source}: a Sentinel-2 {level} product cannot be read as {sensor.units} "
                 f"({len(sensor.bands)} bands); use its own sensor ({product.sensor}, e.g. --s2-sensor {product.sensor})"
             )
     if dates is None:

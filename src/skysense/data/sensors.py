@@ -9,6 +9,7 @@ linear power where dB is expected).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,6 +141,33 @@ SENSORS: dict[str, Sensor] = {
     "s1_grd": S1_GRD,
     "s1_grd_linear": S1_GRD_LINEAR,
 }
+
+
+# STAC ``eo:bands`` common names (and two widespread aliases) of the Sentinel-2 bands
+S2_COMMON_NAMES = {
+    "coastal": "B1", "blue": "B2", "green": "B3", "red": "B4", "rededge1": "B5", "rededge2": "B6", "rededge3": "B7",
+    "nir": "B8", "nir08": "B8A", "nir09": "B9", "cirrus": "B10", "swir16": "B11", "swir22": "B12",
+    "swir1": "B11", "swir2": "B12",
+}  # fmt: skip
+_S2_CODES = {"B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"}
+_S1_POLARISATIONS = ("VV", "VH", "HH", "HV")
+
+
+def canonical_band_name(name: str | None) -> str | None:
+    """A Sentinel band's identity from a band name as files and catalogues write it, or None when the name says
+    nothing: B-codes zero-padded or not ("B02", "b8a" → "B2", "B8A"), STAC common names ("red" → "B4", "nir08" →
+    "B8A", "swir16" → "B11"), polarisations ("VV", "sigma0_vh", "VH_dB" → "VH")."""
+    if not name:
+        return None
+    key = re.sub(r"[\s_\-.]+", "", name.strip().lower())
+    code = re.fullmatch(r"(?:band)?b0*(\d{1,2}a?)", key)
+    if code and f"B{code.group(1).upper()}" in _S2_CODES:
+        return f"B{code.group(1).upper()}"
+    if key in S2_COMMON_NAMES:
+        return S2_COMMON_NAMES[key]
+    tokens = set(re.split(r"[\s_\-.]+", name.strip().upper()))
+    found = [p for p in _S1_POLARISATIONS if p in tokens]
+    return found[0] if len(found) == 1 else None
 
 
 def get_sensor(key: str) -> Sensor:

@@ -30,6 +30,9 @@ def _add_scene_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--s1", nargs="+", help="Sentinel-1 files or a directory of per-date GeoTIFFs")
     parser.add_argument("--s1-sensor", default="s1_grd", choices=["s1_grd", "s1_grd_linear"])
     parser.add_argument("--s1-dates", help="comma-separated ISO dates, one per S1 file (default: from the files)")
+    parser.add_argument("--filename-regex", help="regex with a (?P<date>...) group: Sentinel dates from file names")
+    parser.add_argument("--date-format", default="%Y%m%d", help="strptime format of that group (default %%Y%%m%%d)")
+    parser.add_argument("--sidecar", type=Path, help="JSON/CSV table: Sentinel file name → date")
     parser.add_argument("--allow-duplicate-dates", action="store_true",
                         help="keep several Sentinel files of one date (refused by default)")  # fmt: skip
     parser.add_argument("--ratio", type=int_at_least(1), default=32, help="HR pixels per Sentinel pixel (default 32)")
@@ -49,14 +52,18 @@ def _add_scene_arguments(parser: argparse.ArgumentParser) -> None:
                         help="accept a scene without CRS (a map in pixel coordinates, tagged as such)")  # fmt: skip
 
 
-def _series(files: Sequence[str] | None, sensor: str, dates: str | None, allow_duplicate_dates: bool = False):
+def _series(args: argparse.Namespace, name: str):
     from skysense.inference.sources import SeriesSource
 
+    files = getattr(args, name)
     if not files:
         return None
-    target = files[0] if len(files) == 1 else list(files)
-    return SeriesSource.from_arg(target, sensor, dates.split(",") if dates else None,
-                                 allow_duplicate_dates=allow_duplicate_dates)  # fmt: skip
+    dates = getattr(args, f"{name}_dates")
+    return SeriesSource.from_arg(
+        files[0] if len(files) == 1 else list(files), getattr(args, f"{name}_sensor"),
+        dates.split(",") if dates else None, allow_duplicate_dates=args.allow_duplicate_dates,
+        filename_regex=args.filename_regex, date_format=args.date_format, sidecar=args.sidecar,
+    )  # fmt: skip
 
 
 def _bands(text: str | None) -> list[int | str] | None:
@@ -71,8 +78,8 @@ def _sources(args: argparse.Namespace):
     return SceneSources(
         hr=args.hr,
         hr_bands=_bands(args.hr_bands),
-        s2=_series(args.s2, args.s2_sensor, args.s2_dates, args.allow_duplicate_dates),
-        s1=_series(args.s1, args.s1_sensor, args.s1_dates, args.allow_duplicate_dates),
+        s2=_series(args, "s2"),
+        s1=_series(args, "s1"),
         ratio=args.ratio,
     )
 

@@ -34,6 +34,7 @@ from skysense.batch import SkySenseInput
 from skysense.data.bands import hr_bands_from_tags
 from skysense.data.dates import acquisition_date, check_series_dates, parse_date
 from skysense.data.products import S2Product, find_s2_products, is_s2_product_path
+from skysense.data.products.sentinel1 import S1Pair, check_geocoded, group_polarisations
 from skysense.data.readers import (
     Grid,
     RasterFile,
@@ -62,7 +63,7 @@ class SeriesSource:
         allow_duplicate_dates: keep items that share a date.
     """
 
-    files: list[Path | S2Product]
+    files: list[Path | S2Product | S1Pair]
     sensor: str
     dates: list[dt.date] | None = None
     allow_duplicate_dates: bool = False
@@ -70,12 +71,12 @@ class SeriesSource:
     @property
     def paths(self) -> list[Path]:
         """The files on disk the series reads (a product's band files, metadata and mask, or its zip)."""
-        return [p for item in self.files for p in (item.files if isinstance(item, S2Product) else (item,))]
+        return [p for item in self.files for p in ((item,) if isinstance(item, Path) else item.files)]
 
     @property
     def rasters(self) -> list[str | Path]:
         """Every raster the series reads (GDAL paths: a zipped product's bands are ``/vsizip/`` paths)."""
-        return [p for item in self.files for p in (item.rasters if isinstance(item, S2Product) else (item,))]
+        return [p for item in self.files for p in ((item,) if isinstance(item, Path) else item.rasters)]
 
     @classmethod
     def from_arg(
@@ -85,12 +86,16 @@ class SeriesSource:
         dates: Sequence[str] | None = None,
         *,
         allow_duplicate_dates: bool = False,
+        filename_regex: str | None = None,
+        date_format: str | None = "%Y%m%d",
+        sidecar: str | Path | None = None,
     ) -> SeriesSource:
         """Per-date files and Sentinel-2 products from what a user gives: a file, a list of files, a folder of
         per-date GeoTIFFs (every ``*.tif`` in it), or Sentinel-2 products as downloaded — a ``.SAFE`` folder or
         ``.SAFE.zip``, a folder of them, a granule's ``IMG_DATA`` folder, loose per-band files (see
         :mod:`skysense.data.products.sentinel2`). ``dates`` as ISO strings (default: from the files; products carry
-        theirs). ``sensor`` "auto": the products' level (L1C → "s2_l1c", L2A → "s2_l2a"), else "s2_l2a". Dates are
+        theirs; ``filename_regex``/``date_format``/``sidecar`` as in :func:`~skysense.data.dates.acquisition_date`).
+        ``sensor`` "auto": the products' level (L1C → "s2_l1c", L2A → "s2_l2a"), else "s2_l2a". Dates are
         resolved and checked here, before any work: a date in the future, or two items of one date (unless
         ``allow_duplicate_dates``), is refused naming them. What a product's reading assumes (missing metadata or
         cloud mask) is said once, as a warning.
@@ -144,7 +149,29 @@ class SeriesSource:
                 )
             parsed = [parse_date(str(d), None, str(p)) for d, p in zip(dates, items, strict=True)]
         else:
-            parsed = [item.date if isinstance(item, S2Product) else acquisition_date(item) for item in items]
+            parsed = []
+            for item in items:
+                if isinstance(item, S2Product):
+                    parsed.append(item.date)
+                    continue
+                try:
+                    found = acquisition_date(
+                        item, filename_regex=filename_regex, date_format=date_format, sidecar=sidecar
+                    )
+                except ValueError as err:
+                    if "no acquisition date found" not in str(err):
+                        raise
+                    raise InputError(
+                        f"{err}; give the dates with --{sensor[:2]}-dates (one per file, in order), or "
+                        "--filename-regex with a (?P<date>...) group, or --sidecar with a file name → date table"
+                    ) from None
+                parsed.append(found)
+        for item in items:
+            if isinstance(item, Path):
+                check_geocoded(item)
+        if sensor.startswith("s1"):  # one file per polarisation → one acquisition
+            items, parsed = group_polarisations(items, parsed)
+            names = [str(item) if isinstance(item, Path) else str(item.source) for item in items]
         check_series_dates(parsed, names, allow_duplicates=allow_duplicate_dates, what=f"{sensor} series")
         return cls(items, sensor, parsed, allow_duplicate_dates)
 
@@ -193,7 +220,7 @@ class SceneSources:
         return [name for name in ("hr", "s2", "s1") if getattr(self, name) is not None]
 
     @property
-    def reference(self) -> Path | S2Product:
+    def reference(self) -> Path | S2Product | S1Pair:
         """What defines the reference grid: the HR image, else the first Sentinel item (a file or a product)."""
         if self.hr is not None:
             return self.hr
@@ -204,14 +231,14 @@ class SceneSources:
     def reference_file(self) -> Path:
         """The file (or product) named in messages about the reference grid."""
         reference = self.reference
-        return reference.source if isinstance(reference, S2Product) else reference
+        return reference if isinstance(reference, Path) else reference.source
 
     @property
     def grid(self) -> Grid:
         """The reference grid (CRS, transform, size): a product's is its 10 m grid."""
         if self._grid is None:
             reference = self.reference
-            self._grid = reference.grid() if isinstance(reference, S2Product) else raster_info(reference).grid
+            self._grid = raster_info(reference).grid if isinstance(reference, Path) else reference.grid()
         return self._grid
 
     @property

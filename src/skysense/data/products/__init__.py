@@ -2,8 +2,19 @@
 
 - :mod:`skysense.data.products.sentinel2`: Sentinel-2 L1C/L2A ``.SAFE`` folders and zips, ``IMG_DATA`` folders and
   loose per-band files (radiometric offsets and cloud masks applied).
+- :mod:`skysense.data.products.sentinel1`: Sentinel-1 GRD as one file per polarisation (VV, VH), stacked per date;
+  files in radar geometry (ground control points only) refused.
 """
 
+from skysense.data.products.sentinel1 import S1Pair, check_geocoded, group_polarisations
 from skysense.data.products.sentinel2 import S2Product, find_s2_products, is_s2_product_path, read_s2_product
 
-__all__ = ["S2Product", "find_s2_products", "is_s2_product_path", "read_s2_product"]
+__all__ = [
+    "S1Pair",
+    "check_geocoded",
+    "group_polarisations",
+    "S2Product",
+    "find_s2_products",
+    "is_s2_product_path",
+    "read_s2_product",
+]

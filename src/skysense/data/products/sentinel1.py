@@ -1,0 +1,143 @@
+"""Sentinel-1 GRD as users download it: one file per polarisation, stacked into the model's VV, VH.
+
+A single-band file is a polarisation when its band description says so ("VV", "sigma0_vh", ...) or its name holds
+the polarisation as a token: ``vv.tif``/``vh.tif`` (one folder per acquisition, as Planetary Computer's RTC items
+are laid out), ``s1a-iw-grd-vv-20190917t175953-….tiff`` (a SAFE ``measurement/`` folder, once terrain-corrected),
+``…_VV.tif``. Files of one date whose names differ only in the polarisation are one acquisition
+(:class:`S1Pair`); units (linear or dB) are the sensor's, detected and converted as for stacked files.
+
+Files georeferenced only by ground control points — a raw GRD in radar (slant/ground-range) geometry — are refused
+(:func:`check_geocoded`): they need terrain correction first (ESA SNAP's Range-Doppler Terrain Correction, or
+sarsen), after which the per-polarisation GeoTIFFs (RTC products) read here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from skysense.data.readers import Grid, Raster, raster_info, reproject_to_grid
+from skysense.data.sensors import canonical_band_name
+from skysense.errors import InputError
+
+_POLARISATION_TOKEN = re.compile(r"(?<![a-z0-9])(vv|vh|hh|hv)(?![a-z0-9])", re.IGNORECASE)
+
+
+def check_geocoded(path: str | Path) -> None:
+    """Refuse a raster georeferenced only by ground control points (radar geometry).
+
+    Raises:
+        InputError: naming the file and the terrain-correction tools.
+    """
+    with rasterio.open(path) as src:
+        gcps, _ = src.gcps
+        if src.crs is None and gcps:
+            raise InputError(
+                f"{path}: georeferenced only by {len(gcps)} ground control points (a Sentinel-1 GRD in radar "
+                "geometry); terrain-correct it first (ESA SNAP's Range-Doppler Terrain Correction, or sarsen) or "
+                "use an RTC product, then give the geocoded GeoTIFFs"
+            )
+
+
+def polarisation_of(path: Path) -> str | None:
+    """ "VV", "VH", "HH" or "HV" for a single-band file that names its polarisation (description, then file name);
+    None otherwise."""
+    info = raster_info(path)
+    if len(info.data_bands) != 1:
+        return None
+    named = canonical_band_name(info.descriptions[info.data_bands[0] - 1])
+    if named in ("VV", "VH", "HH", "HV"):
+        return named
+    tokens = {t.upper() for t in _POLARISATION_TOKEN.findall(path.stem)}
+    return tokens.pop() if len(tokens) == 1 else None
+
+
+@dataclass(frozen=True)
+class S1Pair:
+    """One Sentinel-1 acquisition as one file per polarisation.
+
+    Attributes:
+        date: acquisition date.
+        polarisations: "VV"/"VH"/… → file.
+        source: the folder (one per acquisition) or the VV file, named in messages.
+    """
+
+    date: dt.date
+    polarisations: dict[str, Path]
+    source: Path
+    sensor = None  # units (linear or dB) are the sensor's the user gives, as for stacked files
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return tuple(self.polarisations.values())
+
+    @property
+    def rasters(self) -> list[Path]:
+        return list(self.polarisations.values())
+
+    def grid(self) -> Grid:
+        return raster_info(next(iter(self.polarisations.values()))).grid
+
+    def read(self, grid: Grid, bands: Sequence[str], resampling: str = "bilinear") -> Raster:
+        """The polarisations ``bands`` (e.g. VV, VH) onto ``grid``: values (C, H, W) float32 NaN where invalid.
+
+        Raises:
+            InputError: a polarisation this acquisition has no file for.
+        """
+        wanted = [canonical_band_name(b) or b for b in bands]
+        missing = [b for b in wanted if b not in self.polarisations]
+        if missing:
+            raise InputError(
+                f"{self.source}: the {self.date} acquisition has files for {', '.join(self.polarisations)} but not "
+                f"{', '.join(missing)}; give a file per polarisation the model reads ({', '.join(wanted)})"
+            )
+        read = [
+            reproject_to_grid(self.polarisations[b], grid.crs, grid.transform, grid.shape, resampling) for b in wanted
+        ]
+        values = np.concatenate([r.values for r in read]).astype(np.float32)
+        valid = np.concatenate([r.valid for r in read])
+        return Raster(values, valid, tuple(wanted), grid.crs, grid.transform, self.source)
+
+
+def group_polarisations(items: Sequence, dates: Sequence[dt.date]) -> tuple[list, list[dt.date]]:
+    """Per-polarisation files of one date (and one name once the polarisation is taken out) → :class:`S1Pair`;
+    other items (stacked files, products) pass through. Returns (items, their dates).
+
+    Raises:
+        InputError: a polarisation file with no partner of its date, or one polarisation twice for an acquisition.
+    """
+    groups: dict[tuple, dict[str, Path]] = {}
+    out, out_dates = [], []
+    for item, date in zip(items, dates, strict=True):
+        polarisation = polarisation_of(item) if isinstance(item, Path) else None
+        if polarisation is None:
+            out.append(item)
+            out_dates.append(date)
+            continue
+        key = (date, item.parent, _POLARISATION_TOKEN.sub("*", item.stem).lower(), item.suffix.lower())
+        group = groups.setdefault(key, {})
+        if polarisation in group:
+            raise InputError(
+                f"{item}: a second {polarisation} file for the acquisition of {date} ({group[polarisation]}); give one "
+                "file per polarisation and date"
+            )
+        group[polarisation] = item
+    for (date, folder, _, _), group in groups.items():
+        if len(group) == 1:
+            ((polarisation, path),) = group.items()
+            raise InputError(
+                f"{path}: the only polarisation file ({polarisation}) of the acquisition of {date}; give its partner "
+                "(VV and VH) with the same name but the polarisation, or a stacked VV/VH file"
+            )
+        ordered = dict(sorted(group.items(), key=lambda kv: ("VV", "VH", "HH", "HV").index(kv[0])))
+        names = {p.stem.lower() for p in ordered.values()}
+        source = folder if names <= {"vv", "vh", "hh", "hv"} else next(iter(ordered.values()))
+        out.append(S1Pair(date, ordered, source))
+        out_dates.append(date)
+    return out, out_dates

@@ -1,0 +1,76 @@
+"""Sentinel-1 as one file per polarisation (issue 14): the real Sen1Floods11 VV/VH chip written as `vv.tif`/`vh.tif`
+in a dated folder (Planetary-Computer RTC layout) and as `s1a-iw-grd-vv-…tiff` pairs, read as the stacked chip;
+a lone polarisation and a file in radar geometry (ground control points only) are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.control import GroundControlPoint
+
+from skysense.data.readers import read_time_series
+from skysense.data.sensors import S1_GRD
+from skysense.errors import InputError
+from skysense.inference.sources import SeriesSource
+from tests.data.test_readers import spain
+
+
+def _write_polarisations(folder: Path, names: tuple[str, str], describe: bool = False) -> list[Path]:
+    with rasterio.open(spain("S1")) as src:
+        values, profile = src.read(), src.profile
+    profile.update(count=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, name in enumerate(names):
+        with rasterio.open(folder / name, "w", **profile) as dst:
+            dst.write(values[index : index + 1])
+            if describe:
+                dst.set_band_description(1, ("VV", "VH")[index])
+        paths.append(folder / name)
+    return paths
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["rtc folder", "safe measurement names", "suffix names"],
+)
+def test_polarisation_files_read_as_the_stacked_chip(tmp_path: Path, layout: str) -> None:
+    stacked = read_time_series([spain("S1")], sensor=S1_GRD, dates=["2019-09-18"])
+    if layout == "rtc folder":
+        _write_polarisations(tmp_path / "2019-09-18", ("vv.tif", "vh.tif"))
+        given = tmp_path / "2019-09-18"
+    elif layout == "safe measurement names":
+        stem = "s1a-iw-grd-{}-20190918t060043-20190918t060108-029060-034c6b-001.tiff"
+        _write_polarisations(tmp_path / "measurement", (stem.format("vv"), stem.format("vh")))
+        given = tmp_path / "measurement"
+    else:
+        _write_polarisations(tmp_path / "s1", ("Spain_20190918_VH.tif", "Spain_20190918_VV.tif"), describe=False)
+        given = tmp_path / "s1"
+    source = SeriesSource.from_arg(given, "s1_grd")
+    assert len(source.files) == 1 and list(source.files[0].polarisations) == ["VV", "VH"]
+    series = read_time_series(source.files, sensor=S1_GRD, dates=source.dates)
+    if layout == "suffix names":  # written VH first under the VH name: the names, not the order, decide
+        assert np.array_equal(series.values.numpy()[:, ::-1], stacked.values.numpy(), equal_nan=True)
+    else:
+        assert np.array_equal(series.values.numpy(), stacked.values.numpy(), equal_nan=True)
+    assert series.dates == stacked.dates
+
+
+def test_a_lone_polarisation_and_radar_geometry_are_refused(tmp_path: Path) -> None:
+    (vv,) = _write_polarisations(tmp_path / "lone", ("S1_20190918_vv.tif",))[:1]
+    with pytest.raises(InputError, match=r"S1_20190918_vv\.tif: the only polarisation file \(VV\)"):
+        SeriesSource.from_arg(tmp_path / "lone", "s1_grd")
+    with rasterio.open(spain("S1")) as src:
+        values, profile = src.read(), src.profile
+    gcps = [GroundControlPoint(row, col, -0.7 + col * 1e-4, 38.1 - row * 1e-4) for row in (0, 511) for col in (0, 511)]
+    profile.update(crs=None, transform=rasterio.Affine.identity())
+    raw = tmp_path / "raw" / "s1a-iw-grd-vv-20190918t060043-001.tiff"
+    raw.parent.mkdir()
+    with rasterio.open(raw, "w", **profile) as dst:
+        dst.write(values)
+        dst.gcps = (gcps, rasterio.crs.CRS.from_epsg(4326))
+    with pytest.raises(InputError, match=r"ground control points .* terrain-correct it first \(ESA SNAP"):
+        SeriesSource.from_arg(raw, "s1_grd")
