@@ -35,6 +35,7 @@ from skysense.data.bands import hr_bands_from_tags
 from skysense.data.dates import acquisition_date, check_series_dates, parse_date
 from skysense.data.products import S2Product, find_s2_products, is_s2_product_path
 from skysense.data.products.sentinel1 import S1Pair, check_geocoded, group_polarisations
+from skysense.data.products.stac import StacItem, is_stac_path, read_stac
 from skysense.data.readers import (
     Grid,
     RasterFile,
@@ -56,14 +57,14 @@ class SeriesSource:
     """One Sentinel time series: per-date files or products (or one of them for one date), their sensor and dates.
 
     Attributes:
-        files: per-date stacked files and/or Sentinel-2 products (:class:`~skysense.data.products.S2Product`), any
-            order (sorted by date when read).
+        files: per-date stacked files and/or products — Sentinel-2 (:class:`~skysense.data.products.S2Product`),
+            STAC Items, Sentinel-1 polarisation pairs —, any order (sorted by date when read).
         sensor: a key of :data:`skysense.data.sensors.SENSORS` ("s2_l2a", "s2_l1c", "s1_grd", "s1_grd_linear").
         dates: one date per item, or None to read them from the files (names, tags; see :mod:`skysense.data.dates`).
         allow_duplicate_dates: keep items that share a date.
     """
 
-    files: list[Path | S2Product | S1Pair]
+    files: list[Path | S2Product | S1Pair | StacItem]
     sensor: str
     dates: list[dt.date] | None = None
     allow_duplicate_dates: bool = False
@@ -93,7 +94,9 @@ class SeriesSource:
         """Per-date files and Sentinel-2 products from what a user gives: a file, a list of files, a folder of
         per-date GeoTIFFs (every ``*.tif`` in it), or Sentinel-2 products as downloaded — a ``.SAFE`` folder or
         ``.SAFE.zip``, a folder of them, a granule's ``IMG_DATA`` folder, loose per-band files (see
-        :mod:`skysense.data.products.sentinel2`). ``dates`` as ISO strings (default: from the files; products carry
+        :mod:`skysense.data.products.sentinel2`), STAC Item/ItemCollection JSONs or a folder of them
+        (:mod:`skysense.data.products.stac`), Sentinel-1 as one file per polarisation
+        (:mod:`skysense.data.products.sentinel1`). ``dates`` as ISO strings (default: from the files; products carry
         theirs; ``filename_regex``/``date_format``/``sidecar`` as in :func:`~skysense.data.dates.acquisition_date`).
         ``sensor`` "auto": the products' level (L1C → "s2_l1c", L2A → "s2_l2a"), else "s2_l2a". Dates are
         resolved and checked here, before any work: a date in the future, or two items of one date (unless
@@ -105,10 +108,12 @@ class SeriesSource:
             given for products. InputError: a date cannot be found or parsed, lies in the future, or is shared by
             two items; products of both levels, or of a level other than ``sensor``.
         """
-        items: list[Path | S2Product] = []
+        items: list[Path | S2Product | StacItem] = []
         for given in [files] if isinstance(files, (str, Path)) else list(files):
             path = Path(given)
-            if is_s2_product_path(path):
+            if is_stac_path(path):
+                items += read_stac(path)
+            elif is_s2_product_path(path):
                 items += find_s2_products(path)
             elif path.is_dir():
                 items += _series_files(path)
@@ -116,8 +121,8 @@ class SeriesSource:
                 raise FileNotFoundError(f"no Sentinel file at {path}")
             else:
                 items.append(path)
-        products = [item for item in items if isinstance(item, S2Product)]
-        levels = sorted({product.sensor for product in products})
+        products = [item for item in items if not isinstance(item, Path)]
+        levels = sorted({product.sensor for product in products if product.sensor})
         if len(levels) > 1:
             raise InputError(
                 f"{products[0].source} and others: Sentinel-2 products of both levels (L1C and L2A) in one series; "
@@ -126,17 +131,16 @@ class SeriesSource:
         if sensor == "auto":
             sensor = levels[0] if levels else "s2_l2a"
         elif levels and levels[0] != sensor:
+            leveled = next(p for p in products if p.sensor)
             raise InputError(
-                f"{products[0].source}: a Sentinel-2 {products[0].level} product given as {sensor}; use --s2-sensor "
+                f"{leveled.source}: a Sentinel-2 {leveled.level} product given as {sensor}; use --s2-sensor "
                 f"{levels[0]} (or auto)"
             )
         get_sensor(sensor)
         for product in products:
             for assumption in product.assumptions:
                 warnings.warn(f"{product.source}: {assumption}", stacklevel=2)
-        names = [
-            f"{item.source} ({item.tile} {item.date})" if isinstance(item, S2Product) else str(item) for item in items
-        ]
+        names = [str(item) if isinstance(item, Path) else f"{item.source} ({item.name}, {item.date})" for item in items]
         if dates is not None:
             if products:
                 raise UsageError(
@@ -151,7 +155,7 @@ class SeriesSource:
         else:
             parsed = []
             for item in items:
-                if isinstance(item, S2Product):
+                if not isinstance(item, Path):  # products and STAC Items carry their dates
                     parsed.append(item.date)
                     continue
                 try:
@@ -220,7 +224,7 @@ class SceneSources:
         return [name for name in ("hr", "s2", "s1") if getattr(self, name) is not None]
 
     @property
-    def reference(self) -> Path | S2Product | S1Pair:
+    def reference(self) -> Path | S2Product | S1Pair | StacItem:
         """What defines the reference grid: the HR image, else the first Sentinel item (a file or a product)."""
         if self.hr is not None:
             return self.hr
