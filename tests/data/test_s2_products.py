@@ -113,3 +113,38 @@ def test_a_folder_without_band_files_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty" / "readme.txt").write_text("no bands")
     with pytest.raises(InputError, match="no Sentinel-2 band file found"):
         read_s2_product(tmp_path / "empty")
+
+
+def test_index_lists_products_as_one_row_per_date_and_the_dataset_reads_them(tmp_path: Path) -> None:
+    """`skysense data index` of a folder with a .SAFE folder, a .SAFE.zip of another date and a loose IMG_DATA
+    (before: 13 one-band rows per product, typed label or s2, and 0 samples): one s2 row per product, one sample
+    (the tile), and ManifestDataset reads its three dates."""
+    from skysense.cli import main
+    from skysense.data.manifest import PRODUCT_DRIVER, ManifestDataset, read_manifest
+
+    root = tmp_path / "downloads"
+    write_safe(root)
+    zip_safe(write_safe(root, time="20221007T105619"))
+    elsewhere = write_safe(tmp_path / "other", time="20221027T105619", metadata=False)
+    shutil.copytree(next(elsewhere.rglob("IMG_DATA")), root / "IMG_DATA")
+    manifest = tmp_path / "manifest.csv"
+    assert main(["data", "index", str(root), "-o", str(manifest)]) == 0
+    entries = read_manifest(manifest)
+    assert [e.driver for e in entries] == [PRODUCT_DRIVER] * 3 and {e.modality for e in entries} == {"s2"}
+    assert sorted(e.date for e in entries) == [dt.date(2022, 9, 17), dt.date(2022, 10, 7), dt.date(2022, 10, 27)]
+    assert len({e.sample for e in entries}) == 1 and entries[0].band_names[:2] == ("B1", "B2")
+    assert any("assumed quantification" in e.notes for e in entries)
+    dataset = ManifestDataset(manifest)
+    assert len(dataset) == 1
+    sample = dataset[0]
+    assert sample.s2.values.shape == (3, 10, 480, 480)  # L1C: the model's 10 of the 13 bands
+
+
+def test_data_info_describes_a_product(capsys, tmp_path: Path) -> None:
+    from skysense.cli import main
+
+    zipped = zip_safe(write_safe(tmp_path))
+    assert main(["data", "info", str(zipped)]) == 0
+    out = capsys.readouterr().out
+    assert "Sentinel-2 L1C product" in out and "tile T30SYH, date 2022-09-17" in out
+    assert "(DN + offset -1000) x 10000 / 10000" in out and "MSK_CLASSI_B00.jp2" in out

@@ -84,9 +84,31 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _product_info(path: Path) -> None:
+    """What :mod:`skysense.data.products.sentinel2` reads from a Sentinel-2 product path."""
+    from skysense.data.products import find_s2_products
+
+    for product in find_s2_products(path):
+        grid = product.grid()
+        offsets = sorted(set(product.offsets.values())) or [0.0]
+        print(f"{product.source}: Sentinel-2 {product.level} product {product.name}, tile {product.tile}, "
+              f"date {product.date}")  # fmt: skip
+        print(f"  bands {list(product.bands)}; 10 m grid {grid.width}×{grid.height}, CRS {grid.crs}")
+        print(f"  reflectance x 1e4 = (DN + offset {', '.join(f'{o:g}' for o in offsets)}) x 10000 / "
+              f"{product.quantification:g}; cloud mask {product.mask or 'none'}")  # fmt: skip
+        for assumption in product.assumptions:
+            print(f"  assumed: {assumption}")
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Metadata, date and inferred modality of one file, then a read of the first and last block of every band
-    (a file whose header reads but whose pixels do not is described, then refused with exit code 1)."""
+    (a file whose header reads but whose pixels do not is described, then refused with exit code 1); for a
+    Sentinel-2 product (``.SAFE`` folder or zip, ``IMG_DATA``), what skysense reads from it."""
+    from skysense.data.products import is_s2_product_path
+
+    if is_s2_product_path(Path(args.file)):
+        _product_info(Path(args.file))
+        return 0
     info = raster_info(args.file)
     entry = entry_from_info(info, folders=Path(args.file).parent.parts[-1:])
     print(f"{info.path}: {info.driver}, {info.width}×{info.height}, {info.count} bands {list(info.band_names)}")

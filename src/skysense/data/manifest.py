@@ -451,6 +451,42 @@ def find_rasters(root: str | Path, pattern: str | None = None) -> list[Path]:
     return sorted(p for p in files if p.is_file() and not p.name.endswith(".aux.xml"))
 
 
+PRODUCT_DRIVER = "Sentinel-2 product"  # the driver column of a product row
+
+
+def _product_entries(root: Path) -> tuple[list[ManifestEntry], set[Path]]:
+    """One manifest row per Sentinel-2 product under ``root`` (``.SAFE`` folders, ``.SAFE.zip`` files, folders of
+    per-band product files such as ``IMG_DATA``), and the files those rows cover (not indexed one by one)."""
+    from skysense.data.products.sentinel2 import _BAND_FILE, find_s2_products
+
+    holders = sorted(p for p in root.rglob("*") if p.name.endswith(".SAFE") or p.name.endswith(".SAFE.zip"))
+    holders = [p for p in holders if not any(h != p and h in p.parents for h in holders)]
+    covered: set[Path] = set()
+    for holder in holders:
+        if holder.is_dir():
+            covered |= {p for p in holder.rglob("*") if p.is_file()}
+        else:
+            covered.add(holder)
+    loose: dict[Path, None] = {}
+    for band_file in sorted(p for p in root.rglob("*") if p.is_file() and _BAND_FILE.search(p.name)):
+        if band_file not in covered:  # the folder holding it (IMG_DATA, not R10m): one product folder
+            folder = band_file.parent.parent if re.fullmatch(r"R\d0m", band_file.parent.name) else band_file.parent
+            loose.setdefault(folder, None)
+    entries = []
+    for holder in [*holders, *loose]:
+        for product in find_s2_products(holder):
+            grid = product.grid()
+            left, bottom, right, top = grid.bounds
+            entries.append(ManifestEntry(
+                path=holder, driver=PRODUCT_DRIVER, width=grid.width, height=grid.height, count=len(product.bands),
+                dtype="uint16", crs=_crs_string(grid.crs), left=left, bottom=bottom, right=right, top=top,
+                res_x=grid.res[0], res_y=grid.res[1], nodata=0.0, band_names=tuple(product.bands),
+                date=product.date, modality="s2", notes="; ".join(product.assumptions),
+            ))  # fmt: skip
+            covered |= {Path(p) for p in product.files}
+    return entries, covered
+
+
 def index_directory(
     root: str | Path,
     pattern: str | None = None,
@@ -484,9 +520,11 @@ def index_directory(
         InputError: with ``strict``, some files cannot be read, naming them (the first five, and a count).
     """
     root = Path(root)
-    entries = []
+    entries, covered = _product_entries(root) if pattern is None else ([], set())
     unreadable: dict[Path, str] = {}
     for path in find_rasters(root, pattern):
+        if path in covered:  # a band, mask or metadata file of a Sentinel-2 product row
+            continue
         folders = path.relative_to(root).parts[:-1]
         try:
             info = check_readable(path)
@@ -717,6 +755,20 @@ def format_stats(result: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------------------------------------
 # Dataset
 # ------------------------------------------------------------------------------------------------------------------
+def _product_of(entry: ManifestEntry):
+    """The Sentinel-2 product a product row stands for (the one of its date when its folder holds several).
+
+    Raises:
+        InputError: the folder no longer holds a product of that date.
+    """
+    from skysense.data.products.sentinel2 import find_s2_products
+
+    products = [p for p in find_s2_products(entry.path) if entry.date is None or p.date == entry.date]
+    if not products:
+        raise InputError(f"{entry.path}: no Sentinel-2 product of {entry.date} any more; index the folder again")
+    return products[0]
+
+
 def _auto_s2_sensor(info: RasterInfo) -> Sensor:
     """S2 L1C for 13-band files, else the model's L2A bands (selected by name or count)."""
     return S2_L1C if len(info.data_bands) == 13 else S2_L2A
@@ -866,18 +918,26 @@ class ManifestDataset(Dataset):
             entries = sorted(files.get(name, []), key=_by_date)
             if not entries:
                 continue
-            infos = [raster_info(e.path) for e in entries]
+            frames = [_product_of(e) if e.driver == PRODUCT_DRIVER else e.path for e in entries]
             if sentinel_grid is None:
-                sentinel_grid = infos[0].grid
+                first = frames[0]
+                sentinel_grid = raster_info(first).grid if isinstance(first, Path) else first.grid()
             elif sentinel_grid.crs is None:
                 raise InputError(
                     f"{where}: the HR image {hr_entries[0].path} has no CRS, so the {name} files cannot be "
                     "co-registered with it"
                 )
-            sensor = (self.s2_sensor or _auto_s2_sensor(infos[0])) if name == "s2" else self.s1_sensor
+            if name == "s1":
+                sensor = self.s1_sensor
+            elif self.s2_sensor is not None:
+                sensor = self.s2_sensor
+            elif isinstance(frames[0], Path):
+                sensor = _auto_s2_sensor(raster_info(frames[0]))
+            else:
+                sensor = SENSORS[frames[0].sensor]
             dates = [e.date for e in entries]
             series[name] = read_time_series(
-                [e.path for e in entries],
+                frames,
                 grid=sentinel_grid,
                 sensor=sensor,
                 dates=None if any(d is None for d in dates) else dates,
