@@ -112,6 +112,32 @@ def build_s2_stack(hr: Path, out: Path, dates: tuple[str, ...] = ("20190110", "2
     return folder
 
 
+def build_sentinel_scene(
+    kind: str, size: int, out: Path, dates: tuple[str, ...] = ("20190110", "20190204", "20190301")
+) -> Path:
+    """A Sentinel-only scene of ``size``² pixels on the real chips' own grid (EPSG:4326, ~10 m): 3 dates of 13-band
+    S2 L1C (int16, the Sen1Floods11 Spain chip, rolled per date) or of VV/VH S1 (dB, the Sen1Floods11 chips), tiled."""
+    import rasterio
+
+    folder = out / f"{kind}only_{size}"
+    if folder.exists():
+        return folder
+    folder.mkdir(parents=True)
+    chips = [S2_CHIP] if kind == "s2" else sorted(p for p in S1_DIR.glob("*_S1Hand.tif") if "Paraguay" not in p.name)
+    for index, date in enumerate(dates):
+        with rasterio.open(chips[index % len(chips)]) as chip:
+            values, descriptions, crs, transform = chip.read(), chip.descriptions, chip.crs, chip.transform
+        values = np.roll(values, 7 * index, axis=-1)
+        tiled = np.tile(values, (1, -(-size // values.shape[1]), -(-size // values.shape[2])))[:, :size, :size]
+        profile = dict(driver="GTiff", width=size, height=size, count=values.shape[0], dtype=values.dtype.name,
+                       crs=crs, transform=transform, tiled=True, blockxsize=256, blockysize=256, compress="deflate",
+                       nodata=0 if kind == "s2" else float("nan"))  # fmt: skip
+        with rasterio.open(folder / f"{kind.upper()}_{date}.tif", "w", **profile) as dst:
+            dst.write(tiled)
+            dst.descriptions = descriptions if kind == "s2" else ("VV", "VH")
+    return folder
+
+
 def make_checkpoint(out: Path) -> Path:
     import lightning
     import torch
@@ -142,13 +168,16 @@ def bare_forward(model, sources, args: argparse.Namespace) -> tuple[int, float]:
     batch size: (tiles, seconds)."""
     import torch
 
+    from skysense.inference.scene import scene_alignment
     from skysense.inference.sources import TileReader, stack_inputs
     from skysense.inference.tiling import TileLayout
 
     grid = sources.grid
-    layout = TileLayout(grid.height, grid.width, args.tile, args.tile - args.overlap, 10**9, 32)
+    modalities = [m for m in model.modalities if m in sources.modalities]
+    layout = TileLayout(grid.height, grid.width, args.tile, args.tile - args.overlap, 10**9,
+                        scene_alignment(model, sources)[0])  # fmt: skip
     origins = [(r, c) for r in layout.rows for c in layout.cols][: args.bare_tiles]
-    reader = TileReader(sources, ["hr"], model.hr_channels)
+    reader = TileReader(sources, modalities, model.hr_channels)
     batches = [
         stack_inputs([reader.read(r, c, args.tile)[0] for r, c in origins[i : i + args.batch_size]])
         for i in range(0, len(origins), args.batch_size)
@@ -176,7 +205,16 @@ def measure(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     hr = Path(args.hr)
-    if args.mode == "fused":
+    if args.mode in ("s2only", "s1only"):  # Sentinel grid: no HR image
+        from skysense.models.registry import create_model
+        from skysense.models.weights import save_pretrained
+
+        weights = save_pretrained(create_model("tiny"), Path(args.out) / "tiny.safetensors")
+        model = load_scene_model(weights, "embedding", sentinel_reference=True)
+        kind = args.mode[:2]
+        series = SeriesSource.from_arg(hr, "s2_l1c" if kind == "s2" else "s1_grd")
+        sources = SceneSources(**{kind: series})
+    elif args.mode == "fused":
         from skysense.models.registry import create_model
         from skysense.models.weights import save_pretrained
 
@@ -212,28 +250,32 @@ def measure(args: argparse.Namespace) -> dict:
         seconds = time.perf_counter() - start
         del classes
         tiles, skipped = 0, 0  # its own tiling (crops with a trimmed border): compare MP/s, not tiles/s
-    elif args.mode in ("scene", "fused"):
+    elif args.mode in ("scene", "fused", "s2only", "s1only"):
         report = predict_scene(model, sources, Path(args.out) / f"{args.mode}_{hr.stem}.tif", tile=args.tile,
                                overlap=args.overlap, batch_size=args.batch_size, progress=False, device=args.device,
-                               precision=args.precision, workers=args.workers)  # fmt: skip
+                               precision=args.precision, workers=args.workers, dtype=args.dtype)  # fmt: skip
         tiles, seconds, skipped = report.tiles - report.skipped, report.seconds, report.skipped
     else:
         tiles, seconds = bare_forward(model, sources, args)
         skipped = 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # MiB (before the bare forward below)
     bare = None
-    if args.mode == "scene":  # the bare forward right after, in the same process: this CPU's speed drifts by ±25 %
+    if args.mode in (
+        "scene",
+        "s2only",
+        "s1only",
+    ):  # the bare forward right after, in the same process: this CPU's speed drifts by ±25 %
         bare_tiles, bare_seconds = bare_forward(model, sources, args)
         bare = bare_tiles / bare_seconds
     return {"mode": args.mode, "scene": hr.stem, "tiles": tiles, "skipped": skipped, "seconds": seconds,
             "bare_tiles_per_s": bare,
             "tiles_per_s": tiles / seconds if tiles else None, "megapixels": None if args.mode == "bare" else
-            int(hr.stem.split("_")[1]) ** 2 / 1e6, "peak_rss_mib": peak}  # fmt: skip
+            int(hr.stem.split("_")[1]) ** 2 / 1e6, "peak_rss_mib": peak, "tile": args.tile}  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096, 8192])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[2048, 4096, 8192], help="HR scenes (none: skip)")
     parser.add_argument("--fused-size", type=int, default=4096, help="scene size of the HR+S1 run (0: none)")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=128)
@@ -248,7 +290,13 @@ def main() -> None:
         "--terratorch-python", help="a Python with terratorch installed (its tiled_inference runs there)"
     )
     parser.add_argument("--terratorch-sizes", type=int, nargs="+", default=[2048, 8192])
-    parser.add_argument("--mode", choices=["scene", "bare", "fused", "terratorch"], help=argparse.SUPPRESS)
+    parser.add_argument("--sentinel-sizes", type=int, nargs="*", default=[1024],
+                        help="Sentinel-only scenes (S2 L1C and S1, 3 dates each; 0 or none: skip)")  # fmt: skip
+    parser.add_argument("--sentinel-tiles", type=int, nargs="+", default=[128, 512],
+                        help="tile sides of the Sentinel-only runs (overlap: a quarter)")  # fmt: skip
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="embedding output")
+    parser.add_argument("--mode", choices=["scene", "bare", "fused", "terratorch", "s2only", "s1only"],
+                        help=argparse.SUPPRESS)  # fmt: skip
     parser.add_argument("--hr", help=argparse.SUPPRESS)
     parser.add_argument("--s1", help=argparse.SUPPRESS)
     parser.add_argument("--s2", help=argparse.SUPPRESS)
@@ -262,9 +310,19 @@ def main() -> None:
     common = [sys.executable, __file__, "--tile", str(args.tile), "--overlap", str(args.overlap), "--batch-size",
               str(args.batch_size), "--bare-tiles", str(args.bare_tiles), "--threads", str(args.threads),
               "--out", str(args.out), "--checkpoint", str(checkpoint), "--device", args.device,
-              "--precision", args.precision, "--workers", str(args.workers)]  # fmt: skip
+              "--precision", args.precision, "--workers", str(args.workers), "--dtype", args.dtype]  # fmt: skip
     runs = []
-    plan = [("bare", max(args.sizes), None)] + [("scene", size, None) for size in args.sizes]
+    for size in [s for s in args.sentinel_sizes if s]:
+        for kind in ("s2", "s1"):
+            scene = build_sentinel_scene(kind, size, args.out)
+            for tile in args.sentinel_tiles:
+                tiled = [*common]
+                tiled[tiled.index("--tile") + 1], tiled[tiled.index("--overlap") + 1] = str(tile), str(tile // 4)
+                done = subprocess.run([*tiled, "--mode", f"{kind}only", "--hr", str(scene)], check=True,
+                                      capture_output=True, text=True)  # fmt: skip
+                runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(runs[-1], flush=True)
+    plan = ([("bare", max(args.sizes), None)] if args.sizes else []) + [("scene", size, None) for size in args.sizes]
     if args.fused_size:
         plan.append(("fused", args.fused_size, True))
     if args.terratorch_python:
@@ -291,11 +349,13 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     for run in runs:
-        scene = run["scene"].replace("hr_", "") + "²"
+        scene = run["scene"].replace("hr_", "").split("_")[-1] + "²"
         mp = f"{run['megapixels'] / run['seconds']:.2f}" if run["megapixels"] else "–"
         label = {"bare": f"bare forward, {run['tiles']} tiles in memory", "scene": "skysense predict (HR)",
                  "fused": "skysense embed (HR + S2 L1C + S1, 3 dates each, fused)",
-                 "terratorch": "TerraTorch tiled_inference (scene in memory)"}[run["mode"]]  # fmt: skip
+                 "terratorch": "TerraTorch tiled_inference (scene in memory)",
+                 "s2only": f"skysense embed (S2 L1C only, 3 dates, fused; tile {run['tile']})",
+                 "s1only": f"skysense embed (S1 only, 3 dates, fused; tile {run['tile']})"}[run["mode"]]  # fmt: skip
         ratio = f"{run['tiles_per_s'] / run['bare_tiles_per_s']:.2f}" if run.get("bare_tiles_per_s") else "–"
         tiles_per_s = f"{run['tiles_per_s']:.2f}" if run["tiles_per_s"] else "–"
         print(f"| {label} | {scene} | {run['tiles'] or '–'} | {run['seconds']:.1f} | {tiles_per_s} | {mp} | "

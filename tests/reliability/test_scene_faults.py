@@ -321,12 +321,12 @@ def _crop(source: Path, target: Path, size: int) -> Path:
 
 
 def test_a_scene_smaller_than_half_a_tile_is_mapped(capsys, s1_checkpoint: Path, tmp_path: Path) -> None:
-    """A real Sentinel-1 scene of 352² pixels (a Sen1Floods11 chip cropped) at the default tile 512: the tile is
-    shrunk to the scene, and every valid input pixel gets a class (before: an all-nodata map, exit 0)."""
+    """A real Sentinel-1 scene of 352² pixels (a Sen1Floods11 chip cropped) at tile 512 (the default before issue 14
+    gave Sentinel grids a tile of 128): the tile is shrunk to the scene, and every valid input pixel gets a class (before: an all-nodata map, exit 0)."""
     chip = _crop(shared_path(*S1_CHIPS, "Spain_6860600_S1Hand.tif"), tmp_path / "small.tif", 352)
     output = tmp_path / "water.tif"
     code, _ = _run(capsys, "predict", "--checkpoint", s1_checkpoint, "--s1", chip, "--s1-dates", "2019-09-18",
-                   "--output", output, "--no-progress")  # fmt: skip
+                   "--output", output, "--no-progress", "--tile", "512", "--overlap", "128")  # fmt: skip
     assert code == 0
     with rasterio.open(chip) as src:
         invalid = ~np.isfinite(src.read()).all(axis=0)

@@ -37,8 +37,10 @@ def _add_scene_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep several Sentinel files of one date (refused by default)")  # fmt: skip
     parser.add_argument("--ratio", type=int_at_least(1), default=32, help="HR pixels per Sentinel pixel (default 32)")
     parser.add_argument("--output", type=Path, required=True, help="output GeoTIFF (written as a COG)")
-    parser.add_argument("--tile", type=int_at_least(1), default=512, help="tile side in input pixels (default 512)")
-    parser.add_argument("--overlap", type=int_at_least(0), default=128, help="overlap between tiles (default 128 px)")
+    parser.add_argument("--tile", type=int_at_least(1), help="tile side in input pixels (default 512 with --hr, "
+                        "128 on a Sentinel grid)")  # fmt: skip
+    parser.add_argument("--overlap", type=int_at_least(0), help="overlap between tiles in pixels (default 128 with "
+                        "--hr, 32 on a Sentinel grid)")  # fmt: skip
     parser.add_argument("--batch-size", type=int_at_least(1), default=4, help="tiles per forward (default 4)")
     parser.add_argument("--chunk", type=int_at_least(1), help="output chunk side, output pixels, >= the tile "
                         "(default: ~100 MB of accumulator)")  # fmt: skip
@@ -46,6 +48,8 @@ def _add_scene_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int_at_least(0), default=1, help="reader threads (raise on a GPU, default 1)")
     parser.add_argument("--precision", default="32", choices=["32", "bf16"], help="bf16: autocast")
     parser.add_argument("--compress", default="deflate", help="GeoTIFF compression (deflate, zstd, lzw)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16"],
+                        help="probabilities/embeddings as float32, or float16 (half the size)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last chunk row")
     parser.add_argument("--allow-ungeoreferenced", action="store_true",
@@ -113,7 +117,7 @@ def _run(args: argparse.Namespace, kind: str, command: str, argv: Sequence[str])
             model, sources, args.output, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
             output_kind=kind, chunk=args.chunk, device=args.device, precision=args.precision, compress=args.compress,
             progress=not args.no_progress, workers=args.workers, resume=args.resume, checkpoint=args.checkpoint,
-            allow_ungeoreferenced=args.allow_ungeoreferenced,
+            allow_ungeoreferenced=args.allow_ungeoreferenced, dtype=args.dtype,
         )  # fmt: skip
     except KeyboardInterrupt as err:
         notes = " ".join(getattr(err, "__notes__", []))

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -67,6 +68,9 @@ class SceneReport:
     @property
     def megapixels_per_second(self) -> float:
         return self.megapixels / self.seconds if self.seconds else math.nan
+
+
+SENTINEL_TILE = 128  # default tile side on a Sentinel grid (no HR image): 32 × 32 tokens per frame
 
 
 def scene_alignment(model: SceneModel, sources: SceneSources) -> tuple[int, int]:
@@ -194,8 +198,8 @@ def predict_scene(
     sources: SceneSources,
     output: str | Path,
     *,
-    tile: int = 512,
-    overlap: int = 128,
+    tile: int | None = None,
+    overlap: int | None = None,
     batch_size: int = 4,
     output_kind: str | None = None,
     chunk: int | None = None,
@@ -211,6 +215,7 @@ def predict_scene(
     resume: bool = False,
     checkpoint: str | Path | None = None,
     allow_ungeoreferenced: bool = False,
+    dtype: str = "float32",
 ) -> SceneReport:
     """Run ``model`` over a whole scene and write a georeferenced raster.
 
@@ -219,10 +224,13 @@ def predict_scene(
         sources: the scene's inputs; inputs the model does not read are ignored (an HR image, if the model reads
             none, does not define the grid either).
         output: the output GeoTIFF (a COG); never one of the inputs.
-        tile: tile side in reference pixels (HR pixels, or Sentinel pixels without HR); a multiple of the size
+        tile: tile side in reference pixels (HR pixels, or Sentinel pixels without HR); default 512 when the HR
+            image is read, :data:`SENTINEL_TILE` (128) on a Sentinel grid, where a ViT of patch 4 on 512² would
+            attend over 16,384 tokens per frame (16× the cost per pixel of 128²); a multiple of the size
             alignment (:func:`scene_alignment`: 32 for HR models, 128 with Sentinel inputs on an HR grid). A scene
             smaller than the tile gets one tile shrunk to the scene (rounded up to the alignment).
-        overlap: pixels shared by neighbouring tiles (blended); at most half the tile, a multiple of the origin
+        overlap: pixels shared by neighbouring tiles (blended; default a quarter of the default tile); at most half
+            the tile, a multiple of the origin
             alignment. The model's own border effects (zero padding in the head) reach tens of pixels into a tile;
             the blend weighs them down, and an overlap of half the tile (4× the tiles) hides them entirely.
         batch_size: tiles per forward (batches never cross a chunk row, so a resumed run computes the same bits).
@@ -246,6 +254,8 @@ def predict_scene(
             over.
         checkpoint: the file the model was loaded from, fingerprinted for ``resume`` (default: the model's weights
             are hashed instead).
+        dtype: "float32", or "float16" for probabilities and embeddings (half the size; see
+            :class:`~skysense.inference.writer.SceneWriter`).
         allow_ungeoreferenced: accept a reference image without a CRS (pixel coordinates; the output's tags say
             so); refused by default, since the map could not be placed on Earth.
 
@@ -258,6 +268,11 @@ def predict_scene(
         ValueError: inputs the model needs are missing, bad units, an output without any valid pixel.
     """
     output = Path(output)
+    reads_hr = "hr" in model.modalities and sources.hr is not None
+    default_tile = 512 if reads_hr else SENTINEL_TILE
+    if overlap is None:  # a quarter of the default tile, or of a smaller tile given
+        overlap = min(default_tile, tile if tile is not None else default_tile) // 4
+    tile = tile if tile is not None else default_tile
     check_scene_options(tile=tile, overlap=overlap, batch_size=batch_size, chunk=chunk, workers=workers,
                         prefetch=prefetch, block=block)  # fmt: skip
     kind = output_kind or model.kind
@@ -266,6 +281,10 @@ def predict_scene(
         raise UsageError(f"a {model.kind} model writes {allowed}, not {kind!r}")
     if precision not in ("32", "bf16"):
         raise UsageError(f"--precision: must be '32' or 'bf16', got {precision!r}")
+    if dtype not in ("float32", "float16"):
+        raise UsageError(f"--dtype: {dtype!r}; give float32 or float16")
+    if dtype == "float16" and kind == "classes":
+        raise UsageError("--dtype float16: a class map is uint8; --dtype applies to probabilities and embeddings")
     keep = {name: getattr(sources, name) if name in model.modalities else None for name in ("hr", "s2", "s1")}
     if not any(keep.values()):
         raise UsageError(f"the model reads {model.modalities}, the scene gives {sources.modalities}")
@@ -323,7 +342,7 @@ def predict_scene(
             tags["SKYSENSE_HR_BANDS"] = ",".join(map(str, first.hr_bands))
         settings = json.loads(json.dumps({
             "model": model.description, "kind": kind, "tile": tile, "overlap": overlap, "chunk": chunk,
-            "block": block, "compress": compress, "batch_size": batch_size, "precision": precision,
+            "block": block, "compress": compress, "batch_size": batch_size, "precision": precision, "dtype": dtype,
             "grid": [out_grid.height, out_grid.width, list(out_grid.transform), str(out_grid.crs)],
             "weights": None if checkpoint else _weights_digest(model),
         }))  # fmt: skip
@@ -356,7 +375,12 @@ def predict_scene(
         try:
             scratch.mkdir(parents=True, exist_ok=True)
             writer = SceneWriter(output, out_grid, kind, model.channels, scratch, model.class_names, tags, compress,
-                                 block)  # fmt: skip
+                                 block, dtype)  # fmt: skip
+            if progress:  # what will be written, before writing it
+                count = 1 if kind == "classes" else model.channels
+                print(f"{output}: {out_grid.width}×{out_grid.height} px × {count} band{'s' * (count > 1)} "
+                      f"{'uint8' if kind == 'classes' else dtype}, {writer.uncompressed_bytes / 2**30:.2f} GiB before "
+                      "compression", file=sys.stderr, flush=True)  # fmt: skip
             blender = ChunkedBlender(layout, model.channels, writer.write, scratch=scratch, device=device)
             for a in range(state.rows_done + 1, n_rows):  # strips a killed run saved past its last recorded row
                 blender.drop_strips(a)

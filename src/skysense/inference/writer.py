@@ -30,7 +30,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from skysense.data.readers import Grid
-from skysense.errors import OutputError
+from skysense.errors import OutputError, UsageError
 from skysense.inference.resume import durable_replace
 
 CLASS_NODATA = 255
@@ -95,6 +95,8 @@ class SceneWriter:
         tags: dataset tags (model, resolution, ...).
         compress: GDAL compression ("deflate", "zstd", "lzw", ...).
         block: internal tile side of the row files and of the COG.
+        dtype: "float32", or "float16" (probabilities and embeddings stored as half floats, GDAL's ``NBITS=16`` on a
+            Float32 band: half the size, ~3 significant digits; read back as float32).
     """
 
     def __init__(
@@ -108,9 +110,14 @@ class SceneWriter:
         tags: dict[str, str] | None = None,
         compress: str = "deflate",
         block: int = 512,
+        dtype: str = "float32",
     ) -> None:
         if kind not in ("classes", "probabilities", "embedding"):
             raise ValueError(f"kind must be classes, probabilities or embedding, got {kind!r}")
+        if dtype not in ("float32", "float16"):
+            raise UsageError(f"--dtype: {dtype!r}; give float32 or float16")
+        if dtype == "float16" and kind == "classes":
+            raise UsageError("--dtype float16: a class map is uint8; --dtype applies to probabilities and embeddings")
         if kind == "classes" and channels >= CLASS_NODATA:
             raise ValueError(f"{channels} classes do not fit a uint8 class map (255 is nodata)")
         self.output = Path(output)
@@ -122,6 +129,7 @@ class SceneWriter:
         self.compress = compress
         self.block = block
         self.count = 1 if kind == "classes" else channels
+        self.half = dtype == "float16"  # stored as IEEE half floats (GDAL NBITS=16), read back as float32
         self.band_names = ["class"] if kind == "classes" else list(band_names or [])[: self.count]
         self.tags = dict(tags or {})
         self.profile: dict[str, Any] = dict(
@@ -134,14 +142,23 @@ class SceneWriter:
             tiled=True,
             blockxsize=block,
             blockysize=block,
-            compress=compress,
+            compress="zstd",  # scratch rows: fast; the published COG gets ``compress``
+            ZSTD_LEVEL=1,
             predictor=2 if kind == "classes" else 3,
             interleave="pixel" if self.count <= 4 else "band",
             BIGTIFF="IF_SAFER",
         )
+        if self.half:
+            self.profile["NBITS"] = 16
         self._row: tuple[int, int, int] | None = None  # (chunk row, first output row, rows)
         self._dst: rasterio.io.DatasetWriter | None = None
         self.valid_pixels = 0  # valid pixels written by this writer (not counting rows of an earlier run)
+
+    @property
+    def uncompressed_bytes(self) -> int:
+        """The output's size before compression (and without overviews)."""
+        per_value = 1 if self.kind == "classes" else 2 if self.half else 4
+        return self.grid.width * self.grid.height * self.count * per_value
 
     def row_file(self, a: int) -> Path:
         return self.rows_dir / f"row_{a:05d}.tif"
@@ -239,10 +256,13 @@ class SceneWriter:
         staging = scratch / "output.tif"
         resampling = "NEAREST" if self.kind == "classes" else "AVERAGE"
         predictor = "YES" if self.kind == "classes" else "FLOATING_POINT"
+        half = {"NBITS": 16} if self.half else {}
+        if self.kind != "classes" and self.compress.upper() in ("DEFLATE", "ZSTD", "LZMA"):
+            half["LEVEL"] = 1  # noisy floats compress no better at higher levels (90 vs 89 MiB), only slower
         with _writing(staging, "the Cloud-Optimized GeoTIFF"):
             rasterio.shutil.copy(
                 vrt, staging, driver="COG", COMPRESS=self.compress.upper(), BLOCKSIZE=self.block,
-                RESAMPLING=resampling, OVERVIEW_RESAMPLING=resampling, PREDICTOR=predictor, BIGTIFF="IF_SAFER",
+                RESAMPLING=resampling, OVERVIEW_RESAMPLING=resampling, PREDICTOR=predictor, BIGTIFF="IF_SAFER", **half,
             )  # fmt: skip
         with _writing(self.output, "the output"):
             durable_replace(staging, self.output)

@@ -1,0 +1,42 @@
+"""Embeddings as float16 (issue 14): half the bytes, the float32 values to half precision; the size is said before
+writing; a class map refuses --dtype float16. Real input: a Sen1Floods11 S1 chip on its own grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from skysense.cli import main
+from skysense.models.registry import create_model
+from skysense.models.weights import save_pretrained
+from tests.conftest import shared_path
+from tests.reliability.scene_fixtures import segmentation_checkpoint
+
+
+def test_float16_embeddings_and_the_size_line(capsys, tmp_path: Path) -> None:
+    weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
+    chip = shared_path("sen1floods11_samples", "sample_data", "S1", "Spain_6860600_S1Hand.tif")
+    outputs = {}
+    for dtype in ("float32", "float16"):
+        output = tmp_path / f"{dtype}.tif"
+        args = ["embed", "--checkpoint", str(weights), "--s1", str(chip), "--s1-dates", "2019-09-18", "--source",
+                "s1", "--output", str(output), "--dtype", dtype]  # fmt: skip
+        assert main(args) == 0
+        err = capsys.readouterr().err
+        assert f"{output}: 512×512 px × " in err and f"{dtype}, " in err and "GiB before compression" in err
+        with rasterio.open(output) as dataset:
+            outputs[dtype] = dataset.read()
+            assert dataset.dtypes[0] == "float32"
+            assert dataset.tags(1, ns="IMAGE_STRUCTURE").get("NBITS") == ("16" if dtype == "float16" else None)
+    full, half = outputs["float32"], outputs["float16"]
+    assert np.array_equal(np.isnan(full), np.isnan(half))
+    finite = np.isfinite(full)
+    assert np.allclose(half[finite], full[finite], rtol=2e-3, atol=1e-3)
+    assert (tmp_path / "float16.tif").stat().st_size < 0.7 * (tmp_path / "float32.tif").stat().st_size
+    checkpoint = segmentation_checkpoint(tmp_path / "flood.ckpt", modalities=("s1",), num_classes=2)
+    code = main(["predict", "--checkpoint", str(checkpoint), "--s1", str(chip), "--s1-dates", "2019-09-18",
+                 "--output", str(tmp_path / "map.tif"), "--dtype", "float16"])  # fmt: skip
+    assert code == 2 and "a class map is uint8" in capsys.readouterr().err
+    assert not (tmp_path / "map.tif").exists()
