@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from skysense.batch import SkySenseInput
+from skysense.data.series import frames_that_count
 from skysense.layers.date_encoding import NO_DATE, day_of_year_index
 
 
@@ -175,8 +176,7 @@ def _collate_series(samples: Sequence[Sample], name: str, min_valid_fraction: fl
         pixel_valid[i, :count] = ts.valid
         days[i, :count] = day_of_year_index(ts.dates)
         # a frame with (almost) no valid pixel carries no information: it is masked, not fed as filler
-        fraction = ts.valid.flatten(1).float().mean(dim=1)
-        frame_valid[i, :count] = fraction > min_valid_fraction
+        frame_valid[i, :count] = frames_that_count(ts.valid, min_valid_fraction)
         _refuse_nan(ts.values, frame_valid[i, :count], f"{name} of {sample.source}")
     return values, days, frame_valid, pixel_valid
 
@@ -187,8 +187,9 @@ def collate(samples: Sequence[Sample], min_valid_fraction: float = 0.0) -> Batch
     Args:
         samples: samples whose present modalities share (C, H, W) per modality; time lengths may differ and any
             modality may be missing in some samples (then it is masked for them).
-        min_valid_fraction: frames whose fraction of valid pixels is not above this are masked out (0: only frames
-            with no valid pixel at all).
+        min_valid_fraction: frames with a smaller fraction of valid pixels, or with none, are masked out (0: only
+            frames with no valid pixel at all); the rule of :func:`skysense.data.series.frames_that_count`, shared
+            with scene inference.
 
     Raises:
         ValueError: NaN in a frame the model would read, or mismatched shapes, naming the sample.

@@ -46,6 +46,7 @@ from skysense.data.readers import (
     resolve_bands,
 )
 from skysense.data.sensors import HR_RGB, HR_RGBN, Sensor, check_units, get_sensor
+from skysense.data.series import frames_that_count
 from skysense.errors import InputError, UsageError
 from skysense.layers.date_encoding import day_of_year_index
 
@@ -359,8 +360,8 @@ class TileReader:
         normalised = model_sensor.normalize(frames, f"{name} files {[str(f) for f in source.paths]}")
         valid = series.valid.numpy()  # (T, h, w)
         normalised = np.where(valid[:, None], normalised.transpose(1, 0, 2, 3), 0.0).astype(np.float32)
-        inside = self._inside_scene(row, col, size, self.sources.sentinel_scale)  # (h, w) Sentinel pixels in the scene
-        frame_ok = valid.reshape(len(valid), -1).sum(axis=1) >= self.sources.min_valid_fraction * max(inside, 1)
+        inside = self._inside_scene(row, col, size, self.sources.sentinel_scale)  # Sentinel pixels in the scene
+        frame_ok = frames_that_count(torch.from_numpy(valid), self.sources.min_valid_fraction, inside).numpy()
         pixel_valid = (valid & frame_ok[:, None, None]).any(axis=0)
         days = day_of_year_index(series.dates)
         self.input_valid = self.input_valid or bool(valid.any())
