@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import json
 import math
 import os
@@ -755,15 +756,24 @@ def format_stats(result: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------------------------------------
 # Dataset
 # ------------------------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=256)
+def _products_at(path: str, mtime_ns: int) -> tuple:
+    """:func:`~skysense.data.products.sentinel2.find_s2_products`, parsed once per product path (and modification
+    time) rather than at every sample a dataset loads."""
+    from skysense.data.products.sentinel2 import find_s2_products
+
+    return tuple(find_s2_products(path))
+
+
 def _product_of(entry: ManifestEntry):
     """The Sentinel-2 product a product row stands for (the one of its date when its folder holds several).
 
     Raises:
         InputError: the folder no longer holds a product of that date.
     """
-    from skysense.data.products.sentinel2 import find_s2_products
-
-    products = [p for p in find_s2_products(entry.path) if entry.date is None or p.date == entry.date]
+    path = Path(entry.path)
+    found = _products_at(str(path), path.stat().st_mtime_ns) if path.exists() else ()
+    products = [p for p in found if entry.date is None or p.date == entry.date]
     if not products:
         raise InputError(f"{entry.path}: no Sentinel-2 product of {entry.date} any more; index the folder again")
     return products[0]

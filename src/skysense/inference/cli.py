@@ -98,12 +98,10 @@ def _resume_command(command: str, argv: Sequence[str]) -> str:
 
 def _run(args: argparse.Namespace, kind: str, command: str, argv: Sequence[str]) -> int:
     from skysense.inference.models import load_scene_model
-    from skysense.inference.scene import check_output_path, predict_scene
+    from skysense.inference.scene import check_output_path, input_files, predict_scene
 
     sources = _sources(args)
-    inputs = {name: [sources.hr] if name == "hr" else getattr(sources, name).paths
-              for name in sources.modalities}  # fmt: skip
-    check_output_path(args.output, {**inputs, "checkpoint": [args.checkpoint]})  # before any work
+    check_output_path(args.output, {**input_files(sources), "checkpoint": [args.checkpoint]})  # before any work
     model = load_scene_model(
         args.checkpoint,
         "classes" if kind in ("classes", "probabilities") else "embedding",

@@ -22,10 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from skysense.errors import OutputError
 
@@ -51,19 +51,24 @@ def durable_replace(temporary: str | Path, final: str | Path) -> None:
     fsync_path(Path(final).parent)
 
 
-def write_bytes_durably(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that after a crash ``path`` holds either its old content or ``data``."""
+def write_durably(path: str | Path, write: Callable[[BinaryIO], object], what: str) -> None:
+    """Write ``path`` with ``write(handle)`` so that after a crash it holds either its old content or the new one:
+    under a temporary name, flushed and fsynced, renamed, the folder fsynced.
+
+    Raises:
+        OutputError: the write failed (a full disk, a file-size limit, permissions), naming ``path`` and ``what``.
+    """
     path = Path(path)
     temporary = path.with_name(path.name + ".tmp")
     try:
         with open(temporary, "wb") as handle:
-            handle.write(data)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
         fsync_path(path.parent)
     except OSError as err:
-        raise OutputError.writing(path, "the run state", err) from err
+        raise OutputError.writing(path, what, err) from err
 
 
 def file_fingerprint(path: str | Path) -> dict[str, Any]:
@@ -141,7 +146,8 @@ class RunState:
         payload = {"version": self.version, "settings": self.settings, "inputs": self.inputs,
                    "rows_done": self.rows_done, "valid_pixels": self.valid_pixels,
                    "tiles_with_input": self.tiles_with_input}  # fmt: skip
-        write_bytes_durably(self.path(scratch), json.dumps(payload, indent=1).encode())
+        data = json.dumps(payload, indent=1).encode()
+        write_durably(self.path(scratch), lambda handle: handle.write(data), "the run state")
 
     @classmethod
     def load(cls, scratch: Path) -> RunState | None:

@@ -44,7 +44,7 @@ from skysense.inference.models import SceneModel
 from skysense.inference.resume import RunState, fingerprint_changes, fingerprint_files
 from skysense.inference.sources import SceneSources, TileReader, stack_inputs
 from skysense.inference.tiling import ChunkedBlender, TileLayout
-from skysense.inference.writer import SceneWriter, output_grid, scratch_path
+from skysense.inference.writer import SceneWriter, check_dtype, output_grid, row_file, scratch_path
 
 
 @dataclass
@@ -109,7 +109,8 @@ def _batches(items: list, size: int, group: Callable[[object], object]) -> Itera
         yield batch
 
 
-def _input_files(sources: SceneSources) -> dict[str, list[Path]]:
+def input_files(sources: SceneSources) -> dict[str, list[Path]]:
+    """The files on disk each input reads ({"hr": [...], "s2": [...], "s1": [...]}: products' files included)."""
     files = {"hr": [sources.hr]} if sources.hr is not None else {}
     for name in ("s2", "s1"):
         series = getattr(sources, name)
@@ -281,17 +282,16 @@ def predict_scene(
         raise UsageError(f"a {model.kind} model writes {allowed}, not {kind!r}")
     if precision not in ("32", "bf16"):
         raise UsageError(f"--precision: must be '32' or 'bf16', got {precision!r}")
-    if dtype not in ("float32", "float16"):
-        raise UsageError(f"--dtype: {dtype!r}; give float32 or float16")
-    if dtype == "float16" and kind == "classes":
-        raise UsageError("--dtype float16: a class map is uint8; --dtype applies to probabilities and embeddings")
+    check_dtype(dtype, kind)
     keep = {name: getattr(sources, name) if name in model.modalities else None for name in ("hr", "s2", "s1")}
     if not any(keep.values()):
         raise UsageError(f"the model reads {model.modalities}, the scene gives {sources.modalities}")
     if model.source == "hr" and keep["hr"] is None:
         raise UsageError("this model reads the HR image: give --hr")
-    inputs = _input_files(replace(sources, **keep))
-    check_output_path(output, {**inputs, **({"checkpoint": [Path(checkpoint)]} if checkpoint else {})})
+    inputs = input_files(replace(sources, **keep))
+    if checkpoint:
+        inputs["checkpoint"] = [Path(checkpoint)]
+    check_output_path(output, inputs)
     sources = replace(sources, **keep)
     modalities = sources.modalities
     grid = sources.grid
@@ -346,7 +346,7 @@ def predict_scene(
             "grid": [out_grid.height, out_grid.width, list(out_grid.transform), str(out_grid.crs)],
             "weights": None if checkpoint else _weights_digest(model),
         }))  # fmt: skip
-        fingerprints = fingerprint_files({**inputs, **({"checkpoint": [Path(checkpoint)]} if checkpoint else {})})
+        fingerprints = fingerprint_files(inputs)
         scratch = scratch_path(output)
         state = _resume_state(scratch, settings, fingerprints) if resume else None
         if state is None:
@@ -475,8 +475,7 @@ def predict_scene(
                     f"below the valid fraction {sources.min_valid_fraction} of a tile); check the inputs' "
                     "nodata/masks and co-registration"
                 )
-            now = fingerprint_files({**inputs, **({"checkpoint": [Path(checkpoint)]} if checkpoint else {})})
-            changed = fingerprint_changes(fingerprints, now)
+            changed = fingerprint_changes(fingerprints, fingerprint_files(inputs))
             if changed:
                 discard = True
                 raise InputError(
@@ -493,7 +492,8 @@ def predict_scene(
                 executor.shutdown(wait=True)
                 executor = None
             if blender is not None:
-                blender.close()
+                blender.close()  # its strip writer stops before the scratch folder may be removed
+                blender = None
             if state.rows_done >= 0 and not discard:
                 _add_note(err, f"kept {state.rows_done + 1} of {n_rows} finished chunk rows in {scratch}; add "
                                "--resume to the same command to continue")  # fmt: skip
@@ -545,7 +545,7 @@ def _resume_state(scratch: Path, settings: dict, fingerprints: dict) -> RunState
             f"--resume: the inputs changed since the interrupted run ({'; '.join(changed)}); its finished rows "
             f"would mix old and new data: run without --resume to start over"
         )
-    missing = [a for a in range(state.rows_done + 1) if not (scratch / "rows" / f"row_{a:05d}.tif").is_file()]
+    missing = [a for a in range(state.rows_done + 1) if not row_file(scratch, a).is_file()]
     if missing:
         raise UsageError(
             f"--resume: {scratch} lacks the row files of finished chunk rows {missing[:5]}; run without --resume to "

@@ -304,10 +304,9 @@ class TileReader:
             info = self._hr.info
             channels = hr_channels or 3
             self.hr_sensor = _hr_sensor(channels)
-            tagged = None if sources.hr_bands is not None else hr_bands_from_tags(info, channels)
             if sources.hr_bands is not None:
                 self.hr_bands = resolve_bands(info, sources.hr_bands)
-            elif tagged is not None:  # the file's colour interpretation / band names say which band is which
+            elif (tagged := hr_bands_from_tags(info, channels)) is not None:  # colour interpretation / band names
                 self.hr_bands = tagged
             else:
                 data = info.data_bands

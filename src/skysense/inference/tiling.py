@@ -21,7 +21,6 @@ row's strips durable with :meth:`ChunkedBlender.sync_strips` and drops the row a
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -32,20 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skysense.errors import OutputError
+from skysense.inference.resume import write_durably
 
 
-def _save_durably(path: Path, array: np.ndarray) -> None:
-    """``np.save`` under a temporary name, fsync, rename: a strip file on disk is always complete."""
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            np.save(handle, array)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError as err:
-        raise OutputError.writing(path, "a carried strip of the blended tiles", err) from err
+def _save_strip(path: Path, array: np.ndarray) -> None:
+    """A carried strip as ``.npy``, written durably: a strip file on disk is always complete."""
+    write_durably(path, lambda handle: np.save(handle, array), "a carried strip of the blended tiles")
 
 
 def tile_origins(length: int, tile: int, stride: int, align: int = 1) -> list[int]:
@@ -238,7 +229,7 @@ class ChunkedBlender:
             self._right = self._sum[:, :chunk, chunk:].clone()
         if a + 1 < n_rows:
             path, strip = self._strip_path(a, b), self._sum[:, chunk:, :].cpu().numpy().copy()
-            self._saving[path] = self._saver.submit(_save_durably, path, strip)
+            self._saving[path] = self._saver.submit(_save_strip, path, strip)
         for future in list(self._saving.values())[:-2]:  # at most 2 strips wait in memory for the disk
             future.result()
         row0, col0 = a * chunk, b * chunk
@@ -256,10 +247,6 @@ class ChunkedBlender:
         for future in self._saving.values():
             future.result()
         self._saving.clear()
-        if any(True for _ in self.scratch.glob("strip_*.npy")):
-            from skysense.inference.resume import fsync_path
-
-            fsync_path(self.scratch)
 
     def drop_strips(self, a: int) -> None:
         """Delete the strips chunk row ``a`` carried down (once the row below is finished and recorded)."""

@@ -79,6 +79,23 @@ def scratch_path(output: Path) -> Path:
     return output.with_name(output.name + ".partial.d")
 
 
+def row_file(scratch: Path, a: int) -> Path:
+    """Where chunk row ``a`` of a run is kept once finished."""
+    return scratch / "rows" / f"row_{a:05d}.tif"
+
+
+def check_dtype(dtype: str, kind: str) -> None:
+    """Refuse an output dtype the kind of output cannot have.
+
+    Raises:
+        UsageError: naming ``--dtype`` and what it applies to.
+    """
+    if dtype not in ("float32", "float16"):
+        raise UsageError(f"--dtype: {dtype!r}; give float32 or float16")
+    if dtype == "float16" and kind == "classes":
+        raise UsageError("--dtype float16: a class map is uint8; --dtype applies to probabilities and embeddings")
+
+
 _GDAL_TYPES = {"uint8": "Byte", "float32": "Float32"}
 
 
@@ -114,10 +131,7 @@ class SceneWriter:
     ) -> None:
         if kind not in ("classes", "probabilities", "embedding"):
             raise ValueError(f"kind must be classes, probabilities or embedding, got {kind!r}")
-        if dtype not in ("float32", "float16"):
-            raise UsageError(f"--dtype: {dtype!r}; give float32 or float16")
-        if dtype == "float16" and kind == "classes":
-            raise UsageError("--dtype float16: a class map is uint8; --dtype applies to probabilities and embeddings")
+        check_dtype(dtype, kind)
         if kind == "classes" and channels >= CLASS_NODATA:
             raise ValueError(f"{channels} classes do not fit a uint8 class map (255 is nodata)")
         self.output = Path(output)
@@ -161,7 +175,7 @@ class SceneWriter:
         return self.grid.width * self.grid.height * self.count * per_value
 
     def row_file(self, a: int) -> Path:
-        return self.rows_dir / f"row_{a:05d}.tif"
+        return row_file(self.rows_dir.parent, a)
 
     def start_row(self, a: int, row0: int, height: int) -> None:
         """Open chunk row ``a`` (output rows ``row0 … row0 + height``) for writing."""
