@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from skysense.data.readers import read_time_series
 from skysense.data.sensors import S1_GRD, S2_COMMON_NAMES, S2_L1C, S2_L2A
+from skysense.data.series import read_time_series
 from skysense.errors import InputError
 from tests.data.test_readers import spain
 
@@ -75,7 +75,7 @@ def test_a_series_folder_takes_every_raster_suffix_and_reports_the_rest(tmp_path
     the others skipped without a word); a text file is named as skipped; GDAL's sidecars are not."""
     import shutil
 
-    from skysense.data.readers import _series_files
+    from skysense.data.series import _series_files
 
     source = spain("S1")
     folder = tmp_path / "s1"

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from skysense import create_model
-from skysense.data.collate import Sample, TimeSeries, collate
+from skysense.containers import Sample, TimeSeries
+from skysense.data.collate import collate
 from skysense.data.sensors import HR_RGB, S1_GRD, S2_L2A
 from skysense.data.transforms import (
     Compose,

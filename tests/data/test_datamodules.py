@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from skysense.data.collate import Batch
+from skysense.containers import Batch
 from skysense.data.datamodules import (
     AIDDataModule,
     ChangeDetectionDataModule,

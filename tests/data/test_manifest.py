@@ -19,16 +19,10 @@ from rasterio.windows import Window
 
 from skysense.cli import main
 from skysense.data.collate import collate
-from skysense.data.manifest import (
-    ManifestDataset,
-    compute_stats,
-    index_directory,
-    name_key,
-    read_manifest,
-    write_manifest,
-)
-from skysense.data.readers import read_raster
+from skysense.data.manifest import ManifestDataset, index_directory, name_key, read_manifest, write_manifest
+from skysense.data.raster import read_raster
 from skysense.data.sensors import HR_RGB, S1_GRD, S2_L2A
+from skysense.data.stats import compute_stats
 from skysense.data.transforms import Compose, FillInvalid, Normalize
 from skysense.errors import InputError
 from tests.conftest import shared_path

@@ -15,17 +15,17 @@ from rasterio.transform import Affine, from_origin
 from rasterio.warp import calculate_default_transform
 from rasterio.windows import Window
 
-from skysense.data.readers import (
+from skysense.data.raster import (
     Raster,
     coregistered_grids,
     iter_windows,
     raster_info,
     read_coregistered,
     read_raster,
-    read_time_series,
     reproject_to_grid,
 )
 from skysense.data.sensors import S1_GRD, S1_GRD_LINEAR, S2_L1C, S2_L2A, check_units
+from skysense.data.series import read_time_series
 from tests.conftest import shared_path
 
 

@@ -14,7 +14,7 @@ from skysense.data.examples import (
     require_all_valid,
     sen1floods11_input,
 )
-from skysense.data.readers import read_raster
+from skysense.data.raster import read_raster
 from skysense.data.sensors import S1_GRD, S2_L2A, linear_to_db, s2_l1c_to_model_bands
 from tests.conftest import shared_path
 

@@ -11,8 +11,8 @@ import pytest
 import rasterio
 from rasterio.control import GroundControlPoint
 
-from skysense.data.readers import read_time_series
 from skysense.data.sensors import S1_GRD
+from skysense.data.series import read_time_series
 from skysense.errors import InputError
 from skysense.inference.sources import SeriesSource
 from tests.data.test_readers import spain

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from rasterio.transform import Affine
 
+from skysense.containers import Grid
 from skysense.data.products import find_s2_products, read_s2_product
-from skysense.data.readers import Grid, read_time_series
 from skysense.data.sensors import S2_L1C, S2_L2A
+from skysense.data.series import read_time_series
 from skysense.errors import InputError
 from tests.data.s2_safe import BANDS, CLOUD, RESOLUTION, TILE, band_at_resolution, chip, write_safe, zip_safe
 

@@ -11,10 +11,10 @@ import pytest
 import rasterio
 import torch
 
-from skysense.data.collate import Sample, TimeSeries, collate
-from skysense.data.readers import read_time_series
+from skysense.containers import Sample, TimeSeries
+from skysense.data.collate import collate
 from skysense.data.sensors import S1_GRD
-from skysense.data.series import frames_that_count
+from skysense.data.series import frames_that_count, read_time_series
 from skysense.inference.sources import SceneSources, SeriesSource, TileReader
 from tests.data.test_readers import spain
 

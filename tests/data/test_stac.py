@@ -13,8 +13,8 @@ import pystac
 import pytest
 
 from skysense.data.products import find_s2_products
-from skysense.data.readers import read_time_series
 from skysense.data.sensors import S1_GRD, S2_COMMON_NAMES, S2_L2A
+from skysense.data.series import read_time_series
 from skysense.errors import InputError
 from skysense.inference.sources import SeriesSource
 from tests.data.s2_safe import write_safe

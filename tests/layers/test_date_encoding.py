@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from skysense.layers.date_encoding import NO_DATE, DayOfYearEncoding, day_of_year_index
+from skysense.containers import NO_DATE, day_of_year_index
+from skysense.layers.date_encoding import DayOfYearEncoding
 
 
 def test_calendar_day_index_and_leap_years() -> None:

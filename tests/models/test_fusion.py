@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from skysense.layers.date_encoding import NO_DATE
+from skysense.containers import NO_DATE
 from skysense.models.fusion import FusionConfig, TemporalFusion, convert_official_fusion_state_dict
 from tests.models.reference import MmsegLayer
 

@@ -7,7 +7,7 @@ import torch
 
 import skysense
 from skysense import SkySenseInput, count_parameters, create_model, from_pretrained, get_config, save_pretrained
-from skysense.layers.date_encoding import NO_DATE
+from skysense.containers import NO_DATE
 
 
 @pytest.fixture(scope="module")

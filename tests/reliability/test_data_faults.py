@@ -30,15 +30,9 @@ from rasterio.windows import Window
 from skysense.cli import main
 from skysense.data.dates import check_series_dates
 from skysense.data.manifest import ManifestDataset, index_directory, write_manifest
-from skysense.data.readers import (
-    UnreadableRaster,
-    check_readable,
-    raster_info,
-    read_raster,
-    read_time_series,
-    reproject_to_grid,
-)
+from skysense.data.raster import UnreadableRaster, check_readable, raster_info, read_raster, reproject_to_grid
 from skysense.data.sensors import S1_GRD
+from skysense.data.series import read_time_series
 from skysense.errors import InputError
 from tests.conftest import shared_path
 

@@ -11,8 +11,7 @@ import pytest
 import rasterio
 from rasterio.enums import ColorInterp
 
-from skysense.data.bands import hr_bands_from_tags
-from skysense.data.readers import raster_info
+from skysense.data.raster import hr_bands_from_tags, raster_info
 from skysense.errors import InputError
 from tests.conftest import shared_path
 

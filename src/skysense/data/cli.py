@@ -19,16 +19,9 @@ from collections import Counter
 from pathlib import Path
 
 from skysense.data.dates import acquisition_date
-from skysense.data.manifest import (
-    MODALITIES,
-    compute_stats,
-    entry_from_info,
-    format_stats,
-    index_directory,
-    read_manifest,
-    write_manifest,
-)
-from skysense.data.readers import check_readable, raster_info
+from skysense.data.manifest import MODALITIES, entry_from_info, index_directory, read_manifest, write_manifest
+from skysense.data.raster import check_readable, raster_info
+from skysense.data.stats import compute_stats, format_stats
 from skysense.errors import InputError, int_at_least
 
 

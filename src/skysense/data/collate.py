@@ -8,139 +8,15 @@ with :class:`~skysense.data.transforms.FillInvalid` first: nothing is silently f
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from skysense.batch import SkySenseInput
+from skysense.containers import NO_DATE, Batch, Sample, day_of_year_index
 from skysense.data.series import frames_that_count
-from skysense.layers.date_encoding import NO_DATE, day_of_year_index
-
-
-@dataclass
-class TimeSeries:
-    """Frames of one Sentinel modality at one location, sorted by date.
-
-    Attributes:
-        values: (T, C, H, W) float32.
-        dates: T acquisition dates (``datetime.date``), ascending.
-        valid: (T, H, W) bool, False where a pixel is nodata, NaN or masked (e.g. cloud).
-    """
-
-    values: torch.Tensor
-    dates: list[dt.date]
-    valid: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.values.ndim != 4:
-            raise ValueError(f"time-series values must be (T, C, H, W), got shape {tuple(self.values.shape)}")
-        steps = self.values.shape[0]
-        if len(self.dates) != steps:
-            raise ValueError(f"{steps} frames but {len(self.dates)} dates")
-        expected = (steps, *self.values.shape[-2:])
-        if tuple(self.valid.shape) != expected:
-            raise ValueError(f"valid mask must be {expected}, got {tuple(self.valid.shape)}")
-        if any(later < earlier for earlier, later in zip(self.dates, self.dates[1:], strict=False)):
-            raise ValueError(f"frames must be sorted by date, got {[d.isoformat() for d in self.dates]}")
-
-    def __len__(self) -> int:
-        return self.values.shape[0]
-
-    def select(self, indices: Sequence[int] | torch.Tensor) -> TimeSeries:
-        """The frames at ``indices`` (kept in date order)."""
-        order = sorted(int(i) for i in indices)
-        return TimeSeries(self.values[order], [self.dates[i] for i in order], self.valid[order])
-
-
-@dataclass
-class Sample:
-    """Everything known about one location.
-
-    Attributes:
-        hr: (C, H, W) float32 very-high-resolution image, or None.
-        hr_valid: (H, W) bool pixel validity of ``hr`` (default: all valid).
-        hr_date: acquisition date of ``hr`` if known.
-        hr_t2: (C, H, W) second HR image of the same place at a later date (bi-temporal change detection), or None.
-        s2: Sentinel-2 :class:`TimeSeries` (10 model bands), or None.
-        s1: Sentinel-1 :class:`TimeSeries` (VV, VH), or None.
-        lat: latitude in degrees (WGS 84) of the location's centre, if known.
-        lon: longitude in degrees, if known.
-        target: the label in the task's form (class index, (H, W) mask, boxes dict, regression value), or None.
-        meta: provenance (source files, ids) for error messages and outputs.
-    """
-
-    hr: torch.Tensor | None = None
-    hr_valid: torch.Tensor | None = None
-    hr_date: dt.date | None = None
-    hr_t2: torch.Tensor | None = None
-    s2: TimeSeries | None = None
-    s1: TimeSeries | None = None
-    lat: float | None = None
-    lon: float | None = None
-    target: Any = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.hr is not None:
-            if self.hr.ndim != 3:
-                raise ValueError(f"hr must be (C, H, W), got shape {tuple(self.hr.shape)} ({self.source})")
-            if self.hr_valid is None:
-                self.hr_valid = torch.isfinite(self.hr).all(dim=0)
-            elif tuple(self.hr_valid.shape) != tuple(self.hr.shape[-2:]):
-                raise ValueError(f"hr_valid must be {tuple(self.hr.shape[-2:])}, got {tuple(self.hr_valid.shape)}")
-        if self.hr_t2 is not None and (self.hr is None or self.hr_t2.shape != self.hr.shape):
-            raise ValueError(f"hr_t2 needs an hr image of the same shape ({self.source})")
-
-    @property
-    def source(self) -> str:
-        """Where the sample came from, for messages."""
-        return str(self.meta.get("source", self.meta.get("id", "sample")))
-
-
-@dataclass
-class Batch:
-    """A collated batch: model inputs plus what training and evaluation need beside them.
-
-    Attributes:
-        inputs: the :class:`~skysense.batch.SkySenseInput` for the model.
-        hr_t2: (B, C, H, W) second-date HR images (change detection), or None.
-        target: stacked targets (tensor) when every sample has a tensor/number target of one shape; a list otherwise
-            (e.g. boxes); None when no sample has one.
-        hr_pixel_valid: (B, H, W) bool, or None.
-        s2_pixel_valid: (B, T2, h, w) bool (padded frames all False), or None.
-        s1_pixel_valid: (B, T1, h, w) bool, or None.
-        meta: per-sample provenance.
-    """
-
-    inputs: SkySenseInput
-    hr_t2: torch.Tensor | None
-    target: torch.Tensor | list[Any] | None
-    hr_pixel_valid: torch.Tensor | None
-    s2_pixel_valid: torch.Tensor | None
-    s1_pixel_valid: torch.Tensor | None
-    meta: list[dict[str, Any]]
-
-    def to(self, device: torch.device | str) -> Batch:
-        def move(x: Any) -> Any:
-            return x.to(device) if isinstance(x, torch.Tensor) else x
-
-        target = move(self.target) if not isinstance(self.target, list) else self.target
-        return Batch(
-            self.inputs.to(device),
-            move(self.hr_t2),
-            target,
-            move(self.hr_pixel_valid),
-            move(self.s2_pixel_valid),
-            move(self.s1_pixel_valid),
-            self.meta,
-        )
-
-    def __len__(self) -> int:
-        return len(self.meta)
 
 
 def _refuse_nan(values: torch.Tensor, usable: torch.Tensor, what: str) -> None:

@@ -8,7 +8,7 @@ dataset family, so that a LightningCLI config can name them with ``class_path``/
 Defaults: evaluation transforms are :class:`~skysense.data.transforms.Normalize` with the dataset's ``sensors``
 (which refuses values in the wrong units) then :class:`~skysense.data.transforms.FillInvalid` (the one explicit fill
 of no-data pixels, masks kept); training adds :class:`~skysense.data.transforms.RandomFlipRotate` (the same flip and
-90° rotation for every modality, mask and box target). Batches are :class:`~skysense.data.collate.Batch` objects
+90° rotation for every modality, mask and box target). Batches are :class:`~skysense.containers.Batch` objects
 from :func:`~skysense.data.collate.collate`.
 
 Reproducibility: shuffling draws from a ``torch.Generator`` seeded with ``seed`` (and so does the DataLoader's
@@ -33,8 +33,9 @@ import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch.utils.data import DataLoader
 
+from skysense.containers import Batch
 from skysense.data import datasets
-from skysense.data.collate import Batch, collate
+from skysense.data.collate import collate
 from skysense.data.datasets.base import SkySenseDataset, Transform
 from skysense.data.transforms import Compose, FillInvalid, Normalize, RandomFlipRotate
 
@@ -205,7 +206,7 @@ class SkySenseDataModule(pl.LightningDataModule):
         return self._loader("predict")
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """Move a :class:`~skysense.data.collate.Batch`, including list targets (boxes) that ``Batch.to`` keeps."""
+        """Move a :class:`~skysense.containers.Batch`, including list targets (boxes) that ``Batch.to`` keeps."""
         if isinstance(batch, Batch):
             moved = batch.to(device)
             if isinstance(moved.target, list):

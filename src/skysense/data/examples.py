@@ -13,11 +13,11 @@ import rasterio
 import torch
 
 from skysense.batch import SkySenseInput
+from skysense.containers import day_of_year_index
 from skysense.data.datasets import EuroSAT
 from skysense.data.datasets.base import read_rgb
-from skysense.data.readers import read_raster
+from skysense.data.raster import read_raster
 from skysense.data.sensors import HR_RGB, S1_GRD, S2_L2A, s2_l1c_to_model_bands
-from skysense.layers.date_encoding import day_of_year_index
 
 SAMPLE_DIR = Path(str(resources.files("skysense") / "sample_data"))
 SEN1FLOODS11_S1 = SAMPLE_DIR / "sen1floods11_Spain_7370579_S1Hand_64.tif"

@@ -1,4 +1,4 @@
-"""Transforms on :class:`~skysense.data.collate.Sample`: normalisation, explicit filling of invalid pixels, frame
+"""Transforms on :class:`~skysense.containers.Sample`: normalisation, explicit filling of invalid pixels, frame
 sampling, date jitter, geometry applied identically to every modality (and to mask/box targets), and photometric
 changes per modality.
 
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
-from skysense.data.collate import Sample, TimeSeries
+from skysense.containers import Sample, TimeSeries
 from skysense.data.sensors import Sensor
 
 Transform = Callable[[Sample], Sample]

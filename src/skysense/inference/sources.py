@@ -31,24 +31,15 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from skysense.batch import SkySenseInput
-from skysense.data.bands import hr_bands_from_tags
+from skysense.containers import Grid, day_of_year_index
 from skysense.data.dates import acquisition_date, check_series_dates, parse_date
 from skysense.data.products import S2Product, find_s2_products, is_s2_product_path
 from skysense.data.products.sentinel1 import S1Pair, check_geocoded, group_polarisations
 from skysense.data.products.stac import StacItem, is_stac_path, read_stac
-from skysense.data.readers import (
-    Grid,
-    RasterFile,
-    _series_files,
-    check_readable,
-    raster_info,
-    read_time_series,
-    resolve_bands,
-)
+from skysense.data.raster import RasterFile, check_readable, hr_bands_from_tags, raster_info, resolve_bands
 from skysense.data.sensors import HR_RGB, HR_RGBN, Sensor, check_units, get_sensor
-from skysense.data.series import frames_that_count
+from skysense.data.series import _series_files, frames_that_count, read_time_series
 from skysense.errors import InputError, UsageError
-from skysense.layers.date_encoding import day_of_year_index
 
 SENTINEL = ("s2", "s1")
 
@@ -189,7 +180,7 @@ class SceneSources:
         hr: the HR image (GeoTIFF/COG of any size), or None.
         hr_bands: 1-based band indexes or names of the HR image, in the model's order (default: the bands its
             colour interpretation or band descriptions name red, green, blue[, nir] — a BGR file is read as RGB,
-            contradicting tags are refused, see :mod:`skysense.data.bands` —, else its first 3 or 4 data bands).
+            contradicting tags are refused, see :mod:`skysense.data.raster.bands` —, else its first 3 or 4 data bands).
         s2, s1: Sentinel time series, or None.
         ratio: HR pixels per Sentinel pixel along each axis.
         min_valid_fraction: a Sentinel frame counts for a tile when at least this share of its pixels inside the
@@ -283,7 +274,7 @@ class TileReader:
         hr_channels: channels of the model's HR encoder (3 or 4), when it reads the HR image.
         modalities: the inputs the model reads (a subset of ``sources.modalities``).
         check_scene: on opening, read the first and last block of every band of every input file
-            (:func:`~skysense.data.readers.check_readable`: a truncated file is refused before any work) and check
+            (:func:`~skysense.data.raster.check_readable`: a truncated file is refused before any work) and check
             the whole HR image's units once (:func:`check_hr_scene`).
     """
 

@@ -29,7 +29,7 @@ from rasterio.errors import RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from skysense.data.readers import Grid
+from skysense.containers import Grid
 from skysense.errors import OutputError, UsageError
 from skysense.inference.resume import durable_replace
 

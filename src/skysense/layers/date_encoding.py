@@ -8,42 +8,10 @@ entry (index 58). This keeps seasonal phase aligned across years, which is what 
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterable
-
-import numpy as np
 import torch
 from torch import nn
 
-NUM_DAYS = 365
-NO_DATE = -1  # index meaning "date unknown": no date encoding is added to that token
-
-_CUMULATIVE_DAYS = np.cumsum([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30])  # non-leap month starts
-
-
-def day_of_year_index(dates: Iterable[dt.date | dt.datetime | np.datetime64 | str]) -> torch.Tensor:
-    """Calendar-day index in [0, 365) of each date, with 29 February mapped onto 28 February.
-
-    Args:
-        dates: ``datetime.date``/``datetime``, ``numpy.datetime64`` or ISO strings (``"2019-09-17"``).
-
-    Returns:
-        (N,) int64 tensor.
-
-    Raises:
-        ValueError: naming the first value that is not a date.
-    """
-    out = []
-    for value in dates:
-        try:
-            day = np.datetime64(value, "D").astype(object)
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"cannot parse {value!r} as a date (expected ISO 'YYYY-MM-DD' or a date object)") from err
-        if not isinstance(day, dt.date):
-            raise ValueError(f"cannot parse {value!r} as a date (NaT or out of range)")
-        day_in_month = min(day.day, 28) if day.month == 2 else day.day
-        out.append(int(_CUMULATIVE_DAYS[day.month - 1]) + day_in_month - 1)
-    return torch.tensor(out, dtype=torch.long)
+from skysense.containers import NO_DATE, NUM_DAYS
 
 
 class DayOfYearEncoding(nn.Module):

@@ -16,7 +16,8 @@ from timm.layers import trunc_normal_
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from skysense.layers.date_encoding import NUM_DAYS, DayOfYearEncoding
+from skysense.containers import NUM_DAYS
+from skysense.layers.date_encoding import DayOfYearEncoding
 from skysense.layers.transformer import build_blocks, init_linear_weights
 from skysense.models.vit import MMSEG_LAYER_RULES, rename_by_rules
 

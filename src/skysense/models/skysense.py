@@ -20,7 +20,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from skysense.batch import SkySenseInput, SkySenseOutput
-from skysense.layers.date_encoding import NO_DATE
+from skysense.containers import NO_DATE
 from skysense.models.base import resolve_indices
 from skysense.models.fusion import FusionConfig, TemporalFusion
 from skysense.models.projection import ProjectionHeadsConfig

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from skysense.data.collate import Batch, Sample, collate
+from skysense.containers import Batch, Sample
+from skysense.data.collate import collate
 
 Transform = Callable[[Sample], Sample]
 

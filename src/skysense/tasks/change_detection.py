@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from skysense.batch import SkySenseInput
-from skysense.data.collate import Batch
+from skysense.containers import Batch
 from skysense.tasks.segmentation import SegmentationTask
 
 MERGES = ("difference", "concat")

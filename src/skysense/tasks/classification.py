@@ -22,7 +22,7 @@ from einops import rearrange
 from torch import nn
 
 from skysense.batch import SkySenseInput, SkySenseOutput
-from skysense.data.collate import Batch
+from skysense.containers import Batch
 from skysense.heads.classification import build_classification_head
 from skysense.tasks.base import BackboneTask, resolve_class_names
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torchmetrics.detection import MeanAveragePrecision
 
-from skysense.data.collate import Batch
+from skysense.containers import Batch
 from skysense.heads.detection import HRPyramidBackbone, build_faster_rcnn
 from skysense.tasks.base import BackboneTask, resolve_class_names
 

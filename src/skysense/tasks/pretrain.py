@@ -19,7 +19,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from skysense.data.collate import Batch
+from skysense.containers import Batch
 from skysense.models.registry import get_config
 from skysense.models.skysense import SkySense
 from skysense.pretrain.meta_arch import PretrainConfig, SSLMetaArch

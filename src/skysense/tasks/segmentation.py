@@ -23,7 +23,7 @@ import torchmetrics
 from torch import nn
 
 from skysense.batch import SkySenseInput, SkySenseOutput
-from skysense.data.collate import Batch
+from skysense.containers import Batch
 from skysense.heads.classification import masked_mean
 from skysense.heads.segmentation import FCNHead, UperNetHead, single_map_pyramid
 from skysense.tasks.base import BackboneTask, resolve_class_names

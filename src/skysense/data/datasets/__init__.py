@@ -1,4 +1,4 @@
-"""Datasets of real Earth-observation imagery as :class:`~skysense.data.collate.Sample` objects.
+"""Datasets of real Earth-observation imagery as :class:`~skysense.containers.Sample` objects.
 
 Every dataset returns samples in sensor units (normalise with :class:`~skysense.data.transforms.Normalize` and the
 dataset's ``sensors``), with pixel-validity masks, real dates and latitude/longitude where the data has them, and the

@@ -18,14 +18,14 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from skysense.data.collate import Sample
+from skysense.containers import Sample
 from skysense.data.sensors import HR_RGB, Sensor
 
 Transform = Callable[[Sample], Sample]
 
 
 class SkySenseDataset(Dataset):
-    """Base class: a map-style dataset of :class:`~skysense.data.collate.Sample` in sensor units.
+    """Base class: a map-style dataset of :class:`~skysense.containers.Sample` in sensor units.
 
     Subclasses implement :meth:`_load` and set the class attributes below. ``transforms`` (a callable
     ``Sample -> Sample``, e.g. :class:`~skysense.data.transforms.Normalize`) is applied to every loaded sample; it is

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skysense.data.collate import Sample
+from skysense.containers import Sample
 from skysense.data.datasets.base import (
     SkySenseDataset,
     Transform,

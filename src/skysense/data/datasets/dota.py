@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from skysense.data.collate import Sample
+from skysense.containers import Sample
 from skysense.data.datasets.base import SkySenseDataset, Transform, letterbox, open_image, require_path, rgb_image
 from skysense.data.sensors import HR_RGB
 

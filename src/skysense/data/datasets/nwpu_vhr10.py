@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from skysense.data.collate import Sample
+from skysense.containers import Sample
 from skysense.data.datasets.base import (
     SkySenseDataset,
     Transform,

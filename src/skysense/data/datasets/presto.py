@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skysense.data.collate import Sample, TimeSeries
+from skysense.containers import Sample, TimeSeries
 from skysense.data.datasets.base import SkySenseDataset, Transform, grouped_split, require_path, stratified_split
 from skysense.data.sensors import S1_GRD, S2_L2A
 
@@ -57,7 +57,7 @@ class PrestoTimeSeries(SkySenseDataset):
     """One labelled pixel's monthly S2 and S1 series (base class of :class:`PrestoAlgaeBlooms` and
     :class:`PrestoFuelMoisture`).
 
-    Each sample: ``s2`` a :class:`~skysense.data.collate.TimeSeries` (T, 10, P, P) of the model's bands B2, B3, B4, B5,
+    Each sample: ``s2`` a :class:`~skysense.containers.TimeSeries` (T, 10, P, P) of the model's bands B2, B3, B4, B5,
     B6, B7, B8, B8A, B11, B12 in L1C reflectance × 1e4 (B9, Presto's channel 10, is dropped; normalise with
     ``S2_L2A``, the closest published statistics), ``s1`` (T, 2, P, P) VV, VH in dB, both all valid; ``lat``/``lon``
     the pixel's centre from ``latlon.npy``; ``target`` from ``target.npy`` in the task's form. ERA5, SRTM and NDVI
@@ -192,7 +192,7 @@ class PrestoAlgaeBlooms(PrestoTimeSeries):
     Dates: only the windows' start months are stored (the competition's ``metadata.csv`` with the sampling dates is
     not shipped), so frame ``t`` is dated the 15th of its month. The year is unknown: the first frame gets the nominal
     year 2001 (before Sentinel, so it cannot be mistaken for a real one) and the year increases whenever the month
-    goes down. The model only reads the calendar day (:func:`~skysense.layers.date_encoding.day_of_year_index`), so
+    goes down. The model only reads the calendar day (:func:`~skysense.containers.day_of_year_index`), so
     the nominal year changes nothing but the frames' order, which it keeps. Each month's window starts somewhere in
     that month and lasts 30 days, so the true window centres lie 0–30 days after the date given here (and two windows
     can start in the same month: their frames then share a date).

@@ -25,9 +25,9 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from skysense.data.collate import Sample, TimeSeries
+from skysense.containers import Sample, TimeSeries
 from skysense.data.datasets.base import SkySenseDataset, Transform, natural_key, require_path
-from skysense.data.readers import Raster, read_raster
+from skysense.data.raster import Raster, read_raster
 from skysense.data.sensors import S1_GRD, S2_L2A, s2_l1c_to_model_bands
 
 
@@ -70,7 +70,7 @@ def same_grid(first: Raster, second: Raster, tolerance: float = 1e-3) -> bool:
 class Sen1Floods11(SkySenseDataset):
     """Sen1Floods11 chips as one-frame Sentinel time series with a water mask (semantic segmentation).
 
-    Each sample: ``s1`` a :class:`~skysense.data.collate.TimeSeries` of one frame (1, 2, h, w) VV, VH in dB (mode
+    Each sample: ``s1`` a :class:`~skysense.containers.TimeSeries` of one frame (1, 2, h, w) VV, VH in dB (mode
     "s1", "s1s2"), ``s2`` one frame (1, 10, h, w) of the model's 10 bands, L1C reflectance × 1e4 (mode "s2", "s1s2";
     selected from the 13 L1C bands by :func:`~skysense.data.sensors.s2_l1c_to_model_bands`; normalise it with
     ``S2_L2A``, the closest published statistics: L1C is top-of-atmosphere, expect a small shift); ``valid`` False

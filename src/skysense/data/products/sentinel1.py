@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from skysense.data.readers import Grid, Raster, raster_info, reproject_to_grid
+from skysense.containers import Grid
+from skysense.data.raster import Raster, raster_info, reproject_to_grid
 from skysense.data.sensors import canonical_band_name
 from skysense.errors import InputError
 

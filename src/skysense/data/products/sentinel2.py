@@ -43,7 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-from skysense.data.readers import Grid, Raster, raster_info, reproject_to_grid
+from skysense.containers import Grid
+from skysense.data.raster import Raster, raster_info, reproject_to_grid
 from skysense.errors import InputError
 
 BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
@@ -119,7 +120,7 @@ class S2Product:
         """``bands`` (codes, any padding) onto ``grid`` as reflectance × 1e4, with validity (DN 0 and the cloud mask).
 
         Returns:
-            :class:`~skysense.data.readers.Raster`: values (C, H, W) float32, NaN where invalid; valid (C, H, W).
+            :class:`~skysense.data.raster.Raster`: values (C, H, W) float32, NaN where invalid; valid (C, H, W).
 
         Raises:
             InputError: a band the product does not have, naming the product and the bands it has.

@@ -32,8 +32,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from skysense.containers import Grid
 from skysense.data.products.sentinel2 import SCL_INVALID, _assumed_radiometry
-from skysense.data.readers import Grid, Raster, raster_info, reproject_to_grid
+from skysense.data.raster import Raster, raster_info, reproject_to_grid
 from skysense.data.sensors import canonical_band_name
 from skysense.errors import InputError
 

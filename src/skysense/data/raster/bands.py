@@ -1,5 +1,12 @@
-"""Which bands of a high-resolution (HR) image are red, green, blue (and near-infrared), read from the file's own
-tags, so that a BGR file is not fed to the model as RGB.
+"""Which bands of a file are which.
+
+- :func:`resolve_bands` — bands given by 1-based index or by description.
+- :func:`sensor_bands` — a sensor's bands in the model's order, found by name: B-codes (zero-padded or not), STAC
+  common names, polarisations (:func:`~skysense.data.sensors.canonical_band_name`). Names that are complete but
+  shuffled are reordered; names missing a band are refused naming it; a file without names is read by position,
+  with one warning saying so.
+- :func:`hr_bands_from_tags` — red, green, blue (and near-infrared) of a high-resolution image from its tags, as
+  follows.
 
 The HR encoder takes its bands in the order of :data:`~skysense.data.sensors.HR_RGB` (red, green, blue) or
 :data:`~skysense.data.sensors.HR_RGBN` (red, green, blue, nir). :func:`hr_bands_from_tags` reads each band's
@@ -36,14 +43,121 @@ written in BGR order by a tool that never set the tags reads as RGB, exactly as 
 from __future__ import annotations
 
 import re
+import warnings
+from collections.abc import Sequence
 
-from skysense.data.readers import RasterInfo
-from skysense.data.sensors import HR_RGB, HR_RGBN
+import numpy as np
+
+from skysense.data.raster.info import RasterInfo
+from skysense.data.sensors import HR_RGB, HR_RGBN, Sensor, canonical_band_name
 from skysense.errors import InputError
 
-# Colour interpretations that name nothing (GDAL's defaults for a band of unknown meaning)
+BandSelection = Sequence[int | str]
+
+
+def _normalize_band_name(name: str) -> str:
+    """Case- and padding-insensitive band key: "b02" → "B2", "B8a" → "B8A", " vv " → "VV"."""
+    key = name.strip().upper()
+    if key.startswith("BAND_") or key.startswith("BAND "):
+        return key.replace(" ", "_")
+    if len(key) > 1 and key[0] == "B" and key[1:].lstrip("0")[:1].isdigit():
+        key = "B" + key[1:].lstrip("0")
+    return key
+
+
+def resolve_bands(info: RasterInfo, bands: BandSelection | None) -> list[int]:
+    """Band selection (1-based indexes and/or band names) → 1-based indexes.
+
+    Names match the band descriptions exactly, else case- and zero-padding-insensitively ("b02" finds "B2");
+    "band_<i>" always finds band i. ``None`` selects the data bands (alpha bands excluded).
+
+    Raises:
+        ValueError: an index out of range, an unknown or ambiguous name, naming the file and its bands.
+    """
+    if bands is None:
+        return info.data_bands
+    if isinstance(bands, (str, int)):
+        bands = [bands]
+    if len(bands) == 0:
+        raise ValueError(f"{info.path}: empty band selection")
+    names = info.band_names
+    indexes = []
+    for band in bands:
+        if isinstance(band, (int, np.integer)) and not isinstance(band, bool):
+            if not 1 <= band <= info.count:
+                raise ValueError(
+                    f"{info.path}: band {band} requested but the file has {info.count} bands (1-based indexes)"
+                )
+            indexes.append(int(band))
+            continue
+        if not isinstance(band, str):
+            raise ValueError(f"{info.path}: bands are 1-based indexes or names, got {band!r}")
+        exact = [i for i, n in enumerate(names, start=1) if n == band]
+        if not exact:
+            key = _normalize_band_name(band)
+            exact = [i for i, n in enumerate(names, start=1) if _normalize_band_name(n) == key]
+        if len(exact) != 1:
+            problem = "no band named" if not exact else f"{len(exact)} bands named"
+            raise ValueError(f"{info.path}: {problem} {band!r}; the file's bands are {list(names)}")
+        indexes.append(exact[0])
+    return indexes
+
+
+def sensor_bands(info: RasterInfo, sensor: Sensor) -> list[int]:
+    """The 1-based indexes of ``sensor``'s bands, in the sensor's order.
+
+    Band names (descriptions) identify bands by B-code (zero-padded or not), STAC common name ("red", "nir08",
+    "swir16", ...) or polarisation (:func:`~skysense.data.sensors.canonical_band_name`):
+
+    - names that identify every band of the sensor are used whatever their order (a shuffled stack is reordered;
+      extra bands are ignored);
+    - names that identify some bands but not all are refused, naming the missing ones (never filled by position);
+    - only a file whose bands have no recognisable name at all is read by position, when it has exactly the
+      sensor's number of data bands, and a warning says so.
+
+    Raises:
+        InputError: names that miss some of the sensor's bands, or a name on two bands, or no names and another
+            number of bands — naming the file, its bands and the expected ones.
+    """
+    data = info.data_bands
+    named: dict[str, list[int]] = {}
+    for index in data:
+        canonical = canonical_band_name(info.descriptions[index - 1])
+        if canonical is not None:
+            named.setdefault(canonical, []).append(index)
+    wanted = [canonical_band_name(b) or b for b in sensor.bands]
+    twice = {k: v for k, v in named.items() if len(v) > 1 and k in wanted}
+    if twice:
+        band, indexes = next(iter(twice.items()))
+        raise InputError(
+            f"{info.path}: bands {indexes} are all named {band} (names {list(info.band_names)}); fix the band "
+            "descriptions so that each band is named once"
+        )
+    if named:
+        missing = [b for b, w in zip(sensor.bands, wanted, strict=True) if w not in named]
+        if missing:
+            raise InputError(
+                f"{info.path}: its band names {list(info.band_names)} do not include {', '.join(missing)} of the "
+                f"{len(sensor.bands)} {sensor.name} bands {list(sensor.bands)} ({sensor.units}); give a file with "
+                "every band (named by B-code or STAC common name), or fix its band descriptions"
+            )
+        return [named[w][0] for w in wanted]
+    if len(data) == len(sensor.bands):
+        warnings.warn(
+            f"{info.path}: its bands have no names; read by position as {', '.join(sensor.bands)} "
+            f"({sensor.units}); name them in the band descriptions to be sure",
+            stacklevel=2,
+        )
+        return data
+    raise InputError(
+        f"{info.path}: expected the {len(sensor.bands)} bands {list(sensor.bands)} of {sensor.name} "
+        f"({sensor.units}), by band name or by count; found {len(data)} bands named {list(info.band_names)}"
+    )
+
+
 _SILENT_COLOURS = frozenset({"undefined", "gray", "grey", "palette"})
-# Plain band names a description may hold (normalised: lower case, "-"/"_" as spaces) → identity
+
+
 _DESCRIPTION_NAMES = {
     "red": "red",
     "green": "green",
@@ -113,7 +227,7 @@ def hr_bands_from_tags(info: RasterInfo, channels: int) -> list[int] | None:
     descriptions (the rules are in the module's docstring).
 
     Args:
-        info: the file's metadata (:func:`~skysense.data.readers.raster_info`).
+        info: the file's metadata (:func:`~skysense.data.raster.raster_info`).
         channels: the HR encoder's input channels: 3 (RGB) or 4 (RGB+NIR).
 
     Returns:

@@ -1,0 +1,273 @@
+"""A Dataset over a manifest: one :class:`~skysense.containers.Sample` per sample id, read with
+:mod:`skysense.data.raster` and :func:`skysense.data.series.read_time_series` (the same series reader scene inference
+uses).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rasterio.windows import Window
+from torch.utils.data import Dataset
+
+from skysense.containers import Sample
+from skysense.data.dates import check_series_dates
+from skysense.data.manifest.schema import PRODUCT_DRIVER, ManifestEntry, read_manifest
+from skysense.data.raster import (
+    RasterInfo,
+    coregistered_grids,
+    raster_info,
+    read_raster,
+    reproject_to_grid,
+    sensor_bands,
+)
+from skysense.data.sensors import HR_RGB, S1_GRD, S2_L1C, S2_L2A, SENSORS, Sensor
+from skysense.data.series import read_time_series
+from skysense.errors import InputError
+
+
+@functools.lru_cache(maxsize=256)
+def _products_at(path: str, mtime_ns: int) -> tuple:
+    """:func:`~skysense.data.products.sentinel2.find_s2_products`, parsed once per product path (and modification
+    time) rather than at every sample a dataset loads."""
+    from skysense.data.products.sentinel2 import find_s2_products
+
+    return tuple(find_s2_products(path))
+
+
+def _product_of(entry: ManifestEntry):
+    """The Sentinel-2 product a product row stands for (the one of its date when its folder holds several).
+
+    Raises:
+        InputError: the folder no longer holds a product of that date.
+    """
+    path = Path(entry.path)
+    found = _products_at(str(path), path.stat().st_mtime_ns) if path.exists() else ()
+    products = [p for p in found if entry.date is None or p.date == entry.date]
+    if not products:
+        raise InputError(f"{entry.path}: no Sentinel-2 product of {entry.date} any more; index the folder again")
+    return products[0]
+
+
+def _auto_s2_sensor(info: RasterInfo) -> Sensor:
+    """S2 L1C for 13-band files, else the model's L2A bands (selected by name or count)."""
+    return S2_L1C if len(info.data_bands) == 13 else S2_L2A
+
+
+@dataclass
+class _Group:
+    sample: str
+    files: dict[str, list[ManifestEntry]] = field(default_factory=dict)
+
+
+class ManifestDataset(Dataset):
+    """One :class:`~skysense.containers.Sample` per sample id of a manifest, in sensor units.
+
+    Per sample: the HR image (one file; a second dated HR file becomes ``hr_t2``), the S2 and S1 time series read
+    onto the Sentinel grid co-registered with the HR image (:func:`~skysense.data.raster.coregistered_grids`,
+    ``ratio`` HR pixels per Sentinel pixel; without an HR image, the earliest S2 (else S1) file's grid), the label
+    (one single-band file, on the HR grid, else the Sentinel grid) as a long (H, W) target with ``ignore_index``
+    where invalid, latitude/longitude of the grid's centre, and dates from the manifest (or the files).
+
+    Args:
+        manifest: a manifest file or its entries.
+        ratio: HR pixels per Sentinel pixel (32 for 0.3 m HR and ~10 m Sentinel).
+        crop: crop HR images whose size is not a multiple of ``ratio`` (top-left part) instead of refusing them.
+        transforms: callable ``Sample -> Sample`` applied to every sample (e.g. Normalize then FillInvalid).
+        hr_sensor, s2_sensor, s1_sensor: the sensors the files hold (HR default RGB: pass
+            :data:`~skysense.data.sensors.HR_RGBN` for 4-band RGB+NIR; alpha bands are masks, not bands; S1 default
+            GRD in dB; :data:`~skysense.data.sensors.S1_GRD_LINEAR` for linear power); ``s2_sensor=None`` picks by
+            band count: L1C for 13 bands, else the L2A model bands. Source formats (L1C, linear S1) are converted to
+            the model's (:func:`~skysense.data.sensors.to_model`).
+        label_nodata: a label value meaning "no data" when the file does not declare one (Sen1Floods11: -1).
+        ignore_index: target value of invalid label pixels.
+        resampling: for S2/S1 values placed on the Sentinel grid (labels always use nearest).
+        samples: only these sample ids (default: every sample with an hr, s2 or s1 file).
+        allow_duplicate_dates: keep S2 (or S1) files of one sample that share a date as separate frames; by default
+            such a sample is refused, as is a date after today (:func:`~skysense.data.dates.check_series_dates`,
+            checked on the manifest's dates when the dataset is made, and on the files' dates when read).
+
+    Attributes:
+        sensors: the model sensors of "hr", "s2", "s1" (what :class:`~skysense.data.transforms.Normalize` needs).
+        sample_ids: the samples, in order.
+    """
+
+    def __init__(
+        self,
+        manifest: str | Path | Sequence[ManifestEntry],
+        *,
+        ratio: int = 32,
+        crop: bool = False,
+        transforms: Callable[[Sample], Sample] | None = None,
+        hr_sensor: Sensor = HR_RGB,
+        s2_sensor: Sensor | None = None,
+        s1_sensor: Sensor = S1_GRD,
+        label_nodata: float | None = None,
+        ignore_index: int = -1,
+        resampling: str = "bilinear",
+        samples: Sequence[str] | None = None,
+        allow_duplicate_dates: bool = False,
+    ) -> None:
+        entries = read_manifest(manifest) if isinstance(manifest, (str, Path)) else list(manifest)
+        self.source = str(manifest) if isinstance(manifest, (str, Path)) else "manifest entries"
+        groups: dict[str, _Group] = {}
+        for entry in entries:
+            if not entry.sample:
+                raise InputError(f"{self.source}: {entry.path} has no sample id (index the folder first)")
+            groups.setdefault(entry.sample, _Group(entry.sample)).files.setdefault(entry.modality, []).append(entry)
+        if samples is None:
+            samples = [s for s, g in groups.items() if any(m in g.files for m in ("hr", "s2", "s1"))]
+        missing = [s for s in samples if s not in groups]
+        if missing:
+            raise KeyError(f"{self.source}: no sample {missing[:5]} (of {len(missing)} missing) in the manifest")
+        self.groups = groups
+        self.sample_ids = list(samples)
+        self.allow_duplicate_dates = allow_duplicate_dates
+        for sample_id in self.sample_ids:
+            for name in ("s2", "s1"):
+                series = sorted(groups[sample_id].files.get(name, []), key=_by_date)
+                check_series_dates(
+                    [e.date for e in series],
+                    [e.path for e in series],
+                    allow_duplicates=allow_duplicate_dates,
+                    what=f"the {name} series of sample {sample_id!r} of {self.source}",
+                )
+        self.ratio, self.crop, self.transforms = ratio, crop, transforms
+        self.hr_sensor, self.s2_sensor, self.s1_sensor = hr_sensor, s2_sensor, s1_sensor
+        self.label_nodata, self.ignore_index, self.resampling = label_nodata, ignore_index, resampling
+        model = {"hr": hr_sensor, "s2": s2_sensor, "s1": s1_sensor}
+        self.sensors = {k: (SENSORS[s.model_sensor] if s and s.model_sensor else s) for k, s in model.items()}
+        if self.sensors["s2"] is None:
+            self.sensors["s2"] = S2_L2A  # both automatic choices end in the model's L2A bands
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def __repr__(self) -> str:
+        return f"ManifestDataset({self.source}, {len(self)} samples, ratio {self.ratio})"
+
+    def __getitem__(self, index: int) -> Sample:
+        sample = self.load(self.sample_ids[index])
+        return self.transforms(sample) if self.transforms is not None else sample
+
+    def load(self, sample_id: str) -> Sample:
+        """The sample ``sample_id``, before transforms."""
+        group = self.groups[sample_id]
+        files = group.files
+        where = f"sample {sample_id!r} of {self.source}"
+        meta: dict[str, Any] = {
+            "id": sample_id,
+            "source": sample_id,
+            "files": {m: [str(e.path) for e in sorted(es, key=_by_date)] for m, es in files.items()},
+        }
+        hr_entries = sorted(files.get("hr", []), key=_by_date)
+        if len(hr_entries) > 2:
+            raise InputError(
+                f"{where}: {len(hr_entries)} HR files {[str(e.path) for e in hr_entries]}; expected one (or two "
+                "dates for change detection)"
+            )
+        if len(files.get("label", [])) > 1:
+            raise InputError(f"{where}: {len(files['label'])} label files {meta['files']['label']}; expected one")
+        hr = hr_valid = hr_t2 = hr_date = None
+        hr_grid = sentinel_grid = None
+        if hr_entries:
+            info = raster_info(hr_entries[0].path)
+            hr_grid, sentinel_grid = coregistered_grids(info, self.ratio, self.crop)
+            sensor = self.hr_sensor
+            raster = read_raster(info.path, sensor_bands(info, sensor), _top_left(hr_grid.shape))
+            values, valid = raster.values, raster.valid
+            hr = torch.from_numpy(values)
+            hr_valid = torch.from_numpy(valid.all(axis=0))
+            hr_date = hr_entries[0].date
+            if len(hr_entries) == 2:
+                second = raster_info(hr_entries[1].path)
+                bands = sensor_bands(second, sensor)
+                if hr_grid.crs is not None:
+                    other = reproject_to_grid(second.path, hr_grid.crs, hr_grid.transform, hr_grid.shape, bands=bands)
+                else:
+                    other = read_raster(second.path, bands, _top_left(hr_grid.shape))
+                if other.values.shape != values.shape:
+                    raise InputError(
+                        f"{where}: the second HR image {second.path} has shape {other.values.shape}, expected "
+                        f"{values.shape}"
+                    )
+                hr_t2 = torch.from_numpy(other.values)
+                hr_valid = hr_valid & torch.from_numpy(other.valid.all(axis=0))
+        series = {}
+        for name in ("s2", "s1"):
+            entries = sorted(files.get(name, []), key=_by_date)
+            if not entries:
+                continue
+            frames = [_product_of(e) if e.driver == PRODUCT_DRIVER else e.path for e in entries]
+            if sentinel_grid is None:
+                first = frames[0]
+                sentinel_grid = raster_info(first).grid if isinstance(first, Path) else first.grid()
+            elif sentinel_grid.crs is None:
+                raise InputError(
+                    f"{where}: the HR image {hr_entries[0].path} has no CRS, so the {name} files cannot be "
+                    "co-registered with it"
+                )
+            if name == "s1":
+                sensor = self.s1_sensor
+            elif self.s2_sensor is not None:
+                sensor = self.s2_sensor
+            elif isinstance(frames[0], Path):
+                sensor = _auto_s2_sensor(raster_info(frames[0]))
+            else:
+                sensor = SENSORS[frames[0].sensor]
+            dates = [e.date for e in entries]
+            series[name] = read_time_series(
+                frames,
+                grid=sentinel_grid,
+                sensor=sensor,
+                dates=None if any(d is None for d in dates) else dates,
+                resampling=self.resampling,
+                allow_duplicate_dates=self.allow_duplicate_dates,
+            )
+        target = None
+        if files.get("label"):
+            label_entry = files["label"][0]
+            grid = hr_grid or sentinel_grid
+            if grid is None:
+                raise InputError(f"{where}: a label {label_entry.path} but no HR, S2 or S1 image to place it on")
+            if grid.crs is not None:
+                label = reproject_to_grid(
+                    label_entry.path, grid.crs, grid.transform, grid.shape, "nearest", nodata=self.label_nodata
+                )
+            else:
+                label = read_raster(label_entry.path, None, _top_left(grid.shape), nodata=self.label_nodata)
+            if label.values.shape[0] != 1:
+                raise InputError(f"{where}: label {label_entry.path} has {label.values.shape[0]} bands, expected 1")
+            classes = np.where(label.valid[0], label.values[0], self.ignore_index)
+            target = torch.from_numpy(classes.astype(np.int64))
+        lat = lon = None
+        grid = hr_grid or sentinel_grid
+        if grid is not None and grid.crs is not None:
+            lat, lon = grid.center_lat_lon()
+        return Sample(
+            hr=hr,
+            hr_valid=hr_valid,
+            hr_date=hr_date,
+            hr_t2=hr_t2,
+            s2=series.get("s2"),
+            s1=series.get("s1"),
+            lat=lat,
+            lon=lon,
+            target=target,
+            meta=meta,
+        )
+
+
+def _by_date(entry: ManifestEntry) -> tuple[dt.date, str]:
+    return entry.date or dt.date.min, str(entry.path)
+
+
+def _top_left(shape: tuple[int, int]) -> Window:
+    return Window(0, 0, shape[1], shape[0])

@@ -1,0 +1,269 @@
+"""Putting a raster onto another grid.
+
+- :func:`reproject_to_grid` — any CRS onto a target grid; values resampled (bilinear by default, nearest for
+  labels), the validity mask carried with nearest neighbour, and a number only where the source had one. A source
+  already on the grid (same CRS, pixel size and pixel-aligned origin) is read as a window, without resampling.
+- :func:`coregistered_grids` / :func:`read_coregistered` — the Sentinel grid whose pixel is ``ratio`` HR pixels
+  (32 at the paper's 0.3 m / ~10 m), same origin and CRS as the HR image, and a Sentinel file read onto it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.transform import Affine
+from rasterio.warp import reproject, transform_bounds
+from rasterio.windows import Window
+
+from skysense.containers import Grid
+from skysense.data.raster.bands import BandSelection, resolve_bands
+from skysense.data.raster.info import RasterInfo, _gdal_message, raster_info
+from skysense.data.raster.read import Raster, RasterFile, window_from_bounds
+from skysense.errors import InputError
+
+
+def _resampling(value: str | Resampling) -> Resampling:
+    if isinstance(value, Resampling):
+        return value
+    try:
+        return Resampling[value]
+    except KeyError:
+        raise ValueError(f"unknown resampling {value!r}; use one of {[r.name for r in Resampling]}") from None
+
+
+def _aligned_offset(source: Grid, target: Grid) -> tuple[int, int] | None:
+    """(row, col) offset of ``target`` in ``source`` pixels when both grids share CRS, pixel size and pixel corners
+    (so that the target is a plain window of the source, no resampling); None otherwise."""
+    if source.crs is None or target.crs is None or source.crs != target.crs:
+        return None
+    s, t = source.transform, target.transform
+    if s.b or s.d or t.b or t.d:
+        return None
+    span = max(target.width, target.height, 1)
+    if abs(s.a - t.a) * span > 0.01 * abs(s.a) or abs(s.e - t.e) * span > 0.01 * abs(s.e):
+        return None
+    col = (t.c - s.c) / s.a
+    row = (t.f - s.f) / s.e
+    if abs(col - round(col)) > 0.01 or abs(row - round(row)) > 0.01:
+        return None
+    return int(round(row)), int(round(col))
+
+
+def reproject_to_grid(
+    source: str | Path | Raster,
+    dst_crs: CRS | str | int,
+    dst_transform: Affine,
+    dst_shape: tuple[int, int],
+    resampling: str | Resampling = "bilinear",
+    *,
+    bands: BandSelection | None = None,
+    nodata: float | None = None,
+    require_valid: bool = False,
+) -> Raster:
+    """Read a raster onto a target grid, carrying the validity mask.
+
+    Values are resampled with ``resampling`` (bilinear default, for reflectance/backscatter; use "nearest" for
+    labels) from valid source pixels only; the mask goes with nearest neighbour; a target pixel is valid where its
+    nearest source pixel is valid and the resampled value is finite, and NaN otherwise — never a number where the
+    source had none, and target pixels outside the source are invalid. When the target is a pixel-aligned window
+    of the source (same CRS, pixel size and corners) it is read directly, without resampling. From a path only the
+    source window covering the target is read.
+
+    Args:
+        source: a file, or a :class:`Raster` already read.
+        dst_crs: target CRS ("EPSG:32630", an EPSG code or a ``CRS``).
+        dst_transform: target affine transform.
+        dst_shape: target (height, width).
+        resampling: a ``rasterio.enums.Resampling`` or its name.
+        bands: band selection when ``source`` is a path.
+        nodata: extra nodata value when ``source`` is a path (see :func:`read_raster`).
+        require_valid: refuse a result without any valid value.
+
+    Returns:
+        :class:`Raster` on the target grid: values (C, H, W) float32, valid (C, H, W).
+
+    Raises:
+        ValueError: the source has no CRS (reprojection needs one), or see :func:`read_raster`.
+    """
+    method = _resampling(resampling)
+    target = Grid(CRS.from_user_input(dst_crs), Affine(*dst_transform[:6]), int(dst_shape[0]), int(dst_shape[1]))
+    if isinstance(source, Raster):
+        _require_crs(source.crs, source.path, target)
+        offset = _aligned_offset(source.grid, target)
+        if offset is not None:
+            out = _window_of(source, Window(offset[1], offset[0], target.width, target.height))
+        else:
+            out = _resample(source, target, method)
+    else:
+        with RasterFile(source) as raster_file:
+            info = raster_file.info
+            _require_crs(info.crs, info.path, target)
+            indexes = resolve_bands(info, bands)
+            offset = _aligned_offset(info.grid, target)
+            if offset is not None:  # a plain window of the file: no resampling
+                window = Window(offset[1], offset[0], target.width, target.height)
+                out = raster_file.read(indexes, window, boundless=True, nodata=nodata)
+            else:
+                window = _source_window(info, target)
+                if window is None:  # the target lies outside the file: nothing valid
+                    shape = (len(indexes), *target.shape)
+                    names = tuple(info.band_names[i - 1] for i in indexes)
+                    out = Raster(
+                        np.full(shape, np.nan, np.float32), np.zeros(shape, bool), names, None, None, info.path
+                    )
+                else:
+                    out = _resample(raster_file.read(indexes, window, nodata=nodata), target, method)
+    out = Raster(out.values, out.valid, out.band_names, target.crs, target.transform, out.path)
+    return out.require_valid() if require_valid else out
+
+
+def _require_crs(crs: CRS | None, path: Path, target: Grid) -> None:
+    if crs is None:
+        raise ValueError(
+            f"{path}: the raster has no CRS, so it cannot be reprojected onto the target grid in {target.crs}; "
+            "assign its CRS first (e.g. `rio edit-info --crs EPSG:32630 FILE`)"
+        )
+
+
+def _resample(raster: Raster, target: Grid, method: Resampling) -> Raster:
+    """Warp values (from valid pixels only) and the validity mask (nearest) onto ``target``."""
+    count = raster.values.shape[0]
+    values = np.full((count, *target.shape), np.nan, dtype=np.float32)
+    reproject(
+        source=raster.values,
+        destination=values,
+        src_transform=raster.transform,
+        src_crs=raster.crs,
+        src_nodata=np.nan,
+        dst_transform=target.transform,
+        dst_crs=target.crs,
+        dst_nodata=np.nan,
+        resampling=method,
+    )
+    carried = np.zeros((count, *target.shape), dtype=np.uint8)
+    reproject(
+        source=raster.valid.astype(np.uint8),
+        destination=carried,
+        src_transform=raster.transform,
+        src_crs=raster.crs,
+        dst_transform=target.transform,
+        dst_crs=target.crs,
+        resampling=Resampling.nearest,
+    )
+    valid = carried.astype(bool) & np.isfinite(values)
+    values[~valid] = np.nan
+    return Raster(values, valid, raster.band_names, target.crs, target.transform, raster.path)
+
+
+def _window_of(raster: Raster, window: Window) -> Raster:
+    """A (possibly partly outside) window of an in-memory raster; the outside is invalid."""
+    count, height, width = raster.values.shape
+    values = np.full((count, window.height, window.width), np.nan, np.float32)
+    valid = np.zeros(values.shape, bool)
+    r0, c0 = max(window.row_off, 0), max(window.col_off, 0)
+    r1, c1 = min(window.row_off + window.height, height), min(window.col_off + window.width, width)
+    if r1 > r0 and c1 > c0:
+        dst = (
+            slice(None),
+            slice(r0 - window.row_off, r1 - window.row_off),
+            slice(c0 - window.col_off, c1 - window.col_off),
+        )
+        values[dst] = raster.values[:, r0:r1, c0:c1]
+        valid[dst] = raster.valid[:, r0:r1, c0:c1]
+    transform = raster.transform @ Affine.translation(window.col_off, window.row_off)
+    return Raster(values, valid, raster.band_names, raster.crs, transform, raster.path)
+
+
+def _source_window(info: RasterInfo, target: Grid, pad: int = 2) -> Window | None:
+    """The window of the file covering the target grid's footprint (plus ``pad`` pixels for the resampling
+    kernel), clipped to the file; None when they do not overlap."""
+    try:
+        left, bottom, right, top = transform_bounds(target.crs, info.crs, *target.bounds, densify_pts=21)
+    except RasterioError as err:
+        raise InputError(
+            f"{info.path}: cannot transform the target bounds from {target.crs} to the file's CRS {info.crs} "
+            f"({_gdal_message(err)}); check the file's CRS"
+        ) from err
+    if not all(map(math.isfinite, (left, bottom, right, top))) or right <= left or top <= bottom:
+        return Window(0, 0, info.width, info.height)
+    window = window_from_bounds(info, (left, bottom, right, top))
+    col0, row0 = max(window.col_off - pad, 0), max(window.row_off - pad, 0)
+    col1 = min(window.col_off + window.width + pad, info.width)
+    row1 = min(window.row_off + window.height + pad, info.height)
+    if col1 <= col0 or row1 <= row0:
+        return None
+    return Window(col0, row0, col1 - col0, row1 - row0)
+
+
+def _as_grid(hr: Grid | Raster | RasterInfo | str | Path) -> tuple[Grid, str]:
+    if isinstance(hr, Grid):
+        return hr, "HR grid"
+    if isinstance(hr, (Raster, RasterInfo)):
+        return hr.grid, str(hr.path)
+    info = raster_info(hr)
+    return info.grid, str(info.path)
+
+
+def coregistered_grids(
+    hr: Grid | Raster | RasterInfo | str | Path, ratio: int = 32, crop: bool = False
+) -> tuple[Grid, Grid]:
+    """The HR grid and the Sentinel grid co-registered with it: same CRS and origin, one Sentinel pixel =
+    ``ratio`` × ``ratio`` HR pixels (32: 0.3 m HR ↔ 9.6 m ≈ 10 m Sentinel, the paper's setting), so an HR (H, W)
+    image meets a Sentinel (H / ratio, W / ratio) image exactly.
+
+    Args:
+        hr: the HR image (a file, a read :class:`Raster`, its info, or a :class:`Grid`).
+        ratio: HR pixels per Sentinel pixel along each axis.
+        crop: when H or W is not a multiple of ``ratio``, keep the top-left (H // ratio · ratio, W // ratio · ratio)
+            part instead of refusing.
+
+    Returns:
+        (hr_grid, sentinel_grid); ``hr_grid`` is the cropped one when ``crop`` applied.
+
+    Raises:
+        ValueError: size not a multiple of ``ratio`` (without ``crop``), or smaller than one Sentinel pixel.
+    """
+    grid, where = _as_grid(hr)
+    if ratio < 1:
+        raise ValueError(f"ratio must be a positive number of HR pixels per Sentinel pixel, got {ratio}")
+    height, width = grid.shape
+    fit_h, fit_w = height // ratio * ratio, width // ratio * ratio
+    if fit_h == 0 or fit_w == 0:
+        raise ValueError(
+            f"{where}: HR size {height}×{width} is smaller than one Sentinel pixel ({ratio}×{ratio} HR pixels)"
+        )
+    if (fit_h, fit_w) != (height, width):
+        if not crop:
+            raise ValueError(
+                f"{where}: HR size {height}×{width} is not a multiple of the HR/Sentinel ratio {ratio}; crop it to "
+                f"{fit_h}×{fit_w} (crop=True keeps the top-left part) or pad it"
+            )
+        grid = Grid(grid.crs, grid.transform, fit_h, fit_w)
+    sentinel = Grid(grid.crs, grid.transform @ Affine.scale(ratio), fit_h // ratio, fit_w // ratio)
+    return grid, sentinel
+
+
+def read_coregistered(
+    path: str | Path,
+    hr: Grid | Raster | RasterInfo | str | Path,
+    ratio: int = 32,
+    *,
+    crop: bool = False,
+    resampling: str | Resampling = "bilinear",
+    bands: BandSelection | None = None,
+    nodata: float | None = None,
+) -> Raster:
+    """Read a Sentinel file onto the grid co-registered with an HR image (see :func:`coregistered_grids`).
+
+    Returns:
+        :class:`Raster` of shape (C, H / ratio, W / ratio) on the Sentinel grid.
+    """
+    _, grid = coregistered_grids(hr, ratio, crop)
+    if grid.crs is None:
+        raise ValueError(f"{_as_grid(hr)[1]}: the HR image has no CRS, so {path} cannot be placed onto its grid")
+    return reproject_to_grid(path, grid.crs, grid.transform, grid.shape, resampling, bands=bands, nodata=nodata)
