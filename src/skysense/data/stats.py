@@ -6,15 +6,17 @@ block by block in constant memory with Chan et al.'s parallel update, for normal
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from rasterio.transform import Affine
 
-from skysense.data.manifest.schema import ManifestEntry
-from skysense.data.raster.info import RasterInfo
-from skysense.data.raster.read import RasterFile, iter_windows
+from skysense.containers import Grid
+from skysense.data.manifest.products import product_of
+from skysense.data.manifest.schema import PRODUCT_DRIVERS, ManifestEntry
+from skysense.data.raster.read import Raster, RasterFile, iter_windows
 from skysense.errors import InputError
 
 
@@ -94,29 +96,25 @@ def compute_stats(entries: Sequence[ManifestEntry], modality: str | None = None,
             "(--modality), or fix the manifest's 'modality' column"
         )
     scope = f"modality {modality!r}" if modality else "the manifest's files (no modality chosen)"
-    reference: RasterInfo | None = None
+    reference: tuple[str, tuple[str | None, ...]] | None = None  # (the first file, its band names)
     stats: list[BandStats] = []
     for entry in chosen:
-        with RasterFile(entry.path) as raster_file:  # opened once, read window by window
-            info = raster_file.info
-            bands = info.data_bands
+        for names, raster in _windows(entry, tile):
             if reference is None:
-                reference = info
-                stats = [BandStats(info.band_names[b - 1]) for b in bands]
-            elif len(bands) != len(stats):
+                reference = (str(entry.path), names)
+                stats = [BandStats(name or f"band_{i}") for i, name in enumerate(names, start=1)]
+            elif len(names) != len(stats):
                 raise InputError(
-                    f"band counts differ within {scope}: {reference.path} has {len(stats)} bands, "
-                    f"{info.path} has {len(bands)}; index them as different modalities or pass --modality"
+                    f"band counts differ within {scope}: {reference[0]} has {len(stats)} bands, "
+                    f"{entry.path} has {len(names)}; index them as different modalities or pass --modality"
                 )
-            elif all(reference.descriptions) and all(info.descriptions) and info.descriptions != reference.descriptions:
+            elif all(reference[1]) and all(names) and names != reference[1]:
                 raise InputError(
-                    f"band names differ within {scope}: {reference.path} has "
-                    f"{list(reference.descriptions)}, {info.path} has {list(info.descriptions)}"
+                    f"band names differ within {scope}: {reference[0]} has {list(reference[1])}, {entry.path} has "
+                    f"{list(names)}"
                 )
-            for window in iter_windows(info, tile):
-                raster = raster_file.read(bands, window)
-                for band, band_stats in enumerate(stats):
-                    band_stats.update(raster.values[band][raster.valid[band]], raster.valid[band].size)
+            for band, band_stats in enumerate(stats):
+                band_stats.update(raster.values[band][raster.valid[band]], raster.valid[band].size)
     return {"modality": modality, "files": len(chosen), "bands": [s.as_dict() for s in stats]}
 
 
@@ -134,3 +132,23 @@ def format_stats(result: dict[str, Any]) -> str:
             f"{number(band['min']):>14}{number(band['max']):>14}{band['valid_fraction']:>9.1%}"
         )
     return "\n".join(lines)
+
+
+def _windows(entry: ManifestEntry, tile: int) -> Iterator[tuple[tuple[str | None, ...], Raster]]:
+    """(band names, window) over a manifest row, window by window: a file's data bands as stored; a product row's
+    bands (:func:`~skysense.data.manifest.products.product_of`) on the product's own grid (its finest bands'),
+    in the units it is read in (Sentinel-2 reflectance × 10⁴ with the product's offset applied; clouds masked)."""
+    if entry.driver in PRODUCT_DRIVERS:
+        product = product_of(entry)
+        grid = product.grid()
+        for row in range(0, grid.height, tile):
+            for col in range(0, grid.width, tile):
+                window = Grid(grid.crs, grid.transform @ Affine.translation(col, row),
+                              min(tile, grid.height - row), min(tile, grid.width - col))  # fmt: skip
+                yield tuple(entry.band_names), product.read(window, list(entry.band_names))
+        return
+    with RasterFile(entry.path) as raster_file:  # opened once, read window by window
+        info = raster_file.info
+        names = tuple(info.descriptions[b - 1] for b in info.data_bands)
+        for window in iter_windows(info, tile):
+            yield names, raster_file.read(info.data_bands, window)

@@ -6,7 +6,6 @@ uses).
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,8 @@ from torch.utils.data import Dataset
 
 from skysense.containers import Sample
 from skysense.data.dates import check_series_dates
-from skysense.data.manifest.schema import PRODUCT_DRIVER, ManifestEntry, read_manifest
+from skysense.data.manifest.products import product_of
+from skysense.data.manifest.schema import PRODUCT_DRIVERS, ManifestEntry, read_manifest
 from skysense.data.raster import (
     RasterInfo,
     coregistered_grids,
@@ -31,29 +31,6 @@ from skysense.data.raster import (
 from skysense.data.sensors import HR_RGB, S1_GRD, S2_L1C, S2_L2A, SENSORS, Sensor
 from skysense.data.series import read_time_series
 from skysense.errors import InputError
-
-
-@functools.lru_cache(maxsize=256)
-def _products_at(path: str, mtime_ns: int) -> tuple:
-    """:func:`~skysense.data.products.sentinel2.find_s2_products`, parsed once per product path (and modification
-    time) rather than at every sample a dataset loads."""
-    from skysense.data.products.sentinel2 import find_s2_products
-
-    return tuple(find_s2_products(path))
-
-
-def _product_of(entry: ManifestEntry):
-    """The Sentinel-2 product a product row stands for (the one of its date when its folder holds several).
-
-    Raises:
-        InputError: the folder no longer holds a product of that date.
-    """
-    path = Path(entry.path)
-    found = _products_at(str(path), path.stat().st_mtime_ns) if path.exists() else ()
-    products = [p for p in found if entry.date is None or p.date == entry.date]
-    if not products:
-        raise InputError(f"{entry.path}: no Sentinel-2 product of {entry.date} any more; index the folder again")
-    return products[0]
 
 
 def _auto_s2_sensor(info: RasterInfo) -> Sensor:
@@ -205,7 +182,7 @@ class ManifestDataset(Dataset):
             entries = sorted(files.get(name, []), key=_by_date)
             if not entries:
                 continue
-            frames = [_product_of(e) if e.driver == PRODUCT_DRIVER else e.path for e in entries]
+            frames = [product_of(e) if e.driver in PRODUCT_DRIVERS else e.path for e in entries]
             if sentinel_grid is None:
                 first = frames[0]
                 sentinel_grid = raster_info(first).grid if isinstance(first, Path) else first.grid()
@@ -221,7 +198,7 @@ class ManifestDataset(Dataset):
             elif isinstance(frames[0], Path):
                 sensor = _auto_s2_sensor(raster_info(frames[0]))
             else:
-                sensor = SENSORS[frames[0].sensor]
+                sensor = SENSORS[frames[0].sensor or "s2_l2a"]  # a STAC Item that does not say its level
             dates = [e.date for e in entries]
             series[name] = read_time_series(
                 frames,

@@ -26,6 +26,7 @@ import numpy as np
 
 from skysense.data.dates import acquisition_date
 from skysense.data.manifest.schema import RASTER_SUFFIXES, ManifestEntry, _crs_string
+from skysense.data.products.sentinel1 import _POLARISATION_TOKEN
 from skysense.data.raster import RasterInfo
 
 
@@ -116,6 +117,8 @@ def infer_modality(info: RasterInfo, folders: Sequence[str] = ()) -> str:
             return from_folder
     names = {re.sub(r"^B0+(?=\d)", "B", (d or "").strip().upper()) for d in info.descriptions} - {""}
     if names & _S1_BANDS:
+        return "s1"
+    if len(info.data_bands) == 1 and _POLARISATION_TOKEN.search(info.path.stem):  # vv.tif, …-vh-….tiff, …_VV.tif
         return "s1"
     if len(names & _S2_BANDS) >= 4:
         return "s2"

@@ -1,5 +1,7 @@
-"""Indexing a folder: one row per raster file, or per Sentinel-2 product (a ``.SAFE`` folder, a ``.SAFE.zip``, a
-folder of per-band files: one row, its band files not listed one by one), grouped into samples.
+"""Indexing a folder: one row per raster file, or per product as downloaded — a Sentinel-2 product (a ``.SAFE``
+folder, a ``.SAFE.zip``, a folder of per-band files), a STAC Item, a Sentinel-1 acquisition as one file per
+polarisation: one row each, their band files not listed one by one (:mod:`skysense.data.manifest.products`) —,
+grouped into samples.
 
 Sample grouping (:func:`assign_samples`): files are linked (union-find) when
 
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -38,7 +39,8 @@ from rasterio.warp import transform_bounds
 
 from skysense.data.dates import _listing
 from skysense.data.manifest.guess import entry_from_info, name_key
-from skysense.data.manifest.schema import PRODUCT_DRIVER, RASTER_SUFFIXES, ManifestEntry, _crs_string, _relative
+from skysense.data.manifest.products import pair_polarisations, s2_entries, stac_entries
+from skysense.data.manifest.schema import RASTER_SUFFIXES, ManifestEntry, _relative
 from skysense.data.raster import UnreadableRaster, check_readable
 from skysense.errors import InputError
 
@@ -146,39 +148,6 @@ def find_rasters(root: str | Path, pattern: str | None = None) -> list[Path]:
     return sorted(p for p in files if p.is_file() and not p.name.endswith(".aux.xml"))
 
 
-def _product_entries(root: Path) -> tuple[list[ManifestEntry], set[Path]]:
-    """One manifest row per Sentinel-2 product under ``root`` (``.SAFE`` folders, ``.SAFE.zip`` files, folders of
-    per-band product files such as ``IMG_DATA``), and the files those rows cover (not indexed one by one)."""
-    from skysense.data.products.sentinel2 import _BAND_FILE, find_s2_products
-
-    holders = sorted(p for p in root.rglob("*") if p.name.endswith(".SAFE") or p.name.endswith(".SAFE.zip"))
-    holders = [p for p in holders if not any(h != p and h in p.parents for h in holders)]
-    covered: set[Path] = set()
-    for holder in holders:
-        if holder.is_dir():
-            covered |= {p for p in holder.rglob("*") if p.is_file()}
-        else:
-            covered.add(holder)
-    loose: dict[Path, None] = {}
-    for band_file in sorted(p for p in root.rglob("*") if p.is_file() and _BAND_FILE.search(p.name)):
-        if band_file not in covered:  # the folder holding it (IMG_DATA, not R10m): one product folder
-            folder = band_file.parent.parent if re.fullmatch(r"R\d0m", band_file.parent.name) else band_file.parent
-            loose.setdefault(folder, None)
-    entries = []
-    for holder in [*holders, *loose]:
-        for product in find_s2_products(holder):
-            grid = product.grid()
-            left, bottom, right, top = grid.bounds
-            entries.append(ManifestEntry(
-                path=holder, driver=PRODUCT_DRIVER, width=grid.width, height=grid.height, count=len(product.bands),
-                dtype="uint16", crs=_crs_string(grid.crs), left=left, bottom=bottom, right=right, top=top,
-                res_x=grid.res[0], res_y=grid.res[1], nodata=0.0, band_names=tuple(product.bands),
-                date=product.date, modality="s2", notes="; ".join(product.assumptions),
-            ))  # fmt: skip
-            covered |= {Path(p) for p in product.files}
-    return entries, covered
-
-
 def index_directory(
     root: str | Path,
     pattern: str | None = None,
@@ -212,10 +181,15 @@ def index_directory(
         InputError: with ``strict``, some files cannot be read, naming them (the first five, and a count).
     """
     root = Path(root)
-    entries, covered = _product_entries(root) if pattern is None else ([], set())
+    entries, covered = s2_entries(root) if pattern is None else ([], set())
     unreadable: dict[Path, str] = {}
+    if pattern is None:
+        stac_rows, stac_files, stac_unreadable = stac_entries(root, covered)
+        entries += stac_rows
+        covered |= stac_files
+        unreadable.update(stac_unreadable)
     for path in find_rasters(root, pattern):
-        if path in covered:  # a band, mask or metadata file of a Sentinel-2 product row
+        if path in covered:  # a band, mask or metadata file of a product row
             continue
         folders = path.relative_to(root).parts[:-1]
         try:
@@ -245,7 +219,7 @@ def index_directory(
             warnings.warn(
                 f"{root}: left out {len(unreadable)} of {total} rasters that cannot be read: {listed}", stacklevel=2
             )
-    return _note_shared_dates(assign_samples(entries))
+    return _note_shared_dates(assign_samples(pair_polarisations(entries)))
 
 
 def _note_shared_dates(entries: list[ManifestEntry]) -> list[ManifestEntry]:

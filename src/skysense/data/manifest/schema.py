@@ -42,6 +42,9 @@ class ManifestEntry:
         sample: id of the place the file belongs to.
         notes: problems met while indexing (an ambiguous or unparseable date, a date after today, a date shared
             with another S2/S1 file of the sample), "" when none. Unreadable files get no row.
+        item: for a product row (``driver`` one of :data:`PRODUCT_DRIVERS`), what identifies the product within
+            ``path``: a STAC Item's id (``path`` its JSON), a Sentinel-1 pair's file names joined by "|" (``path``
+            their folder, or its first file); "" for a file row and a Sentinel-2 product (its date identifies it).
     """
 
     path: Path
@@ -63,6 +66,7 @@ class ManifestEntry:
     modality: str = "unknown"
     sample: str = ""
     notes: str = ""
+    item: str = ""
 
     @property
     def georeferenced(self) -> bool:
@@ -115,6 +119,7 @@ class ManifestEntry:
                 modality=str(row.get("modality") or "unknown"),
                 sample=str(row.get("sample") or ""),
                 notes=str(row.get("notes") or ""),
+                item=str(row.get("item") or ""),
             )
         except (KeyError, ValueError, TypeError) as err:
             raise InputError(
@@ -152,7 +157,11 @@ def _crs_string(crs: CRS | None) -> str:
     return f"EPSG:{epsg}" if epsg else crs.to_wkt()
 
 
-PRODUCT_DRIVER = "Sentinel-2 product"  # the driver column of a product row
+# The driver column of a product row: a product read through skysense.data.products, not one GDAL file
+PRODUCT_DRIVER = "Sentinel-2 product"  # a .SAFE folder, a .SAFE.zip, a folder of per-band files
+S1_PAIR_DRIVER = "Sentinel-1 pair"  # one file per polarisation of one acquisition
+STAC_DRIVER = "STAC item"  # an Item of a STAC Item/ItemCollection JSON
+PRODUCT_DRIVERS = (PRODUCT_DRIVER, S1_PAIR_DRIVER, STAC_DRIVER)
 
 
 _COLUMNS = [f.name for f in fields(ManifestEntry)]

@@ -163,6 +163,8 @@ def _item(item, source: Path) -> StacItem:
         if asset.media_type and not any(asset.media_type.startswith(t) for t in _RASTER_TYPES):
             continue
         path = _gdal_path(asset.get_absolute_href() or asset.href)
+        if not path.startswith("/vsi") and not Path(path).is_absolute():  # relative to the JSON (no self link)
+            path = str(source.parent / path)
         if not path.startswith("/vsi"):
             files.append(Path(path))
         if key.upper() == "SCL":
