@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
 from skysense.batch import SkySenseInput
 
 if TYPE_CHECKING:  # rasterio only for the annotations: models import this module where GDAL may be absent
