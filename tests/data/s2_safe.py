@@ -71,13 +71,26 @@ def _metadata(level: str, offset: bool) -> str:
 
 
 def write_safe(
-    root: Path, level: str = "L1C", offset: bool = True, cloud: bool = True, metadata: bool = True, time: str = TIME
+    root: Path,
+    level: str = "L1C",
+    offset: bool = True,
+    cloud: bool = True,
+    metadata: bool = True,
+    time: str = TIME,
+    tile: str = TILE,
+    columns: tuple[int, int] | None = None,
 ) -> Path:
-    """The chip as a ``.SAFE`` folder under ``root`` sensed at ``time``; returns the folder."""
+    """The chip as a ``.SAFE`` folder under ``root`` sensed at ``time``; returns the folder. ``columns`` (multiples
+    of 6): only those columns of the chip, as a tile that covers part of it (two overlapping parts: two MGRS tiles)."""
     values, profile = chip()
+    if columns is not None:
+        values = values[:, :, columns[0] : columns[1]]
+        profile = {**profile, "width": columns[1] - columns[0],
+                   "transform": profile["transform"] @ Affine.translation(columns[0], 0)}  # fmt: skip
+    width = values.shape[-1]
     baseline = "N0400" if offset else "N0208"
-    safe = root / f"S2B_MSI{level}_{time}_{baseline}_R094_{TILE}_{time[:8]}T131452.SAFE"
-    granule = safe / "GRANULE" / f"{level}_{TILE}_A028000_{time}"
+    safe = root / f"S2B_MSI{level}_{time}_{baseline}_R094_{tile}_{time[:8]}T131452.SAFE"
+    granule = safe / "GRANULE" / f"{level}_{tile}_A028000_{time}"
     (granule / "QI_DATA").mkdir(parents=True)
     if metadata:
         (safe / f"MTD_MSI{level}.xml").write_text(_metadata(level, offset))
@@ -89,21 +102,21 @@ def write_safe(
         resolution = RESOLUTION.get(band, 20)
         code = band if band == "B8A" else f"B{int(band[1:]):02d}"
         if level == "L1C":
-            folder, name = granule / "IMG_DATA", f"{TILE}_{time}_{code}.jp2"
+            folder, name = granule / "IMG_DATA", f"{tile}_{time}_{code}.jp2"
         else:
-            folder, name = granule / "IMG_DATA" / f"R{resolution}m", f"{TILE}_{time}_{code}_{resolution}m.jp2"
+            folder, name = granule / "IMG_DATA" / f"R{resolution}m", f"{tile}_{time}_{code}_{resolution}m.jp2"
         folder.mkdir(parents=True, exist_ok=True)
         _write_jp2(folder / name, dn[None], profile, resolution // 10)
     if cloud and level == "L1C":  # MSK_CLASSI at 60 m: opaque clouds, cirrus, snow
-        mask = np.zeros((3, SIDE // 6, SIDE // 6), np.uint8)
+        mask = np.zeros((3, SIDE // 6, width // 6), np.uint8)
         mask[0, CLOUD[0].start // 6 : CLOUD[0].stop // 6, CLOUD[1].start // 6 : CLOUD[1].stop // 6] = 1
         _write_jp2(granule / "QI_DATA" / "MSK_CLASSI_B00.jp2", mask, profile, 6, "uint8")
     if level == "L2A":  # SCL at 20 m: vegetation (4), high cloud (9) under CLOUD when cloud
-        scl = np.full((1, SIDE // 2, SIDE // 2), 4, np.uint8)
+        scl = np.full((1, SIDE // 2, width // 2), 4, np.uint8)
         if cloud:
             scl[0, CLOUD[0].start // 2 : CLOUD[0].stop // 2, CLOUD[1].start // 2 : CLOUD[1].stop // 2] = 9
         folder = granule / "IMG_DATA" / "R20m"
-        _write_jp2(folder / f"{TILE}_{time}_SCL_20m.jp2", scl, profile, 2, "uint8")
+        _write_jp2(folder / f"{tile}_{time}_SCL_20m.jp2", scl, profile, 2, "uint8")
     return safe
 
 

@@ -17,7 +17,7 @@ from skysense.data.products import find_s2_products, read_s2_product
 from skysense.data.sensors import S2_L1C, S2_L2A
 from skysense.data.series import read_time_series
 from skysense.errors import InputError
-from tests.data.s2_safe import BANDS, CLOUD, RESOLUTION, TILE, band_at_resolution, chip, write_safe, zip_safe
+from tests.data.s2_safe import BANDS, CLOUD, RESOLUTION, TILE, TIME, band_at_resolution, chip, write_safe, zip_safe
 
 
 def _check_l1c(product, values: np.ndarray, cloud: bool = True) -> None:
@@ -149,3 +149,32 @@ def test_data_info_describes_a_product(capsys, tmp_path: Path) -> None:
     out = capsys.readouterr().out
     assert "Sentinel-2 L1C product" in out and "tile T30SYH, date 2022-09-17" in out
     assert "(DN + offset -1000) x 10000 / 10000" in out and "MSK_CLASSI_B00.jp2" in out
+
+
+def test_tiles_of_one_date_are_read_as_one_mosaic(tmp_path: Path) -> None:
+    """Two MGRS tiles of each of two dates, overlapping by 120 columns (the chip's left 300 and right 300 columns):
+    one frame a date, on the union of the tiles, equal to the whole chip's product; one tile twice on a date is
+    still refused."""
+    from skysense.data.products import S2Mosaic
+    from skysense.inference.sources import SeriesSource
+
+    whole = find_s2_products(write_safe(tmp_path / "whole", level="L2A", cloud=False))
+    root = tmp_path / "two_tiles"
+    for time in (TIME, "20221007T105619"):
+        write_safe(root, level="L2A", cloud=False, time=time, tile="T30SYH", columns=(0, 300))
+        write_safe(root, level="L2A", cloud=False, time=time, tile="T30SYJ", columns=(180, 480))
+    source = SeriesSource.from_arg(root, "auto")
+    assert len(source.files) == 2 and all(isinstance(f, S2Mosaic) for f in source.files)
+    assert [f.tile for f in source.files] == ["T30SYH+T30SYJ"] * 2
+    grid = source.files[0].grid()
+    assert grid.shape == whole[0].grid().shape and grid.transform.almost_equals(whole[0].grid().transform)
+    series = read_time_series(source.files, sensor=S2_L2A, dates=source.dates)
+    reference = read_time_series(whole, sensor=S2_L2A)
+    assert series.values.shape == (2, 10, 480, 480) and bool(series.valid.all())
+    for frame in range(2):
+        assert np.allclose(series.values[frame].numpy(), reference.values[0].numpy(), atol=1e-4)
+
+    write_safe(tmp_path / "twice", level="L2A", cloud=False, tile="T30SYH", columns=(0, 300))
+    shutil.copytree(next((tmp_path / "twice").iterdir()), tmp_path / "twice" / "copy_of.SAFE")
+    with pytest.raises(InputError, match="share"):
+        SeriesSource.from_arg(tmp_path / "twice", "auto")

@@ -39,3 +39,24 @@ def test_embed_reads_safe_folder_zip_and_img_data_alike(capsys, tmp_path: Path) 
     assert np.array_equal(outputs["folder"], outputs["img_data"], equal_nan=True)
     cloudy = np.isnan(outputs["folder"]).all(axis=0)
     assert cloudy[CLOUD[0], CLOUD[1]].all() and not cloudy[200:, 200:].any()
+
+
+def test_embed_mosaics_the_tiles_of_a_date(capsys, tmp_path: Path) -> None:
+    """A folder of two overlapping MGRS tiles of one date (the chip's left and right 300 columns) embeds as the whole
+    chip's product does: one scene on the union of the tiles, no seam."""
+    weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
+    whole = write_safe(tmp_path / "whole", level="L2A", cloud=False)
+    tiles = tmp_path / "tiles"
+    write_safe(tiles, level="L2A", cloud=False, tile="T30SYH", columns=(0, 300))
+    write_safe(tiles, level="L2A", cloud=False, tile="T30SYJ", columns=(180, 480))
+    outputs = {}
+    for name, given in (("whole", whole), ("tiles", tiles)):
+        output = tmp_path / f"{name}.tif"
+        code = main(["embed", "--checkpoint", str(weights), "--s2", str(given), "--source", "s2", "--output",
+                     str(output), "--no-progress"])  # fmt: skip
+        assert code == 0, capsys.readouterr().err
+        with rasterio.open(output) as dataset:
+            outputs[name] = dataset.read()
+            assert dataset.shape == (480, 480)
+    assert not np.isnan(outputs["tiles"]).any()
+    assert np.allclose(outputs["tiles"], outputs["whole"], atol=1e-4)

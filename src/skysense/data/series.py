@@ -28,6 +28,7 @@ from rasterio.enums import Resampling
 
 from skysense.containers import Grid, TimeSeries
 from skysense.data.dates import acquisition_date, check_series_dates, parse_date
+from skysense.data.products.mosaic import mosaic_by_date
 from skysense.data.raster.bands import BandSelection, resolve_bands, sensor_bands
 from skysense.data.raster.info import RasterInfo, raster_info
 from skysense.data.raster.read import Raster, read_raster
@@ -151,6 +152,7 @@ def read_time_series(
     paths = _series_files(files, pattern)
     if not paths:
         raise ValueError("no files given for the time series")
+    paths = mosaic_by_date(paths)  # Sentinel-2 products of one date from several tiles → one frame
     infos = [p if _is_product(p) else raster_info(p) for p in paths]  # a product stands for its own info
     files_only = [i for i in infos if not _is_product(i)]
     for info in files_only[1:]:

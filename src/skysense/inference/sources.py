@@ -33,7 +33,7 @@ from rasterio.windows import Window
 from skysense.batch import SkySenseInput
 from skysense.containers import Grid, day_of_year_index
 from skysense.data.dates import acquisition_date, check_series_dates, parse_date
-from skysense.data.products import S2Product, find_s2_products, is_s2_product_path
+from skysense.data.products import S2Product, find_s2_products, is_s2_product_path, mosaic_by_date
 from skysense.data.products.sentinel1 import S1Pair, check_geocoded, group_polarisations
 from skysense.data.products.stac import StacItem, is_stac_path, read_stac
 from skysense.data.raster import RasterFile, check_readable, hr_bands_from_tags, raster_info, resolve_bands
@@ -113,6 +113,7 @@ class SeriesSource:
                 raise FileNotFoundError(f"no Sentinel file at {path}")
             else:
                 items.append(path)
+        items = mosaic_by_date(items)  # one date's tiles (MGRS) → one frame
         products = [item for item in items if not isinstance(item, Path)]
         levels = sorted({product.sensor for product in products if product.sensor})
         if len(levels) > 1:
