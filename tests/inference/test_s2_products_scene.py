@@ -7,9 +7,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 
 from skysense.cli import main
+from skysense.inference.sources import SceneSources, SeriesSource, TileReader
 from skysense.models.registry import create_model
 from skysense.models.weights import save_pretrained
 from tests.data.s2_safe import CLOUD, write_safe, zip_safe
@@ -60,3 +62,28 @@ def test_embed_mosaics_the_tiles_of_a_date(capsys, tmp_path: Path) -> None:
             assert dataset.shape == (480, 480)
     assert not np.isnan(outputs["tiles"]).any()
     assert np.allclose(outputs["tiles"], outputs["whole"], atol=1e-4)
+
+
+def test_a_series_file_without_the_sensors_bands_is_refused_before_any_work(capsys, tmp_path: Path) -> None:
+    """One date of an S2 series is a 4-band stack among 13-band L1C files: refused naming it, before a tile is
+    computed (no output, no scratch folder), not at the first tile that reads it."""
+    from tests.conftest import shared_path
+    from tests.data.s2_safe import CHIP
+
+    weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
+    series = tmp_path / "s2"
+    series.mkdir()
+    with rasterio.open(shared_path(*CHIP)) as src:
+        profile, values = src.profile, src.read()
+    for day, count in (("20190901", 13), ("20190911", 4), ("20190921", 13)):
+        with rasterio.open(series / f"Spain_{day}.tif", "w", **{**profile, "count": count}) as dst:
+            dst.write(values[:count])
+    output = tmp_path / "emb.tif"
+    code = main(["embed", "--checkpoint", str(weights), "--s2", str(series), "--source", "s2", "--output",
+                 str(output), "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "Spain_20190911.tif" in err and len(err.strip().splitlines()) == 1, err
+    assert not output.exists() and not list(tmp_path.glob("emb.tif*"))
+    sources = SceneSources(s2=SeriesSource.from_arg(series, "s2_l1c"))
+    with pytest.raises(ValueError, match="Spain_20190911.tif has 4"):
+        TileReader(sources, ["s2"])  # opening the scene's reader, before any tile

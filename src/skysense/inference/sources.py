@@ -320,6 +320,10 @@ class TileReader:
                 if name in self.modalities:
                     for path in getattr(sources, name).rasters:
                         check_readable(path)
+                    # one Sentinel pixel through the whole read: a file without the sensor's bands (a 4-band stack
+                    # given as S2, a product of the other level) is refused now, not at the first tile of the run
+                    self._read_series(name, 0, 0, self.sources.sentinel_scale)
+            self.input_valid = False
 
     def close(self) -> None:
         if self._hr is not None:
