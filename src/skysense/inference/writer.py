@@ -276,7 +276,8 @@ class SceneWriter:
         with _writing(staging, "the Cloud-Optimized GeoTIFF"):
             rasterio.shutil.copy(
                 vrt, staging, driver="COG", COMPRESS=self.compress.upper(), BLOCKSIZE=self.block,
-                RESAMPLING=resampling, OVERVIEW_RESAMPLING=resampling, PREDICTOR=predictor, BIGTIFF="IF_SAFER", **half,
+                RESAMPLING=resampling, OVERVIEW_RESAMPLING=resampling, PREDICTOR=predictor, BIGTIFF="IF_SAFER",
+                NUM_THREADS="ALL_CPUS", **half,  # the model is done: every core compresses
             )  # fmt: skip
         with _writing(self.output, "the output"):
             durable_replace(staging, self.output)

@@ -27,15 +27,12 @@ class DayOfYearEncoding(nn.Module):
         if not self.weight.is_meta:
             nn.init.trunc_normal_(self.weight, std=0.02)
 
-    def forward(self, tokens: torch.Tensor, day_of_year: torch.Tensor) -> torch.Tensor:
-        """Add the date encoding.
+    def rows(self, day_of_year: torch.Tensor) -> torch.Tensor:
+        """The encoding of each day: (..., L) int64 in [0, num_days) or ``NO_DATE`` → (..., L, dim), zero rows for
+        ``NO_DATE``. Callers with one row of days for many tokens add it with broadcasting (one pass over the tokens).
 
-        Args:
-            tokens: (..., L, dim).
-            day_of_year: (..., L) int64 in [0, num_days), or ``NO_DATE`` (-1) for tokens without a date.
-
-        Returns:
-            (..., L, dim): tokens + table[day]; tokens whose day is ``NO_DATE`` are returned unchanged.
+        Raises:
+            TypeError: a day tensor that is not integer. ValueError: a day out of range, naming it.
         """
         if day_of_year.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"day_of_year must be an integer tensor, got {day_of_year.dtype}")
@@ -47,4 +44,16 @@ class DayOfYearEncoding(nn.Module):
             )
         dated = (day_of_year >= 0).unsqueeze(-1)
         encoding = self.weight[0][day_of_year.clamp(min=0)]  # (..., L, dim)
-        return tokens + encoding * dated.to(encoding.dtype)
+        return encoding * dated.to(encoding.dtype)
+
+    def forward(self, tokens: torch.Tensor, day_of_year: torch.Tensor) -> torch.Tensor:
+        """Add the date encoding.
+
+        Args:
+            tokens: (..., L, dim).
+            day_of_year: (..., L) int64 in [0, num_days), or ``NO_DATE`` (-1) for tokens without a date.
+
+        Returns:
+            (..., L, dim): tokens + table[day]; tokens whose day is ``NO_DATE`` are returned unchanged.
+        """
+        return tokens + self.rows(day_of_year)

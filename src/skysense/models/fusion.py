@@ -67,18 +67,23 @@ class TemporalFusion(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
 
-    def forward(self, tokens: torch.Tensor, day_of_year: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, day_of_year: torch.Tensor | None, valid: torch.Tensor, dated: bool = False
+    ) -> torch.Tensor:
         """Fuse each location's sequence.
 
         Args:
             tokens: (N, L, in_dim) spatial features of the L time steps (all modalities) of N locations.
-            day_of_year: (N, L) int64 calendar-day index, -1 for tokens without a date.
+            day_of_year: (N, L) int64 calendar-day index, -1 for tokens without a date (unused when ``dated``).
             valid: (N, L) bool, False for padded or missing tokens (never attended to).
+            dated: the tokens already hold their date encoding (``self.date_encoding`` applied by the caller, as
+                :class:`~skysense.models.skysense.SkySense` does while laying the tokens out per location, with one
+                row of days per sample instead of one per location).
 
         Returns:
             (N, embed_dim): the extra token's output.
         """
-        x = self.proj(self.date_encoding(tokens, day_of_year))  # (N, L, D)
+        x = self.proj(tokens if dated else self.date_encoding(tokens, day_of_year))  # (N, L, D)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (N, 1 + L, D)
         key_valid = torch.cat([valid.new_ones(valid.shape[0], 1), valid], dim=1)  # the extra token is always valid
         for block in self.blocks:

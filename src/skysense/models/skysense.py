@@ -207,14 +207,18 @@ class SkySense(nn.Module):
                 token = interpolate_grid(rearrange(token, "b t c h w -> (b t) c h w"), grid)
                 tokens[index] = rearrange(token, "(b t) c h w -> b t c h w", t=steps)
 
-        sequence = rearrange(torch.cat(tokens, dim=1), "b l c h w -> (b h w) l c")  # (B·Gh·Gw, L, C)
+        # The date encoding is added to the (B, L, C, Gh, Gw) stack, one row of days per sample broadcast over the
+        # grid, rather than to (B·Gh·Gw, L, C) with a gathered day row per location: 3 passes over the largest
+        # tensor less (the fusion is told its tokens are dated).
+        stacked = torch.cat(tokens, dim=1)  # (B, L, C, Gh, Gw), a new tensor: the in-place add is safe
+        stacked.add_(self.fusion.date_encoding.rows(torch.cat(days, dim=1))[..., None, None].to(stacked.dtype))
+        sequence = rearrange(stacked, "b l c h w -> (b h w) l c")  # (B·Gh·Gw, L, C)
         locations = grid[0] * grid[1]
-        day = repeat(torch.cat(days, dim=1), "b l -> (b n) l", n=locations)
         valid = repeat(torch.cat(valids, dim=1), "b l -> (b n) l", n=locations)
         chunk = self.config.fusion_chunk_size or sequence.shape[0]
         fused = torch.cat(
             [
-                self.fusion(sequence[i : i + chunk], day[i : i + chunk], valid[i : i + chunk])
+                self.fusion(sequence[i : i + chunk], None, valid[i : i + chunk], dated=True)
                 for i in range(0, sequence.shape[0], chunk)
             ]
         )  # (B·Gh·Gw, D)
