@@ -294,6 +294,8 @@ def main() -> None:
                         help="Sentinel-only scenes (S2 L1C and S1, 3 dates each; 0 or none: skip)")  # fmt: skip
     parser.add_argument("--sentinel-tiles", type=int, nargs="+", default=[128, 512],
                         help="tile sides of the Sentinel-only runs (overlap: a quarter)")  # fmt: skip
+    parser.add_argument("--sentinel-kinds", nargs="+", default=["s2", "s1"], choices=["s2", "s1"],
+                        help="which Sentinel-only scenes to run")  # fmt: skip
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="embedding output")
     parser.add_argument("--mode", choices=["scene", "bare", "fused", "terratorch", "s2only", "s1only"],
                         help=argparse.SUPPRESS)  # fmt: skip
@@ -313,7 +315,7 @@ def main() -> None:
               "--precision", args.precision, "--workers", str(args.workers), "--dtype", args.dtype]  # fmt: skip
     runs = []
     for size in [s for s in args.sentinel_sizes if s]:
-        for kind in ("s2", "s1"):
+        for kind in args.sentinel_kinds:
             scene = build_sentinel_scene(kind, size, args.out)
             for tile in args.sentinel_tiles:
                 tiled = [*common]

@@ -119,3 +119,20 @@ def test_stac_items_index_as_one_row_each_and_read_as_the_product(tmp_path: Path
         assert got["mean"] == pytest.approx(want["mean"], rel=1e-6)
     b4 = [b for b in on_product["bands"] if b["band"] == "B4"][0]
     assert b4["valid_fraction"] < 1.0  # the cloud is invalid, not counted
+
+
+def test_data_info_describes_stac_items_and_s1_acquisitions(capsys, tmp_path: Path) -> None:
+    root = tmp_path / "downloads"
+    _stac_downloads(tmp_path, root)
+    assert main(["data", "info", str(root / "items.json")]) == 0
+    out = capsys.readouterr().out
+    assert "STAC Item S2B_30SYH_2022-10-07, Sentinel-2 L2A, date 2022-10-07" in out and "SCL.jp2" in out
+    _s1_downloads(tmp_path / "s1")
+    assert main(["data", "info", str(tmp_path / "s1" / "measurement")]) == 0
+    out = capsys.readouterr().out
+    assert "Sentinel-1 acquisition of 2019-09-30" in out and "VV: " in out and "VH: " in out
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not a product")
+    assert main(["data", "info", str(tmp_path / "notes")]) == 1
+    err = capsys.readouterr().err
+    assert "notes: a folder that is no product" in err and len(err.strip().splitlines()) == 1

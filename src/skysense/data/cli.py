@@ -93,15 +93,61 @@ def _product_info(path: Path) -> None:
             print(f"  assumed: {assumption}")
 
 
+def _stac_info(path: Path) -> None:
+    """What :mod:`skysense.data.products.stac` reads from STAC Item/ItemCollection JSONs."""
+    from skysense.data.products.stac import read_stac
+
+    for item in read_stac(path):
+        grid = item.grid()
+        kind = f"Sentinel-2 {item.level}" if item.level else "Sentinel-1" if "VV" in item.bands else "unknown level"
+        print(f"{item.source}: STAC Item {item.name}, {kind}, date {item.date}")
+        print(f"  bands {list(item.bands)}; finest grid {grid.width}×{grid.height}, CRS {grid.crs}")
+        print(
+            f"  cloud mask {item.mask or 'none'}; assets read from {sorted({a.path for a in item.bands.values()})[0]} …"
+        )
+        for assumption in item.assumptions:
+            print(f"  assumed: {assumption}")
+
+
+def _s1_info(path: Path) -> bool:
+    """What :mod:`skysense.data.products.sentinel1` reads from a folder of per-polarisation files; False when the
+    folder holds none."""
+    from skysense.data.products.sentinel1 import S1Pair, group_polarisations, polarisation_of
+
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in (".tif", ".tiff", ".vrt"))
+    files = [p for p in files if polarisation_of(p) is not None]
+    if not files:
+        return False
+    pairs, _ = group_polarisations(files, [acquisition_date(f) for f in files])
+    for pair in (p for p in pairs if isinstance(p, S1Pair)):
+        grid = pair.grid()
+        print(f"{pair.source}: Sentinel-1 acquisition of {pair.date}, one file per polarisation")
+        for polarisation, file in pair.polarisations.items():
+            print(f"  {polarisation}: {file}")
+        print(f"  grid {grid.width}×{grid.height}, CRS {grid.crs}; units (dB or linear) detected as for stacked files")
+    return True
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Metadata, date and inferred modality of one file, then a read of the first and last block of every band
-    (a file whose header reads but whose pixels do not is described, then refused with exit code 1); for a
-    Sentinel-2 product (``.SAFE`` folder or zip, ``IMG_DATA``), what skysense reads from it."""
+    (a file whose header reads but whose pixels do not is described, then refused with exit code 1); for a product
+    — a Sentinel-2 ``.SAFE`` folder or zip or ``IMG_DATA``, a STAC Item or ItemCollection JSON, a folder of
+    Sentinel-1 polarisation files — what skysense reads from it."""
     from skysense.data.products import is_s2_product_path
+    from skysense.data.products.stac import is_stac_path
 
-    if is_s2_product_path(Path(args.file)):
-        _product_info(Path(args.file))
+    path = Path(args.file)
+    if is_s2_product_path(path):
+        _product_info(path)
         return 0
+    if is_stac_path(path):
+        _stac_info(path)
+        return 0
+    if path.is_dir() and _s1_info(path):
+        return 0
+    if path.is_dir():
+        raise InputError(f"{path}: a folder that is no product (no .SAFE, band files, STAC JSON or polarisation "
+                         "files); give one raster file or a product")  # fmt: skip
     info = raster_info(args.file)
     entry = entry_from_info(info, folders=Path(args.file).parent.parts[-1:])
     print(f"{info.path}: {info.driver}, {info.width}×{info.height}, {info.count} bands {list(info.band_names)}")
