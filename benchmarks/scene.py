@@ -226,6 +226,7 @@ def measure(args: argparse.Namespace) -> dict:
     else:
         model = load_scene_model(args.checkpoint)
         sources = SceneSources(hr=hr)
+    stages: dict[str, float] = {}  # the pipeline's seconds per stage (scene runs only)
     if args.mode == "terratorch":  # TerraTorch's tiled_inference: the whole scene as one tensor in memory
         from terratorch.tasks.tiled_inference import tiled_inference
 
@@ -255,6 +256,7 @@ def measure(args: argparse.Namespace) -> dict:
                                overlap=args.overlap, batch_size=args.batch_size, progress=False, device=args.device,
                                precision=args.precision, workers=args.workers, dtype=args.dtype)  # fmt: skip
         tiles, seconds, skipped = report.tiles - report.skipped, report.seconds, report.skipped
+        stages = report.stages
     else:
         tiles, seconds = bare_forward(model, sources, args)
         skipped = 0
@@ -270,7 +272,8 @@ def measure(args: argparse.Namespace) -> dict:
     return {"mode": args.mode, "scene": hr.stem, "tiles": tiles, "skipped": skipped, "seconds": seconds,
             "bare_tiles_per_s": bare,
             "tiles_per_s": tiles / seconds if tiles else None, "megapixels": None if args.mode == "bare" else
-            int(hr.stem.split("_")[1]) ** 2 / 1e6, "peak_rss_mib": peak, "tile": args.tile}  # fmt: skip
+            int(hr.stem.split("_")[1]) ** 2 / 1e6, "peak_rss_mib": peak, "tile": args.tile,
+            "stages": stages}  # fmt: skip
 
 
 def main() -> None:
@@ -362,6 +365,15 @@ def main() -> None:
         tiles_per_s = f"{run['tiles_per_s']:.2f}" if run["tiles_per_s"] else "–"
         print(f"| {label} | {scene} | {run['tiles'] or '–'} | {run['seconds']:.1f} | {tiles_per_s} | {mp} | "
               f"{ratio} | {run['peak_rss_mib']:.0f} |")  # fmt: skip
+    staged = [run for run in runs if run.get("stages")]
+    if staged:  # where each pipeline run's time went (SceneReport.stages)
+        names = list(staged[0]["stages"])
+        print(f"\n| run | scene | {' | '.join(names)} |")
+        print("|---|---|" + "---|" * len(names))
+        for run in staged:
+            scene = run["scene"].replace("hr_", "").split("_")[-1] + "²"
+            shares = " | ".join(f"{run['stages'][n]:.1f} s ({run['stages'][n] / run['seconds']:.0%})" for n in names)
+            print(f"| {run['mode']} tile {run['tile']} | {scene} | {shares} |")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,11 @@ def test_class_map_georeferenced_cog_with_nodata(hr_checkpoint: Path, tmp_path: 
     assert invalid.mean() > 0.2  # the scene's black collar
     assert np.array_equal(classes == CLASS_NODATA, invalid)
     assert set(np.unique(classes[~invalid])) <= {0, 1, 2}
+    # each stage of the pipeline is timed, so that the slowest is visible (not a speed assertion: a consistency one)
+    assert list(report.stages) == ["prepare", "read", "run", "blend", "write", "publish"]
+    assert all(s >= 0 for s in report.stages.values()) and report.stages["run"] > 0 and report.stages["publish"] > 0
+    assert sum(report.stages.values()) <= report.seconds * 1.001
+    assert "run " in report.stages_line() and "%" in report.stages_line()
 
 
 def test_no_seams_constant_input(hr_checkpoint: Path, tmp_path: Path) -> None:

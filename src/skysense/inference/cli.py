@@ -130,6 +130,7 @@ def _run(args: argparse.Namespace, kind: str, command: str, argv: Sequence[str])
         f"{report.megapixels:.2f} MP in {report.seconds:.1f} s ({report.megapixels_per_second:.2f} MP/s); "
         f"output resolution {report.resolution[0]:g} x {report.resolution[1]:g} CRS units per pixel"
     )
+    print(f"  time per stage: {report.stages_line()}")
     return 0
 
 

@@ -30,8 +30,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import rasterio
@@ -56,6 +56,10 @@ class SceneReport:
         tiles: tiles in the layout; skipped: those with no valid pixel (not run).
         seconds: wall-clock time; megapixels: reference-grid pixels of the scene.
         resolution: output pixel size (x, y) in CRS units.
+        stages: seconds per stage of the pipeline, so that the slowest is visible: "prepare" (checks, fingerprints,
+            opening the inputs), "read" (the model's thread waiting for tiles the reader threads had not read yet),
+            "run" (the model), "blend" (accumulating tiles, emitting chunks), "write" (row files and the run state),
+            "publish" (the final checks and the Cloud-Optimized GeoTIFF). Their sum is about :attr:`seconds`.
     """
 
     output: Path
@@ -64,6 +68,13 @@ class SceneReport:
     seconds: float
     megapixels: float
     resolution: tuple[float, float]
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def stages_line(self) -> str:
+        """ "read 0.4 s, run 13.3 s (79 %), …": each stage's seconds and share of the wall-clock time."""
+        return ", ".join(
+            f"{name} {seconds:.1f} s ({seconds / self.seconds:.0%})" for name, seconds in self.stages.items()
+        )
 
     @property
     def megapixels_per_second(self) -> float:
@@ -335,6 +346,23 @@ def predict_scene(
     autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
 
     start = time.perf_counter()
+    stages = dict.fromkeys(("prepare", "read", "run", "blend", "write", "publish"), 0.0)
+
+    @contextmanager
+    def timed(stage: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            stages[stage] += time.perf_counter() - began
+
+    def timed_write(row: int, col: int, values, valid) -> None:  # called by the blender inside its own timing
+        began = time.perf_counter()
+        writer.write(row, col, values, valid)
+        spent = time.perf_counter() - began
+        stages["write"] += spent
+        stages["blend"] -= spent
+
     with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * 2**20):
         first = TileReader(sources, modalities, model.hr_channels)  # refuse bad inputs before the first tile
         first.close()
@@ -381,7 +409,7 @@ def predict_scene(
                 print(f"{output}: {out_grid.width}×{out_grid.height} px × {count} band{'s' * (count > 1)} "
                       f"{'uint8' if kind == 'classes' else dtype}, {writer.uncompressed_bytes / 2**30:.2f} GiB before "
                       "compression", file=sys.stderr, flush=True)  # fmt: skip
-            blender = ChunkedBlender(layout, model.channels, writer.write, scratch=scratch, device=device)
+            blender = ChunkedBlender(layout, model.channels, timed_write, scratch=scratch, device=device)
             for a in range(state.rows_done + 1, n_rows):  # strips a killed run saved past its last recorded row
                 blender.drop_strips(a)
             blender.drop_strips(state.rows_done - 1)
@@ -417,32 +445,38 @@ def predict_scene(
                 nonlocal current, tiles_with_input, state
                 while current < target:
                     if current >= 0:
-                        blender.finish_chunk()
+                        with timed("blend"):
+                            blender.finish_chunk()
                         a, b = chunks[current][:2]
                         if b == n_cols - 1:  # a whole chunk row: make it durable, then record it, then tidy
-                            blender.sync_strips()
-                            writer.finish_row()
-                            recorded = replace(
-                                state,
-                                rows_done=a,
-                                valid_pixels=state.valid_pixels + writer.valid_pixels,
-                                tiles_with_input=state.tiles_with_input + tiles_with_input,
-                            )
-                            recorded.save(scratch)  # atomic: on a failure the previous state stays, and is reported
-                            state = recorded
-                            writer.valid_pixels = tiles_with_input = 0
-                            blender.drop_strips(a - 1)
+                            with timed("write"):
+                                blender.sync_strips()
+                                writer.finish_row()
+                                recorded = replace(
+                                    state,
+                                    rows_done=a,
+                                    valid_pixels=state.valid_pixels + writer.valid_pixels,
+                                    tiles_with_input=state.tiles_with_input + tiles_with_input,
+                                )
+                                recorded.save(scratch)  # atomic: on a failure the previous state stays, and is reported
+                                state = recorded
+                                writer.valid_pixels = tiles_with_input = 0
+                                blender.drop_strips(a - 1)
                         if on_chunk is not None:
                             on_chunk(a, b)
                     current += 1
                     if current < len(chunks):
                         a, b = chunks[current][:2]
                         if b == 0:
-                            writer.start_row(*row_spans[a])
-                        blender.start_chunk(a, b)
+                            with timed("write"):
+                                writer.start_row(*row_spans[a])
+                        with timed("blend"):
+                            blender.start_chunk(a, b)
 
+            stages["prepare"] = time.perf_counter() - start
             while pending:
-                items, read, run, stacked, with_input = pending.pop(0).result()
+                with timed("read"):
+                    items, read, run, stacked, with_input = pending.pop(0).result()
                 nxt = next(batches, None)
                 if nxt is not None:
                     pending.append(_submit(executor, read_batch, nxt))
@@ -450,9 +484,12 @@ def predict_scene(
                 tiles_with_input += with_input
                 outputs = None
                 if run:
-                    inputs_batch = stacked.to(device)
-                    with torch.inference_mode(), autocast:
-                        outputs = model(inputs_batch, tile).float()  # stays on the device: blended there
+                    with timed("run"):
+                        inputs_batch = stacked.to(device)
+                        with torch.inference_mode(), autocast:
+                            outputs = model(inputs_batch, tile).float()  # stays on the device: blended there
+                        if outputs.device.type == "cuda":
+                            torch.cuda.synchronize(outputs.device)  # the stage's own time, not the next one's
                 slot = {position: k for k, position in enumerate(run)}  # tile → its row in ``outputs``
                 for position, (index, r, c) in enumerate(items):
                     advance_to(index)
@@ -461,12 +498,13 @@ def predict_scene(
                         valid = torch.from_numpy(read[position][1])
                         if stride > 1:  # an output pixel is valid when most of its reference pixels are
                             valid = F.avg_pool2d(valid[None].float(), stride)[0] >= 0.5
-                        with torch.inference_mode():
+                        with torch.inference_mode(), timed("blend"):
                             blender.add(r, c, values, valid)
                 if bar is not None:
                     bar.update(len(items))
                     bar.set_postfix(skipped=skipped, refresh=False)
             advance_to(len(chunks))
+            publishing = time.perf_counter()
             if state.valid_pixels == 0 and state.tiles_with_input > 0:
                 discard = True
                 raise InputError(
@@ -483,6 +521,7 @@ def predict_scene(
                     "published: run again on inputs that stay unchanged"
                 )
             writer.finish(row_spans)
+            stages["publish"] = time.perf_counter() - publishing
         except BaseException as err:
             for future in pending:
                 future.cancel()
@@ -512,7 +551,7 @@ def predict_scene(
                 open_reader.close()
         shutil.rmtree(scratch, ignore_errors=True)
     seconds = time.perf_counter() - start
-    return SceneReport(output, layout.num_tiles, skipped, seconds, grid.height * grid.width / 1e6, resolution)
+    return SceneReport(output, layout.num_tiles, skipped, seconds, grid.height * grid.width / 1e6, resolution, stages)
 
 
 def _weights_digest(model: SceneModel) -> str:
