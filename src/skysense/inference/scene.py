@@ -44,7 +44,7 @@ from skysense.inference.models import SceneModel
 from skysense.inference.resume import RunState, fingerprint_changes, fingerprint_files
 from skysense.inference.sources import SceneSources, TileReader, stack_inputs
 from skysense.inference.tiling import ChunkedBlender, TileLayout
-from skysense.inference.writer import SceneWriter, check_dtype, output_grid, row_file, scratch_path
+from skysense.inference.writer import BackgroundWriter, SceneWriter, check_dtype, output_grid, row_file, scratch_path
 
 
 @dataclass
@@ -358,7 +358,7 @@ def predict_scene(
 
     def timed_write(row: int, col: int, values, valid) -> None:  # called by the blender inside its own timing
         began = time.perf_counter()
-        writer.write(row, col, values, valid)
+        background.write(row, col, values, valid)  # waits only when the writer thread is behind
         spent = time.perf_counter() - began
         stages["write"] += spent
         stages["blend"] -= spent
@@ -398,6 +398,8 @@ def predict_scene(
         discard = False  # a failure after which a resume is impossible: remove the scratch folder in any case
         pending: list[Future] = []
         writer: SceneWriter | None = None
+        background: BackgroundWriter | None = None
+        finishing: list[tuple[int, Future, int]] = []  # rows handed to the writer thread: (a, its future, tiles)
         blender: ChunkedBlender | None = None
         executor: ThreadPoolExecutor | None = None
         try:
@@ -409,6 +411,7 @@ def predict_scene(
                 print(f"{output}: {out_grid.width}×{out_grid.height} px × {count} band{'s' * (count > 1)} "
                       f"{'uint8' if kind == 'classes' else dtype}, {writer.uncompressed_bytes / 2**30:.2f} GiB before "
                       "compression", file=sys.stderr, flush=True)  # fmt: skip
+            background = BackgroundWriter(writer)
             blender = ChunkedBlender(layout, model.channels, timed_write, scratch=scratch, device=device)
             for a in range(state.rows_done + 1, n_rows):  # strips a killed run saved past its last recorded row
                 blender.drop_strips(a)
@@ -441,35 +444,44 @@ def predict_scene(
             current = -1
             tiles_with_input = 0  # tiles with some valid input pixel since the last recorded chunk row
 
+            def record(wait: bool) -> None:
+                """Record the rows whose files are durable, in order (all of them with ``wait``): the state is
+                saved only after a row's file, and the strips of the row above are dropped only after the state."""
+                nonlocal state
+                while finishing and (wait or finishing[0][1].done()):
+                    a, future, with_input = finishing.pop(0)
+                    with timed("write"):
+                        valid_pixels = future.result()
+                        recorded = replace(
+                            state,
+                            rows_done=a,
+                            valid_pixels=state.valid_pixels + valid_pixels,
+                            tiles_with_input=state.tiles_with_input + with_input,
+                        )
+                        recorded.save(scratch)  # atomic: on a failure the previous state stays, and is reported
+                        state = recorded
+                        blender.drop_strips(a - 1)
+
             def advance_to(target: int) -> None:
-                nonlocal current, tiles_with_input, state
+                nonlocal current, tiles_with_input
                 while current < target:
                     if current >= 0:
                         with timed("blend"):
                             blender.finish_chunk()
                         a, b = chunks[current][:2]
-                        if b == n_cols - 1:  # a whole chunk row: make it durable, then record it, then tidy
+                        if b == n_cols - 1:  # a whole chunk row: its strips, then its file, durable; then recorded
                             with timed("write"):
                                 blender.sync_strips()
-                                writer.finish_row()
-                                recorded = replace(
-                                    state,
-                                    rows_done=a,
-                                    valid_pixels=state.valid_pixels + writer.valid_pixels,
-                                    tiles_with_input=state.tiles_with_input + tiles_with_input,
-                                )
-                                recorded.save(scratch)  # atomic: on a failure the previous state stays, and is reported
-                                state = recorded
-                                writer.valid_pixels = tiles_with_input = 0
-                                blender.drop_strips(a - 1)
+                                finishing.append((a, background.finish_row(), tiles_with_input))
+                                tiles_with_input = 0
+                            record(wait=len(finishing) > 1)  # at most one row in the writer's hands
                         if on_chunk is not None:
                             on_chunk(a, b)
                     current += 1
                     if current < len(chunks):
                         a, b = chunks[current][:2]
                         if b == 0:
-                            with timed("write"):
-                                writer.start_row(*row_spans[a])
+                            background.start_row(*row_spans[a])
                         with timed("blend"):
                             blender.start_chunk(a, b)
 
@@ -504,6 +516,8 @@ def predict_scene(
                     bar.update(len(items))
                     bar.set_postfix(skipped=skipped, refresh=False)
             advance_to(len(chunks))
+            record(wait=True)
+            background.drain()
             publishing = time.perf_counter()
             if state.valid_pixels == 0 and state.tiles_with_input > 0:
                 discard = True
@@ -525,6 +539,12 @@ def predict_scene(
         except BaseException as err:
             for future in pending:
                 future.cancel()
+            if background is not None:
+                background.close()  # the writer thread finishes what it was given before the row file is dropped
+                try:
+                    record(wait=True)  # rows whose files were made durable before the failure count as done
+                except BaseException:  # noqa: BLE001 - a row that failed is not recorded; the first error is raised
+                    pass
             if writer is not None:
                 writer.abort()
             if executor is not None:
@@ -541,6 +561,8 @@ def predict_scene(
                 _add_note(err, f"nothing worth resuming: removed {scratch}")
             raise
         finally:
+            if background is not None:
+                background.close()
             if executor is not None:
                 executor.shutdown(wait=True)
             if bar is not None:

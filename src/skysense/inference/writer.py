@@ -16,7 +16,8 @@ the tags as ``SKYSENSE_RESOLUTION``).
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -273,15 +274,69 @@ class SceneWriter:
         half = {"NBITS": 16} if self.half else {}
         if self.kind != "classes" and self.compress.upper() in ("DEFLATE", "ZSTD", "LZMA"):
             half["LEVEL"] = 1  # noisy floats compress no better at higher levels (90 vs 89 MiB), only slower
+        # No NUM_THREADS: with GDAL's threaded compression a failed write (a full disk) is printed by libtiff but
+        # not raised, and a truncated COG would be published (tests/reliability: the full-disk case caught it).
         with _writing(staging, "the Cloud-Optimized GeoTIFF"):
             rasterio.shutil.copy(
                 vrt, staging, driver="COG", COMPRESS=self.compress.upper(), BLOCKSIZE=self.block,
                 RESAMPLING=resampling, OVERVIEW_RESAMPLING=resampling, PREDICTOR=predictor, BIGTIFF="IF_SAFER",
-                NUM_THREADS="ALL_CPUS", **half,  # the model is done: every core compresses
+                **half,
             )  # fmt: skip
         with _writing(self.output, "the output"):
             durable_replace(staging, self.output)
         return self.output
+
+
+class BackgroundWriter:
+    """A :class:`SceneWriter` run on a thread of its own, so that compressing and syncing row files overlaps the model.
+
+    Jobs run in the order they are given (one thread): ``start_row``, ``write``s, ``finish_row``. At most
+    ``max_pending`` blocks wait in memory (the model's thread blocks beyond that); an error of a job is raised on the
+    calling thread at the next call, or by the :class:`~concurrent.futures.Future` of ``finish_row``.
+    """
+
+    def __init__(self, writer: SceneWriter, max_pending: int = 2) -> None:
+        self.writer = writer
+        self.max_pending = max_pending
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skysense-write")
+        self._pending: list[Future] = []
+
+    def _submit(self, job: Callable[..., Any], *args: Any) -> Future:
+        for future in self._pending:
+            if future.done():
+                future.result()  # raises the job's error here, on the caller's thread
+        self._pending = [f for f in self._pending if not f.done()]
+        while len(self._pending) >= self.max_pending:
+            self._pending.pop(0).result()
+        future = self._executor.submit(job, *args)
+        self._pending.append(future)
+        return future
+
+    def start_row(self, a: int, row0: int, height: int) -> None:
+        self._submit(self.writer.start_row, a, row0, height)
+
+    def write(self, row: int, col: int, values: np.ndarray, valid: np.ndarray) -> None:
+        self._submit(self.writer.write, row, col, values, valid)
+
+    def finish_row(self) -> Future:
+        """Close and make durable the open row file, after the writes before it; the future's result is the number of
+        valid pixels written into that row."""
+        return self._submit(self._finish_row)
+
+    def _finish_row(self) -> int:
+        self.writer.finish_row()
+        count, self.writer.valid_pixels = self.writer.valid_pixels, 0
+        return count
+
+    def drain(self) -> None:
+        """Wait for every job; raise the first error."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        """Stop the thread after the jobs given (errors are left to :meth:`drain` and the futures)."""
+        self._executor.shutdown(wait=True)
 
 
 def output_grid(reference: Grid, stride: int) -> Grid:
