@@ -34,7 +34,11 @@ import numpy as np
 from machine import cpu_name  # benchmarks/machine.py (this folder is on sys.path when a script runs)
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+# ../shared beside the checkout; a machine that gets only the checkout finds a copy in its shared/ folder
+DATA = next(
+    (d for d in (REPO.parent / "shared" / "data", REPO / "shared" / "data") if d.is_dir()),
+    REPO.parent / "shared" / "data",
+)
 COG = DATA / "rasterio_testdata" / "tests" / "data" / "cogeo.tif"
 S1_DIR = DATA / "sen1floods11_samples" / "sample_data" / "S1"
 S2_CHIP = DATA / "sen1floods11_samples" / "cloudtostreet_official_sample" / "S2" / "Spain_7370579_S2Hand.tif"
