@@ -23,6 +23,7 @@ from skysense.data.collate import Batch
 from skysense.models.registry import get_config
 from skysense.models.skysense import SkySense
 from skysense.pretrain.meta_arch import PretrainConfig, SSLMetaArch
+from skysense.pretrain.sharding import shard_meta_arch
 from skysense.tasks.optim import adamw_with_schedule, parameter_groups
 
 
@@ -64,27 +65,14 @@ class PretrainTask(pl.LightningModule):
 
     def configure_model(self) -> None:
         """FSDP2 sharding when the Trainer's strategy gives a device mesh (``ModelParallelStrategy``); a no-op
-        otherwise. Units: every transformer block (Swin V2, ViT, fusion), each backbone and each projection head."""
+        otherwise. Units: see :func:`~skysense.pretrain.sharding.shard_meta_arch`."""
         mesh = self.device_mesh
         if mesh is None or self._sharded:
             return
-        from torch.distributed.fsdp import fully_shard
-
-        from skysense.layers.transformer import Block
-        from skysense.models.projection import DINOHead
-        from skysense.models.swin_v2 import SwinTransformerV2Block
-
         if "tensor_parallel" in mesh.mesh_dim_names and mesh["tensor_parallel"].size() > 1:
             raise ValueError("pretraining shards data-parallel only: use ModelParallelStrategy(tensor_parallel_size=1)")
         data_parallel = mesh["data_parallel"] if "data_parallel" in mesh.mesh_dim_names else mesh
-        for side in (self.meta.student, self.meta.teacher):
-            for module in side.modules():
-                if isinstance(module, Block | SwinTransformerV2Block | DINOHead):
-                    fully_shard(module, mesh=data_parallel)
-            fully_shard(side["backbone"], mesh=data_parallel)
-        # the root: the backbones and heads then reshard after their forward (a root keeps its parameters gathered
-        # for the backward, which the teacher never runs)
-        fully_shard(self.meta, mesh=data_parallel)
+        shard_meta_arch(self.meta, data_parallel)
         self._sharded = True
 
     def training_step(
