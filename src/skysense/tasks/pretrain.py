@@ -18,13 +18,14 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from skysense.data.collate import Batch
 from skysense.models.registry import get_config
 from skysense.models.skysense import SkySense
 from skysense.pretrain.meta_arch import PretrainConfig, SSLMetaArch
 from skysense.pretrain.sharding import shard_meta_arch
-from skysense.tasks.optim import adamw_with_schedule, parameter_groups
+from skysense.tasks.optim import adamw_with_schedule, initialize_adam_state, parameter_groups
 
 
 class PretrainTask(pl.LightningModule):
@@ -103,24 +104,47 @@ class PretrainTask(pl.LightningModule):
         self.log("train/teacher_momentum", momentum, batch_size=1)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the global RNG states (stochastic depth, dropout draw from them) for an exact resume."""
-        checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
+        """Keep the global RNG states (stochastic depth, location sampling, cluster initialisation draw from them)
+        for an exact resume — every process's own: they drift apart with the data (a step draws only for the
+        modalities and frames its batch has), and a distributed checkpoint's metadata is written by rank 0 alone."""
+        states = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
-            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+            states["cuda"] = torch.cuda.get_rng_state()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            per_rank: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(per_rank, states)  # every rank runs this hook
+        else:
+            per_rank = [states]
+        checkpoint["rng_states"] = {"per_rank": per_rank}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         states = checkpoint.get("rng_states")
         if states is None:
             return
+        per_rank = states.get("per_rank", [states])  # checkpoints before issue 15 held one process's states
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        if len(per_rank) != (torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1):
+            rank_zero_warn(
+                f"the checkpoint holds the RNG states of {len(per_rank)} processes, this run has a different number: "
+                "the resumed run draws different random numbers (stochastic depth, location sampling)"
+            )
+            rank = 0
+        states = per_rank[rank]
         torch.set_rng_state(states["torch"])
-        if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(states["cuda"])
+        cuda = states.get("cuda")
+        if isinstance(cuda, list):  # before issue 15: every device's state
+            cuda = cuda[torch.cuda.current_device()] if torch.cuda.is_available() and len(cuda) > 0 else None
+        if cuda is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(cuda)
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = parameter_groups(self.meta.student, self.hparams.weight_decay, backbone_prefix="")
-        return adamw_with_schedule(
+        optimization = adamw_with_schedule(
             groups, self.hparams.lr, self.trainer.estimated_stepping_batches, self.hparams.warmup_steps
         )
+        # every parameter's state exists from the start: a distributed checkpoint then resumes (see the function)
+        initialize_adam_state(optimization["optimizer"])
+        return optimization
 
 
 def crop_boxes(first: Batch, second: Batch) -> tuple[torch.Tensor, torch.Tensor] | None:
