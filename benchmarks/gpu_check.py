@@ -244,6 +244,19 @@ def _compare_encoder(check: Check, build: Callable[..., tuple], batch: int) -> N
     flops = counted_flops(partial(run, ours)) / batch
     check.rows.append(Row("encoders", f"{label} B{batch} bf16: ours img/s", rates[0],
                           f"timm {rates[1]:.1f} img/s", rates[0] / rates[1]))  # fmt: skip
+    from skysense.models.swin_v2 import WindowAttention
+
+    windows = [m for m in ours.modules() if isinstance(m, WindowAttention)]
+    if windows:  # Swin V2: the other attention path too (SDPA with the float bias+mask, or the explicit softmax)
+        fused = windows[0].fused_attn
+        for module in windows:
+            module.fused_attn = not fused
+        other = batch / seconds_per_call(partial(run, ours), device, 3, 10, budget=15.0)
+        for module in windows:
+            module.fused_attn = fused
+        path = "explicit softmax" if fused else "fused SDPA"
+        check.rows.append(Row("encoders", f"{label} B{batch} bf16: ours with {path} attention img/s", other,
+                              f"timm {rates[1]:.1f} img/s", other / rates[1]))  # fmt: skip
     if check.peak_tflops:
         tflops = flops * rates[0] / 1e12
         check.rows.append(Row("encoders", f"{label}: ours TFLOP/s (share of peak)", tflops,

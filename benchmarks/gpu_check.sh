@@ -7,7 +7,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-runs}"
 mkdir -p "$out"
-python -c "import einops" 2>/dev/null || pip install --no-deps --no-index -q gpu_wheels/einops-*.whl
+py="$(command -v python || command -v python3)"
+"$py" -c "import einops" 2>/dev/null || "$py" -m pip install --no-deps --no-index -q gpu_wheels/einops-*.whl
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | tee "$out/gpu.txt"
-PYTHONPATH="$PWD/src" python benchmarks/gpu_check.py --out "$out/gpu_check.md" "${@:2}" 2>&1 | tee "$out/gpu_check.log"
+PYTHONPATH="$PWD/src" "$py" benchmarks/gpu_check.py --out "$out/gpu_check.md" "${@:2}" 2>&1 | tee "$out/gpu_check.log"
 exit "${PIPESTATUS[0]}"
