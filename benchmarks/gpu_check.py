@@ -242,20 +242,24 @@ def _compare_encoder(check: Check, build: Callable[..., tuple], batch: int) -> N
 
     rates = [batch / seconds_per_call(partial(run, m), device, 3, 10, budget=15.0) for m in (ours, reference)]
     flops = counted_flops(partial(run, ours)) / batch
-    check.rows.append(Row("encoders", f"{label} B{batch} bf16: ours img/s", rates[0],
-                          f"timm {rates[1]:.1f} img/s", rates[0] / rates[1]))  # fmt: skip
     from skysense.models.swin_v2 import WindowAttention
 
     windows = [m for m in ours.modules() if isinstance(m, WindowAttention)]
+    path = ""
+    if windows:
+        path = " (fused SDPA attention)" if windows[0].uses_fused_attention(device) else " (explicit softmax attention)"
+    check.rows.append(Row("encoders", f"{label} B{batch} bf16: ours{path} img/s", rates[0],
+                          f"timm {rates[1]:.1f} img/s", rates[0] / rates[1]))  # fmt: skip
     if windows:  # Swin V2: the other attention path too (SDPA with the float bias+mask, or the explicit softmax)
-        fused = windows[0].fused_attn
+        chosen = windows[0].fused_attn  # None: the per-device default
+        fused = windows[0].uses_fused_attention(device)
         for module in windows:
             module.fused_attn = not fused
         other = batch / seconds_per_call(partial(run, ours), device, 3, 10, budget=15.0)
         for module in windows:
-            module.fused_attn = fused
-        path = "explicit softmax" if fused else "fused SDPA"
-        check.rows.append(Row("encoders", f"{label} B{batch} bf16: ours with {path} attention img/s", other,
+            module.fused_attn = chosen
+        other_path = "explicit softmax" if fused else "fused SDPA"
+        check.rows.append(Row("encoders", f"{label} B{batch} bf16: ours with {other_path} attention img/s", other,
                               f"timm {rates[1]:.1f} img/s", other / rates[1]))  # fmt: skip
     if check.peak_tflops:
         tflops = flops * rates[0] / 1e12
