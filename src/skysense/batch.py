@@ -8,8 +8,10 @@ confused with data: the model never encodes or attends to masked entries.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
+from torch.utils import _pytree as pytree
 
 
 @dataclass
@@ -83,3 +85,36 @@ class SkySenseOutput:
     geo: torch.Tensor | None = None
     features: torch.Tensor | None = None
     geo_query: torch.Tensor | None = None
+
+
+def _register_with_pytree(cls: type) -> type:
+    """Make ``torch.utils._pytree`` open the dataclass into its fields (None fields are empty subtrees).
+
+    FSDP2 in torch < 2.12 finds a sharded module's outputs with ``tree_flatten`` to hook the all-gather of its
+    parameters for the backward; a dataclass that pytree cannot open hides its tensors, the backbone's parameters stay
+    freed and the backward fails ("data is not allocated yet", issue 15). torch.compile and export read containers the
+    same way.
+    """
+    names = tuple(f.name for f in fields(cls))
+
+    def flatten(value: Any) -> tuple[list[Any], tuple[str, ...]]:
+        return [getattr(value, name) for name in names], names
+
+    def unflatten(values: Any, context: tuple[str, ...]) -> Any:
+        return cls(**dict(zip(context, values, strict=True)))
+
+    def flatten_with_keys(value: Any) -> tuple[list[tuple[pytree.KeyEntry, Any]], tuple[str, ...]]:
+        return [(pytree.GetAttrKey(name), getattr(value, name)) for name in names], names
+
+    pytree.register_pytree_node(
+        cls,
+        flatten,
+        unflatten,
+        serialized_type_name=f"{cls.__module__}.{cls.__qualname__}",
+        flatten_with_keys_fn=flatten_with_keys,
+    )
+    return cls
+
+
+_register_with_pytree(SkySenseInput)
+_register_with_pytree(SkySenseOutput)

@@ -379,3 +379,15 @@ def test_output_norms_the_model_lacks_are_refused_with_a_hint() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(convert_official_hr_state_dict(official)) == 4
+
+
+def test_attention_path_is_chosen_per_device_unless_set() -> None:
+    """Default (None): the explicit softmax on CUDA, SDPA elsewhere; True/False force a path on every device."""
+    from skysense.models.swin_v2 import WindowAttention
+
+    default, fused, explicit = (WindowAttention(16, 2, fused_attn=f) for f in (None, True, False))
+    assert SwinV2Config().fused_attn is None
+    assert default.uses_fused_attention(torch.device("cpu"))
+    assert not default.uses_fused_attention(torch.device("cuda"))
+    for device in (torch.device("cpu"), torch.device("cuda")):
+        assert fused.uses_fused_attention(device) and not explicit.uses_fused_attention(device)

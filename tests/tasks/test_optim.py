@@ -49,3 +49,29 @@ def test_warmup_then_cosine() -> None:
     assert schedule(0) == 0.1 and schedule(9) == 1.0 and schedule(10) == 1.0
     assert abs(schedule(60) - 0.5) < 1e-9 and schedule(110) == 0.0
     assert torch.tensor([schedule(s) for s in range(10, 111)]).diff().le(1e-12).all()
+
+
+def test_initialised_adam_state_changes_no_update() -> None:
+    """State created up front (step 0, zero moments) gives the same steps as AdamW's own lazy state, also for a
+    parameter that gets its first gradient only at the second step; every parameter has state before any step."""
+    import copy
+
+    from skysense.tasks.optim import initialize_adam_state
+
+    torch.manual_seed(0)
+    model = torch.nn.ModuleDict({"used": torch.nn.Linear(4, 3), "late": torch.nn.Linear(3, 2)})
+    lazy, eager = copy.deepcopy(model), copy.deepcopy(model)
+    optimizers = [torch.optim.AdamW(m.parameters(), lr=0.1, weight_decay=0.05) for m in (lazy, eager)]
+    initialize_adam_state(optimizers[1])
+    assert len(optimizers[1].state) == 4 and all(float(s["step"]) == 0 for s in optimizers[1].state.values())
+    x = torch.randn(5, 4)
+    for step in range(3):
+        for module, optimizer in zip((lazy, eager), optimizers, strict=True):
+            optimizer.zero_grad(set_to_none=True)
+            out = module["used"](x)
+            if step > 0:
+                out = module["late"](out)
+            out.pow(2).sum().backward()
+            optimizer.step()
+    for a, b in zip(lazy.parameters(), eager.parameters(), strict=True):
+        assert torch.equal(a, b)

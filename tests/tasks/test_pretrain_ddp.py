@@ -3,6 +3,7 @@ user would: `skysense pretrain --trainer.strategy ...`."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,42 @@ def test_two_cpu_processes(tmp_path, strategy: str) -> None:
     # the teacher is an EMA of the student, not a copy and not untouched
     key = "meta.{}.backbone.hr.patch_embed.proj.weight"
     assert not torch.equal(state[key.format("student")], state[key.format("teacher")])
+
+
+def _pretrain(tmp_path: Path, devices: int, max_steps: int, *extra: str) -> dict[int, float]:
+    """``skysense pretrain`` under ModelParallelStrategy (FSDP2) saving a distributed checkpoint (one shard per
+    process) after every step; returns the logged loss of every step (rank 0's)."""
+    command = [sys.executable, "-m", "skysense.cli", "pretrain", "--config", "configs/pretrain/tiny.yaml",
+               "--trainer.max_steps", str(max_steps), "--trainer.devices", str(devices),
+               "--trainer.strategy", "lightning.pytorch.strategies.ModelParallelStrategy",
+               "--trainer.strategy.init_args.data_parallel_size", str(devices),
+               "--trainer.strategy.init_args.tensor_parallel_size", "1",
+               "--trainer.strategy.init_args.save_distributed_checkpoint", "true",
+               "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+               "--trainer.callbacks.every_n_train_steps", "1", "--trainer.callbacks.save_top_k", "-1",
+               "--trainer.callbacks.filename", "{step}",
+               "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
+               "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
+               "--data.num_workers", "0", "--data.batch_size", "4", *extra]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    rows = next(tmp_path.rglob("metrics.csv")).read_text().splitlines()
+    header = rows[0].split(",")
+    step, loss = header.index("step"), header.index("loss")
+    return {int(r.split(",")[step]): float(r.split(",")[loss]) for r in rows[1:] if r.split(",")[loss]}
+
+
+@pytest.mark.parametrize("devices", [1, 2])
+def test_fsdp_distributed_checkpoint_resumes(tmp_path: Path, devices: int) -> None:
+    """A run resumed from a distributed checkpoint (every process its shard of the model and of AdamW's state,
+    including parameters that had no gradient yet; every process's RNG state; buffers equal on every process, which
+    the checkpoint holds once) continues with the same losses as the run never stopped."""
+    shared_path("eurosat_rgb_dev")
+    shared_path("presto_s1s2_timeseries")
+    losses = _pretrain(tmp_path / "whole", devices, 3)
+    checkpoint = next((tmp_path / "whole").rglob("step=1.ckpt"))
+    assert checkpoint.is_dir() and len(list(checkpoint.glob("*.distcp"))) == devices
+    resumed = _pretrain(tmp_path / "resumed", devices, 3, "--ckpt_path", str(checkpoint))
+    assert sorted(resumed) == [1, 2] and sorted(losses) == [0, 1, 2]
+    for step, loss in resumed.items():
+        assert math.isfinite(loss) and loss == pytest.approx(losses[step], rel=1e-6), step

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from skysense.losses.distributed import all_reduce_sum, world_size
+from skysense.losses.distributed import all_reduce_sum
 from skysense.losses.sinkhorn import sinkhorn_knopp
 
 
@@ -43,9 +43,13 @@ class DINOLoss(nn.Module):
             return sinkhorn_knopp(logits, temperature=self.teacher_temperature)
         probabilities = F.softmax((logits - self.center) / self.teacher_temperature, dim=-1)
         if update_center:
-            batch_sum = all_reduce_sum(logits.sum(dim=0, keepdim=True))
-            count = logits.shape[0] * world_size()
-            self.center.mul_(self.center_momentum).add_(batch_sum / max(count, 1), alpha=1 - self.center_momentum)
+            # sum and count over all processes in one reduction: processes may hold different numbers of items (the
+            # pixel and object levels keep the covered locations of valid frames), and every process must end
+            # with the same centre
+            stats = torch.cat([logits.sum(dim=0, keepdim=True), logits.new_full((1, 1), logits.shape[0])], dim=1)
+            all_reduce_sum(stats)  # (1, K + 1)
+            batch_sum, count = stats[:, :-1], stats[0, -1].clamp_min(1)
+            self.center.mul_(self.center_momentum).add_(batch_sum / count, alpha=1 - self.center_momentum)
         return probabilities
 
     def forward(self, student_logits: torch.Tensor, teacher_probabilities: torch.Tensor) -> torch.Tensor:

@@ -132,3 +132,30 @@ def adamw_with_schedule(groups: Iterable[dict], lr: float, total_steps: float, w
     total = int(total_steps) if math.isfinite(total_steps) else 10_000
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, warmup_steps))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def initialize_adam_state(optimizer: torch.optim.Optimizer) -> None:
+    """Create Adam/AdamW's per-parameter state (step 0, zero moments) for every parameter now, exactly as the
+    optimiser's first step would, so that the update is unchanged.
+
+    A distributed checkpoint (``ModelParallelStrategy(save_distributed_checkpoint=True)``) loads the optimiser state
+    key by key into the state of the freshly built optimiser, which torch fills for every parameter; a parameter that
+    never had a gradient before the save (an HR output norm that pretraining does not use, a modality no source has
+    yet given) would have no saved state and the resume would fail ("Missing key in checkpoint state_dict:
+    optimizer_0.state.<name>.step").
+    """
+    if not isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
+        raise TypeError(f"expected Adam or AdamW, got {type(optimizer).__name__}")
+    scalar_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+    for group in optimizer.param_groups:
+        on_device = group.get("capturable", False) or group.get("fused", False)
+        for parameter in group["params"]:
+            state = optimizer.state[parameter]
+            if state:
+                continue
+            step = torch.zeros((), dtype=scalar_dtype, device=parameter.device) if on_device else torch.tensor(0.0)
+            state["step"] = step.to(scalar_dtype)
+            state["exp_avg"] = torch.zeros_like(parameter, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(parameter, memory_format=torch.preserve_format)
+            if group.get("amsgrad", False):
+                state["max_exp_avg_sq"] = torch.zeros_like(parameter, memory_format=torch.preserve_format)

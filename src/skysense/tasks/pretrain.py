@@ -18,12 +18,14 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from skysense.containers import Batch
 from skysense.models.registry import get_config
 from skysense.models.skysense import SkySense
 from skysense.pretrain.meta_arch import PretrainConfig, SSLMetaArch
-from skysense.tasks.optim import adamw_with_schedule, parameter_groups
+from skysense.pretrain.sharding import shard_meta_arch
+from skysense.tasks.optim import adamw_with_schedule, initialize_adam_state, parameter_groups
 
 
 class PretrainTask(pl.LightningModule):
@@ -64,27 +66,14 @@ class PretrainTask(pl.LightningModule):
 
     def configure_model(self) -> None:
         """FSDP2 sharding when the Trainer's strategy gives a device mesh (``ModelParallelStrategy``); a no-op
-        otherwise. Units: every transformer block (Swin V2, ViT, fusion), each backbone and each projection head."""
+        otherwise. Units: see :func:`~skysense.pretrain.sharding.shard_meta_arch`."""
         mesh = self.device_mesh
         if mesh is None or self._sharded:
             return
-        from torch.distributed.fsdp import fully_shard
-
-        from skysense.layers.transformer import Block
-        from skysense.models.projection import DINOHead
-        from skysense.models.swin_v2 import SwinTransformerV2Block
-
         if "tensor_parallel" in mesh.mesh_dim_names and mesh["tensor_parallel"].size() > 1:
             raise ValueError("pretraining shards data-parallel only: use ModelParallelStrategy(tensor_parallel_size=1)")
         data_parallel = mesh["data_parallel"] if "data_parallel" in mesh.mesh_dim_names else mesh
-        for side in (self.meta.student, self.meta.teacher):
-            for module in side.modules():
-                if isinstance(module, Block | SwinTransformerV2Block | DINOHead):
-                    fully_shard(module, mesh=data_parallel)
-            fully_shard(side["backbone"], mesh=data_parallel)
-        # the root: the backbones and heads then reshard after their forward (a root keeps its parameters gathered
-        # for the backward, which the teacher never runs)
-        fully_shard(self.meta, mesh=data_parallel)
+        shard_meta_arch(self.meta, data_parallel)
         self._sharded = True
 
     def training_step(
@@ -115,24 +104,47 @@ class PretrainTask(pl.LightningModule):
         self.log("train/teacher_momentum", momentum, batch_size=1)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the global RNG states (stochastic depth, dropout draw from them) for an exact resume."""
-        checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
+        """Keep the global RNG states (stochastic depth, location sampling, cluster initialisation draw from them)
+        for an exact resume — every process's own: they drift apart with the data (a step draws only for the
+        modalities and frames its batch has), and a distributed checkpoint's metadata is written by rank 0 alone."""
+        states = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
-            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+            states["cuda"] = torch.cuda.get_rng_state()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            per_rank: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(per_rank, states)  # every rank runs this hook
+        else:
+            per_rank = [states]
+        checkpoint["rng_states"] = {"per_rank": per_rank}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         states = checkpoint.get("rng_states")
         if states is None:
             return
+        per_rank = states.get("per_rank", [states])  # checkpoints before issue 15 held one process's states
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        if len(per_rank) != (torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1):
+            rank_zero_warn(
+                f"the checkpoint holds the RNG states of {len(per_rank)} processes, this run has a different number: "
+                "the resumed run draws different random numbers (stochastic depth, location sampling)"
+            )
+            rank = 0
+        states = per_rank[rank]
         torch.set_rng_state(states["torch"])
-        if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(states["cuda"])
+        cuda = states.get("cuda")
+        if isinstance(cuda, list):  # before issue 15: every device's state
+            cuda = cuda[torch.cuda.current_device()] if torch.cuda.is_available() and len(cuda) > 0 else None
+        if cuda is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(cuda)
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = parameter_groups(self.meta.student, self.hparams.weight_decay, backbone_prefix="")
-        return adamw_with_schedule(
+        optimization = adamw_with_schedule(
             groups, self.hparams.lr, self.trainer.estimated_stepping_batches, self.hparams.warmup_steps
         )
+        # every parameter's state exists from the start: a distributed checkpoint then resumes (see the function)
+        initialize_adam_state(optimization["optimizer"])
+        return optimization
 
 
 def crop_boxes(first: Batch, second: Batch) -> tuple[torch.Tensor, torch.Tensor] | None:

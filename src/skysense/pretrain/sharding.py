@@ -1,0 +1,54 @@
+"""FSDP2 sharding of the pretraining meta-architecture (``torch.distributed.fsdp.fully_shard``).
+
+Units: every transformer block (Swin V2, ViT, fusion), each backbone and each projection head, for the student and
+the teacher alike (so that student and teacher shards pair up for the EMA update), then the meta-architecture as the
+root. :class:`~skysense.tasks.pretrain.PretrainTask` applies it under Lightning's ``ModelParallelStrategy``; tests and
+``benchmarks/gpu_check.py`` call it directly, so every path shards the same way.
+
+FSDP2 frees a unit's gathered parameters after its forward (``reshard_after_forward=True``) and gathers them again
+when the gradient of one of the unit's outputs arrives (the pre-backward hook). Torch < 2.12 finds those outputs with
+``torch.utils._pytree.tree_flatten``: a unit must return tensors in containers that pytree can open. The backbone
+returns a :class:`~skysense.batch.SkySenseOutput` dataclass, which :mod:`skysense.batch` registers with pytree for
+that reason (without it the backbone's own parameters stay freed in the backward: "The tensor has a non-zero number
+of elements, but its data is not allocated yet").
+"""
+
+from __future__ import annotations
+
+from torch import nn
+from torch.distributed.device_mesh import DeviceMesh
+
+
+def fsdp_units(side: nn.ModuleDict) -> list[nn.Module]:
+    """The modules of one side (student or teacher) that become FSDP units, innermost first.
+
+    Args:
+        side: ``{"backbone": SkySense, "heads": ModuleDict of DINOHead}``.
+    """
+    from skysense.layers.transformer import Block
+    from skysense.models.projection import DINOHead
+    from skysense.models.swin_v2 import SwinTransformerV2Block
+
+    units = [m for m in side.modules() if isinstance(m, Block | SwinTransformerV2Block | DINOHead)]
+    return [*units, side["backbone"]]
+
+
+def shard_meta_arch(meta: nn.Module, mesh: DeviceMesh, reshard_after_forward: bool = True) -> None:
+    """Apply FSDP2 to the student, the teacher and the meta-architecture (the root), in place.
+
+    Args:
+        meta: an :class:`~skysense.pretrain.meta_arch.SSLMetaArch`.
+        mesh: a one-dimensional data-parallel device mesh (every process holds one shard of every unit).
+        reshard_after_forward: free each unit's gathered parameters after its forward (FSDP2's default, ZeRO-3);
+            False keeps them to the backward (ZeRO-2: more memory, no second all-gather).
+    """
+    from torch.distributed.fsdp import fully_shard
+
+    if mesh.ndim != 1:
+        raise ValueError(f"shard_meta_arch needs a one-dimensional data-parallel mesh, got {mesh.ndim} dimensions")
+    for side in (meta.student, meta.teacher):
+        for unit in fsdp_units(side):
+            fully_shard(unit, mesh=mesh, reshard_after_forward=reshard_after_forward)
+    # the root: the backbones and heads then reshard after their forward (a root keeps its parameters gathered
+    # for the backward, which the teacher never runs)
+    fully_shard(meta, mesh=mesh, reshard_after_forward=reshard_after_forward)
