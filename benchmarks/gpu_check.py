@@ -565,11 +565,11 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
         free_memory()
         seconds[name] = time.perf_counter() - start
+        if args.out:  # after every section: a run stopped by a time limit keeps what it measured
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(markdown(check, seconds))
     report = markdown(check, seconds)
     print("\n" + report, flush=True)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report)
     return 1 if any(row.metric.startswith("FAILED") for row in check.rows) else 0
 
 
