@@ -51,7 +51,7 @@ def test_floors_import_one_way() -> None:
     assert _imports(PACKAGE / "data" / "collate.py") <= {"batch", "containers", "data"}  # not layers any more
 
 
-def test_models_build_and_run_without_rasterio() -> None:
+def test_models_and_pretraining_import_without_rasterio() -> None:
     code = """
 import sys
 sys.modules["rasterio"] = None  # importing it now fails, as where GDAL is not installed
@@ -59,6 +59,7 @@ import torch
 from skysense.batch import SkySenseInput
 from skysense.containers import day_of_year_index
 from skysense.models.registry import create_model
+import skysense.data.collate, skysense.tasks.pretrain  # pretraining collates batches without GDAL too
 model = create_model("tiny").eval()
 x = SkySenseInput(hr=torch.rand(1, 3, 128, 128), s2=torch.rand(1, 2, 10, 4, 4),
                   s2_day_of_year=day_of_year_index(["2020-01-05", "2020-07-01"])[None],

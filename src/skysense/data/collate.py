@@ -16,7 +16,7 @@ import torch
 
 from skysense.batch import SkySenseInput
 from skysense.containers import NO_DATE, Batch, Sample, day_of_year_index
-from skysense.data.series import frames_that_count
+from skysense.data.frames import frames_that_count
 
 
 def _refuse_nan(values: torch.Tensor, usable: torch.Tensor, what: str) -> None:

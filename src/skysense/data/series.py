@@ -28,6 +28,7 @@ from rasterio.enums import Resampling
 
 from skysense.containers import Grid, TimeSeries
 from skysense.data.dates import acquisition_date, check_series_dates, parse_date
+from skysense.data.frames import frames_that_count  # noqa: F401 - part of this module's API
 from skysense.data.products.mosaic import mosaic_by_date
 from skysense.data.raster.bands import BandSelection, resolve_bands, sensor_bands
 from skysense.data.raster.info import RasterInfo, raster_info
@@ -36,28 +37,7 @@ from skysense.data.raster.warp import reproject_to_grid
 from skysense.data.sensors import SENSORS, Sensor, s2_l1c_to_model_bands, to_model
 from skysense.errors import InputError
 
-
-def frames_that_count(valid: torch.Tensor, min_valid_fraction: float, inside: int | None = None) -> torch.Tensor:
-    """(T,) bool: which frames of one series count.
-
-    Args:
-        valid: (T, H, W) bool, True where a frame's pixel is valid.
-        min_valid_fraction: share of the pixels that could be valid that must be, in [0, 1] (0: any valid pixel).
-        inside: how many of the H × W pixels could be valid (default: all of them).
-
-    Raises:
-        ValueError: a fraction outside [0, 1].
-    """
-    if not 0.0 <= min_valid_fraction <= 1.0:
-        raise ValueError(f"min_valid_fraction: {min_valid_fraction!r} is out of range; give a number in [0, 1]")
-    counts = valid.flatten(1).sum(dim=1)
-    possible = valid[0].numel() if inside is None else inside
-    return (counts > 0) & (counts >= min_valid_fraction * max(possible, 1))
-
-
 SERIES_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")  # per-date rasters in a series folder (any case)
-
-
 _SIDECARS = (".aux.xml", ".ovr", ".msk")  # GDAL's own sidecar files: never reported as skipped
 
 
