@@ -258,7 +258,8 @@ def measure(args: argparse.Namespace) -> dict:
     elif args.mode in ("scene", "fused", "s2only", "s1only"):
         report = predict_scene(model, sources, Path(args.out) / f"{args.mode}_{hr.stem}.tif", tile=args.tile,
                                overlap=args.overlap, batch_size=args.batch_size, progress=False, device=args.device,
-                               precision=args.precision, workers=args.workers, dtype=args.dtype)  # fmt: skip
+                               precision=args.precision, workers=args.workers, dtype=args.dtype,
+                               compress=args.compress)  # fmt: skip
         tiles, seconds, skipped = report.tiles - report.skipped, report.seconds, report.skipped
         stages = report.stages
     else:
@@ -304,6 +305,7 @@ def main() -> None:
     parser.add_argument("--sentinel-kinds", nargs="+", default=["s2", "s1"], choices=["s2", "s1"],
                         help="which Sentinel-only scenes to run")  # fmt: skip
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="embedding output")
+    parser.add_argument("--compress", default="deflate", help="the output's GeoTIFF compression")
     parser.add_argument("--mode", choices=["scene", "bare", "fused", "terratorch", "s2only", "s1only"],
                         help=argparse.SUPPRESS)  # fmt: skip
     parser.add_argument("--hr", help=argparse.SUPPRESS)
@@ -319,7 +321,8 @@ def main() -> None:
     common = [sys.executable, __file__, "--tile", str(args.tile), "--overlap", str(args.overlap), "--batch-size",
               str(args.batch_size), "--bare-tiles", str(args.bare_tiles), "--threads", str(args.threads),
               "--out", str(args.out), "--checkpoint", str(checkpoint), "--device", args.device,
-              "--precision", args.precision, "--workers", str(args.workers), "--dtype", args.dtype]  # fmt: skip
+              "--precision", args.precision, "--workers", str(args.workers), "--dtype", args.dtype,
+              "--compress", args.compress]  # fmt: skip
     runs = []
     for size in [s for s in args.sentinel_sizes if s]:
         for kind in args.sentinel_kinds:
@@ -350,7 +353,8 @@ def main() -> None:
           f"{args.threads} threads, torch {torch.__version__}")  # fmt: skip
     device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "CPU"
     print(
-        f"# tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}, {args.precision}, tiny preset, "
+        f"# tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}, {args.precision}, {args.dtype} output, "
+        f"{args.compress}, tiny preset, "
         f"device {device}\n"
     )
     print(

@@ -40,3 +40,20 @@ def test_float16_embeddings_and_the_size_line(capsys, tmp_path: Path) -> None:
                  "--output", str(tmp_path / "map.tif"), "--dtype", "float16"])  # fmt: skip
     assert code == 2 and "a class map is uint8" in capsys.readouterr().err
     assert not (tmp_path / "map.tif").exists()
+
+
+def test_overviews_for_class_maps_not_for_embeddings(tmp_path: Path) -> None:
+    """With 128-px blocks on the 512² chip, the class map is a COG with overviews; the 128-band embedding is a COG
+    without (its overviews cost as much as the model did on a 1933² scene, docs/benchmarks.md)."""
+    from skysense.inference import SceneSources, SeriesSource, load_scene_model, predict_scene
+
+    chip = shared_path("sen1floods11_samples", "sample_data", "S1", "Spain_6860600_S1Hand.tif")
+    sources = SceneSources(s1=SeriesSource.from_arg(chip, "s1_grd", ["2019-09-18"]))
+    weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
+    checkpoint = segmentation_checkpoint(tmp_path / "flood.ckpt", modalities=("s1",), num_classes=2)
+    for model, name in ((load_scene_model(weights, "embedding", sentinel_reference=True), "emb.tif"),
+                        (load_scene_model(checkpoint), "map.tif")):  # fmt: skip
+        report = predict_scene(model, sources, tmp_path / name, block=128, progress=False)
+        with rasterio.open(report.output) as dataset:
+            assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+            assert bool(dataset.overviews(1)) == (name == "map.tif"), (name, dataset.count, dataset.overviews(1))

@@ -3,7 +3,7 @@
 Each chunk row of the output is written into its own tiled, compressed GeoTIFF in the run's scratch folder
 (``<output>.partial.d/rows/row_<a>.tif``), which is closed, fsynced and renamed into place when the row is complete
 (:meth:`SceneWriter.finish_row`): a row file on disk is always whole. At the end the rows are stacked by a VRT and
-copied by GDAL's COG driver into ``<output>.partial.d/output.tif`` (internal tiles, overviews), which is fsynced and
+copied by GDAL's COG driver into ``<output>.partial.d/output.tif`` (internal tiles; overviews for outputs of up to 16 bands), which is fsynced and
 renamed onto the output only then: an interrupted run never leaves a corrupt, half-written or mixed output, and a
 resumed run (which rewrites only the rows after the last finished one) publishes exactly what an uninterrupted run
 would.
@@ -98,6 +98,9 @@ def check_dtype(dtype: str, kind: str) -> None:
 
 
 _GDAL_TYPES = {"uint8": "Byte", "float32": "Float32"}
+
+
+OVERVIEW_BANDS = 16  # outputs with more bands (embeddings) are published without overviews
 
 
 class SceneWriter:
@@ -274,6 +277,10 @@ class SceneWriter:
         half = {"NBITS": 16} if self.half else {}
         if self.kind != "classes" and self.compress.upper() in ("DEFLATE", "ZSTD", "LZMA"):
             half["LEVEL"] = 1  # noisy floats compress no better at higher levels (90 vs 89 MiB), only slower
+        # Overviews for outputs of up to OVERVIEW_BANDS bands (class maps, a few class probabilities): what a viewer
+        # pans. A 128-band embedding's overviews cost as much as the model did (237 s of a 522 s 1933² S2 scene: GDAL
+        # rereads the band-interleaved data beyond its block cache) for images nobody views; `gdaladdo` adds them.
+        half["OVERVIEWS"] = "AUTO" if self.count <= OVERVIEW_BANDS else "NONE"
         # No NUM_THREADS: with GDAL's threaded compression a failed write (a full disk) is printed by libtiff but
         # not raised, and a truncated COG would be published (tests/reliability: the full-disk case caught it).
         with _writing(staging, "the Cloud-Optimized GeoTIFF"):
