@@ -33,14 +33,13 @@ from skysense.data.manifest.schema import (
     ManifestEntry,
     _crs_string,
 )
-from skysense.data.products.sentinel1 import _POLARISATION_TOKEN, S1Pair, polarisation_of
+from skysense.data.products.sentinel1 import POLARISATIONS, S1Pair, acquisition_key, polarisation_named
 from skysense.data.products.sentinel2 import S2Product
 from skysense.data.products.stac import StacItem
 from skysense.data.raster import raster_info
 from skysense.errors import InputError
 
 Product = S2Product | S1Pair | StacItem
-_POLARISATIONS = ("VV", "VH", "HH", "HV")
 
 
 def _row(path: Path, driver: str, grid: Grid, bands: tuple[str, ...], date: dt.date | None, modality: str,
@@ -103,7 +102,7 @@ def stac_entries(root: Path, covered: set[Path]) -> tuple[list[ManifestEntry], s
                 unreadable[source] = f"Item {item.name}: {err}"
                 continue
             bands = tuple(item.bands)
-            modality = "s1" if set(bands) & set(_POLARISATIONS) else "s2"
+            modality = "s1" if set(bands) & set(POLARISATIONS) else "s2"
             entries.append(_row(source, STAC_DRIVER, grid, bands, item.date, modality, dtype,
                                 "; ".join(item.assumptions), item=item.name))  # fmt: skip
             new_cover |= {Path(f) for f in item.files}
@@ -122,12 +121,11 @@ def pair_polarisations(entries: list[ManifestEntry]) -> list[ManifestEntry]:
         if entry.modality == "s1" and entry.count == 1 and entry.date is not None and entry.driver not in (
             PRODUCT_DRIVER, S1_PAIR_DRIVER, STAC_DRIVER
         ):  # fmt: skip
-            polarisation = polarisation_of(path)
+            polarisation = polarisation_named(entry.band_names[0] if entry.band_names else None, path)  # no reopening
         if polarisation is None:
             out.append(entry)
             continue
-        key = (entry.date, path.parent, _POLARISATION_TOKEN.sub("*", path.stem).lower(), path.suffix.lower())
-        groups.setdefault(key, []).append((polarisation, entry))
+        groups.setdefault(acquisition_key(path, entry.date), []).append((polarisation, entry))
     for (_, folder, _, _), members in groups.items():
         polarisations = [p for p, _ in members]
         if len(members) == 1 or len(set(polarisations)) != len(polarisations):
@@ -139,9 +137,9 @@ def pair_polarisations(entries: list[ManifestEntry]) -> list[ManifestEntry]:
             )
             out += [replace(e, notes="; ".join(filter(None, [e.notes, note]))) for _, e in members]
             continue
-        members.sort(key=lambda m: _POLARISATIONS.index(m[0]))
+        members.sort(key=lambda m: POLARISATIONS.index(m[0]))
         first = members[0][1]
-        plain = {Path(e.path).stem.lower() for _, e in members} <= {p.lower() for p in _POLARISATIONS}
+        plain = {Path(e.path).stem.lower() for _, e in members} <= {p.lower() for p in POLARISATIONS}
         names = "|".join(Path(e.path).name for _, e in members)
         out.append(replace(first, path=folder if plain else first.path, driver=S1_PAIR_DRIVER,
                            count=len(members), band_names=tuple(p for p, _ in members), item=names))  # fmt: skip

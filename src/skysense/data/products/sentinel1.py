@@ -27,6 +27,7 @@ from skysense.data.raster import Raster, raster_info, reproject_to_grid
 from skysense.data.sensors import canonical_band_name
 from skysense.errors import InputError
 
+POLARISATIONS = ("VV", "VH", "HH", "HV")  # in the order an acquisition's files are stacked
 _POLARISATION_TOKEN = re.compile(r"(?<![a-z0-9])(vv|vh|hh|hv)(?![a-z0-9])", re.IGNORECASE)
 
 
@@ -52,11 +53,23 @@ def polarisation_of(path: Path) -> str | None:
     info = raster_info(path)
     if len(info.data_bands) != 1:
         return None
-    named = canonical_band_name(info.descriptions[info.data_bands[0] - 1])
-    if named in ("VV", "VH", "HH", "HV"):
+    return polarisation_named(info.descriptions[info.data_bands[0] - 1], path)
+
+
+def polarisation_named(description: str | None, path: Path) -> str | None:
+    """The polarisation a single band's description names, else the one its file name holds as a token; None when
+    neither names exactly one (what :func:`polarisation_of` decides, for callers that already have the metadata)."""
+    named = canonical_band_name(description)
+    if named in POLARISATIONS:
         return named
     tokens = {t.upper() for t in _POLARISATION_TOKEN.findall(path.stem)}
     return tokens.pop() if len(tokens) == 1 else None
+
+
+def acquisition_key(path: Path, date: dt.date) -> tuple:
+    """What the polarisation files of one acquisition share: the date, the folder, and the name with the
+    polarisation taken out (and the suffix)."""
+    return date, path.parent, _POLARISATION_TOKEN.sub("*", path.stem).lower(), path.suffix.lower()
 
 
 @dataclass(frozen=True)
@@ -121,8 +134,7 @@ def group_polarisations(items: Sequence, dates: Sequence[dt.date]) -> tuple[list
             out.append(item)
             out_dates.append(date)
             continue
-        key = (date, item.parent, _POLARISATION_TOKEN.sub("*", item.stem).lower(), item.suffix.lower())
-        group = groups.setdefault(key, {})
+        group = groups.setdefault(acquisition_key(item, date), {})
         if polarisation in group:
             raise InputError(
                 f"{item}: a second {polarisation} file for the acquisition of {date} ({group[polarisation]}); give one "
@@ -136,9 +148,9 @@ def group_polarisations(items: Sequence, dates: Sequence[dt.date]) -> tuple[list
                 f"{path}: the only polarisation file ({polarisation}) of the acquisition of {date}; give its partner "
                 "(VV and VH) with the same name but the polarisation, or a stacked VV/VH file"
             )
-        ordered = dict(sorted(group.items(), key=lambda kv: ("VV", "VH", "HH", "HV").index(kv[0])))
+        ordered = dict(sorted(group.items(), key=lambda kv: POLARISATIONS.index(kv[0])))
         names = {p.stem.lower() for p in ordered.values()}
-        source = folder if names <= {"vv", "vh", "hh", "hv"} else next(iter(ordered.values()))
+        source = folder if names <= {p.lower() for p in POLARISATIONS} else next(iter(ordered.values()))
         out.append(S1Pair(date, ordered, source))
         out_dates.append(date)
     return out, out_dates
