@@ -15,6 +15,7 @@ as they are, for the series' duplicate-date check to refuse naming both.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -76,12 +77,17 @@ class S2Mosaic:
     def assumptions(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(a for p in self.parts for a in p.assumptions))
 
+    @functools.cached_property
+    def footprints(self) -> tuple[Grid, ...]:
+        """Each tile's 10 m grid, found once (a product's grid opens every band file; :meth:`read` runs per tile
+        of a scene)."""
+        return tuple(part.grid() for part in self.parts)
+
     def grid(self) -> Grid:
         """The union of the tiles on the first tile's 10 m grid (its CRS, pixel size and pixel origin)."""
-        first = self.parts[0].grid()
+        first = self.footprints[0]
         left, bottom, right, top = first.bounds
-        for part in self.parts[1:]:
-            other = part.grid()
+        for other in self.footprints[1:]:
             bounds = other.bounds if other.crs == first.crs else transform_bounds(other.crs, first.crs, *other.bounds)
             left, bottom = min(left, bounds[0]), min(bottom, bounds[1])
             right, top = max(right, bounds[2]), max(top, bounds[3])
@@ -104,9 +110,9 @@ class S2Mosaic:
         """
         best_depth = np.full(grid.shape, -np.inf)  # -inf: no valid tile yet
         values = valid = names = None
-        for part in self.parts:
+        for part, footprint in zip(self.parts, self.footprints, strict=True):
             raster = part.read(grid, bands, resampling)
-            depth = np.where(raster.valid.all(axis=0), _depth(part.grid(), grid), -np.inf)  # invalid: never taken
+            depth = np.where(raster.valid.all(axis=0), _depth(footprint, grid), -np.inf)  # invalid: never taken
             take = depth > best_depth  # (H, W): this tile is valid here and deeper inside than the ones before
             if values is None:
                 values, valid, names = raster.values.copy(), raster.valid.copy(), raster.band_names
