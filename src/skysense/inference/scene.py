@@ -402,6 +402,25 @@ def predict_scene(
         finishing: list[tuple[int, Future, int]] = []  # rows handed to the writer thread: (a, its future, tiles)
         blender: ChunkedBlender | None = None
         executor: ThreadPoolExecutor | None = None
+
+        def record(wait: bool) -> None:
+            """Record the rows whose files are durable, in order (all of them with ``wait``): the state is
+            saved only after a row's file, and the strips of the row above are dropped only after the state."""
+            nonlocal state
+            while finishing and (wait or finishing[0][1].done()):
+                a, future, with_input = finishing.pop(0)
+                with timed("write"):
+                    valid_pixels = future.result()
+                    recorded = replace(
+                        state,
+                        rows_done=a,
+                        valid_pixels=state.valid_pixels + valid_pixels,
+                        tiles_with_input=state.tiles_with_input + with_input,
+                    )
+                    recorded.save(scratch)  # atomic: on a failure the previous state stays, and is reported
+                    state = recorded
+                    blender.drop_strips(a - 1)
+
         try:
             scratch.mkdir(parents=True, exist_ok=True)
             writer = SceneWriter(output, out_grid, kind, model.channels, scratch, model.class_names, tags, compress,
@@ -443,24 +462,6 @@ def predict_scene(
                 bar = tqdm(total=len(flat), unit="tile", desc=f"{output.name}", smoothing=0.1)
             current = -1
             tiles_with_input = 0  # tiles with some valid input pixel since the last recorded chunk row
-
-            def record(wait: bool) -> None:
-                """Record the rows whose files are durable, in order (all of them with ``wait``): the state is
-                saved only after a row's file, and the strips of the row above are dropped only after the state."""
-                nonlocal state
-                while finishing and (wait or finishing[0][1].done()):
-                    a, future, with_input = finishing.pop(0)
-                    with timed("write"):
-                        valid_pixels = future.result()
-                        recorded = replace(
-                            state,
-                            rows_done=a,
-                            valid_pixels=state.valid_pixels + valid_pixels,
-                            tiles_with_input=state.tiles_with_input + with_input,
-                        )
-                        recorded.save(scratch)  # atomic: on a failure the previous state stays, and is reported
-                        state = recorded
-                        blender.drop_strips(a - 1)
 
             def advance_to(target: int) -> None:
                 nonlocal current, tiles_with_input
