@@ -84,3 +84,17 @@ def test_json_that_is_not_stac_is_refused(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"type": "Config", "lr": 1e-3}))
     with pytest.raises(InputError, match=r"config\.json: not a STAC Item or ItemCollection"):
         SeriesSource.from_arg(tmp_path / "config.json", "auto")
+
+
+def test_remote_hrefs_keep_their_url_through_the_path_layer() -> None:
+    """An http(s) asset becomes GDAL's `/vsicurl?url=` form, which survives pathlib (which folded `/vsicurl/https://…`
+    into `https:/…`, a path GDAL refused with 'Missing url parameter' before any request)."""
+    from urllib.parse import parse_qs
+
+    from skysense.data.products.stac import _gdal_path
+
+    href = "https://sentinel-cogs.s3.us-west-2.amazonaws.com/sentinel-s2-l2a-cogs/30/S/YH/2022/9/B04.tif?x=1&y=2"
+    path = _gdal_path(href)
+    assert str(Path(path)) == path and path.startswith("/vsicurl?url=")
+    assert parse_qs(path.split("?", 1)[1])["url"] == [href]
+    assert _gdal_path("s3://bucket/key/B04.tif") == "/vsis3/bucket/key/B04.tif"

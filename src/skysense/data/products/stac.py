@@ -7,7 +7,7 @@ one date per Item, its per-band assets read onto any grid.
   is named.
 - **Date** from ``properties.datetime`` (else ``start_datetime``).
 - **Hrefs**: local paths (relative to the JSON) and ``file://`` are read as files; ``http(s)://`` through GDAL's
-  ``/vsicurl/`` and ``s3://`` through ``/vsis3/`` when the user has network (no test needs it).
+  ``/vsicurl?url=`` and ``s3://`` through ``/vsis3/`` when the user has network (no test needs it).
 - **Sentinel-2 radiometry** to reflectance × 1e4: an asset's ``raster:bands`` ``scale``/``offset`` when given
   (reflectance = DN × scale + offset); else ``s2:processing_baseline`` ≥ 04.00 → offset −1000 on DN / 10000;
   else the sensing date decides, and the assumption is stated (as for SAFE products without metadata). The level
@@ -28,7 +28,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import numpy as np
 
@@ -126,8 +126,8 @@ class StacItem:
 
 def _gdal_path(href: str) -> str:
     parsed = urlparse(href)
-    if parsed.scheme in ("http", "https"):
-        return f"/vsicurl/{href}"
+    if parsed.scheme in ("http", "https"):  # GDAL's "/vsicurl?url=" form: the path layer (pathlib) keeps it whole,
+        return f"/vsicurl?url={quote(href, safe='')}"  # where it folds the "//" of "/vsicurl/https://…"
     if parsed.scheme == "s3":
         return f"/vsis3/{parsed.netloc}{parsed.path}"
     if parsed.scheme == "file":
