@@ -202,6 +202,7 @@ def bare_forward(model, sources, args: argparse.Namespace) -> tuple[int, float]:
 
 def measure(args: argparse.Namespace) -> dict:
     """One measurement in this process (called in a child): the scene pipeline or the bare forward."""
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as `skysense` sets it (huge pages for large tensors)
     import torch
 
     from skysense.inference import SceneSources, SeriesSource, load_scene_model, predict_scene

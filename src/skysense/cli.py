@@ -178,6 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     exit code 2 (options) or 1 (data); ``--debug`` or ``SKYSENSE_DEBUG=1`` shows their traceback (see
     :mod:`skysense.errors`). Unexpected errors keep their traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Transparent huge pages for PyTorch's large CPU tensors (its own switch, read at the first large allocation):
+    # a scene tile's activations are hundreds of MB, and faulting them in 4 KiB pages at every forward cost as much
+    # system time as the arithmetic (docs/benchmarks.md, issue 14). A user's own setting wins.
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     debug = "--debug" in argv or os.environ.get("SKYSENSE_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]
     command = _command_name(argv)

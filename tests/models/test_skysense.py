@@ -162,3 +162,22 @@ def test_save_and_from_pretrained_roundtrip(tmp_path, model: skysense.SkySense) 
         from_pretrained(tmp_path / "other.safetensors")
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
         from_pretrained(tmp_path / "missing.safetensors")
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 100, 1024])
+def test_fusion_chunks_give_the_unchunked_result(model: skysense.SkySense, chunk: int) -> None:
+    """Chunks inside one sample's grid (7), of whole samples (64, 100) and of the CPU default all equal one pass;
+    sample B's missing S1 frames check that each chunk keeps its own sample's validity."""
+    inputs = _inputs()
+    inputs["s1_valid"] = torch.tensor([[True, True], [False, True]])
+    try:
+        model.config.fusion_chunk_size = -1
+        with torch.no_grad():
+            whole = model(**inputs)
+        model.config.fusion_chunk_size = chunk
+        with torch.no_grad():
+            chunked = model(**inputs)
+    finally:
+        model.config.fusion_chunk_size = 0
+    torch.testing.assert_close(chunked.fused, whole.fused, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(chunked.features, whole.features, rtol=1e-5, atol=1e-5)

@@ -31,6 +31,9 @@ from skysense.models.vit import UpsampleHead, UpsampleHeadConfig, VisionTransfor
 SENTINEL_MODALITIES = ("s2", "s1")
 
 
+CPU_FUSION_CHUNK = 1024  # locations per temporal-fusion chunk on a CPU (SkySenseConfig.fusion_chunk_size = 0)
+
+
 @dataclass
 class SkySenseConfig:
     """The whole model; a module whose config is None is not built."""
@@ -49,7 +52,8 @@ class SkySenseConfig:
     # "error" refuses (the paper's co-registered setting), "resample" bilinearly resamples the Sentinel feature
     # maps onto the HR grid (or S1 onto S2's when there is no HR).
     grid_mismatch: str = "error"
-    # Locations fused per chunk in the temporal transformer (0: all at once). Bounds memory on large grids.
+    # Locations fused per chunk in the temporal transformer. 0: CPU_FUSION_CHUNK on a CPU (small chunks stay in
+    # cache and reuse memory; measured in docs/benchmarks.md, issue 14), all at once on a GPU; < 0: all at once.
     fusion_chunk_size: int = 0
 
 
@@ -138,6 +142,52 @@ class SkySense(nn.Module):
         out[keep] = features
         return rearrange(out, "(b t) c h w -> b t c h w", b=batch)
 
+    def fusion_chunk(self, device: torch.device) -> int:
+        """Locations fused per chunk (``config.fusion_chunk_size``; 0: :data:`CPU_FUSION_CHUNK` on a CPU, all at
+        once elsewhere; negative: all at once)."""
+        chunk = self.config.fusion_chunk_size
+        if chunk == 0:
+            return CPU_FUSION_CHUNK if device.type == "cpu" else -1
+        return chunk
+
+    def fuse_locations(self, stacked: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Run the temporal fusion at every location of a dated stack.
+
+        Chunked over locations (:meth:`fusion_chunk`): each chunk's (n, L, C) sequence is cut from the stack as a
+        strided view, so the whole (B·Gh·Gw, L, C) sequence is never laid out. On a CPU a scene tile's full sequence
+        is hundreds of MB per tensor, and allocating each of the 24 blocks' intermediates anew costs more in page
+        faults than the arithmetic (see docs/benchmarks.md, issue 14).
+
+        Args:
+            stacked: (B, L, C, Gh, Gw) spatial features of all time steps, date encoding already added.
+            valid: (B, L) bool, False for padded or missing time steps.
+
+        Returns:
+            (B, D, Gh, Gw) fused features.
+        """
+        size, steps, _, height, width = stacked.shape
+        locations = height * width
+        chunk = self.fusion_chunk(stacked.device)
+        if chunk < 0 or chunk >= size * locations:
+            chunk = size * locations
+        pieces = []  # (n, D) in (b, h, w) order
+        if chunk >= locations:  # whole samples per chunk
+            per = chunk // locations
+            for start in range(0, size, per):
+                part = stacked[start : start + per]
+                sequence = rearrange(part, "b l c h w -> (b h w) l c")
+                rows = repeat(valid[start : start + per], "b l -> (b n) l", n=locations)
+                pieces.append(self.fusion(sequence, None, rows, dated=True))
+        else:
+            flat = stacked.flatten(3)  # (B, L, C, Gh·Gw), a view
+            for index in range(size):
+                for start in range(0, locations, chunk):
+                    sequence = flat[index, :, :, start : start + chunk].permute(2, 0, 1)  # (n, L, C) view
+                    rows = valid[index].expand(sequence.shape[0], steps)
+                    pieces.append(self.fusion(sequence, None, rows, dated=True))
+        fused = pieces[0] if len(pieces) == 1 else torch.cat(pieces)  # (B·Gh·Gw, D)
+        return rearrange(fused, "(b h w) d -> b d h w", b=size, h=height)
+
     def forward(
         self, batch: SkySenseInput | None = None, use_geo: bool = True, **inputs: torch.Tensor
     ) -> SkySenseOutput:
@@ -212,17 +262,7 @@ class SkySense(nn.Module):
         # tensor less (the fusion is told its tokens are dated).
         stacked = torch.cat(tokens, dim=1)  # (B, L, C, Gh, Gw), a new tensor: the in-place add is safe
         stacked.add_(self.fusion.date_encoding.rows(torch.cat(days, dim=1))[..., None, None].to(stacked.dtype))
-        sequence = rearrange(stacked, "b l c h w -> (b h w) l c")  # (B·Gh·Gw, L, C)
-        locations = grid[0] * grid[1]
-        valid = repeat(torch.cat(valids, dim=1), "b l -> (b n) l", n=locations)
-        chunk = self.config.fusion_chunk_size or sequence.shape[0]
-        fused = torch.cat(
-            [
-                self.fusion(sequence[i : i + chunk], None, valid[i : i + chunk], dated=True)
-                for i in range(0, sequence.shape[0], chunk)
-            ]
-        )  # (B·Gh·Gw, D)
-        out.fused = rearrange(fused, "(b h w) d -> b d h w", b=size, h=grid[0])
+        out.fused = self.fuse_locations(stacked, torch.cat(valids, dim=1))
         out.features = out.fused
 
         if self.geo is not None and use_geo:
