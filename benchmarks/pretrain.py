@@ -69,6 +69,7 @@ def measure(preset: str, dtype: str, steps: int, threads: int, device: str, queu
                 total = total + meta((first.inputs, second.inputs))["loss"]
         total.backward()
         optimizer.step()
+        meta.finish_step()
         meta.update_teacher(0.996)
 
     step(batches[0])  # warm-up (allocations, kernels)

@@ -39,11 +39,21 @@ def test_dino_loss_is_minimal_when_student_matches_teacher() -> None:
     assert torch.allclose(matched, entropy, atol=1e-4)  # CE(p, p) = H(p)
 
 
-def test_dino_center_follows_teacher_mean() -> None:
-    loss = DINOLoss(4, center_momentum=0.0)
+def test_dino_center_follows_teacher_mean_once_per_step() -> None:
+    """Calls within a step accumulate; the centre moves once, at update_center, by one EMA step of the step's mean;
+    a step without items leaves it."""
+    loss = DINOLoss(4, center_momentum=0.5)
     logits = torch.tensor([[1.0, 2.0, 3.0, 4.0], [3.0, 2.0, 1.0, 0.0]])
-    loss.teacher_probabilities(logits)
-    assert torch.allclose(loss.center, torch.tensor([[2.0, 2.0, 2.0, 2.0]]))
+    first = loss.teacher_probabilities(logits)
+    second = loss.teacher_probabilities(logits[:1] + 2)  # the same step: the centre has not moved yet
+    assert torch.equal(loss.center, torch.zeros(1, 4))
+    assert torch.allclose(first[0], torch.softmax(logits[0] / 0.04, dim=0))
+    assert second.shape == (1, 4)
+    loss.update_center()
+    step_mean = torch.cat([logits, logits[:1] + 2]).mean(0, keepdim=True)  # [[3, 4, 5, 6]] / ... of 3 items
+    assert torch.allclose(loss.center, 0.5 * step_mean)
+    loss.update_center()  # nothing accumulated since: unchanged
+    assert torch.allclose(loss.center, 0.5 * step_mean)
     sinkhorn = DINOLoss(4, centering="sinkhorn")
     assert torch.allclose(sinkhorn.teacher_probabilities(logits).sum(1), torch.ones(2), atol=1e-4)
 

@@ -25,6 +25,7 @@ def _worker(rank: int, init_file: str, out: str) -> None:
     try:
         loss = DINOLoss(16, 0.1, 0.04, center_momentum=0.5)
         loss.teacher_probabilities(_logits()[rank])
+        loss.update_center()
         centers = [torch.empty_like(loss.center) for _ in COUNTS]
         dist.all_gather(centers, loss.center)
         if rank == 0:
@@ -39,5 +40,6 @@ def test_every_process_gets_the_centre_of_all_items(tmp_path: Path) -> None:
     centers = torch.load(out)
     single = DINOLoss(16, 0.1, 0.04, center_momentum=0.5)
     single.teacher_probabilities(torch.cat(_logits()))
+    single.update_center()
     torch.testing.assert_close(centers[0], centers[1], rtol=0, atol=0)
     torch.testing.assert_close(centers[0], single.center)

@@ -40,7 +40,9 @@ def test_every_objective_is_computed_and_trains_the_student_only() -> None:
             assert torch.isfinite(losses[f"{level}/{source}"]), (level, source)
     for pair in ("hr-s1", "hr-s2", "s1-s2"):
         assert torch.isfinite(losses[f"cross_modal/{pair}"])
-    assert "std/hr" in losses and 0 <= losses["prototypes/usage_entropy"] <= 1
+    for source in ("hr", "s2", "s1", "fused"):
+        assert torch.isfinite(losses[f"koleo/{source}"]), source
+    assert "std/hr" in losses
     losses["loss"].backward()
     assert all(p.grad is None for p in meta.teacher.parameters())
     for name, parameter in meta.student["backbone"].named_parameters():
@@ -51,7 +53,12 @@ def test_every_objective_is_computed_and_trains_the_student_only() -> None:
         # at initialisation; everything else must receive a real gradient
         if not name.startswith("hr.layers."):
             assert parameter.grad.abs().sum() > 0, name
-    # the geo bank moved, identically for student and teacher
+    # the geo bank and the DINO centres move once the step ends, the bank identically for student and teacher
+    assert torch.equal(meta.teacher["backbone"].geo.bank, bank_before)
+    assert all(not loss.center.any() for loss in meta.dino.values())
+    monitors = meta.finish_step()
+    assert 0 <= monitors["prototypes/usage_entropy"] <= 1
+    assert all(loss.center.any() and not loss.pending.any() for loss in meta.dino.values())
     assert not torch.equal(meta.teacher["backbone"].geo.bank, bank_before)
     assert torch.equal(meta.teacher["backbone"].geo.bank, meta.student["backbone"].geo.bank)
 
@@ -148,3 +155,13 @@ def test_cropped_views_train_every_level() -> None:
     for key in ("pixel/s2", "object/s2", "pixel/hr", "image/hr", "pixel/fused"):
         assert key in losses and torch.isfinite(losses[key]), key
     losses["loss"].backward()
+
+
+def test_teacher_temperature_warms_up_and_each_step_sets_it_from_its_progress() -> None:
+    meta = _meta(teacher_temperature_start=0.04, teacher_temperature=0.07, teacher_temperature_warmup=0.5)
+    assert meta.teacher_temperature(0.0) == pytest.approx(0.04)
+    assert meta.teacher_temperature(0.25) == pytest.approx(0.055)
+    assert meta.teacher_temperature(0.5) == meta.teacher_temperature(1.0) == pytest.approx(0.07)
+    assert all(loss.teacher_temperature == pytest.approx(0.04) for loss in meta.dino.values())
+    assert meta.start_step(0.25) == pytest.approx(0.055)
+    assert all(loss.teacher_temperature == pytest.approx(0.055) for loss in meta.dino.values())

@@ -110,6 +110,7 @@ def _worker(rank: int, world_size: int, init_file: str) -> None:
             for model, optimizer in zip((reference, sharded), optimizers, strict=True):
                 optimizer.step()
                 optimizer.zero_grad()
+                model.finish_step()
                 model.update_teacher(0.9)
         assert not hidden, f"FSDP units with outputs that torch.utils._pytree cannot open: {sorted(hidden)}"
         for (name, expected), actual in zip(reference.state_dict().items(), sharded.state_dict().values(), strict=True):

@@ -14,7 +14,13 @@ weight:
   over valid locations and frames) — DINO self-distillation with centering by default, InfoNCE as an option;
 * cross-modal alignment: InfoNCE between co-located features of two modalities (HR–S2, HR–S1, S2–S1);
 * geo-context prototype learning: gradient-free Sinkhorn assignment of the teacher's fused features to their
-  region's prototypes and an EMA update of the bank (:func:`skysense.losses.prototype.update_prototypes`).
+  region's prototypes and an EMA update of the bank (:mod:`skysense.losses.prototype`);
+* KoLeo (DINOv2): spreads each source's image-level student features over the batch.
+
+Once per optimiser step, :meth:`SSLMetaArch.finish_step` moves the DINO centres and the prototype bank with the
+statistics that the step's forwards accumulated, summed over processes in **one** collective of a fixed size. The
+forward itself runs no collective, so processes whose batches hold different modalities, frames or coordinates
+(and so take different branches) stay in step under DDP and FSDP.
 
 Losses never live in the backbone; every loss is computed in fp32 outside autocast.
 """
@@ -33,9 +39,10 @@ from torch import nn
 
 from skysense.batch import SkySenseInput, SkySenseOutput
 from skysense.losses.clustering import cluster_assignments, pool_objects
-from skysense.losses.dino import DINOLoss
+from skysense.losses.dino import DINOLoss, koleo_loss
+from skysense.losses.distributed import all_reduce_sum
 from skysense.losses.infonce import InfoNCELoss
-from skysense.losses.prototype import update_prototypes
+from skysense.losses.prototype import apply_prototype_update, prototype_statistics
 from skysense.models.projection import ProjectionHeadsConfig, build_projection_heads
 from skysense.models.skysense import SkySense
 
@@ -54,8 +61,11 @@ class PretrainConfig:
     contrast: str = "dino"  # "dino" (self-distillation with centering) or "infonce"
     centering: str = "center"  # DINO teacher centering: "center" (EMA mean) or "sinkhorn"
     student_temperature: float = 0.1
-    teacher_temperature: float = 0.04
+    teacher_temperature: float = 0.07  # after the warm-up (DINOv2: 0.04 → 0.07)
+    teacher_temperature_start: float = 0.04
+    teacher_temperature_warmup: float = 0.3  # fraction of training over which τ_t rises linearly (DINOv2: 30 %)
     center_momentum: float = 0.9
+    koleo_weight: float = 0.1  # DINOv2's weight; 0 switches the term off
     infonce_temperature: float = 0.2
     num_objects: int = 8  # object clusters per image
     max_locations: int = 256  # grid locations sampled per image for the pixel level and cross-modal alignment
@@ -84,13 +94,19 @@ class SSLMetaArch(nn.Module):
                 name: DINOLoss(
                     heads.num_prototypes,
                     config.student_temperature,
-                    config.teacher_temperature,
+                    self.teacher_temperature(0.0),
                     config.center_momentum,
                     config.centering,
                 )
                 for name in self.student["heads"]
             }
         )
+        geo = self.teacher["backbone"].geo
+        if geo is not None:  # this step's prototype statistics (R, P, d + 2), applied by finish_step
+            pending = torch.zeros(*geo.bank.shape[:-1], geo.bank.shape[-1] + 2, device=geo.bank.device)
+            self.register_buffer("prototype_pending", pending, persistent=False)
+        else:
+            self.prototype_pending = None
         self.infonce = InfoNCELoss(config.infonce_temperature)
         self.alignment = InfoNCELoss(config.infonce_temperature)
 
@@ -159,7 +175,7 @@ class SSLMetaArch(nn.Module):
         terms: dict[str, list[torch.Tensor]] = {}
         monitors: dict[str, torch.Tensor] = {}
         if self.training:
-            monitors.update(self._update_geo_prototypes(teacher_out[0], views[0]))
+            self._accumulate_geo_prototypes(teacher_out[0], views[0])
         student_tokens = [self.source_tokens(out, view) for out, view in zip(student_out, views, strict=True)]
         teacher_tokens = [self.source_tokens(out, view) for out, view in zip(teacher_out, views, strict=True)]
         for s_index, t_index in ((0, 1), (1, 0)):
@@ -176,11 +192,18 @@ class SSLMetaArch(nn.Module):
                 self._multi_granularity(source, s_tokens, t_tokens, both, terms, inside)
             if config.cross_modal_weight > 0:
                 self._cross_modal(student, terms)
+        if config.koleo_weight > 0:
+            for tokens in student_tokens:
+                for source, (s_tokens, valid) in tokens.items():
+                    present = valid.any(dim=1)
+                    if int(present.sum()) > 1:
+                        self._add(terms, f"koleo/{source}", koleo_loss(self._pool(s_tokens, valid)[present]))
         weights = {
             "pixel": config.pixel_weight,
             "object": config.object_weight,
             "image": config.image_weight,
             "cross_modal": config.cross_modal_weight,
+            "koleo": config.koleo_weight,
         }
         means = {name: torch.stack(values).mean() for name, values in terms.items()}
         loss = torch.zeros((), device=next(self.parameters()).device)
@@ -308,18 +331,61 @@ class SSLMetaArch(nn.Module):
                 t_buffer.copy_(s_buffer)
 
     @torch.no_grad()
-    def _update_geo_prototypes(self, teacher_out: SkySenseOutput, view: SkySenseInput) -> dict[str, torch.Tensor]:
-        """Gradient-free prototype learning on the teacher's fused features; both banks get the result."""
+    def _accumulate_geo_prototypes(self, teacher_out: SkySenseOutput, view: SkySenseInput) -> None:
+        """Gradient-free prototype learning on the teacher's fused features: this forward's assignment statistics,
+        added to the step's (the bank moves in :meth:`finish_step`)."""
         teacher = self.teacher["backbone"]
         if teacher.geo is None or teacher_out.geo_query is None or self.config.prototype_momentum >= 1:
-            return {}
+            return
         regions = teacher.geo.regions(view.lat, view.lon)
         # the queries come from the teacher's forward (under FSDP its parameters are only gathered there)
-        stats = update_prototypes(
-            teacher.geo.bank, teacher_out.geo_query, regions, momentum=self.config.prototype_momentum
-        )
-        self.student["backbone"].geo.bank.copy_(teacher.geo.bank)
-        return {f"prototypes/{k}": v for k, v in stats.items()}
+        self.prototype_pending += prototype_statistics(teacher.geo.bank, teacher_out.geo_query, regions)
+
+    def teacher_temperature(self, progress: float) -> float:
+        """τ_t at training progress in [0, 1]: linear warm-up from ``teacher_temperature_start`` over the first
+        ``teacher_temperature_warmup`` of training, then ``teacher_temperature``."""
+        config = self.config
+        if config.teacher_temperature_warmup <= 0:
+            return config.teacher_temperature
+        ramp = min(max(progress, 0.0) / config.teacher_temperature_warmup, 1.0)
+        return config.teacher_temperature_start + ramp * (config.teacher_temperature - config.teacher_temperature_start)
+
+    def start_step(self, progress: float) -> float:
+        """Set the teacher temperature of the step at training progress in [0, 1] (a function of the step alone, so
+        a resumed run continues with the same schedule); returns it."""
+        temperature = self.teacher_temperature(progress)
+        for loss in self.dino.values():
+            loss.teacher_temperature = temperature
+        return temperature
+
+    @torch.no_grad()
+    def finish_step(self) -> dict[str, torch.Tensor]:
+        """End an optimiser step: move every DINO centre and the prototype bank with the statistics that the step's
+        forwards accumulated, summed over processes in one all-reduce (every process calls this once per step,
+        whatever its batches held).
+
+        Returns:
+            Monitors to log ("prototypes/usage_entropy", "prototypes/regions_updated") when the bank moved.
+        """
+        parts = [loss.pending for loss in self.dino.values()]  # (1, K + 1) each, in the same order everywhere
+        if self.prototype_pending is not None:
+            parts.append(self.prototype_pending.flatten()[None])
+        flat = all_reduce_sum(torch.cat([part.flatten() for part in parts]))
+        offset = 0
+        for loss in self.dino.values():
+            size = loss.pending.numel()
+            loss.apply_center_update(flat[offset : offset + size].view_as(loss.pending))
+            offset += size
+        monitors: dict[str, torch.Tensor] = {}
+        if self.prototype_pending is not None:
+            statistics = flat[offset:].view_as(self.prototype_pending)
+            self.prototype_pending.zero_()
+            if bool(statistics[..., -2].sum() > 0):  # the same decision everywhere: the sums are global
+                teacher, student = self.teacher["backbone"].geo, self.student["backbone"].geo
+                stats = apply_prototype_update(teacher.bank, statistics, self.config.prototype_momentum)
+                student.bank.copy_(teacher.bank)
+                monitors.update({f"prototypes/{k}": v for k, v in stats.items()})
+        return monitors
 
 
 def align_to_view(

@@ -81,6 +81,7 @@ class PretrainTask(pl.LightningModule):
     ) -> torch.Tensor:
         """One step on a pair of view batches, or on ``{source: pair}`` (the sum of the sources' losses)."""
         pairs = batch if isinstance(batch, dict) else {"": batch}
+        self.log("train/teacher_temperature", self.meta.start_step(self._progress()), batch_size=1)
         total = torch.zeros((), device=self.device)
         for source, pair in pairs.items():
             if pair is None:
@@ -93,15 +94,21 @@ class PretrainTask(pl.LightningModule):
         self.log("loss", total.detach(), prog_bar=True, batch_size=1)
         return total
 
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        """The optimiser step, then the EMA teacher step — here rather than in ``on_train_batch_end``, which runs
-        after the checkpoint callbacks: a checkpoint must hold the student and teacher of the same step."""
-        super().optimizer_step(*args, **kwargs)
+    def _progress(self) -> float:
+        """Training progress in [0, 1]: optimiser steps taken / steps planned (0 without a planned length)."""
         total = self.trainer.estimated_stepping_batches
-        progress = self.global_step / max(total, 1) if math.isfinite(total) else 0.0
-        momentum = self.meta.teacher_momentum(progress)
+        return min(self.global_step / max(total, 1), 1.0) if math.isfinite(total) else 0.0
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimiser step, then the step's centre and prototype updates and the EMA teacher step — here rather
+        than in ``on_train_batch_end``, which runs after the checkpoint callbacks: a checkpoint must hold the student
+        and teacher of the same step."""
+        super().optimizer_step(*args, **kwargs)
+        monitors = self.meta.finish_step()  # DINO centres and prototype bank: once per step, in one collective
+        momentum = self.meta.teacher_momentum(self._progress())
         self.meta.update_teacher(momentum)
         self.log("train/teacher_momentum", momentum, batch_size=1)
+        self.log_dict({f"train/{k}": v.float() for k, v in monitors.items()}, batch_size=1)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the global RNG states (stochastic depth, location sampling, cluster initialisation draw from them)
