@@ -206,10 +206,33 @@ def run_simclr(minutes: float, out: Path, batch_size: int = 64) -> None:
 # Probe
 
 
-def load_encoders(out: Path) -> dict[str, tuple[SwinTransformerV2, str]]:
-    """name → (our encoder, input scaling "normalize" or "unit")."""
+def ours_hr_config(out: Path) -> Any:
+    """The HR encoder configuration of the run in ``out`` (its preset and ``model_overrides``), every stage out."""
     cfg = hr_config()
-    encoders: dict[str, tuple[SwinTransformerV2, str]] = {}
+    if (out / "ours_config.yaml").exists():
+        model = yaml.safe_load((out / "ours_config.yaml").read_text())["model"]
+        cfg = get_config(model.get("preset", "tiny"), **(model.get("model_overrides") or {})).hr
+    return dataclasses.replace(cfg, out_indices=tuple(range(len(cfg.depths))))  # the norms stay as trained
+
+
+class RandomViT(torch.nn.Module):
+    """timm ``vit_small_patch16_224(img_size=64, patch_size=8, global_pool="avg")`` at random init (seeded): the
+    issue's reference row for random features. Returns its mean-pooled tokens as a one-stage list."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.vit = timm.create_model("vit_small_patch16_224", pretrained=False, img_size=64, patch_size=8,
+                                     global_pool="avg", num_classes=0)  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [self.vit(x)[:, :, None, None]]
+
+
+def load_encoders(out: Path) -> dict[str, tuple[torch.nn.Module, str]]:
+    """name → (encoder returning a list of (N, C, h, w) stage maps, input scaling "normalize" or "unit")."""
+    cfg = ours_hr_config(out)
+    encoders: dict[str, tuple[torch.nn.Module, str]] = {"timm ViT-S/8, random init": (RandomViT(), "normalize")}
     torch.manual_seed(0)
     encoders["random init"] = (SwinTransformerV2(cfg), "normalize")
     if (out / "ours.pt").exists():
@@ -230,8 +253,10 @@ def load_encoders(out: Path) -> dict[str, tuple[SwinTransformerV2, str]]:
 
 
 @torch.no_grad()
-def features(encoder: SwinTransformerV2, scaling: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, C) mean-pooled last-stage features and (N,) labels."""
+def features(
+    encoder: torch.nn.Module, scaling: str, split: str, stages: list[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C) mean-pooled features of the chosen stages (None: the last), concatenated, and (N,) labels."""
     dataset = EuroSAT(EUROSAT, split=split)
     normalize = Normalize(**dataset.sensors)
     encoder.eval()
@@ -242,7 +267,9 @@ def features(encoder: SwinTransformerV2, scaling: str, split: str) -> tuple[torc
             images = torch.stack([normalize(s).hr for s in samples])
         else:
             images = torch.stack([s.hr / 255.0 for s in samples])
-        feats.append(encoder(images)[-1].mean(dim=(2, 3)))
+        maps = encoder(images)
+        chosen = [maps[-1]] if stages is None or len(maps) == 1 else [maps[i] for i in stages]
+        feats.append(torch.cat([m.mean(dim=(2, 3)) for m in chosen], dim=1))
         labels.append(torch.tensor([s.target for s in samples]))
     return torch.cat(feats), torch.cat(labels)
 
@@ -264,16 +291,16 @@ def linear_probe(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tens
         return float((classifier(xv).argmax(1) == yv).float().mean())
 
 
-def run_probe(out: Path, seeds: list[int]) -> str:
+def run_probe(out: Path, seeds: list[int], stages: list[int] | None = None) -> str:
     rows = []
     for name, (encoder, scaling) in load_encoders(out).items():
-        train, val = features(encoder, scaling, "train"), features(encoder, scaling, "val")
+        train, val = features(encoder, scaling, "train", stages), features(encoder, scaling, "val", stages)
         accuracies = [linear_probe(train, val, seed) for seed in seeds]
         mean = sum(accuracies) / len(accuracies)
         std = math.sqrt(sum((a - mean) ** 2 for a in accuracies) / max(1, len(accuracies) - 1))
         record = (
             json.loads((out / f"{'ours' if 'SkySense' in name else 'simclr'}.json").read_text())
-            if ("init" not in name)
+            if ("init" not in name and (out / f"{'ours' if 'SkySense' in name else 'simclr'}.json").exists())
             else None
         )
         budget = (
@@ -282,7 +309,8 @@ def run_probe(out: Path, seeds: list[int]) -> str:
         rows.append(f"| {name} | {budget} | {100 * mean:.1f} ± {100 * std:.1f} | "
                     + ", ".join(f"{100 * a:.1f}" for a in accuracies) + " |")  # fmt: skip
     header = (
-        f"Linear probe on EuroSAT dev (train 3000 → val 1000, 10 classes), frozen tiny HR encoder, seeds {seeds}; "
+        f"Linear probe on EuroSAT dev (train 3000 → val 1000, 10 classes), frozen HR encoder, stages "
+        f"{'last' if stages is None else stages} mean-pooled, seeds {seeds}; "
         f"{cpu_name()}, torch {torch.__version__}, timm {timm.__version__}, {dt.date.today()}\n\n"
         "| encoder | pretraining budget | val accuracy % (mean ± std) | per seed |\n|---|---|---|---|"
     )
@@ -299,6 +327,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/probe"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--set", nargs="*", default=[], help="config overrides for 'ours', e.g. model.lr=0.001")
+    parser.add_argument("--stages", type=int, nargs="*", help="probe: the HR stages pooled and concatenated (last)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -307,7 +336,7 @@ def main() -> None:
     elif args.command == "simclr":
         run_simclr(args.minutes, args.out)
     else:
-        (args.out / "probe.md").write_text(run_probe(args.out, args.seeds) + "\n")
+        (args.out / "probe.md").write_text(run_probe(args.out, args.seeds, args.stages) + "\n")
 
 
 if __name__ == "__main__":
