@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import dataclasses
 import warnings
 
 import pytest
@@ -391,3 +392,22 @@ def test_attention_path_is_chosen_per_device_unless_set() -> None:
     assert not default.uses_fused_attention(torch.device("cuda"))
     for device in (torch.device("cpu"), torch.device("cuda")):
         assert fused.uses_fused_attention(device) and not explicit.uses_fused_attention(device)
+
+
+def test_post_norm_init_option() -> None:
+    """0 (Swin V2, timm): every block starts as the identity; 1: plain LayerNorms, and the blocks change the features."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 64, 64)
+    identity = SwinTransformerV2(SwinV2Config(embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=4,
+                                              pretrained_window_sizes=(0, 0), out_indices=(1,), output_norm_indices=(1,)))  # fmt: skip
+    plain = SwinTransformerV2(dataclasses.replace(identity.config, post_norm_init=1.0))
+    plain.load_state_dict(identity.state_dict())
+    assert all(not b.norm1.weight.any() for layer in identity.layers for b in layer.blocks)
+    torch.manual_seed(0)
+    fresh = SwinTransformerV2(dataclasses.replace(identity.config, post_norm_init=1.0))
+    assert all(
+        torch.equal(b.norm2.weight, torch.ones_like(b.norm2.weight)) for layer in fresh.layers for b in layer.blocks
+    )
+    with torch.no_grad():
+        assert torch.equal(plain(x)[-1], identity(x)[-1])  # checkpoint weights replace the init
+        assert not torch.allclose(fresh(x)[-1], identity(x)[-1])

@@ -98,6 +98,10 @@ class SwinV2Config:
     # (on CPU it is the faster one). Both compute the same attention (tests/models/test_swin_v2.py).
     fused_attn: bool | None = None
     norm_eps: float = 1e-5  # epsilon of every LayerNorm (torch's default, as in timm and mmpretrain)
+    # Initial weight of every block's residual post-norms (norm1, norm2). 0: each block starts as the identity (Swin
+    # V2, timm); random features are then nearly linear and the blocks' inner layers get no gradient at the first
+    # step. 1: a plain LayerNorm. Checkpoint weights replace it either way.
+    post_norm_init: float = 0.0
 
     def __post_init__(self) -> None:
         # YAML/CLI configs give lists; keep tuples so that configs compare and hash the same.
@@ -479,8 +483,8 @@ class SwinTransformerV2(Encoder):
     def init_weights(self) -> None:
         """timm/original Swin V2 init: Linear weights ~ trunc_normal(0.02), zero biases, zero post-norms.
 
-        The post-norms ``norm1``/``norm2`` of every block start at weight 0 and bias 0, so each block starts as the
-        identity (Swin V2's residual post-norm init). Works on the meta device (the init ops are no-ops there).
+        The post-norms ``norm1``/``norm2`` of every block start at weight ``config.post_norm_init`` (0 by default) and
+        bias 0, so each block starts as the identity (Swin V2's residual post-norm init). Works on the meta device (the init ops are no-ops there).
         """
 
         def init_linear(module: nn.Module) -> None:
@@ -493,7 +497,7 @@ class SwinTransformerV2(Encoder):
         for stage in self.layers:
             for block in stage.blocks:
                 for norm in (block.norm1, block.norm2):
-                    nn.init.zeros_(norm.weight)
+                    nn.init.constant_(norm.weight, self.config.post_norm_init)
                     nn.init.zeros_(norm.bias)
 
     def no_weight_decay(self) -> set[str]:
