@@ -483,8 +483,9 @@ class SwinTransformerV2(Encoder):
     def init_weights(self) -> None:
         """timm/original Swin V2 init: Linear weights ~ trunc_normal(0.02), zero biases, zero post-norms.
 
-        The post-norms ``norm1``/``norm2`` of every block start at weight ``config.post_norm_init`` (0 by default) and
-        bias 0, so each block starts as the identity (Swin V2's residual post-norm init). Works on the meta device (the init ops are no-ops there).
+        The post-norms ``norm1``/``norm2`` of every block start at weight ``config.post_norm_init`` and bias 0. With
+        the default 0 each block starts as the identity (Swin V2's residual post-norm init); with 1 they are plain
+        LayerNorms. Works on the meta device (the init ops are no-ops there).
         """
 
         def init_linear(module: nn.Module) -> None:
