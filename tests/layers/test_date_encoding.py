@@ -33,3 +33,23 @@ def test_encoding_adds_row_and_skips_undated() -> None:
     assert torch.equal(out[0, 2], torch.zeros(8))
     with pytest.raises(ValueError, match="365"):
         enc(tokens, torch.tensor([[365, 0, 0], [0, 0, 0]]))
+
+
+def test_gradient_of_repeated_days_is_bit_reproducible() -> None:
+    """Many tokens of one day (a batch of one date) send their gradients to one row: summed in a fixed order, so two
+    identical steps give identical gradients (indexing's backward adds them with CPU atomics across threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        encoding = DayOfYearEncoding(256)
+        days = torch.tensor([10, 200]).repeat(512)[:, None]  # (1024, 1): two days, alternating
+        upstream = torch.randn(1024, 1, 256, generator=torch.Generator().manual_seed(0))
+        gradients = []
+        for _ in range(8):
+            encoding.zero_grad()
+            (encoding.rows(days) * upstream).sum().backward()
+            gradients.append(encoding.weight.grad.clone())
+        assert all(torch.equal(gradients[0], other) for other in gradients[1:])
+        assert torch.allclose(gradients[0][0, 10], upstream[0::2, 0].sum(dim=0), atol=1e-4)
+    finally:
+        torch.set_num_threads(threads)

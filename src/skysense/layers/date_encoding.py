@@ -9,6 +9,7 @@ entry (index 58). This keeps seasonal phase aligned across years, which is what 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from skysense.containers import NO_DATE, NUM_DAYS
@@ -43,7 +44,9 @@ class DayOfYearEncoding(nn.Module):
                 f"found {day_of_year[bad].unique().tolist()}"
             )
         dated = (day_of_year >= 0).unsqueeze(-1)
-        encoding = self.weight[0][day_of_year.clamp(min=0)]  # (..., L, dim)
+        # F.embedding, not weight[0][days]: indexing's backward adds repeated days with atomics across threads on a
+        # CPU (not bit-reproducible); the embedding backward is
+        encoding = F.embedding(day_of_year.clamp(min=0), self.weight[0])  # (..., L, dim)
         return encoding * dated.to(encoding.dtype)
 
     def forward(self, tokens: torch.Tensor, day_of_year: torch.Tensor) -> torch.Tensor:

@@ -100,5 +100,6 @@ def koleo_loss(features: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
         similarity = normalized @ normalized.t()
         similarity.fill_diagonal_(-2.0)  # below any cosine: never one's own neighbour
         nearest = similarity.argmax(dim=1)
-        distances = (normalized - normalized[nearest]).norm(dim=-1)
+        # F.embedding gathers the neighbours bit-reproducibly (indexing's backward adds repeats with CPU atomics)
+        distances = (normalized - F.embedding(nearest, normalized)).norm(dim=-1)
         return -torch.log(distances + eps).mean()

@@ -208,7 +208,9 @@ class WindowAttention(nn.Module):
     def position_bias(self, coords_table: torch.Tensor, position_index: torch.Tensor) -> torch.Tensor:
         """(2wh-1, 2ww-1, 2) coords and (N, N) index → (heads, N, N) bias in (0, 16)."""
         table = self.cpb_mlp(coords_table.to(self.cpb_mlp[0].weight.dtype))  # (2wh-1, 2ww-1, heads)
-        bias = table.flatten(0, 1)[position_index]  # (N, N, heads)
+        # F.embedding, not table[index]: the latter's backward (index_put_ accumulating repeated indices) adds with
+        # atomics across threads on a CPU, so two identical training steps differed in the last bits
+        bias = F.embedding(position_index, table.flatten(0, 1))  # (N, N, heads)
         return 16 * torch.sigmoid(rearrange(bias, "n m h -> h n m"))
 
     def forward(self, x: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:
