@@ -44,7 +44,8 @@ def test_unknown_command_is_one_line_with_exit_code_2(capsys) -> None:
 @pytest.mark.parametrize("logger", ["csv", "tensorboard"])
 def test_pretrain_command_runs_on_real_sources(tmp_path, logger: str) -> None:
     """`skysense pretrain --config configs/pretrain/tiny.yaml` for two steps on EuroSAT, Sen1Floods11 and Presto,
-    logging to CSV (the config's logger) or to TensorBoard (switched on the command line)."""
+    logging to CSV (the config's logger) or to TensorBoard (switched on the command line). With CSV only
+    `--trainer.default_root_dir` is given: logs and checkpoints move there, not to the config's logger directory."""
     from pathlib import Path
 
     from tests.conftest import shared_path
@@ -62,8 +63,7 @@ def test_pretrain_command_runs_on_real_sources(tmp_path, logger: str) -> None:
         "--trainer.default_root_dir",
         str(tmp_path),
         *logger_args,
-        "--trainer.logger.init_args.save_dir",
-        str(tmp_path),
+        *(["--trainer.logger.init_args.save_dir", str(tmp_path)] if logger == "tensorboard" else []),
         "--data.num_workers",
         "0",
         "--trainer.log_every_n_steps",
@@ -75,6 +75,7 @@ def test_pretrain_command_runs_on_real_sources(tmp_path, logger: str) -> None:
     expected = ("train/eurosat/image/hr", "train/sen1floods11/pixel/s1", "train/presto/cross_modal/s1-s2")
     if logger == "csv":
         metrics = (next(tmp_path.rglob("metrics.csv"))).read_text()
+        assert next(tmp_path.rglob("*.ckpt")).is_file()  # the config's ModelCheckpoint(save_last) followed the logs
     else:
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -84,3 +85,17 @@ def test_pretrain_command_runs_on_real_sources(tmp_path, logger: str) -> None:
         assert len(events.Scalars("loss")) == 2
     for column in expected:
         assert column in metrics, column
+
+
+def test_scene_prediction_has_its_own_name_and_help(capsys) -> None:
+    """`skysense predict-scene --help` lists the scene options; `skysense predict --help` (LightningCLI over a data
+    module) points to it first."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict-scene", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: skysense predict-scene") and "--checkpoint" in out and "--probabilities" in out
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith("skysense predict-scene --help") and "--trainer" in out

@@ -4,8 +4,8 @@ skysense models            presets and their per-module parameter counts
 skysense demo              end to end on the shipped real sample: pretrain, probe, metric, prediction image
 skysense pretrain          self-supervised pretraining (--config configs/pretrain/tiny.yaml)
 skysense data ...          index a folder of rasters, band statistics, file info
-skysense predict --checkpoint CKPT --hr scene.tif --output map.tif     class map over a whole scene (COG)
-skysense embed --checkpoint CKPT --hr scene.tif --output emb.tif       per-location embeddings over a scene
+skysense predict-scene --checkpoint CKPT --hr scene.tif --output map.tif   class map over a whole scene (COG)
+skysense embed --checkpoint CKPT --hr scene.tif --output emb.tif           per-location embeddings over a scene
 skysense export --format onnx --checkpoint CKPT --hr tile.tif --output model.onnx
 skysense version
 """
@@ -53,17 +53,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lightning_cli(argv: Sequence[str]) -> type:
+    """LightningCLI where ``--trainer.default_root_dir`` moves logs and checkpoints: on the command line without a
+    logger ``save_dir`` of its own, it replaces the config's logger ``save_dir`` (Lightning's checkpoints follow the
+    logger's directory), as a user who moves the root expects."""
+    from lightning.pytorch.cli import LightningCLI
+
+    def given(option: str) -> bool:
+        return any(arg == option or arg.startswith(option + "=") for arg in argv)
+
+    move = given("--trainer.default_root_dir") and not any(
+        arg.startswith("--trainer.logger") and arg.split("=")[0].endswith(".save_dir") for arg in argv
+    )
+
+    class SkySenseCLI(LightningCLI):
+        def before_instantiate_classes(self) -> None:
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            root = config.trainer.default_root_dir
+            loggers = config.trainer.logger
+            if not move or root is None or not loggers or loggers is True:
+                return
+            for logger in loggers if isinstance(loggers, list) else [loggers]:
+                init_args = getattr(logger, "init_args", None)
+                if init_args is not None and "save_dir" in init_args:
+                    init_args.save_dir = root
+
+    return SkySenseCLI
+
+
 def pretrain_main(argv: Sequence[str]) -> int:
     """``skysense pretrain --config FILE [--section.key value ...]``: LightningCLI ``fit`` of :class:`PretrainTask`
     with :class:`PretrainDataModule` (YAML with ``class_path``/``init_args``, dotted overrides)."""
-    from lightning.pytorch.cli import LightningCLI
-
     from skysense.pretrain.datamodule import PretrainDataModule
     from skysense.tasks.pretrain import PretrainTask
 
     with warnings.catch_warnings(), _one_line_parse_errors("skysense pretrain"):
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # we pass argv on on purpose
-        LightningCLI(
+        _lightning_cli(argv)(
             PretrainTask,
             PretrainDataModule,
             args=["fit", *argv],
@@ -91,11 +117,10 @@ def task_main(command: str, argv: Sequence[str]) -> int:
     LightningCLI over any task (``model: class_path: skysense.tasks...``) and data module
     (``data: class_path: skysense.data.datamodules...``)."""
     from lightning.pytorch import LightningDataModule, LightningModule
-    from lightning.pytorch.cli import LightningCLI
 
     with warnings.catch_warnings(), _one_line_parse_errors(f"skysense {command}"):
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        LightningCLI(
+        _lightning_cli(argv)(
             LightningModule,
             LightningDataModule,
             subclass_mode_model=True,
@@ -130,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("pretrain", help="self-supervised pretraining (LightningCLI: --config FILE, --help for options)")
     for command in TASK_COMMANDS:
         sub.add_parser(command, help=f"downstream task: {command} (LightningCLI: --config configs/<task>/<data>.yaml)")
+    sub.add_parser(
+        "predict-scene", help="class map over a whole scene (--checkpoint, --hr/--s2/--s1, --output; --help for all)"
+    )
     sub.add_parser("embed", help="per-location embeddings over a whole scene (--checkpoint, --hr/--s2/--s1, --output)")
     sub.add_parser("export", help="export an HR encoder with its head to ONNX, checked on a real tile")
     version = sub.add_parser("version", help="print the version")
@@ -143,11 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _dispatch(argv: list[str]) -> int:
     if argv[:1] == ["pretrain"]:
         return pretrain_main(argv[1:])
+    if argv[:1] == ["predict-scene"]:
+        from skysense.inference.cli import scene_predict_main
+
+        return scene_predict_main(argv[1:])
     scene_flags = ("--checkpoint", "--hr", "--s2", "--s1", "--output")
     if argv[:1] == ["predict"] and any(a.split("=", 1)[0] in scene_flags for a in argv[1:]):
         from skysense.inference.cli import scene_predict_main
 
-        return scene_predict_main(argv[1:])
+        return scene_predict_main(argv[1:], command="predict")  # the name before predict-scene, kept working
+    if argv[:1] == ["predict"] and any(a in ("-h", "--help") for a in argv[1:]):
+        print("skysense predict: LightningCLI prediction over a data module (below); a whole scene (GeoTIFF, SAFE, "
+              "STAC): skysense predict-scene --help\n")  # fmt: skip
     if argv[:1] == ["embed"]:
         from skysense.inference.cli import embed_main
 
@@ -165,7 +200,7 @@ def _dispatch(argv: list[str]) -> int:
 def _command_name(argv: Sequence[str]) -> str:
     """ "skysense predict", "skysense data index", or "skysense" (named in one-line error messages)."""
     words = [a for a in argv[:2] if not a.startswith("-")]
-    known = {"models", "demo", "pretrain", *TASK_COMMANDS, "embed", "export", "version", "data"}
+    known = {"models", "demo", "pretrain", *TASK_COMMANDS, "predict-scene", "embed", "export", "version", "data"}
     if not words or words[0] not in known:
         return "skysense"
     if words[0] == "data" and len(words) > 1 and words[1] in ("index", "stats", "info"):

@@ -1,5 +1,5 @@
-"""Sensors as data: band names and order, central wavelengths, units and default normalisation (values from
-docs/SKYSENSE.md).
+"""Sensors as data: band names and order, central wavelengths, units and default normalisation (band sets and
+wavelengths from the ESA Sentinel-1/-2 product specifications; S2 and S1 statistics those of the SkySense++ code).
 
 The model's band order is fixed per modality. Conversions users expect are explicit functions here, never guessed:
 Sentinel-2 L1C's 13 bands → the model's 10, linear backscatter → dB (:func:`to_model`). :func:`check_units` refuses

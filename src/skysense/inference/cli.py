@@ -1,11 +1,12 @@
-"""``skysense predict --checkpoint …``, ``skysense embed …`` and ``skysense export …``: scene-scale commands.
+"""``skysense predict-scene …``, ``skysense embed …`` and ``skysense export …``: scene-scale commands.
 
-    skysense predict --checkpoint seg.ckpt --hr scene.tif --output map.tif [--probabilities]
-    skysense predict --checkpoint flood.ckpt --s1 s1_dir/ --output water.tif
+    skysense predict-scene --checkpoint seg.ckpt --hr scene.tif --output map.tif [--probabilities]
+    skysense predict-scene --checkpoint flood.ckpt --s1 s1_dir/ --output water.tif
     skysense embed   --checkpoint pretrain.ckpt --hr scene.tif [--s2 dir/] [--s1 dir/] --output embeddings.tif
     skysense export  --format onnx --checkpoint seg.ckpt --hr tile.tif --output model.onnx
 
-(``skysense predict --config …`` without ``--checkpoint`` stays the LightningCLI command over a dataset.)
+(``skysense predict --config …`` is the LightningCLI command over a data module. ``skysense predict --checkpoint …``
+with scene options still runs the scene command, the name it had before ``predict-scene``.)
 """
 
 from __future__ import annotations
@@ -134,14 +135,16 @@ def _run(args: argparse.Namespace, kind: str, command: str, argv: Sequence[str])
     return 0
 
 
-def scene_predict_main(argv: Sequence[str]) -> int:
+def scene_predict_main(argv: Sequence[str], command: str = "predict-scene") -> int:
+    """``skysense predict-scene`` (``command``: the name the user typed, ``predict`` for the older spelling
+    ``skysense predict --checkpoint …``, so that help, errors and the resume hint repeat it)."""
     parser = ArgumentParser(
-        prog="skysense predict", description="class map (or per-class probabilities) over a whole scene"
+        prog=f"skysense {command}", description="class map (or per-class probabilities) over a whole scene"
     )
     _add_scene_arguments(parser)
     parser.add_argument("--probabilities", action="store_true", help="write per-class float32 probabilities")
     args = parser.parse_args(list(argv))
-    return _run(args, "probabilities" if args.probabilities else "classes", "predict", argv)
+    return _run(args, "probabilities" if args.probabilities else "classes", command, argv)
 
 
 def embed_main(argv: Sequence[str]) -> int:

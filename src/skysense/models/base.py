@@ -49,7 +49,8 @@ class Encoder(nn.Module):
         return [info.reduction for info in self.feature_info]
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute activations in the backward pass instead of storing them (saves memory, costs ~30 % time)."""
+        """Recompute activations in the backward pass instead of storing them (saves memory, costs ~30 % time).
+        Every encoder applies it only while autograd records (``torch.is_grad_enabled()``), in train or eval mode."""
         self.grad_checkpointing = enable
 
     def forward_intermediates(self, x: torch.Tensor, indices: list[int] | None = None) -> list[torch.Tensor]:

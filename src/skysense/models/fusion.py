@@ -87,7 +87,7 @@ class TemporalFusion(nn.Module):
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (N, 1 + L, D)
         key_valid = torch.cat([valid.new_ones(valid.shape[0], 1), valid], dim=1)  # the extra token is always valid
         for block in self.blocks:
-            if self.grad_checkpointing and self.training:
+            if self.grad_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(block, x, key_valid, use_reentrant=False)
             else:
                 x = block(x, key_valid)

@@ -130,7 +130,7 @@ class VisionTransformer(Encoder):
         outputs = []
         last = max(wanted)
         for i, block in enumerate(self.blocks[: last + 1]):
-            if self.grad_checkpointing and self.training:
+            if self.grad_checkpointing and torch.is_grad_enabled():
                 tokens = checkpoint(block, tokens, use_reentrant=False)
             else:
                 tokens = block(tokens)
