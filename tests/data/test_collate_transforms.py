@@ -18,6 +18,7 @@ from skysense.data.transforms import (
     Normalize,
     RandomCrop,
     RandomFlipRotate,
+    RandomSaturation,
     SampleFrames,
 )
 
@@ -189,3 +190,15 @@ def test_random_resized_crop_is_one_box_for_every_modality_and_records_it() -> N
     assert top <= t2 and left <= l2 and t2 + h2 <= top + height + 1e-6 and l2 + w2 <= left + width + 1e-6
     with pytest.raises(ValueError, match="box targets"):
         crop(Sample(hr=hr, target={"boxes": torch.zeros(0, 4), "labels": torch.zeros(0)}))
+
+
+def test_saturation_keeps_the_band_mean_and_grayscale_removes_colour() -> None:
+    sample = _sample()
+    mean = sample.hr.mean(dim=0)
+    always = RandomSaturation(saturation=0.5, p=1.0, grayscale_p=0.0, generator=torch.Generator().manual_seed(0))
+    changed = always(sample).hr
+    assert not torch.equal(changed, sample.hr) and torch.allclose(changed.mean(dim=0), mean, atol=1e-4)
+    gray = RandomSaturation(saturation=0.5, p=0.0, grayscale_p=1.0)(sample).hr
+    assert torch.allclose(gray, mean.expand_as(gray), atol=1e-4)
+    assert RandomSaturation(p=0.0, grayscale_p=0.0)(sample).hr is sample.hr
+    assert RandomSaturation(grayscale_p=1.0)(_sample(hr=False)).hr is None

@@ -112,6 +112,19 @@ def test_paper_preset_sizes_on_meta_device() -> None:
         assert abs(counts[name] - target) / target < 0.02, (name, counts[name], target)
 
 
+def test_cpu_preset_is_tiny_with_a_c48_hr_encoder_that_starts_as_blocks() -> None:
+    """The CPU pretraining preset: every width agrees (the model builds), the HR blocks' post-norms start at 1, and
+    a 64×64 EuroSAT-sized image and a Sentinel series go through."""
+    net = create_model("cpu").eval()
+    assert [info.num_chs for info in net.hr.feature_info] == [48, 96, 192, 384]
+    assert all(float(block.norm1.weight.mean()) == 1.0 for stage in net.hr.layers for block in stage.blocks)
+    with torch.no_grad():
+        assert net.hr(torch.randn(2, 3, 64, 64))[-1].shape == (2, 384, 2, 2)  # EuroSAT-sized: a 2×2 last stage
+        out = net(hr=torch.randn(1, 3, 256, 256), s2=torch.randn(1, 3, 10, 8, 8), s2_day_of_year=torch.tensor([[1, 30, 60]]),
+                  use_geo=False)  # fmt: skip
+    assert out.features.shape == (1, 64, 8, 8)
+
+
 def test_overrides_and_rgbn_input() -> None:
     net = create_model("tiny", hr={"in_chans": 4}, s1=None, s1_head=None).eval()
     assert net.s1 is None and net.hr.patch_embed.proj.in_channels == 4

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from tests.conftest import shared_path
 
@@ -72,7 +73,8 @@ def test_two_cpu_processes(tmp_path, strategy: str) -> None:
     # a full (gathered) state dict with every tensor at its full shape, loadable into an unsharded task
     from skysense.tasks.pretrain import PretrainTask
 
-    expected = PretrainTask("tiny").state_dict()
+    expected = PretrainTask(yaml.safe_load((ROOT / "configs/pretrain/tiny.yaml").read_text())["model"]["preset"])
+    expected = expected.state_dict()
     assert {k: tuple(v.shape) for k, v in state.items()} == {k: tuple(v.shape) for k, v in expected.items()}
     # the teacher is an EMA of the student, not a copy and not untouched
     key = "meta.{}.backbone.hr.patch_embed.proj.weight"

@@ -420,3 +420,34 @@ class RandomSolarize:
             return sample
         hr = torch.where(sample.hr >= self.threshold, self.maximum - sample.hr, sample.hr)
         return dataclasses.replace(sample, hr=hr)
+
+
+class RandomSaturation:
+    """Scale the HR image's departure from its per-pixel band mean by a factor in [1 - ``saturation``, 1 +
+    ``saturation``] (with probability ``p``), or set it to 0 (grayscale: every band the mean) with probability
+    ``grayscale_p``. (C, H, W) in any units; in normalised units the band mean stands in for luminance.
+
+    SimCLR's colour distortion for multi-band images: hue has no meaning beyond RGB, saturation and grayscale do. It
+    keeps a self-distilled encoder from matching two views by their colours alone."""
+
+    def __init__(
+        self,
+        saturation: float = 0.4,
+        p: float = 0.8,
+        grayscale_p: float = 0.2,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.saturation, self.p, self.grayscale_p, self.generator = saturation, p, grayscale_p, generator
+
+    def __call__(self, sample: Sample) -> Sample:
+        if sample.hr is None:
+            return sample
+        factor = 1.0
+        if _rand(self.generator) < self.p:
+            factor = 1.0 + (2 * _rand(self.generator) - 1) * self.saturation
+        if _rand(self.generator) < self.grayscale_p:
+            factor = 0.0
+        if factor == 1.0:
+            return sample
+        mean = sample.hr.mean(dim=-3, keepdim=True)
+        return dataclasses.replace(sample, hr=mean + factor * (sample.hr - mean))

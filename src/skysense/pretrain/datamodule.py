@@ -33,6 +33,7 @@ from skysense.data.transforms import (
     RandomGainDb,
     RandomGaussianBlur,
     RandomResizedCrop,
+    RandomSaturation,
     RandomSolarize,
     SampleFrames,
 )
@@ -46,11 +47,14 @@ def pretraining_views(
     max_date_jitter: int,
     generator: torch.Generator,
     crop_scale: tuple[float, float] = (0.25, 1.0),
+    saturation: float = 0.0,
+    grayscale_p: float = 0.0,
 ) -> TwoViews:
     """The paper's augmentations: shared frame sampling and flips; per view HR solarisation (on 0–255 values), then
     normalisation, explicit filling, a random resized crop (the same box for every modality of the view; its box is
     recorded so that the two views' locations can be matched), brightness/contrast (in normalised units), blur, an
-    S1 gain and date jitter. ``crop_scale=(1, 1)`` gives both views the same geometry."""
+    S1 gain and date jitter. ``crop_scale=(1, 1)`` gives both views the same geometry. ``saturation`` and
+    ``grayscale_p`` add SimCLR's colour distortion to the HR image (:class:`RandomSaturation`; off at 0)."""
     shared = Compose([SampleFrames(s2_frames, s1_frames, generator=generator), RandomFlipRotate(generator=generator)])
     per_view = Compose(
         [
@@ -59,6 +63,11 @@ def pretraining_views(
             FillInvalid(),
             *([RandomResizedCrop(scale=crop_scale, generator=generator)] if tuple(crop_scale) != (1, 1) else []),
             RandomBrightnessContrast("hr", brightness=0.4, contrast=0.4, p=0.8, generator=generator),
+            *(
+                [RandomSaturation(saturation, p=0.8, grayscale_p=grayscale_p, generator=generator)]
+                if saturation > 0 or grayscale_p > 0
+                else []
+            ),
             RandomGaussianBlur(p=0.5, generator=generator),
             RandomBrightnessContrast("s2", brightness=0.1, contrast=0.1, p=0.5, generator=generator),
             RandomGainDb("s1", max_db=0.2, p=0.5, generator=generator),
@@ -81,6 +90,7 @@ class PretrainDataModule(pl.LightningDataModule):
         s2_frames, s1_frames: frames kept per series (the paper: 20 and 10).
         max_date_jitter: days of date perturbation per view.
         crop_scale: area range (fraction of the sample) of each view's random resized crop; (1, 1) = no crop.
+        saturation, grayscale_p: the HR colour distortion (:class:`~skysense.data.transforms.RandomSaturation`).
         seed: seeds shuffling and augmentation.
     """
 
@@ -93,6 +103,8 @@ class PretrainDataModule(pl.LightningDataModule):
         s1_frames: int = 10,
         max_date_jitter: int = 7,
         crop_scale: tuple[float, float] = (0.25, 1.0),
+        saturation: float = 0.0,
+        grayscale_p: float = 0.0,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -102,6 +114,7 @@ class PretrainDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.s2_frames, self.s1_frames, self.max_date_jitter, self.seed = s2_frames, s1_frames, max_date_jitter, seed
         self.crop_scale = tuple(crop_scale)
+        self.saturation, self.grayscale_p = saturation, grayscale_p
         self.datasets: dict[str, Dataset] = {}
         self.generators: dict[str, torch.Generator] = {}
         self.loaders: dict[str, ResumableLoader] = {}
@@ -118,7 +131,14 @@ class PretrainDataModule(pl.LightningDataModule):
             dataset = resolve_dataset_class(spec["dataset"])(**spec.get("init_args", {}))
             generator = torch.Generator()  # re-seeded for every sample by the loader
             dataset.transforms = pretraining_views(
-                dataset, self.s2_frames, self.s1_frames, self.max_date_jitter, generator, self.crop_scale
+                dataset,
+                self.s2_frames,
+                self.s1_frames,
+                self.max_date_jitter,
+                generator,
+                self.crop_scale,
+                self.saturation,
+                self.grayscale_p,
             )
             if spec.get("max_samples") is not None:
                 dataset = Subset(dataset, range(min(int(spec["max_samples"]), len(dataset))))
