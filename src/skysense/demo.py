@@ -37,7 +37,6 @@ SPLIT = (0.6, 0.0, 0.4)  # train (pretraining and probe fit) / val (none) / test
 # The pretraining recipe of configs/pretrain/tiny.yaml (docs/benchmarks.md, issue 16): lr 2e-3, teacher momentum
 # 0.98 → 0.995. The HR encoder stays the tiny preset's (its residual post-norms start at 0): at the demo's 120 steps
 # on 300 images, post-norms starting at 1 probed 42.0 → 41.5 % (random → pretrained), against 35.0 → 45.5 % here.
-HR_OVERRIDES: dict[str, Any] = {}
 PRETRAIN_LR = 2e-3
 TEACHER_MOMENTUM = (0.98, 0.995)
 
@@ -78,7 +77,8 @@ def pretrain(
     lr: float = PRETRAIN_LR,
     momentum: tuple[float, float] = TEACHER_MOMENTUM,
 ) -> Path:
-    """Pretrain the HR encoder on the sample's train images; returns the checkpoint."""
+    """Pretrain the HR encoder on the sample's train images; returns the checkpoint. ``hr_overrides``: HR encoder
+    options on top of the preset's (none by default)."""
     from skysense.pretrain.datamodule import PretrainDataModule
     from skysense.tasks.base import modality_overrides
     from skysense.tasks.pretrain import PretrainTask
@@ -94,10 +94,9 @@ def pretrain(
         batch_size=batch_size,
         seed=seed,
     )
-    hr = HR_OVERRIDES if hr_overrides is None else hr_overrides
     task = PretrainTask(
         preset,
-        model_overrides={**modality_overrides(["hr"]), **({"hr": hr} if hr else {})},
+        model_overrides={**modality_overrides(["hr"]), **({"hr": hr_overrides} if hr_overrides else {})},
         lr=lr,
         warmup_steps=max(1, steps // 10),
         objectives={"teacher_momentum_start": momentum[0], "teacher_momentum_end": momentum[1]},
@@ -141,7 +140,7 @@ def probe(
         class_names=list(EUROSAT_CLASSES),
         pretrained=None if pretrained is None else str(pretrained),
         pretrained_network="student",
-        model_overrides={"hr": hr} if (hr := HR_OVERRIDES if hr_overrides is None else hr_overrides) else None,
+        model_overrides={"hr": hr_overrides} if hr_overrides else None,
     )
     name = "probe-random-init" if pretrained is None else "probe-pretrained"
     trainer = _trainer(

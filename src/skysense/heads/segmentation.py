@@ -1,6 +1,6 @@
-"""Semantic segmentation heads: UperNet (Xiao et al., ECCV 2018), as SkySense uses it on the four HR stages
-(Guo et al., CVPR 2024, Sec. 4: UperNet on the HR pyramid for segmentation), with an optional FCN auxiliary head; and a single-map pyramid for features that come
-at one scale (the Sentinel or fused grid).
+"""Semantic segmentation heads: UperNet (Xiao et al., ECCV 2018), as SkySense (Guo et al., CVPR 2024) uses it on
+the four HR stages, with an optional FCN auxiliary head; and a single-map pyramid for features that come at one
+scale (the Sentinel or fused grid).
 
 All heads take a list of NCHW maps, finest first, and return logits at the finest map's resolution; the task
 up-samples them to the label size.

@@ -45,7 +45,7 @@ class DayOfYearEncoding(nn.Module):
             )
         dated = (day_of_year >= 0).unsqueeze(-1)
         # F.embedding, not weight[0][days]: indexing's backward adds repeated days with atomics across threads on a
-        # CPU (not bit-reproducible); the embedding backward is
+        # CPU, so its sums vary in the last bits from run to run; the embedding's backward sums in a fixed order
         encoding = F.embedding(day_of_year.clamp(min=0), self.weight[0])  # (..., L, dim)
         return encoding * dated.to(encoding.dtype)
 

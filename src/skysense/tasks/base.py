@@ -71,7 +71,8 @@ class BackboneTask(pl.LightningModule):
         return backbone
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the task's class, so that a checkpoint alone says what it is (``skysense predict-scene --checkpoint``)."""
+        """Store the task's class, so that a checkpoint alone says what it is (``skysense predict-scene
+        --checkpoint``)."""
         checkpoint["skysense_task"] = f"{type(self).__module__}.{type(self).__qualname__}"
 
     def apply_freeze(self) -> None:
