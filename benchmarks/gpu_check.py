@@ -1,7 +1,7 @@
 """One-run check of SkySense on one accelerator (issue 15, item 4): how near the hardware every GPU path runs.
 
-Sections (``--sections``, all by default), each guarded so that a failure still lets the others print, each with its
-own time budget:
+Sections (``--sections``, all by default; matmul first, the others in the order given), each guarded so that a failure
+still lets the others print, each with its own time budget:
 
 * ``matmul``: bf16 matmul peak (TFLOP/s), N×N×N products (N = 8192 on a GPU), 2·N³ FLOPs each.
 * ``encoders``: our encoders against timm's at the paper's configuration, same weights, bf16 autocast, inference:
@@ -10,16 +10,19 @@ own time budget:
   on both sides (timm has none; they are LayerNorms, no measurable cost).
 * ``forward``: the whole multi-modal paper model (HR + S2 × 10 + S1 × 5 with coordinates, batch 8, HR 512² on a
   16 × 16 grid), bf16 autocast, inference: TFLOP/s counted with ``torch.utils.flop_counter.FlopCounterMode`` and its
-  share of the measured matmul peak.
+  share of the measured matmul peak (``--compile-forward``: also with every block compiled).
 * ``pretrain``: paper pretraining steps (``PretrainTask``, the config's ``ModelParallelStrategy`` — FSDP2 — on one
   device, ``bf16-mixed``, activation checkpointing) through Lightning's Trainer, fed synthetic batches of the real
-  shapes (``configs/pretrain/paper.yaml``'s three sources at batch 3 each; ``--pretrain-shapes multimodal`` adds a
-  run on HR 256² + S2 × 10 + S1 × 5 on an 8 × 8 grid). Time per step (median), peak memory, MFU and HFU. FLOPs are
-  counted over one step by FlopCounterMode: HFU uses all of them (activation recomputation included); MFU uses model
-  FLOPs = 2 × the forward FLOPs of the step (the student and the teacher are the same architecture on the same
-  views, so the student's forward is half the counted forward, and its backward twice that).
-* ``scene``: ``benchmarks/scene.py``'s scene pipeline against the bare forward (needs rasterio; skipped with a line
-  when it is missing).
+  shapes; ``--pretrain-runs SHAPES:VARIANT ...`` picks them. Shapes: ``paper-yaml`` (``configs/pretrain/paper.yaml``'s
+  three sources at batch 3 each), ``paper-crop`` (3 samples of a 512² HR crop with its 16² S2 × 20 and S1 × 10
+  window), ``multimodal`` (HR 256² + S2 × 10 + S1 × 5 on an 8 × 8 grid). Variants: ``joined`` (both views in one
+  backbone call, the default), ``separate`` (one call per view), ``compiled`` (joined, every block compiled). Time
+  per step (median), peak memory, MFU and HFU. FLOPs are counted over one step by FlopCounterMode: HFU uses all of
+  them (activation recomputation included); MFU uses model FLOPs = 2 × the forward FLOPs of the step (the student
+  and the teacher are the same architecture on the same views, so the student's forward is half the counted
+  forward, and its backward twice that). ``--profile DIR`` writes a torch.profiler table of each run's last step.
+* ``scene``: ``benchmarks/scene.py``'s scene pipeline against the bare forward, with an HR segmenter of each
+  ``--scene-presets`` preset (needs rasterio; skipped with a line when it is missing).
 
 The table (section, metric, value, reference, ratio) is printed at the end and written to ``--out``.
 
@@ -78,7 +81,10 @@ class Check:
 
     device: torch.device
     quick: bool
-    pretrain_shapes: list[str]
+    pretrain_runs: list[tuple[str, str]]  # (shapes, variant)
+    compile_forward: bool = False
+    profile: Path | None = None  # where the profiles of the pretraining runs' last step go (None: no profile)
+    scene_presets: tuple[str, ...] = ("tiny",)
     peak_tflops: float | None = None  # measured by the matmul section
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -297,14 +303,25 @@ def forward_section(check: Check) -> None:
         with torch.inference_mode(), autocast(device):
             model(inputs)
 
-    seconds = seconds_per_call(run, device, warmup=2, repeats=5, budget=20.0)
     flops = counted_flops(run)
-    tflops = flops / seconds / 1e12
-    label = f"{preset} HR {hr_size}² + S2×10 + S1×5, B{batch}, bf16"
-    check.rows.append(Row("forward", f"{label}: samples/s", batch / seconds))
-    check.rows.append(Row("forward", f"{label}: TFLOP/s (share of peak)", tflops,
-                          f"peak {check.peak_tflops:.3g}" if check.peak_tflops else "–",
-                          tflops / check.peak_tflops if check.peak_tflops else None, digits=3))  # fmt: skip
+    variants = ["eager", "compiled blocks"] if check.compile_forward else ["eager"]
+    for variant in variants:
+        warm = "–"
+        if variant == "compiled blocks":
+            from skysense.models.compiling import compile_blocks
+
+            compile_blocks(model)
+            started = time.perf_counter()
+            run()
+            synchronize(device)
+            warm = f"first call {time.perf_counter() - started:.0f} s (compiling)"
+        seconds = seconds_per_call(run, device, warmup=2, repeats=5, budget=20.0)
+        tflops = flops / seconds / 1e12
+        label = f"{preset} HR {hr_size}² + S2×10 + S1×5, B{batch}, bf16, {variant}"
+        check.rows.append(Row("forward", f"{label}: samples/s", batch / seconds, warm))
+        check.rows.append(Row("forward", f"{label}: TFLOP/s (share of peak)", tflops,
+                              f"peak {check.peak_tflops:.3g}" if check.peak_tflops else "–",
+                              tflops / check.peak_tflops if check.peak_tflops else None, digits=3))  # fmt: skip
 
 
 def _views(source: dict[str, tuple[int, ...]], batch: int, device_seed: int) -> tuple[Any, Any]:
@@ -341,6 +358,22 @@ PAPER_YAML_SOURCES = {
     "presto": {"s2": (12, 10, 4, 4), "s1": (10, 2, 4, 4)},
 }
 MULTIMODAL_SOURCES = {"multimodal": {"hr": (3, 256, 256), "s2": (10, 10, 8, 8), "s1": (5, 2, 8, 8)}}
+# one crop of a paper pretraining sample: a 512² HR crop of the 2048² tile with its 16² Sentinel window (one 10 m
+# pixel = 32 HR pixels) and the recipe's frame counts (20 S2, 10 S1)
+PAPER_CROP_SOURCES = {"paper-crop": {"hr": (3, 512, 512), "s2": (20, 10, 16, 16), "s1": (10, 2, 16, 16)}}
+SHAPES = {"paper-yaml": PAPER_YAML_SOURCES, "multimodal": MULTIMODAL_SOURCES, "paper-crop": PAPER_CROP_SOURCES}
+# pretraining variants: the two views in one backbone call (the default), one call per view, compiled blocks
+DEFAULT_RUNS = ["paper-yaml:separate", "paper-yaml:joined", "paper-crop:joined"]
+VARIANTS = {
+    "joined": {},
+    "separate": {"objectives": {"join_views": False}},
+    "compiled": {"compile_blocks": True},
+}
+VARIANT_LABELS = {
+    "joined": "views joined",
+    "separate": "one call per view",
+    "compiled": "views joined, compiled blocks",
+}
 
 
 class StepClock:
@@ -351,8 +384,9 @@ class StepClock:
         from lightning.pytorch.callbacks import Callback
 
         class _StepClock(Callback):
-            def __init__(self, device: torch.device, count_step: int) -> None:
-                self.device, self.count_step = device, count_step
+            def __init__(self, device: torch.device, count_step: int, profile_step: int | None = None) -> None:
+                self.device, self.count_step, self.profile_step = device, count_step, profile_step
+                self.profile: Any = None
                 self.seconds: list[float] = []
                 self.forward_flops = self.total_flops = 0
                 self._counter: Any = None
@@ -365,6 +399,14 @@ class StepClock:
 
                     self._counter = FlopCounterMode(display=False)
                     self._counter.__enter__()
+                if index == self.profile_step:
+                    from torch.profiler import ProfilerActivity, profile
+
+                    activities = [ProfilerActivity.CPU] + (
+                        [ProfilerActivity.CUDA] if self.device.type == "cuda" else []
+                    )
+                    self.profile = profile(activities=activities)
+                    self.profile.__enter__()
                 self._start = time.perf_counter()
 
             def on_before_backward(self, trainer: Any, module: Any, loss: torch.Tensor) -> None:
@@ -374,6 +416,9 @@ class StepClock:
             def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, index: int) -> None:
                 synchronize(self.device)
                 elapsed = time.perf_counter() - self._start
+                if index == self.profile_step and self.profile is not None:
+                    self.profile.__exit__(None, None, None)
+                    return  # the profiled step is not timed
                 if self._counter is not None:
                     self._counter.__exit__(None, None, None)
                     self.total_flops = self._counter.get_total_flops()
@@ -399,16 +444,16 @@ def pretrain_section(check: Check) -> None:
         "outputs itself (issue 15's crash needs SkySenseOutput registered with pytree when it does not)"
     )
     preset = "tiny" if check.quick else "paper"
-    steps = 4 if check.quick else 8  # step 0 warms up, step 1 is counted, the rest are timed
+    steps = 4 if check.quick else 6  # step 0 warms up (and compiles), step 1 is counted, the rest are timed
     precision = "bf16-mixed" if device.type == "cuda" else "32-true"  # CPU bf16 without AMX is slower than fp32
-    for shapes in check.pretrain_shapes:
-        sources = PAPER_YAML_SOURCES if shapes == "paper-yaml" else MULTIMODAL_SOURCES
+    for shapes, variant in check.pretrain_runs:
+        sources = SHAPES[shapes]
         batches = [{name: _views(spec, 3, seed) for name, spec in sources.items()} for seed in range(2)]
         loader = DataLoader([batches[i % 2] for i in range(steps)], batch_size=None, collate_fn=_same)
         pl.seed_everything(0, verbose=False)
         with torch.device(device):  # the 4.1 B parameters are initialised on the device (minutes less on a GPU)
-            task = PretrainTask(preset, grad_checkpointing=True, warmup_steps=2)
-        clock = StepClock(device, count_step=1)
+            task = PretrainTask(preset, grad_checkpointing=True, warmup_steps=2, **VARIANTS[variant])
+        clock = StepClock(device, count_step=1, profile_step=steps - 1 if check.profile else None)
         trainer = pl.Trainer(
             accelerator=device.type,
             devices=1,
@@ -424,12 +469,16 @@ def pretrain_section(check: Check) -> None:
         )
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
+        started = time.perf_counter()
         trainer.fit(task, train_dataloaders=loader)
+        wall = time.perf_counter() - started
         timed = clock.seconds[1:]  # the first step warms up
         seconds = statistics.median(timed)
         samples = sum(len(first) for first, _ in batches[0].values())
-        label = f"{preset}, {shapes} shapes, {samples} samples/step, FSDP2 1 device, {precision}, act. ckpt"
-        check.rows.append(Row("pretrain", f"{label}: s/step", seconds, f"{len(timed)} timed steps", digits=3))
+        label = f"{preset}, {shapes} shapes, {samples} samples/step, {VARIANT_LABELS[variant]}, FSDP2 1 device, {precision}, act. ckpt"
+        check.rows.append(Row("pretrain", f"{label}: s/step", seconds,
+                              f"{len(timed)} timed steps; first step {clock.seconds[0]:.1f} s, run {wall:.0f} s",
+                              digits=3))  # fmt: skip
         model_flops = 2 * clock.forward_flops
         if check.peak_tflops:
             for name, flops in (("MFU", model_flops), ("HFU (recomputation counted)", clock.total_flops)):
@@ -439,8 +488,20 @@ def pretrain_section(check: Check) -> None:
         if device.type == "cuda":
             peak = torch.cuda.max_memory_allocated(device) / 2**30
             check.rows.append(Row("pretrain", f"{label}: peak memory GiB", peak))
+        if check.profile and clock.profile is not None:
+            write_profile(clock.profile, check.profile / f"pretrain_{shapes}_{variant}.txt", device)
         del task, trainer, loader, batches, clock
         free_memory()
+
+
+def write_profile(profile: Any, path: Path, device: torch.device) -> None:
+    """The profiled step's operators by device time (and by host time), and how many kernels it launched."""
+    events = profile.key_averages()
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC"))
+    path.write_text(f"kernel launches: {launches}\n\n" + events.table(sort_by=key, row_limit=40)
+                    + "\n\n" + events.table(sort_by="self_cpu_time_total", row_limit=25))  # fmt: skip
 
 
 def _same(batch: Any) -> Any:
@@ -466,24 +527,29 @@ def scene_section(check: Check) -> None:
         return
     device = check.device
     size, tile, batch = (1024, 256, 4) if check.quick else (8192, 512, 16)
-    out = REPO / "runs" / "gpu-check-scene"
-    command = [sys.executable, str(REPO / "benchmarks" / "scene.py"), "--sizes", str(size), "--fused-size", "0",
-               "--sentinel-sizes", "--tile", str(tile), "--overlap", str(tile // 4), "--batch-size", str(batch),
-               "--bare-tiles", str(2 * batch), "--device", str(device),
-               "--precision", "bf16" if device.type == "cuda" else "32", "--out", str(out)]  # fmt: skip
-    if device.type == "cuda":
-        command += ["--workers", "8"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=True)
-    found = False
-    for line in done.stdout.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 8 and cells[0] == "skysense predict (HR)":
-            ratio = float(cells[6]) if re.fullmatch(r"[0-9.]+", cells[6]) else None
-            check.rows.append(Row("scene", f"predict {cells[1]} tile {tile} B{batch}: tiles/s", float(cells[4]),
-                                  "bare forward (same tiles)", ratio, digits=2))  # fmt: skip
-            found = True
-    if not found:
-        raise RuntimeError(f"benchmarks/scene.py printed no 'skysense predict (HR)' row:\n{done.stdout[-2000:]}")
+    for preset in check.scene_presets:
+        out = REPO / "runs" / "gpu-check-scene"
+        command = [sys.executable, str(REPO / "benchmarks" / "scene.py"), "--sizes", str(size), "--fused-size", "0",
+                   "--sentinel-sizes", "--tile", str(tile), "--overlap", str(tile // 4), "--batch-size", str(batch),
+                   "--bare-tiles", str(2 * batch), "--device", str(device), "--preset", preset,
+                   "--precision", "bf16" if device.type == "cuda" else "32", "--out", str(out)]  # fmt: skip
+        if device.type == "cuda":
+            command += ["--workers", "8"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=True)
+        found = False
+        for line in done.stdout.splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) == 8 and cells[0] == "skysense predict (HR)" and re.fullmatch(r"[0-9.]+", cells[4]):
+                ratio = float(cells[6]) if re.fullmatch(r"[0-9.]+", cells[6]) else None
+                check.rows.append(Row("scene", f"predict {cells[1]} {preset} HR segmenter, tile {tile} B{batch}: tiles/s",
+                                      float(cells[4]), "bare forward (same tiles)", ratio, digits=2))  # fmt: skip
+                found = True
+            elif cells[0].startswith("scene tile"):  # the table of seconds per stage
+                check.notes.append(f"scene stages ({preset}): {line.strip()}")
+            elif cells[0] == "run" and len(cells) > 2 and cells[2] != "tiles run":
+                check.notes.append(f"scene stage names: {line.strip()}")
+        if not found:
+            raise RuntimeError(f"benchmarks/scene.py printed no 'skysense predict (HR)' row:\n{done.stdout[-2000:]}")
 
 
 RUNNERS: dict[str, Callable[[Check], None]] = {
@@ -538,8 +604,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="tiny presets and sizes (CI, CPU)")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
-    parser.add_argument("--pretrain-shapes", nargs="+", choices=["paper-yaml", "multimodal"], default=None,
-                        help="default: both on a GPU, paper-yaml with --quick")  # fmt: skip
+    parser.add_argument(
+        "--pretrain-runs",
+        nargs="+",
+        default=None,
+        metavar="SHAPES:VARIANT",
+        help=f"pretraining runs, shapes {sorted(SHAPES)}, variants {sorted(VARIANTS)} (default: "
+        f"{' '.join(DEFAULT_RUNS)} on a GPU, paper-yaml:joined with --quick)",
+    )
+    parser.add_argument("--compile-forward", action="store_true", help="forward: also with compiled blocks")
+    parser.add_argument("--profile", type=Path, help="write a profile of every pretraining run's last step here")
+    parser.add_argument("--scene-presets", nargs="+", default=["tiny"], help="scene: the segmenter's presets")  # fmt: skip
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -549,12 +624,17 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    shapes = args.pretrain_shapes or (["paper-yaml"] if args.quick else ["paper-yaml", "multimodal"])
-    check = Check(device, args.quick, shapes)
+    runs = args.pretrain_runs or (["paper-yaml:joined"] if args.quick else DEFAULT_RUNS)
+    pairs = [tuple(run.split(":", 1)) if ":" in run else (run, "joined") for run in runs]
+    for shapes, variant in pairs:
+        if shapes not in SHAPES or variant not in VARIANTS:
+            parser.error(
+                f"--pretrain-runs {shapes}:{variant}: shapes are {sorted(SHAPES)}, variants {sorted(VARIANTS)}"
+            )
+    check = Check(device, args.quick, pairs, args.compile_forward, args.profile, tuple(args.scene_presets))
     seconds: dict[str, float] = {}
-    for name in SECTIONS:  # the matmul peak first: the other sections compare with it
-        if name not in args.sections:
-            continue
+    # the matmul peak first (the other sections compare with it), then the sections in the order given
+    for name in ["matmul"] * ("matmul" in args.sections) + [s for s in dict.fromkeys(args.sections) if s != "matmul"]:
         start = time.perf_counter()
         with announced(name):
             try:

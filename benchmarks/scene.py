@@ -142,16 +142,16 @@ def build_sentinel_scene(
     return folder
 
 
-def make_checkpoint(out: Path) -> Path:
+def make_checkpoint(out: Path, preset: str = "tiny") -> Path:
     import lightning
     import torch
 
     from skysense.tasks.segmentation import SegmentationTask
 
-    path = out / "seg_tiny_hr.ckpt"
+    path = out / f"seg_{preset}_hr.ckpt"
     if not path.exists():
         torch.manual_seed(0)
-        task = SegmentationTask(num_classes=4, preset="tiny", modalities=["hr"], source="hr", head_channels=64,
+        task = SegmentationTask(num_classes=4, preset=preset, modalities=["hr"], source="hr", head_channels=64,
                                 norm="group")  # fmt: skip
         checkpoint = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams),
                       "pytorch-lightning_version": lightning.__version__}  # fmt: skip
@@ -305,6 +305,7 @@ def main() -> None:
                         help="tile sides of the Sentinel-only runs (overlap: a quarter)")  # fmt: skip
     parser.add_argument("--sentinel-kinds", nargs="+", default=["s2", "s1"], choices=["s2", "s1"],
                         help="which Sentinel-only scenes to run")  # fmt: skip
+    parser.add_argument("--preset", default="tiny", help="the HR segmenter's preset (UperNet head, random init)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="embedding output")
     parser.add_argument("--compress", default="deflate", help="the output's GeoTIFF compression")
     parser.add_argument("--mode", choices=["scene", "bare", "fused", "terratorch", "s2only", "s1only"],
@@ -318,7 +319,7 @@ def main() -> None:
         print(json.dumps(measure(args)))
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    checkpoint = make_checkpoint(args.out)
+    checkpoint = make_checkpoint(args.out, args.preset)
     common = [sys.executable, __file__, "--tile", str(args.tile), "--overlap", str(args.overlap), "--batch-size",
               str(args.batch_size), "--bare-tiles", str(args.bare_tiles), "--threads", str(args.threads),
               "--out", str(args.out), "--checkpoint", str(checkpoint), "--device", args.device,
@@ -355,7 +356,7 @@ def main() -> None:
     device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "CPU"
     print(
         f"# tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}, {args.precision}, {args.dtype} output, "
-        f"{args.compress}, tiny preset, "
+        f"{args.compress}, {args.preset} preset (HR runs), "
         f"device {device}\n"
     )
     print(

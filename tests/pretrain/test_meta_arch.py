@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from skysense import SkySenseInput, create_model, get_config
-from skysense.pretrain.meta_arch import PretrainConfig, SSLMetaArch
+from skysense.pretrain.meta_arch import PretrainConfig, SSLMetaArch, join_inputs
 
 
 def _views(batch: int = 2) -> tuple[SkySenseInput, SkySenseInput]:
@@ -165,3 +165,31 @@ def test_teacher_temperature_warms_up_and_each_step_sets_it_from_its_progress() 
     assert all(loss.teacher_temperature == pytest.approx(0.04) for loss in meta.dino.values())
     assert meta.start_step(0.25) == pytest.approx(0.055)
     assert all(loss.teacher_temperature == pytest.approx(0.055) for loss in meta.dino.values())
+
+
+def test_joined_views_give_the_losses_and_gradients_of_one_call_per_view() -> None:
+    """Both views through the backbone in one call (issue 15: half the kernel launches) compute what two calls do,
+    the per-sample frame masks included; views of different shapes fall back to one call each."""
+    views = _views()
+    results = []
+    for join in (True, False):
+        meta = _meta(join_views=join).train()
+        torch.manual_seed(1)
+        losses = meta(views)
+        losses["loss"].backward()
+        grads = {n: p.grad.clone() for n, p in meta.student.named_parameters() if p.grad is not None}
+        results.append((losses, grads, meta.prototype_pending.clone()))
+    (joined, joined_grads, joined_pending), (separate, separate_grads, separate_pending) = results
+    assert joined.keys() == separate.keys()
+    for name in joined:
+        torch.testing.assert_close(joined[name], separate[name], rtol=1e-4, atol=1e-5, msg=name)
+    assert joined_grads.keys() == separate_grads.keys()
+    for name in joined_grads:
+        torch.testing.assert_close(joined_grads[name], separate_grads[name], rtol=1e-3, atol=1e-6, msg=name)
+    torch.testing.assert_close(joined_pending, separate_pending)
+
+    first, second = views
+    smaller = dataclasses.replace(second, hr=second.hr[..., :128, :128])
+    assert join_inputs((first, smaller)) is None
+    assert join_inputs((first, dataclasses.replace(second, s1=None, s1_day_of_year=None))) is None
+    assert join_inputs(views).hr.shape[0] == 4

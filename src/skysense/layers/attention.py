@@ -2,7 +2,11 @@
 
 Parameter names follow timm's ``Attention`` (``qkv``, ``proj``) so that timm ViT weights load unchanged.
 Two numerically equivalent paths: PyTorch's fused ``scaled_dot_product_attention`` (default) and an explicit
-softmax(QKᵀ/√d)·V, kept for testing and for exporters that cannot trace SDPA.
+softmax(QKᵀ/√d)·V, kept for testing and for exporters that cannot trace SDPA. On a GPU, sequences of at most
+:data:`SHORT_SEQUENCE` tokens take the explicit path even when the fused one is chosen: the fused kernels work on
+tiles of 64 to 128 queries, so the temporal fusion's per-location sequences (2 to 32 tokens, hundreds of thousands
+of them) left them mostly idle — 61 % of a paper pretraining step's GPU time on an H100 was cuDNN attention over
+sequences of 2 and 23 tokens (issue 15). For such lengths the (B, heads, N, N) logits are no larger than q, k and v.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+
+SHORT_SEQUENCE = 64  # on CUDA, sequences this short attend by the explicit path (see the module docstring)
 
 
 def padding_mask_to_bias(key_valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -66,7 +72,7 @@ class Attention(nn.Module):
         qkv = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
         q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
         bias = None if key_valid is None else padding_mask_to_bias(key_valid, q.dtype)
-        if self.fused_attn:
+        if self.fused_attn and not (x.is_cuda and x.shape[-2] <= SHORT_SEQUENCE):
             x = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=bias, dropout_p=self.attn_drop.p if self.training else 0.0
             )

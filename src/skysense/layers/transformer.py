@@ -7,10 +7,22 @@ unchanged; the official SkySense (mmseg) names are mapped in :mod:`skysense.mode
 from __future__ import annotations
 
 import torch
-from timm.layers import DropPath, Mlp
+from timm.layers import DropPath as _TimmDropPath
+from timm.layers import Mlp
 from torch import nn
 
 from skysense.layers.attention import Attention
+
+
+class DropPath(_TimmDropPath):
+    """timm's stochastic depth, asking whether it is training before reading its rate: torch.compile then shares one
+    graph between blocks of different rates in inference (timm tests the rate first, so the compiler guards on each
+    block's rate and recompiles per block until its recompile limit, after which blocks run eagerly)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        return super().forward(x)
 
 
 class Block(nn.Module):

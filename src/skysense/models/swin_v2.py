@@ -39,10 +39,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from timm.layers import DropPath, Mlp, trunc_normal_
+from timm.layers import Mlp, trunc_normal_
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from skysense.layers.transformer import DropPath
 from skysense.layers.window import (
     log_spaced_coords_table,
     relative_position_index,

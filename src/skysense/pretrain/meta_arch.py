@@ -71,6 +71,9 @@ class PretrainConfig:
     max_locations: int = 256  # grid locations sampled per image for the pixel level and cross-modal alignment
     teacher_momentum_start: float = 0.996
     teacher_momentum_end: float = 1.0
+    # the two views through the student (and the teacher) in one call when their shapes match: half the kernel
+    # launches, which is what a step at the recipe's small per-GPU batch is bound by on a GPU (issue 15)
+    join_views: bool = True
 
 
 class SSLMetaArch(nn.Module):
@@ -169,9 +172,10 @@ class SSLMetaArch(nn.Module):
         config = self.config
         if boxes is not None and torch.equal(boxes[0], boxes[1]):
             boxes = None  # the same crop: locations already correspond
-        student_out = [self.student["backbone"](view, use_geo=view.lat is not None) for view in views]
+        joined = join_inputs(views) if config.join_views else None
+        student_out = self._encode(self.student["backbone"], views, joined)
         with torch.no_grad():
-            teacher_out = [self.teacher["backbone"](view, use_geo=view.lat is not None) for view in views]
+            teacher_out = self._encode(self.teacher["backbone"], views, joined)
         terms: dict[str, list[torch.Tensor]] = {}
         monitors: dict[str, torch.Tensor] = {}
         if self.training:
@@ -216,6 +220,16 @@ class SSLMetaArch(nn.Module):
             if pooled.shape[0] > 1:
                 monitors[f"std/{source}"] = pooled.detach().std(dim=0).mean()
         return {"loss": loss, **means, **monitors}
+
+    @staticmethod
+    def _encode(
+        backbone: nn.Module, views: tuple[SkySenseInput, SkySenseInput], joined: SkySenseInput | None
+    ) -> list[SkySenseOutput]:
+        """Each view's backbone output: from one call on the joined views when given, else one call per view."""
+        if joined is None:
+            return [backbone(view, use_geo=view.lat is not None) for view in views]
+        out = backbone(joined, use_geo=joined.lat is not None)
+        return split_output(out, [view.batch_size for view in views])
 
     @staticmethod
     def _grid(out: SkySenseOutput, source: str) -> tuple[int, int]:
@@ -386,6 +400,41 @@ class SSLMetaArch(nn.Module):
                 student.bank.copy_(teacher.bank)
                 monitors.update({f"prototypes/{k}": v for k, v in stats.items()})
         return monitors
+
+
+def join_inputs(views: tuple[SkySenseInput, ...]) -> SkySenseInput | None:
+    """The views concatenated along the batch, or None when they hold different fields or shapes.
+
+    Every layer of the backbone works per sample (no batch statistics), so one call on the joined views computes
+    what one call per view does; stochastic depth draws its per-sample masks in one draw instead of two.
+    """
+    fields: dict[str, torch.Tensor | None] = {}
+    for item in dataclasses.fields(SkySenseInput):
+        values = [getattr(view, item.name) for view in views]
+        if all(value is None for value in values):
+            fields[item.name] = None
+            continue
+        if any(value is None for value in values) or len({tuple(v.shape[1:]) for v in values}) > 1:
+            return None
+        fields[item.name] = torch.cat(values)
+    return SkySenseInput(**fields)
+
+
+def split_output(out: SkySenseOutput, sizes: list[int]) -> list[SkySenseOutput]:
+    """Undo :func:`join_inputs` on a backbone output: one :class:`SkySenseOutput` per view of ``sizes`` samples."""
+    parts: list[dict] = [{} for _ in sizes]
+    for item in dataclasses.fields(SkySenseOutput):
+        value = getattr(out, item.name)
+        if value is None:
+            continue
+        if isinstance(value, list):  # the HR pyramid
+            pieces = [level.split(sizes) for level in value]
+            for index, part in enumerate(parts):
+                part[item.name] = [level[index] for level in pieces]
+        else:
+            for part, piece in zip(parts, value.split(sizes), strict=True):
+                part[item.name] = piece
+    return [SkySenseOutput(**part) for part in parts]
 
 
 def align_to_view(

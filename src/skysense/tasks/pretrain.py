@@ -21,6 +21,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from skysense.containers import Batch
+from skysense.models.compiling import compile_blocks
 from skysense.models.registry import get_config
 from skysense.models.skysense import SkySense
 from skysense.pretrain.meta_arch import PretrainConfig, SSLMetaArch
@@ -39,6 +40,8 @@ class PretrainTask(pl.LightningModule):
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up steps.
         grad_checkpointing: activation checkpointing in every transformer.
+        compile_blocks: ``torch.compile`` every transformer block (:func:`~skysense.models.compiling.compile_blocks`;
+            for GPUs, where a step at a small per-device batch is bound by kernel launches).
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class PretrainTask(pl.LightningModule):
         weight_decay: float = 0.04,
         warmup_steps: int = 10,
         grad_checkpointing: bool = False,
+        compile_blocks: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -65,8 +69,10 @@ class PretrainTask(pl.LightningModule):
         return self.meta.student["backbone"]
 
     def configure_model(self) -> None:
-        """FSDP2 sharding when the Trainer's strategy gives a device mesh (``ModelParallelStrategy``); a no-op
-        otherwise. Units: see :func:`~skysense.pretrain.sharding.shard_meta_arch`."""
+        """FSDP2 sharding when the Trainer's strategy gives a device mesh (``ModelParallelStrategy``; units: see
+        :func:`~skysense.pretrain.sharding.shard_meta_arch`), and the blocks' compilation when asked for."""
+        if self.hparams.compile_blocks:
+            compile_blocks(self.meta)  # on the instances' forward: FSDP2's hooks stay outside the compiled code
         mesh = self.device_mesh
         if mesh is None or self._sharded:
             return
