@@ -1,6 +1,7 @@
 """skysense: the SkySense multi-modal remote-sensing foundation model (Guo et al., CVPR 2024) in PyTorch."""
 
 from skysense.batch import SkySenseInput, SkySenseOutput
+from skysense.models import timm_models as _timm_models  # noqa: F401  (registers skysense_* in timm)
 from skysense.models.registry import count_parameters, create_model, get_config, list_presets
 from skysense.models.skysense import SkySense, SkySenseConfig
 from skysense.models.weights import from_pretrained, load_official_weights, save_pretrained

@@ -236,8 +236,8 @@ def test_indices_and_output_norms() -> None:
     assert sorted(model.norms.keys()) == ["1", "3"]
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        every = model.forward_intermediates(x)
-        picked = model.forward_intermediates(x, indices=[-1, 1])
+        every = model.forward_maps(x)
+        picked = model.forward_maps(x, indices=[-1, 1])
         assert torch.equal(model.forward_features(x), every[3])
     assert [tuple(o.shape[1:]) for o in picked] == [(48, 8, 8), (192, 2, 2)]
     assert torch.equal(picked[0], every[1]) and torch.equal(picked[1], every[3])
@@ -245,14 +245,14 @@ def test_indices_and_output_norms() -> None:
     bare = SwinTransformerV2(SwinV2Config(**TINY, window_size=4, output_norm_indices=())).eval()
     bare.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("norms.")})
     with torch.no_grad():
-        unnormed = bare.forward_intermediates(x)
+        unnormed = bare.forward_maps(x)
         for stage in (0, 2):
             assert torch.equal(every[stage], unnormed[stage])
         for stage in (1, 3):
             normed = model.norms[str(stage)](unnormed[stage].permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             assert torch.allclose(every[stage], normed, atol=1e-6)
     with pytest.raises(IndexError):
-        model.forward_intermediates(x, indices=[4])
+        model.forward_maps(x, indices=[4])
 
 
 def test_extra_norm_placement() -> None:

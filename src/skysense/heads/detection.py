@@ -62,7 +62,7 @@ class HRPyramidBackbone(nn.Module):
 
     def forward(self, images: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable):
-            maps = self.encoder.forward_intermediates(images, indices=self.stages)
+            maps = self.encoder.forward_maps(images, indices=self.stages)
         return self.fpn(OrderedDict((str(i), m) for i, m in zip(self.stages, maps, strict=True)))
 
 

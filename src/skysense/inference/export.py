@@ -37,7 +37,7 @@ class _HRGraph(nn.Module):
         self.tile = tile
 
     def forward(self, hr: torch.Tensor) -> torch.Tensor:
-        maps = self.hr.forward_intermediates(hr, indices=self.indices)
+        maps = self.hr.forward_maps(hr, indices=self.indices)
         if self.kind == "classes":
             return self.network.decode(list(maps), (self.tile, self.tile))["logits"].float().softmax(dim=1)
         return maps[-1].float()

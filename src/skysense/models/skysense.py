@@ -215,7 +215,7 @@ class SkySense(nn.Module):
             num_stages = len(self.hr.feature_info)
             out_indices = resolve_indices(self.hr.config.out_indices, num_stages)
             wanted = sorted(set(out_indices) | {num_stages - 1})  # the last stage always feeds the fusion
-            maps = _run_selected(lambda x: self.hr.forward_intermediates(x, indices=wanted), batch.hr, hr_valid)
+            maps = _run_selected(lambda x: self.hr.forward_maps(x, indices=wanted), batch.hr, hr_valid)
             out.hr_features = [maps[wanted.index(i)] for i in out_indices]
             tokens.append(maps[-1].unsqueeze(1))
             hr_day = batch.hr_day_of_year

@@ -86,7 +86,7 @@ class SwinV2Config:
     # Window size the cpb MLP was pretrained with, per stage: the relative coordinates are divided by
     # (pretrained_window_size - 1) if > 0, else by (actual window - 1), before the log spacing.
     pretrained_window_sizes: tuple[int, ...] = (0, 0, 0, 0)
-    out_indices: tuple[int, ...] = (0, 1, 2, 3)  # stages returned by forward() / forward_intermediates(indices=None)
+    out_indices: tuple[int, ...] = (0, 1, 2, 3)  # stages returned by forward() / forward_maps(indices=None)
     # Stages whose output gets a LayerNorm ``norms.{i}`` before being returned. The released SkySense checkpoint has
     # stage 3's only; the others then start freshly initialised, so keep (3,) to use the released weights as they are.
     output_norm_indices: tuple[int, ...] = (0, 1, 2, 3)
@@ -522,7 +522,7 @@ class SwinTransformerV2(Encoder):
                 f"(patch {config.patch_size} x 2**{config.num_stages - 1} merges), got {height}x{width}"
             )
 
-    def forward_intermediates(self, x: torch.Tensor, indices: list[int] | None = None) -> list[torch.Tensor]:
+    def forward_maps(self, x: torch.Tensor, indices: list[int] | None = None) -> list[torch.Tensor]:
         """Stage outputs, NCHW, each through its output norm if the stage is in ``output_norm_indices``.
 
         Args:

@@ -109,7 +109,7 @@ class VisionTransformer(Encoder):
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)
         return x + pos_embed
 
-    def forward_intermediates(self, x: torch.Tensor, indices: list[int] | None = None) -> list[torch.Tensor]:
+    def forward_maps(self, x: torch.Tensor, indices: list[int] | None = None) -> list[torch.Tensor]:
         """Token maps of the selected blocks.
 
         Args:
