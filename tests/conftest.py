@@ -20,6 +20,19 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests of every module that reads ../shared/data ``real_data``: ``-m "not real_data"`` runs what a
+    clone without that folder can run (the real-data tests skip there anyway), ``-m "not slow"`` the quick loop."""
+    sources: dict[Path, bool] = {}
+    for item in items:
+        module = Path(str(item.fspath))
+        if module not in sources:
+            text = module.read_text() if module.suffix == ".py" else ""
+            sources[module] = "shared_path(" in text or "SHARED_DATA" in text
+        if sources[module]:
+            item.add_marker(pytest.mark.real_data)
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 
 from skysense.cli import main
@@ -15,6 +16,7 @@ from tests.conftest import shared_path
 from tests.reliability.scene_fixtures import segmentation_checkpoint
 
 
+@pytest.mark.slow
 def test_float16_embeddings_and_the_size_line(capsys, tmp_path: Path) -> None:
     weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
     chip = shared_path("sen1floods11_samples", "sample_data", "S1", "Spain_6860600_S1Hand.tif")

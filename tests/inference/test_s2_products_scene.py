@@ -17,6 +17,7 @@ from skysense.models.weights import save_pretrained
 from tests.data.s2_safe import CLOUD, write_safe, zip_safe
 
 
+@pytest.mark.slow
 def test_embed_reads_safe_folder_zip_and_img_data_alike(capsys, tmp_path: Path) -> None:
     weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
     safe = write_safe(tmp_path / "products")
@@ -43,6 +44,7 @@ def test_embed_reads_safe_folder_zip_and_img_data_alike(capsys, tmp_path: Path) 
     assert cloudy[CLOUD[0], CLOUD[1]].all() and not cloudy[200:, 200:].any()
 
 
+@pytest.mark.slow
 def test_embed_mosaics_the_tiles_of_a_date(capsys, tmp_path: Path) -> None:
     """A folder of two overlapping MGRS tiles of one date (the chip's left and right 300 columns) embeds as the whole
     chip's product does: one scene on the union of the tiles, no seam."""

@@ -153,6 +153,7 @@ def test_wrong_units_and_bad_tiles_are_refused(hr_checkpoint: Path, tmp_path: Pa
     assert not (tmp_path / "x.tif").exists()
 
 
+@pytest.mark.slow
 def test_cli_s1_flood_map_on_sen1floods11_chip(tmp_path: Path) -> None:
     """A Sentinel-1 segmentation checkpoint from `skysense fit` over a Sen1Floods11 chip in EPSG:4326 (no HR
     image: the S1 grid is the scene's); the all-NaN Paraguay chip gives an all-nodata map; embeddings too."""
@@ -185,6 +186,7 @@ def test_cli_s1_flood_map_on_sen1floods11_chip(tmp_path: Path) -> None:
     assert values.shape[1:] == (512, 512) and profile["crs"].to_epsg() == 4326 and profile["dtype"] == "float32"
 
 
+@pytest.mark.slow
 def test_onnx_export_matches_pytorch(hr_checkpoint: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     import onnxruntime

@@ -121,6 +121,7 @@ def _worker(rank: int, world_size: int, init_file: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("world_size", [1, 2])
 def test_sharded_steps_match_the_unsharded_model(world_size: int, tmp_path: Path) -> None:
     mp.spawn(_worker, args=(world_size, str(tmp_path / "rendezvous")), nprocs=world_size, join=True)

@@ -42,6 +42,7 @@ def _nwpu_batch(ids: range, size: int = 256) -> tuple[NWPUVHR10, list]:
     return dataset, [collate([dataset[i] for i in ids])]
 
 
+@pytest.mark.slow
 def test_detector_learns_real_boxes() -> None:
     """Fit two real NWPU VHR-10 images (storage tanks, 13 boxes, and another scene): the four losses fall and the
     boxes are found again (mAP50 on the fitted images far above a random detector's)."""

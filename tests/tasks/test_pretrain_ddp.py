@@ -33,6 +33,7 @@ STRATEGIES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 def test_two_cpu_processes(tmp_path, strategy: str) -> None:
     shared_path("eurosat_rgb_dev")
@@ -104,6 +105,7 @@ def _pretrain(tmp_path: Path, devices: int, max_steps: int, *extra: str) -> dict
     return {int(r.split(",")[step]): float(r.split(",")[loss]) for r in rows[1:] if r.split(",")[loss]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("devices", [1, 2])
 def test_fsdp_distributed_checkpoint_resumes(tmp_path: Path, devices: int) -> None:
     """A run resumed from a distributed checkpoint (every process its shard of the model and of AdamW's state,

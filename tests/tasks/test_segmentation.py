@@ -33,6 +33,7 @@ def test_cli_fit_and_test_on_sen1floods11(tmp_path: Path, monkeypatch: pytest.Mo
         assert column in metrics, column
 
 
+@pytest.mark.slow
 def test_s1_water_segmentation_learns(tmp_path: Path) -> None:
     """60 steps on real S1 tiles of 8 flood events; scored on 2 other events: water IoU well above nothing."""
     data = Sen1Floods11DataModule(shared_path("sen1floods11_samples"), mode="s1", tile_size=64, splits_dir=SPLITS,
