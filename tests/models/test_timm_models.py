@@ -28,6 +28,11 @@ def test_features_only_through_timms_feature_getter() -> None:
     assert [tuple(m.shape) for m in maps] == [(2, 64, 8, 8), (2, 256, 2, 2)]
     s2 = timm.create_model("skysense_s2_tiny", features_only=True, out_indices=2)  # the last two blocks
     assert [tuple(m.shape) for m in s2(torch.randn(2, 10, 32, 32))] == [(2, 64, 8, 8)] * 2
+    # the default outputs: timm's last 4 blocks of a ViT, or every block of the tiny preset's 2
+    for name, outputs in (("skysense_s1_tiny", 2), ("skysense_s1_small", 4)):
+        default = timm.create_model(name, features_only=True)
+        assert len(default.feature_info.out_indices) == outputs, name
+        assert len(default(torch.randn(1, 2, 32, 32))) == outputs, name
 
 
 def test_forward_intermediates_follows_timms_contract() -> None:

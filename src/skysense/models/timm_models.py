@@ -42,7 +42,9 @@ def _build(modality: str, preset: str, pretrained: bool = False, **kwargs: Any) 
     if config is None:
         raise ValueError(f"preset {preset!r} has no {modality} encoder")
     cls = SwinTransformerV2 if modality == "hr" else VisionTransformer
-    out_indices = tuple(range(config.num_stages)) if modality == "hr" else 4
+    # features_only's default outputs: every Swin stage; the last 4 ViT blocks (timm's ViT default), or all of a
+    # shallower ViT
+    out_indices = tuple(range(config.num_stages)) if modality == "hr" else min(4, config.depth)
     pretrained_cfg = {"architecture": f"skysense_{modality}_{preset}", "num_classes": 0}
     given = kwargs.pop("pretrained_cfg", None)  # timm.create_model resolves pretrained_cfg_overlay into it
     if given is not None:
