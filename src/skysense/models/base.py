@@ -119,8 +119,7 @@ class Encoder(nn.Module):
             intermediates = [m.permute(0, 2, 3, 1) for m in intermediates]
         if intermediates_only:
             return intermediates
-        final = maps.get(count - 1) if final_needed else None
-        return final, intermediates
+        return (maps[count - 1] if final_needed else None), intermediates
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The deepest feature map (B, C, H / r, W / r), NCHW."""
