@@ -11,8 +11,10 @@ with the same model, tile, stride and batch on the whole scene read into one ten
 the read to the class map in memory (writing is left to its user).
 
 Rows: the scene pipeline (read → normalise → forward → blend → COG) per scene size, and the bare forward of the
-same model on the scene's first ``--bare-tiles`` tiles, pre-read into memory, same batch size. The ratio compares
-tiles per second. The model is the tiny preset with an HR UperNet head (random init: speed does not depend on the
+same model on the scene's first ``--bare-tiles`` tiles (0: all of them, the same tiles as the pipeline), pre-read
+into memory, same batch size, in the same process right after the pipeline. The ratio compares tiles per second;
+with ``--repeat N`` the pipeline and the bare forward alternate N times and the pair with the median ratio is shown
+(this shared CPU's speed drifts by ±25 % between runs). The model is the tiny preset with an HR UperNet head (random init: speed does not depend on the
 weights).
 
     python benchmarks/scene.py --sizes 2048 4096 8192 --out runs/scene-bench --terratorch-python venv-tt/bin/python
@@ -199,7 +201,7 @@ def bare_forward(model, sources, args: argparse.Namespace) -> tuple[int, float]:
     modalities = [m for m in model.modalities if m in sources.modalities]
     layout = TileLayout(grid.height, grid.width, args.tile, args.tile - args.overlap, 10**9,
                         scene_alignment(model, sources)[0])  # fmt: skip
-    origins = [(r, c) for r in layout.rows for c in layout.cols][: args.bare_tiles]
+    origins = [(r, c) for r in layout.rows for c in layout.cols][: args.bare_tiles or None]  # 0: every tile
     reader = TileReader(sources, modalities, model.hr_channels)
     batches = [
         stack_inputs([reader.read(r, c, args.tile)[0] for r, c in origins[i : i + args.batch_size]])
@@ -277,24 +279,25 @@ def measure(args: argparse.Namespace) -> dict:
         tiles, skipped = 0, 0  # its own tiling (crops with a trimmed border): compare MP/s, not tiles/s
     elif args.mode in ("scene", "fused", "s2only", "s1only"):
         warm_up(model, sources, args)  # the bare forward below is timed after its warm-up: so is the pipeline
-        report = predict_scene(model, sources, Path(args.out) / f"{args.mode}_{hr.stem}.tif", tile=args.tile,
-                               overlap=args.overlap, batch_size=args.batch_size, progress=False, device=args.device,
-                               precision=args.precision, workers=args.workers, dtype=args.dtype,
-                               compress=args.compress)  # fmt: skip
+        pairs = []  # (pipeline report, bare tiles/s): alternated, since this CPU's speed drifts by ±25 %
+        peak = None
+        for _ in range(args.repeat):
+            report = predict_scene(model, sources, Path(args.out) / f"{args.mode}_{hr.stem}.tif", tile=args.tile,
+                                   overlap=args.overlap, batch_size=args.batch_size, progress=False,
+                                   device=args.device, precision=args.precision, workers=args.workers,
+                                   dtype=args.dtype, compress=args.compress)  # fmt: skip
+            peak = peak or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # MiB, before any bare run
+            bare_tiles, bare_seconds = bare_forward(model, sources, args)
+            pairs.append((report, bare_tiles / bare_seconds))
+        # the pair of the median ratio (its pipeline run's stages with it)
+        pairs.sort(key=lambda pair: pair[1] * pair[0].seconds)
+        report, bare = pairs[len(pairs) // 2]
         tiles, seconds, skipped = report.tiles - report.skipped, report.seconds, report.skipped
         stages = report.stages
     else:
         tiles, seconds = bare_forward(model, sources, args)
-        skipped = 0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # MiB (before the bare forward below)
-    bare = None
-    if args.mode in (
-        "scene",
-        "s2only",
-        "s1only",
-    ):  # the bare forward right after, in the same process: this CPU's speed drifts by ±25 %
-        bare_tiles, bare_seconds = bare_forward(model, sources, args)
-        bare = bare_tiles / bare_seconds
+        skipped, bare = 0, None
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
     return {"mode": args.mode, "scene": hr.stem, "tiles": tiles, "skipped": skipped, "seconds": seconds,
             "bare_tiles_per_s": bare,
             "tiles_per_s": tiles / seconds if tiles else None, "megapixels": None if args.mode == "bare" else
@@ -309,10 +312,21 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--bare-tiles", type=int, default=32)
+    parser.add_argument("--bare-tiles", type=int, default=32, help="tiles of the bare forward (0: the scene's all)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="pipeline and bare runs, alternated in one process; the pair of median ratio is shown",
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--workers", type=int, default=1, help="reader threads of the pipeline")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="reader threads of the pipeline (default: predict_scene's, 0 on a CPU, 1 on a GPU)",
+    )
     parser.add_argument("--precision", default="32", choices=["32", "bf16"])
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "scene-bench")
     parser.add_argument(
@@ -327,7 +341,7 @@ def main() -> None:
                         help="which Sentinel-only scenes to run")  # fmt: skip
     parser.add_argument("--preset", default="tiny", help="the HR segmenter's preset (UperNet head, random init)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="embedding output")
-    parser.add_argument("--compress", default="deflate", help="the output's GeoTIFF compression")
+    parser.add_argument("--compress", default="auto", help="the output's GeoTIFF compression")
     parser.add_argument("--mode", choices=["scene", "bare", "fused", "terratorch", "s2only", "s1only"],
                         help=argparse.SUPPRESS)  # fmt: skip
     parser.add_argument("--hr", help=argparse.SUPPRESS)
@@ -343,8 +357,8 @@ def main() -> None:
     common = [sys.executable, __file__, "--tile", str(args.tile), "--overlap", str(args.overlap), "--batch-size",
               str(args.batch_size), "--bare-tiles", str(args.bare_tiles), "--threads", str(args.threads),
               "--out", str(args.out), "--checkpoint", str(checkpoint), "--device", args.device,
-              "--precision", args.precision, "--workers", str(args.workers), "--dtype", args.dtype,
-              "--compress", args.compress]  # fmt: skip
+              "--precision", args.precision, "--dtype", args.dtype, "--compress", args.compress, "--repeat",
+              str(args.repeat)] + (["--workers", str(args.workers)] if args.workers is not None else [])  # fmt: skip
     runs = []
     for size in [s for s in args.sentinel_sizes if s]:
         for kind in args.sentinel_kinds:
@@ -377,7 +391,8 @@ def main() -> None:
     print(
         f"# tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}, {args.precision}, {args.dtype} output, "
         f"{args.compress}, {args.preset} preset (HR runs), device warmed up before every timed run, "
-        f"device {device}\n"
+        f"device {device}, bare forward on {args.bare_tiles or 'all the'} tiles, median of {args.repeat} "
+        f"alternated pair{'s' * (args.repeat > 1)}, pipeline workers {args.workers if args.workers is not None else 'default'}\n"
     )
     print(
         "| run | scene | tiles run | seconds | tiles/s | MP/s (scene) | × bare forward (same process) | peak RSS MiB |"

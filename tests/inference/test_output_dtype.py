@@ -46,7 +46,8 @@ def test_float16_embeddings_and_the_size_line(capsys, tmp_path: Path) -> None:
 
 def test_overviews_for_class_maps_not_for_embeddings(tmp_path: Path) -> None:
     """With 128-px blocks on the 512² chip, the class map is a COG with overviews; the 128-band embedding is a COG
-    without (its overviews cost as much as the model did on a 1933² scene, docs/benchmarks.md)."""
+    without (its overviews cost as much as the model did on a 1933² scene, docs/benchmarks.md), interleaved by band:
+    its directory comes first, then every tile in order, band after band, row after row."""
     from skysense.inference import SceneSources, SeriesSource, load_scene_model, predict_scene
 
     chip = shared_path("sen1floods11_samples", "sample_data", "S1", "Spain_6860600_S1Hand.tif")
@@ -57,5 +58,13 @@ def test_overviews_for_class_maps_not_for_embeddings(tmp_path: Path) -> None:
                         (load_scene_model(checkpoint), "map.tif")):  # fmt: skip
         report = predict_scene(model, sources, tmp_path / name, block=128, progress=False)
         with rasterio.open(report.output) as dataset:
-            assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
             assert bool(dataset.overviews(1)) == (name == "map.tif"), (name, dataset.count, dataset.overviews(1))
+            if name == "map.tif":  # GDAL's COG driver: its layout marker
+                assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+                continue
+            assert dataset.tags(ns="IMAGE_STRUCTURE")["INTERLEAVE"] == "BAND"
+            assert dataset.block_shapes[0] == (128, 128) and dataset.count == 128
+            blocks = [(band, row, col) for band in range(1, 129) for row in range(4) for col in range(4)]
+            offsets = [int(dataset.get_tag_item(f"BLOCK_OFFSET_{c}_{r}", "TIFF", bidx=b)) for b, r, c in blocks]
+            assert int(dataset.get_tag_item("IFD_OFFSET", "TIFF", bidx=1)) < offsets[0]
+            assert offsets == sorted(offsets)

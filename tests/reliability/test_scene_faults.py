@@ -245,10 +245,11 @@ def test_ctrl_c_before_a_row_is_finished_leaves_nothing(hr_checkpoint: Path, cog
 
 
 def _one_skysense_line(err: str) -> bool:
-    """One line of skysense's, the last; before it only libtiff's own "_tiffWriteProc: File too large." lines,
-    which the C library prints to the terminal itself on a failed write."""
+    """One line of skysense's, the last; before it only libtiff's own "_tiffWriteProc: File too large." (or
+    "_tiffSeekProc: …") lines, which the C library prints to the terminal itself on a failed write."""
     lines = err.strip().splitlines()
-    return lines[-1].startswith("skysense predict: ") and all(line.startswith("_tiffWriteProc") for line in lines[:-1])
+    libtiff = ("_tiffWriteProc: ", "_tiffSeekProc: ")
+    return lines[-1].startswith("skysense predict: ") and all(line.startswith(libtiff) for line in lines[:-1])
 
 
 def _limit_file_size(limit: int):
@@ -291,6 +292,27 @@ def test_full_disk_while_publishing_keeps_the_rows_then_resumes(
     reference = tmp_path / "reference.tif"
     assert main(_predict(hr_checkpoint, cogeo, reference, "--chunk", "256", "--probabilities")) == 0
     assert sha256(output) == sha256(reference)
+
+
+def test_full_disk_in_an_uncompressed_embedding_row_is_not_recorded(tmp_path: Path) -> None:
+    """A 128-band embedding's scratch rows are uncompressed, and GDAL closed such a row truncated at the file-size
+    limit without an error (it was recorded as finished, and the publish failed on it later, or a resume read it).
+    Now: exit 1 with one line naming the row file, nothing kept, no output."""
+    from skysense.models.registry import create_model
+    from skysense.models.weights import save_pretrained
+
+    weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
+    chip = _crop(shared_path(*S1_CHIPS, "Spain_6860600_S1Hand.tif"), tmp_path / "small.tif", 256)
+    output = tmp_path / "embedding.tif"
+    args = ["embed", "--checkpoint", weights, "--s1", chip, "--s1-dates", "2019-09-18", "--source", "s1",
+            "--output", output, "--no-progress"]  # fmt: skip
+    process = skysense_process(args, preexec_fn=_limit_file_size(8 << 20))
+    _, err = process.communicate(timeout=300)
+    lines = err.strip().splitlines()
+    assert process.returncode == 1 and lines[-1].startswith("skysense embed: "), err
+    assert "row_00000.tif.tmp: cannot write chunk row 0 of the output" in lines[-1] and "past the file's end" in err
+    assert "nothing worth resuming" in lines[-1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.tif", "tiny.safetensors"]
 
 
 # ----------------------------------------------------------------------------------------------------------------

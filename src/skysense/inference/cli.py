@@ -46,9 +46,15 @@ def _add_scene_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk", type=int_at_least(1), help="output chunk side, output pixels, >= the tile "
                         "(default: ~100 MB of accumulator)")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, …)")
-    parser.add_argument("--workers", type=int_at_least(0), default=1, help="reader threads (raise on a GPU, default 1)")
+    parser.add_argument(
+        "--workers",
+        type=int_at_least(0),
+        default=None,
+        help="reader threads (default: 1 on a GPU, 0 on a CPU: reads between forwards)",
+    )
     parser.add_argument("--precision", default="32", choices=["32", "bf16"], help="bf16: autocast")
-    parser.add_argument("--compress", default="deflate", help="GeoTIFF compression (deflate, zstd, lzw)")
+    parser.add_argument("--compress", default="auto", help="GeoTIFF compression (deflate, zstd, lzw, none; default "
+                        "auto: deflate for class maps, zstd for probabilities and embeddings)")  # fmt: skip
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16"],
                         help="probabilities/embeddings as float32, or float16 (half the size)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -217,10 +217,10 @@ def predict_scene(
     chunk: int | None = None,
     device: str | torch.device = "cpu",
     precision: str = "32",
-    compress: str = "deflate",
+    compress: str = "auto",
     block: int = 512,
     prefetch: int = 2,
-    workers: int = 1,
+    workers: int | None = None,
     gdal_cache_mb: int = 64,
     progress: bool = True,
     on_chunk: Callable[[int, int], None] | None = None,
@@ -251,11 +251,16 @@ def predict_scene(
         chunk: chunk side in output pixels, at least the tile in output pixels (default: sized for about 100 MB of
             accumulator).
         device: torch device; precision: "32" or "bf16" (autocast).
-        compress: GeoTIFF compression; block: internal tile size of the output.
+        compress: GeoTIFF compression ("deflate", "zstd", "lzw", "none", ...); "auto": DEFLATE for class maps (one
+            byte per pixel: small either way, and readable by every GeoTIFF reader), ZSTD for probabilities and
+            embeddings, whose float bands it compresses as small as DEFLATE in less than half the time (512² × 128
+            float32 bands: 87 MiB either way, 0.38 s against 0.93 s), with GDAL ≥ 2.3 (QGIS, rasterio, xarray).
+        block: internal tile size of the output.
         prefetch: batches read ahead (at least ``workers``).
         workers: reader threads, each with its own open files (more when a GPU waits for the CPU); 0 reads in the
-            calling thread, between forwards (on a CPU with few cores, where a reader thread slows the model's own
-            threads more than it saves).
+            calling thread, between forwards. Default: 1 on a GPU, 0 on a CPU, where the model's threads already
+            use every core and a reader thread only preempts them (a 512² S2 scene on 2 cores: 12 % slower
+            forwards with one reader thread, 5 % without).
         gdal_cache_mb: GDAL block-cache cap during the run.
         progress: show a progress bar (tiles/s).
         on_chunk: called with (chunk row, chunk column) after each chunk is written (for progress or tests).
@@ -285,6 +290,8 @@ def predict_scene(
     if overlap is None:  # a quarter of the default tile, or of a smaller tile given
         overlap = min(default_tile, tile if tile is not None else default_tile) // 4
     tile = tile if tile is not None else default_tile
+    if workers is None:
+        workers = 0 if torch.device(device).type == "cpu" else 1
     check_scene_options(tile=tile, overlap=overlap, batch_size=batch_size, chunk=chunk, workers=workers,
                         prefetch=prefetch, block=block)  # fmt: skip
     kind = output_kind or model.kind
@@ -294,6 +301,8 @@ def predict_scene(
     if precision not in ("32", "bf16"):
         raise UsageError(f"--precision: must be '32' or 'bf16', got {precision!r}")
     check_dtype(dtype, kind)
+    if compress == "auto":
+        compress = "deflate" if kind == "classes" else "zstd"
     keep = {name: getattr(sources, name) if name in model.modalities else None for name in ("hr", "s2", "s1")}
     if not any(keep.values()):
         raise UsageError(f"the model reads {model.modalities}, the scene gives {sources.modalities}")
@@ -383,7 +392,7 @@ def predict_scene(
         model.network.to(device)
         n_rows, n_cols = layout.chunk_grid
         row_spans = [(a, a * chunk, min(chunk, out_grid.height - a * chunk)) for a in range(n_rows)]
-        prefetch = max(prefetch, workers)
+        prefetch = max(prefetch, workers) if workers else 0  # reading in this thread: one batch at a time
         local, readers, lock = threading.local(), [], threading.Lock()
 
         def reader() -> TileReader:  # one per reader thread: open dataset handles are not shared across threads
@@ -452,8 +461,16 @@ def predict_scene(
                 return items, read, run, stacked, with_input
 
             batches = _batches(flat, batch_size, lambda item: chunks[item[0]][0])
+
+            def submit(items: list[tuple[int, int, int]]) -> Future:
+                if executor is not None:
+                    return executor.submit(read_batch, items)
+                with timed("read"):  # read now, in this thread
+                    return _submit(None, read_batch, items)
+
+            stages["prepare"] = time.perf_counter() - start
             for items in batches:
-                pending.append(_submit(executor, read_batch, items))
+                pending.append(submit(items))
                 if len(pending) > prefetch:
                     break
             if progress:
@@ -486,13 +503,12 @@ def predict_scene(
                         with timed("blend"):
                             blender.start_chunk(a, b)
 
-            stages["prepare"] = time.perf_counter() - start
             while pending:
                 with timed("read"):
                     items, read, run, stacked, with_input = pending.pop(0).result()
                 nxt = next(batches, None)
                 if nxt is not None:
-                    pending.append(_submit(executor, read_batch, nxt))
+                    pending.append(submit(nxt))
                 skipped += len(items) - len(run)
                 tiles_with_input += with_input
                 outputs = None

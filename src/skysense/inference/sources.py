@@ -37,6 +37,7 @@ from skysense.data.products import S2Product, find_s2_products, is_s2_product_pa
 from skysense.data.products.sentinel1 import S1Pair, check_geocoded, group_polarisations
 from skysense.data.products.stac import StacItem, is_stac_path, read_stac
 from skysense.data.raster import RasterFile, check_readable, hr_bands_from_tags, raster_info, resolve_bands
+from skysense.data.raster.pool import RasterPool
 from skysense.data.sensors import HR_RGB, HR_RGBN, Sensor, check_units, get_sensor
 from skysense.data.series import _series_files, frames_that_count, read_time_series
 from skysense.errors import InputError, UsageError
@@ -289,6 +290,8 @@ class TileReader:
             raise ValueError(f"the model reads {missing} but the scene has only {sources.modalities}")
         self.grid = sources.grid
         self.input_valid = False  # set by read()
+        # the series' files stay open from tile to tile, so that GDAL's block cache serves neighbouring tiles
+        self._pool = RasterPool()
         self._hr: RasterFile | None = None
         self.hr_sensor: Sensor | None = None
         if "hr" in self.modalities:
@@ -322,12 +325,14 @@ class TileReader:
                         check_readable(path)
                     # one Sentinel pixel through the whole read: a file without the sensor's bands (a 4-band stack
                     # given as S2, a product of the other level) is refused now, not at the first tile of the run
-                    self._read_series(name, 0, 0, self.sources.sentinel_scale)
+                    with self._pool.active():
+                        self._read_series(name, 0, 0, self.sources.sentinel_scale)
             self.input_valid = False
 
     def close(self) -> None:
         if self._hr is not None:
             self._hr.close()
+        self._pool.close()
 
     # ------------------------------------------------------------------------------------------------------------
     def _sentinel_grid(self, row: int, col: int, size: int) -> Grid:
@@ -387,7 +392,8 @@ class TileReader:
         for name in SENTINEL:
             if name not in self.modalities:
                 continue
-            frames, days, frame_ok, sentinel_valid = self._read_series(name, row, col, size)
+            with self._pool.active():
+                frames, days, frame_ok, sentinel_valid = self._read_series(name, row, col, size)
             fields[name] = frames
             fields[f"{name}_day_of_year"] = days
             fields[f"{name}_valid"] = frame_ok

@@ -1,12 +1,14 @@
 """Streaming, crash-safe GeoTIFF output.
 
-Each chunk row of the output is written into its own tiled, compressed GeoTIFF in the run's scratch folder
-(``<output>.partial.d/rows/row_<a>.tif``), which is closed, fsynced and renamed into place when the row is complete
+Each chunk row of the output is written into its own tiled GeoTIFF in the run's scratch folder
+(``<output>.partial.d/rows/row_<a>.tif``; compressed up to 16 bands, uncompressed beyond), which is closed, checked
+(:func:`check_blocks_written`), fsynced and renamed into place when the row is complete
 (:meth:`SceneWriter.finish_row`): a row file on disk is always whole. At the end the rows are stacked by a VRT and
-copied by GDAL's COG driver into ``<output>.partial.d/output.tif`` (internal tiles; overviews for outputs of up to 16 bands), which is fsynced and
-renamed onto the output only then: an interrupted run never leaves a corrupt, half-written or mixed output, and a
-resumed run (which rewrites only the rows after the last finished one) publishes exactly what an uninterrupted run
-would.
+copied into ``<output>.partial.d/output.tif`` (a COG: GDAL's COG driver with overviews up to 16 bands, its GTiff
+driver in the same layout interleaved by band beyond; see :meth:`SceneWriter._publish_options`), which is checked,
+fsynced and renamed onto the output only then: an interrupted run never leaves a corrupt, half-written or mixed
+output, and a resumed run (which rewrites only the rows after the last finished one) publishes exactly what an
+uninterrupted run would.
 
 Class maps are uint8 with nodata 255 and a colour table; probabilities and embeddings are float32 with nodata NaN.
 The CRS is the input's; the transform is the input's scaled by the output stride (the resolution is written into
@@ -73,6 +75,32 @@ def _writing(path: str | Path, what: str) -> Iterator[None]:
         if isinstance(err, OutputError):
             raise
         raise OutputError.writing(path, what, err) from err
+
+
+def check_blocks_written(path: Path, what: str) -> None:
+    """Refuse a closed GeoTIFF with a block that lies outside the file or was never written.
+
+    GDAL does not raise every failed write: an uncompressed tiled row file that reached a file-size limit closed
+    without an error, truncated at the limit and with its directory never rewritten, and was recorded as finished
+    (tests/reliability caught it). Every block of every band is checked against the file's size through the block
+    offsets and sizes GDAL reports (``BLOCK_OFFSET_x_y`` / ``BLOCK_SIZE_x_y``), which costs no pixel read.
+
+    Raises:
+        OutputError: naming the file and the block.
+    """
+    size = path.stat().st_size
+    with _writing(path, what), rasterio.open(path) as src:
+        block_rows, block_cols = src.block_shapes[0]
+        separate = src.tags(ns="IMAGE_STRUCTURE").get("INTERLEAVE") == "BAND"
+        for band in range(1, src.count + 1) if separate else (1,):
+            for row in range(-(-src.height // block_rows)):
+                for col in range(-(-src.width // block_cols)):
+                    offset = src.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=band)
+                    length = src.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=band)
+                    if not offset or not length or int(offset) + int(length) > size:
+                        raise OutputError.writing(
+                            path, what, OSError(f"block ({row}, {col}) of band {band} lies past the file's end")
+                        )
 
 
 def scratch_path(output: Path) -> Path:
@@ -161,12 +189,15 @@ class SceneWriter:
             tiled=True,
             blockxsize=block,
             blockysize=block,
-            compress="zstd",  # scratch rows: fast; the published COG gets ``compress``
-            ZSTD_LEVEL=1,
-            predictor=2 if kind == "classes" else 3,
             interleave="pixel" if self.count <= 4 else "band",
             BIGTIFF="IF_SAFER",
         )
+        # Scratch rows of up to OVERVIEW_BANDS bands (class maps, a few probabilities) are compressed, for next to
+        # nothing. Wider rows (embeddings) stay uncompressed: 128 noisy floats per pixel shrink by a third at best,
+        # and compressing them on the writer thread took CPU from the model (on 2 cores, 1.2 s of a 9.4 s 512² S2
+        # run), only to be decompressed again by the publish. The published file gets ``compress``.
+        if self.count <= OVERVIEW_BANDS:
+            self.profile.update(compress="zstd", ZSTD_LEVEL=1, predictor=2 if kind == "classes" else 3)
         if self.half:
             self.profile["NBITS"] = 16
         self._row: tuple[int, int, int] | None = None  # (chunk row, first output row, rows)
@@ -213,9 +244,12 @@ class SceneWriter:
             raise RuntimeError("finish_row without start_row")
         temporary = Path(self._dst.name)
         final = self.row_file(self._row[0])
-        with _writing(temporary, f"chunk row {self._row[0]} of the output"):
+        what = f"chunk row {self._row[0]} of the output"
+        with _writing(temporary, what):
             self._dst.close()
             self._dst = None
+        check_blocks_written(temporary, what)
+        with _writing(temporary, what):
             durable_replace(temporary, final)
         self._row = None
         return final
@@ -263,6 +297,46 @@ class SceneWriter:
                 ET.SubElement(source, "DstRect", xOff="0", yOff=str(row0), **size)
         return ET.tostring(root, encoding="unicode")
 
+    def _publish_options(self) -> dict[str, Any]:
+        """GDAL's driver and creation options of the published file.
+
+        Up to :data:`OVERVIEW_BANDS` bands (class maps, a few class probabilities): GDAL's COG driver, with overviews,
+        which is what a viewer pans. More bands (embeddings): no overviews — they cost as much as the model did
+        (237 s of a 522 s 1933² S2 scene: GDAL rereads the band-interleaved data beyond its block cache) for images
+        nobody views, and ``gdaladdo`` adds them when wanted — and GDAL's GTiff driver with ``COPY_SRC_OVERVIEWS``,
+        the COG layout the COG driver itself builds on (directories first, then the tiles in order), band by band:
+        GDAL 3.10's COG driver interleaves by pixel, whose 128-band tiles compress worse and twice as slowly (512²
+        × 128 float32 with ZSTD: 92 MiB in 0.79 s against 87 MiB in 0.38 s by band).
+        """
+        kind_floats = self.kind != "classes"
+        compress = self.compress.upper()
+        options: dict[str, Any] = dict(COMPRESS=compress, BIGTIFF="IF_SAFER")
+        if self.half:
+            options["NBITS"] = 16
+        if compress not in ("NONE", "JPEG", "WEBP"):
+            options["PREDICTOR"] = 3 if kind_floats else 2
+        # noisy floats compress no better at higher levels (90 vs 89 MiB), only slower
+        level = 1 if kind_floats and compress in ("DEFLATE", "ZSTD", "LZMA") else None
+        # No NUM_THREADS: with GDAL's threaded compression a failed write (a full disk) is printed by libtiff but
+        # not raised, and a truncated COG would be published (tests/reliability: the full-disk case caught it).
+        if self.count > OVERVIEW_BANDS:
+            options.update(driver="GTiff", TILED="YES", BLOCKXSIZE=self.block, BLOCKYSIZE=self.block,
+                           INTERLEAVE="BAND", COPY_SRC_OVERVIEWS="YES")  # fmt: skip
+            if level is not None:
+                options[{"DEFLATE": "ZLEVEL", "ZSTD": "ZSTD_LEVEL", "LZMA": "LZMA_PRESET"}[compress]] = level
+            return options
+        resampling = "NEAREST" if self.kind == "classes" else "AVERAGE"
+        options.update(driver="COG", BLOCKSIZE=self.block, RESAMPLING=resampling, OVERVIEW_RESAMPLING=resampling,
+                       OVERVIEWS="AUTO")  # fmt: skip
+        if "PREDICTOR" in options:
+            options["PREDICTOR"] = "FLOATING_POINT" if kind_floats else "YES"
+        if level is not None:
+            options["LEVEL"] = level
+        # The run caps GDAL's block cache (64 MB, constant in the scene's size); building overviews under that cap
+        # rereads the data many times (a 1024² × 128-band test: 43 s against 20 s at 512 MB), so the publish, after
+        # the model is done, gets PUBLISH_CACHE_MB.
+        return options
+
     def finish(self, rows: list[tuple[int, int, int]]) -> Path:
         """Stack the row files ``(chunk row, first output row, rows)`` (every one must be durable), convert them to a
         COG inside the scratch folder, fsync it and rename it onto the output; returns the output."""
@@ -273,26 +347,9 @@ class SceneWriter:
         vrt = scratch / "output.vrt"
         vrt.write_text(self._vrt(rows))
         staging = scratch / "output.tif"
-        resampling = "NEAREST" if self.kind == "classes" else "AVERAGE"
-        predictor = "YES" if self.kind == "classes" else "FLOATING_POINT"
-        half = {"NBITS": 16} if self.half else {}
-        if self.kind != "classes" and self.compress.upper() in ("DEFLATE", "ZSTD", "LZMA"):
-            half["LEVEL"] = 1  # noisy floats compress no better at higher levels (90 vs 89 MiB), only slower
-        # Overviews for outputs of up to OVERVIEW_BANDS bands (class maps, a few class probabilities): what a viewer
-        # pans. A 128-band embedding's overviews cost as much as the model did (237 s of a 522 s 1933² S2 scene: GDAL
-        # rereads the band-interleaved data beyond its block cache) for images nobody views; `gdaladdo` adds them.
-        half["OVERVIEWS"] = "AUTO" if self.count <= OVERVIEW_BANDS else "NONE"
-        # No NUM_THREADS: with GDAL's threaded compression a failed write (a full disk) is printed by libtiff but
-        # not raised, and a truncated COG would be published (tests/reliability: the full-disk case caught it).
-        # The run caps GDAL's block cache (64 MB, constant in the scene's size); building overviews under that cap
-        # rereads the data many times (a 1024² × 128-band test: 43 s against 20 s at 512 MB), so the publish, after
-        # the model is done, gets PUBLISH_CACHE_MB.
         with _writing(staging, "the Cloud-Optimized GeoTIFF"), rasterio.Env(GDAL_CACHEMAX=PUBLISH_CACHE_MB * 2**20):
-            rasterio.shutil.copy(
-                vrt, staging, driver="COG", COMPRESS=self.compress.upper(), BLOCKSIZE=self.block,
-                RESAMPLING=resampling, OVERVIEW_RESAMPLING=resampling, PREDICTOR=predictor, BIGTIFF="IF_SAFER",
-                **half,
-            )  # fmt: skip
+            rasterio.shutil.copy(vrt, staging, **self._publish_options())
+        check_blocks_written(staging, "the Cloud-Optimized GeoTIFF")
         with _writing(self.output, "the output"):
             durable_replace(staging, self.output)
         return self.output

@@ -20,6 +20,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from skysense.containers import Bounds, Grid
+from skysense.data.raster.pool import active_pool
 from skysense.errors import InputError
 
 
@@ -160,6 +161,14 @@ def _info_of(src: rasterio.io.DatasetReader, path: Path) -> RasterInfo:
 
 
 def _open(path: Path) -> rasterio.io.DatasetReader:
+    """Open ``path`` (through the thread's :class:`~skysense.data.raster.pool.RasterPool` when one is active)."""
+    pool = active_pool()
+    if pool is not None:
+        return pool.dataset(path, lambda: _open_new(path))
+    return _open_new(path)
+
+
+def _open_new(path: Path) -> rasterio.io.DatasetReader:
     _check_exists(path)
     try:
         with warnings.catch_warnings():
@@ -170,6 +179,13 @@ def _open(path: Path) -> rasterio.io.DatasetReader:
 
 
 def _checked_info(src: rasterio.io.DatasetReader, path: Path) -> RasterInfo:
+    pool = active_pool()
+    if pool is not None:
+        return pool.info(path, lambda: _checked_new_info(src, path))
+    return _checked_new_info(src, path)
+
+
+def _checked_new_info(src: rasterio.io.DatasetReader, path: Path) -> RasterInfo:
     try:
         return _info_of(src, path)
     except RasterioError as err:  # a damaged directory: tags, overviews or masks that do not read
