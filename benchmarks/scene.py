@@ -144,6 +144,58 @@ def build_sentinel_scene(
     return folder
 
 
+S2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
+S2_RESOLUTION = {"B2": 10, "B3": 10, "B4": 10, "B8": 10, "B1": 60, "B9": 60, "B10": 60}  # the others: 20 m
+
+
+def build_s2_safe_scene(size: int, out: Path, dates: tuple[str, ...] = ("20190110", "20190204", "20190301")) -> Path:
+    """The S2 L1C scene of :func:`build_sentinel_scene` as users download it: one ``.SAFE`` product per date, each
+    band a lossless JPEG 2000 file at its own resolution (10/20/60 m: block means of the 10 m values, DN + the 04.00
+    offset of 1000), in GDAL's default 1024² JP2 tiles, with ``MTD_MSIL1C.xml`` and a cloud-free ``MSK_CLASSI``. ``size`` is rounded down to a
+    multiple of 6 (whole 60 m pixels)."""
+    import rasterio
+    from rasterio.transform import Affine
+
+    size = size // 6 * 6
+    folder = out / f"s2safe_{size}"
+    if folder.exists():
+        return folder
+    stacks = build_sentinel_scene("s2", size, out, dates)
+    partial = folder.with_name(folder.name + ".partial")
+    for date in dates:
+        with rasterio.open(stacks / f"S2_{date}.tif") as src:
+            values, crs, transform = src.read().astype(np.float64), src.crs, src.transform
+        time = f"{date}T105619"
+        safe = partial / f"S2B_MSIL1C_{time}_N0400_R094_T30SYH_{date}T131452.SAFE"
+        images = safe / "GRANULE" / f"L1C_T30SYH_A028000_{time}" / "IMG_DATA"
+        images.mkdir(parents=True)
+        (images.parent / "QI_DATA").mkdir()
+        with rasterio.open(images.parent / "QI_DATA" / "MSK_CLASSI_B00.jp2", "w", driver="JP2OpenJPEG",
+                           width=size // 6, height=size // 6, count=3, dtype="uint8", crs=crs,
+                           transform=transform @ Affine.scale(6), QUALITY=100, REVERSIBLE="YES") as dst:  # fmt: skip
+            dst.write(np.zeros((3, size // 6, size // 6), np.uint8))  # clouds, cirrus, snow: none
+        offsets = "".join(f'<RADIO_ADD_OFFSET band_id="{i}">-1000</RADIO_ADD_OFFSET>' for i in range(13))
+        (safe / "MTD_MSIL1C.xml").write_text(
+            '<?xml version="1.0" encoding="UTF-8"?>\n<n1:Level-1C_User_Product xmlns:n1="https://psd-14.sentinel2'
+            '.eo.esa.int/PSD/User_Product_Level-1C.xsd"><n1:General_Info><Product_Info><PRODUCT_TYPE>S2MSI1C'
+            "</PRODUCT_TYPE><PROCESSING_BASELINE>04.00</PROCESSING_BASELINE></Product_Info>"
+            '<Product_Image_Characteristics><QUANTIFICATION_VALUE unit="none">10000</QUANTIFICATION_VALUE>'
+            f"<Radiometric_Offset_List>{offsets}</Radiometric_Offset_List></Product_Image_Characteristics>"
+            "</n1:General_Info></n1:Level-1C_User_Product>"
+        )
+        for index, band in enumerate(S2_BANDS):
+            factor = S2_RESOLUTION.get(band, 20) // 10
+            plane = values[index].reshape(size // factor, factor, size // factor, factor).mean(axis=(1, 3))
+            code = band if band == "B8A" else f"B{int(band[1:]):02d}"
+            with rasterio.open(images / f"T30SYH_{time}_{code}.jp2", "w", driver="JP2OpenJPEG", width=size // factor,
+                               height=size // factor, count=1, dtype="uint16", crs=crs,
+                               transform=transform @ Affine.scale(factor), QUALITY=100,
+                               REVERSIBLE="YES") as dst:  # fmt: skip
+                dst.write(np.rint(plane + 1000).astype(np.uint16)[None])
+    partial.rename(folder)
+    return folder
+
+
 def make_checkpoint(out: Path, preset: str = "tiny") -> Path:
     import lightning
     import torch
@@ -337,6 +389,12 @@ def main() -> None:
                         help="Sentinel-only scenes (S2 L1C and S1, 3 dates each; 0 or none: skip)")  # fmt: skip
     parser.add_argument("--sentinel-tiles", type=int, nargs="+", default=[128, 512],
                         help="tile sides of the Sentinel-only runs (overlap: a quarter)")  # fmt: skip
+    parser.add_argument(
+        "--s2-layout",
+        default="stack",
+        choices=["stack", "safe"],
+        help="S2 scenes as per-date 13-band GeoTIFFs, or as SAFE products of per-band JPEG 2000",
+    )
     parser.add_argument("--sentinel-kinds", nargs="+", default=["s2", "s1"], choices=["s2", "s1"],
                         help="which Sentinel-only scenes to run")  # fmt: skip
     parser.add_argument("--preset", default="tiny", help="the HR segmenter's preset (UperNet head, random init)")
@@ -362,7 +420,10 @@ def main() -> None:
     runs = []
     for size in [s for s in args.sentinel_sizes if s]:
         for kind in args.sentinel_kinds:
-            scene = build_sentinel_scene(kind, size, args.out)
+            if kind == "s2" and args.s2_layout == "safe":
+                scene = build_s2_safe_scene(size, args.out)
+            else:
+                scene = build_sentinel_scene(kind, size, args.out)
             for tile in args.sentinel_tiles:
                 tiled = [*common]
                 tiled[tiled.index("--tile") + 1], tiled[tiled.index("--overlap") + 1] = str(tile), str(tile // 4)
@@ -404,7 +465,8 @@ def main() -> None:
         label = {"bare": f"bare forward, {run['tiles']} tiles in memory", "scene": "skysense predict (HR)",
                  "fused": "skysense embed (HR + S2 L1C + S1, 3 dates each, fused)",
                  "terratorch": "TerraTorch tiled_inference (scene in memory)",
-                 "s2only": f"skysense embed (S2 L1C only, 3 dates, fused; tile {run['tile']})",
+                 "s2only": f"skysense embed (S2 L1C only, 3 dates, fused; tile {run['tile']}"
+                           f"{'; SAFE products, JPEG 2000 bands' if 'safe' in run['scene'] else ''})",
                  "s1only": f"skysense embed (S1 only, 3 dates, fused; tile {run['tile']})"}[run["mode"]]  # fmt: skip
         ratio = f"{run['tiles_per_s'] / run['bare_tiles_per_s']:.2f}" if run.get("bare_tiles_per_s") else "–"
         tiles_per_s = f"{run['tiles_per_s']:.2f}" if run["tiles_per_s"] else "–"

@@ -34,5 +34,7 @@ def test_a_truncated_geotiff_is_refused_naming_the_block(tmp_path: Path, interle
     shutil.copy(whole, cut)
     with cut.open("r+b") as file:
         file.truncate(whole.stat().st_size * 2 // 3)
-    with pytest.raises(OutputError, match=r"cut\.tif: cannot write a test raster \(block \(\d+, \d+\) of band \d+ lies"):
+    with pytest.raises(
+        OutputError, match=r"cut\.tif: cannot write a test raster \(block \(\d+, \d+\) of band \d+ lies"
+    ):
         check_blocks_written(cut, "a test raster")

@@ -57,6 +57,8 @@ def _add_scene_arguments(parser: argparse.ArgumentParser) -> None:
                         "auto: deflate for class maps, zstd for probabilities and embeddings)")  # fmt: skip
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16"],
                         help="probabilities/embeddings as float32, or float16 (half the size)")  # fmt: skip
+    parser.add_argument("--gdal-cache-mb", type=int_at_least(16), help="GDAL block cache in MB (default: two block "
+                        "rows of every input, at least 64, at most a quarter of the memory)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last chunk row")
     parser.add_argument("--allow-ungeoreferenced", action="store_true",
@@ -122,7 +124,7 @@ def _run(args: argparse.Namespace, kind: str, command: str, argv: Sequence[str])
             model, sources, args.output, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
             output_kind=kind, chunk=args.chunk, device=args.device, precision=args.precision, compress=args.compress,
             progress=not args.no_progress, workers=args.workers, resume=args.resume, checkpoint=args.checkpoint,
-            allow_ungeoreferenced=args.allow_ungeoreferenced, dtype=args.dtype,
+            allow_ungeoreferenced=args.allow_ungeoreferenced, dtype=args.dtype, gdal_cache_mb=args.gdal_cache_mb,
         )  # fmt: skip
     except KeyboardInterrupt as err:
         notes = " ".join(getattr(err, "__notes__", []))

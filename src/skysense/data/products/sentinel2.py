@@ -133,12 +133,20 @@ class S2Product:
                 f"{', '.join(b for b in BANDS if b in self.bands)}); use the sensor of its level (--s2-sensor "
                 f"{self.sensor})"
             )
+        by_grid: dict[Grid, list[str]] = {}  # bands of one resolution are put onto the grid in one warp
+        for code in codes:
+            by_grid.setdefault(raster_info(self.bands[code]).grid, []).append(code)
+        planes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for group in by_grid.values():
+            paths = [self.bands[code] for code in group]
+            raster = reproject_to_grid(paths, grid.crs, grid.transform, grid.shape, resampling, nodata=0)
+            planes.update((code, (raster.values[i], raster.valid[i])) for i, code in enumerate(group))
         values, valid = [], []
         for code in codes:
-            raster = reproject_to_grid(self.bands[code], grid.crs, grid.transform, grid.shape, resampling, nodata=0)
-            scaled = (raster.values[0] + self.offsets.get(code, 0.0)) * (10000.0 / self.quantification)
-            values.append(np.maximum(scaled, 0.0, where=raster.valid[0], out=scaled))
-            valid.append(raster.valid[0])
+            plane, ok = planes[code]
+            scaled = (plane + self.offsets.get(code, 0.0)) * (10000.0 / self.quantification)
+            values.append(np.maximum(scaled, 0.0, where=ok, out=scaled))
+            valid.append(ok)
         values_array, valid_array = np.stack(values).astype(np.float32), np.stack(valid)
         if self.mask is not None:
             valid_array &= self._mask_valid(grid)[None]

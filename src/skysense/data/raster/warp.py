@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +57,7 @@ def _aligned_offset(source: Grid, target: Grid) -> tuple[int, int] | None:
 
 
 def reproject_to_grid(
-    source: str | Path | Raster,
+    source: str | Path | Sequence[str | Path] | Raster,
     dst_crs: CRS | str | int,
     dst_transform: Affine,
     dst_shape: tuple[int, int],
@@ -75,7 +77,8 @@ def reproject_to_grid(
     source window covering the target is read.
 
     Args:
-        source: a file, or a :class:`Raster` already read.
+        source: a file, files on one grid (a product's bands of one resolution: their bands stacked in order, put
+            onto the target in one warp), or a :class:`Raster` already read.
         dst_crs: target CRS ("EPSG:32630", an EPSG code or a ``CRS``).
         dst_transform: target affine transform.
         dst_shape: target (height, width).
@@ -100,26 +103,54 @@ def reproject_to_grid(
         else:
             out = _resample(source, target, method)
     else:
-        with RasterFile(source) as raster_file:
-            info = raster_file.info
-            _require_crs(info.crs, info.path, target)
-            indexes = resolve_bands(info, bands)
-            offset = _aligned_offset(info.grid, target)
-            if offset is not None:  # a plain window of the file: no resampling
-                window = Window(offset[1], offset[0], target.width, target.height)
-                out = raster_file.read(indexes, window, boundless=True, nodata=nodata)
-            else:
-                window = _source_window(info, target)
-                if window is None:  # the target lies outside the file: nothing valid
-                    shape = (len(indexes), *target.shape)
-                    names = tuple(info.band_names[i - 1] for i in indexes)
-                    out = Raster(
-                        np.full(shape, np.nan, np.float32), np.zeros(shape, bool), names, None, None, info.path
-                    )
-                else:
-                    out = _resample(raster_file.read(indexes, window, nodata=nodata), target, method)
+        paths = [source] if isinstance(source, (str, Path)) else list(source)
+        out = _read_files_onto(paths, target, method, bands, nodata)
     out = Raster(out.values, out.valid, out.band_names, target.crs, target.transform, out.path)
     return out.require_valid() if require_valid else out
+
+
+def _read_files_onto(
+    paths: list[str | Path], target: Grid, method: Resampling, bands: BandSelection | None, nodata: float | None
+) -> Raster:
+    """Files on one grid (per-band files of a product), their bands stacked and put onto ``target`` in one warp.
+
+    GDAL's warper costs about 1.4 ms a call whatever the size: a Sentinel-2 product's 9 bands at 20 and 60 m, each
+    warped (values and mask) alone onto a 32² tile, took 1.6 of 2.3 s per tile row of a 1932² scene.
+    """
+    with ExitStack() as stack:
+        files = [stack.enter_context(RasterFile(path)) for path in paths]
+        info = files[0].info
+        _require_crs(info.crs, info.path, target)
+        for other in files[1:]:
+            if other.info.grid != info.grid:
+                raise ValueError(f"{other.path}: not on the grid of {info.path}; read it on its own")
+        selections = [resolve_bands(f.info, bands) for f in files]
+        offset = _aligned_offset(info.grid, target)
+        if offset is not None:  # a plain window of the files: no resampling
+            window = Window(offset[1], offset[0], target.width, target.height)
+            return _stacked(
+                [f.read(i, window, boundless=True, nodata=nodata) for f, i in zip(files, selections, strict=True)]
+            )
+        window = _source_window(info, target)
+        if window is None:  # the target lies outside the files: nothing valid
+            shape = (sum(map(len, selections)), *target.shape)
+            names = tuple(
+                f.info.band_names[i - 1] for f, indexes in zip(files, selections, strict=True) for i in indexes
+            )
+            return Raster(np.full(shape, np.nan, np.float32), np.zeros(shape, bool), names, None, None, info.path)
+        read = [f.read(i, window, nodata=nodata) for f, i in zip(files, selections, strict=True)]
+        return _resample(_stacked(read), target, method)
+
+
+def _stacked(rasters: list[Raster]) -> Raster:
+    """Rasters of one window of one grid → one raster of all their bands (the first's path)."""
+    if len(rasters) == 1:
+        return rasters[0]
+    first = rasters[0]
+    values = np.concatenate([r.values for r in rasters])
+    valid = np.concatenate([r.valid for r in rasters])
+    names = tuple(name for r in rasters for name in r.band_names)
+    return Raster(values, valid, names, first.crs, first.transform, first.path)
 
 
 def _require_crs(crs: CRS | None, path: Path, target: Grid) -> None:
