@@ -412,7 +412,8 @@ def predict_scene(
         gdal_cache_mb = block_cache_mb(input_rasters(replace(sources, **keep)))
     with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * 2**20):
         first = TileReader(sources, modalities, model.hr_channels)  # refuse bad inputs before the first tile
-        first.close()
+        if workers:  # reader threads open their own files; without them, this thread reads on with ``first``,
+            first.close()  # whose block cache still holds the blocks its checks decoded
         if "hr" in modalities:
             tags["SKYSENSE_HR_BANDS"] = ",".join(map(str, first.hr_bands))
         settings = json.loads(json.dumps({
@@ -423,7 +424,11 @@ def predict_scene(
         }))  # fmt: skip
         fingerprints = fingerprint_files(inputs)
         scratch = scratch_path(output)
-        state = _resume_state(scratch, settings, fingerprints) if resume else None
+        try:
+            state = _resume_state(scratch, settings, fingerprints) if resume else None
+        except BaseException:
+            first.close()
+            raise
         if state is None:
             shutil.rmtree(scratch, ignore_errors=True)
             state = RunState(settings, fingerprints)
@@ -432,6 +437,9 @@ def predict_scene(
         row_spans = [(a, a * chunk, min(chunk, out_grid.height - a * chunk)) for a in range(n_rows)]
         prefetch = max(prefetch, workers) if workers else 0  # reading in this thread: one batch at a time
         local, readers, lock = threading.local(), [], threading.Lock()
+        if not workers:
+            local.reader = first
+            readers.append(first)
 
         def reader() -> TileReader:  # one per reader thread: open dataset handles are not shared across threads
             if not hasattr(local, "reader"):

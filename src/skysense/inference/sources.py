@@ -319,14 +319,19 @@ class TileReader:
                     raise unreadable
                 check_hr_scene(sources.hr, self.hr_bands, self.hr_sensor)
         if check_scene:
-            for name in SENTINEL:
-                if name in self.modalities:
-                    for path in getattr(sources, name).rasters:
-                        check_readable(path)
-                    # one Sentinel pixel through the whole read: a file without the sensor's bands (a 4-band stack
-                    # given as S2, a product of the other level) is refused now, not at the first tile of the run
-                    with self._pool.active():
-                        self._read_series(name, 0, 0, self.sources.sentinel_scale)
+            try:
+                for name in SENTINEL:
+                    if name in self.modalities:
+                        with self._pool.active():  # the blocks decoded by the checks stay in GDAL's cache
+                            for path in getattr(sources, name).rasters:
+                                check_readable(path)
+                            # one Sentinel pixel through the whole read: a file without the sensor's bands (a
+                            # 4-band stack given as S2, a product of the other level) is refused now, not at the
+                            # first tile of the run
+                            self._read_series(name, 0, 0, self.sources.sentinel_scale)
+            except BaseException:
+                self.close()
+                raise
             self.input_valid = False
 
     def close(self) -> None:

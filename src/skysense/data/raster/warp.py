@@ -161,9 +161,60 @@ def _require_crs(crs: CRS | None, path: Path, target: Grid) -> None:
         )
 
 
+def _upsampling(source: Grid, target: Grid) -> tuple[int, int, int] | None:
+    """(factor, row, col) when ``target`` subdivides ``source``'s pixels: same CRS, no rotation, each source pixel
+    ``factor`` × ``factor`` target pixels, corners aligned; target pixel (i, j) then lies in source pixel
+    ((i + row) // factor, (j + col) // factor). None otherwise."""
+    if source.crs is None or target.crs is None or source.crs != target.crs:
+        return None
+    s, t = source.transform, target.transform
+    if s.b or s.d or t.b or t.d or not t.a or not t.e:
+        return None
+    factor = round(s.a / t.a)
+    span = max(target.width, target.height, 1)
+    if (
+        factor < 1
+        or abs(s.a - factor * t.a) * span > 0.01 * abs(t.a)
+        or abs(s.e - factor * t.e) * span > 0.01 * abs(t.e)
+    ):
+        return None
+    col, row = (t.c - s.c) / t.a, (t.f - s.f) / t.e
+    if abs(col - round(col)) > 0.01 or abs(row - round(row)) > 0.01:
+        return None
+    return factor, int(round(row)), int(round(col))
+
+
+def _nearest_upsampled(planes: np.ndarray, upsampling: tuple[int, int, int], shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour values of ``planes`` (C, h, w) on the subdividing target grid (C, *shape); target pixels
+    outside the source get the fill of a zero plane (the caller marks them invalid). Exact: a target pixel's centre
+    is never on a source pixel's edge."""
+    factor, row, col = upsampling
+    rows = (np.arange(shape[0]) + row) // factor
+    cols = (np.arange(shape[1]) + col) // factor
+    inside_rows = (rows >= 0) & (rows < planes.shape[1])
+    inside_cols = (cols >= 0) & (cols < planes.shape[2])
+    out = planes[:, np.clip(rows, 0, planes.shape[1] - 1)][:, :, np.clip(cols, 0, planes.shape[2] - 1)]
+    out[:, ~inside_rows] = 0
+    out[:, :, ~inside_cols] = 0
+    return out
+
+
 def _resample(raster: Raster, target: Grid, method: Resampling) -> Raster:
-    """Warp values (from valid pixels only) and the validity mask (nearest) onto ``target``."""
+    """Warp values (from valid pixels only) and the validity mask (nearest) onto ``target``.
+
+    Where ``target`` subdivides the source's pixels (a Sentinel-2 product's 20 and 60 m bands and masks onto a
+    10 m grid), nearest neighbour is an exact index lookup, done without GDAL's warper (about 1.9 ms a call whatever
+    the size: 12 of a SAFE scene's 18 warps per 128² tile).
+    """
     count = raster.values.shape[0]
+    upsampling = _upsampling(raster.grid, target)
+    if upsampling is not None:
+        carried = _nearest_upsampled(raster.valid.astype(np.uint8), upsampling, target.shape)
+        if method == Resampling.nearest:
+            values = _nearest_upsampled(raster.values, upsampling, target.shape)
+            valid = carried.astype(bool) & np.isfinite(values)
+            values[~valid] = np.nan
+            return Raster(values, valid, raster.band_names, target.crs, target.transform, raster.path)
     values = np.full((count, *target.shape), np.nan, dtype=np.float32)
     reproject(
         source=raster.values,
@@ -176,16 +227,17 @@ def _resample(raster: Raster, target: Grid, method: Resampling) -> Raster:
         dst_nodata=np.nan,
         resampling=method,
     )
-    carried = np.zeros((count, *target.shape), dtype=np.uint8)
-    reproject(
-        source=raster.valid.astype(np.uint8),
-        destination=carried,
-        src_transform=raster.transform,
-        src_crs=raster.crs,
-        dst_transform=target.transform,
-        dst_crs=target.crs,
-        resampling=Resampling.nearest,
-    )
+    if upsampling is None:
+        carried = np.zeros((count, *target.shape), dtype=np.uint8)
+        reproject(
+            source=raster.valid.astype(np.uint8),
+            destination=carried,
+            src_transform=raster.transform,
+            src_crs=raster.crs,
+            dst_transform=target.transform,
+            dst_crs=target.crs,
+            resampling=Resampling.nearest,
+        )
     valid = carried.astype(bool) & np.isfinite(values)
     values[~valid] = np.nan
     return Raster(values, valid, raster.band_names, target.crs, target.transform, raster.path)

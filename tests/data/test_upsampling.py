@@ -1,0 +1,50 @@
+"""Nearest-neighbour onto a grid that subdivides the source's pixels (a Sentinel-2 product's 20/60 m bands and
+masks onto 10 m tiles) is an index lookup done without GDAL's warper: it must give exactly what GDAL gives, on the
+real Sen1Floods11 S2 chip's bands block-averaged to 20 and 60 m, for tiles inside, across and outside the edge."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.transform import Affine
+
+import skysense.data.raster.warp as warp
+from skysense.containers import Grid
+from skysense.data.raster import Raster
+from tests.data.s2_safe import block_mean, chip
+
+
+@pytest.mark.parametrize("factor", [2, 6])
+@pytest.mark.parametrize("method", [Resampling.nearest, Resampling.bilinear])
+def test_subdividing_grids_match_gdal(monkeypatch: pytest.MonkeyPatch, factor: int, method: Resampling) -> None:
+    values, profile = chip()
+    planes = np.stack([block_mean(v.astype(np.float64), factor) for v in values[:3]]).astype(np.float32)
+    valid = planes > np.percentile(planes, 5)  # some invalid pixels, as clouds or nodata leave them
+    planes[~valid] = np.nan
+    source = Raster(
+        planes, valid, ("B1", "B2", "B3"), profile["crs"], profile["transform"] @ Affine.scale(factor), None
+    )
+    results = {}
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(warp, "_upsampling", lambda source, target: None)
+        results[fast] = []
+        for row, col, side in [(0, 0, 128), (96, 224, 128), (400, 420, 128), (-32, -64, 96), (470, 470, 32)]:
+            target = Grid(profile["crs"], profile["transform"] @ Affine.translation(col, row), side, side)
+            results[fast].append(warp._resample(source, target, method))
+    assert warp._upsampling is not None
+    for fast, slow in zip(results[True], results[False], strict=True):
+        assert np.array_equal(fast.valid, slow.valid)
+        assert np.array_equal(fast.values, slow.values, equal_nan=True)
+
+
+def test_only_subdividing_grids_take_the_index_lookup() -> None:
+    crs = rasterio.crs.CRS.from_epsg(32630)
+    source = Grid(crs, Affine(20.0, 0, 500000, 0, -20.0, 4000000), 10, 10)
+    assert warp._upsampling(source, Grid(crs, Affine(10.0, 0, 500010, 0, -10.0, 4000000), 8, 8)) == (2, 0, 1)
+    assert warp._upsampling(source, Grid(crs, Affine(10.0, 0, 500005, 0, -10.0, 4000000), 8, 8)) is None  # half px
+    assert warp._upsampling(source, Grid(crs, Affine(15.0, 0, 500000, 0, -15.0, 4000000), 8, 8)) is None  # 4/3
+    other = rasterio.crs.CRS.from_epsg(32631)
+    assert warp._upsampling(source, Grid(other, Affine(10.0, 0, 500000, 0, -10.0, 4000000), 8, 8)) is None
