@@ -154,7 +154,7 @@ def block_cache_mb(rasters: list[str | Path], max_fraction: float = 0.25) -> int
     block boundary. If those blocks do not fit the cache, every tile decodes them again: a Sentinel-2 product's JPEG
     2000 bands come in 1024² blocks, and a 1932² S2 L1C scene of 3 SAFE products read 411 ms per 128² tile under
     GDAL's 64 MB against 150 ms under 512 MB (the model takes about 400 ms per tile on 2 cores). The cache grows with
-    the scene's width (a full 10980² S2 tile: about 170 MB per date), not with its height.
+    the scene's width (two block rows of a full 10980² S2 tile: about 340 MB per date), not with its height.
     """
     total = 0
     for path in rasters:
