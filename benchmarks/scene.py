@@ -14,8 +14,8 @@ Rows: the scene pipeline (read → normalise → forward → blend → COG) per 
 same model on the scene's first ``--bare-tiles`` tiles (0: all of them, the same tiles as the pipeline), pre-read
 into memory, same batch size, in the same process right after the pipeline. The ratio compares tiles per second;
 with ``--repeat N`` the pipeline and the bare forward alternate N times and the pair with the median ratio is shown
-(this shared CPU's speed drifts by ±25 % between runs). The model is the tiny preset with an HR UperNet head (random init: speed does not depend on the
-weights).
+(this shared CPU's speed drifts by ±25 % between runs). The model is the tiny preset with an HR UperNet head (random
+init: speed does not depend on the weights).
 
     python benchmarks/scene.py --sizes 2048 4096 8192 --out runs/scene-bench --terratorch-python venv-tt/bin/python
 """
@@ -144,17 +144,18 @@ def build_sentinel_scene(
     return folder
 
 
-S2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
 S2_RESOLUTION = {"B2": 10, "B3": 10, "B4": 10, "B8": 10, "B1": 60, "B9": 60, "B10": 60}  # the others: 20 m
 
 
 def build_s2_safe_scene(size: int, out: Path, dates: tuple[str, ...] = ("20190110", "20190204", "20190301")) -> Path:
     """The S2 L1C scene of :func:`build_sentinel_scene` as users download it: one ``.SAFE`` product per date, each
     band a lossless JPEG 2000 file at its own resolution (10/20/60 m: block means of the 10 m values, DN + the 04.00
-    offset of 1000), in GDAL's default 1024² JP2 tiles, with ``MTD_MSIL1C.xml`` and a cloud-free ``MSK_CLASSI``. ``size`` is rounded down to a
-    multiple of 6 (whole 60 m pixels)."""
+    offset of 1000), in GDAL's default 1024² JP2 tiles, with ``MTD_MSIL1C.xml`` and a cloud-free ``MSK_CLASSI``.
+    ``size`` is rounded down to a multiple of 6 (whole 60 m pixels)."""
     import rasterio
     from rasterio.transform import Affine
+
+    from skysense.data.products.sentinel2 import BANDS
 
     size = size // 6 * 6
     folder = out / f"s2safe_{size}"
@@ -183,7 +184,7 @@ def build_s2_safe_scene(size: int, out: Path, dates: tuple[str, ...] = ("2019011
             f"<Radiometric_Offset_List>{offsets}</Radiometric_Offset_List></Product_Image_Characteristics>"
             "</n1:General_Info></n1:Level-1C_User_Product>"
         )
-        for index, band in enumerate(S2_BANDS):
+        for index, band in enumerate(BANDS):
             factor = S2_RESOLUTION.get(band, 20) // 10
             plane = values[index].reshape(size // factor, factor, size // factor, factor).mean(axis=(1, 3))
             code = band if band == "B8A" else f"B{int(band[1:]):02d}"
@@ -222,9 +223,9 @@ def synchronize(device: str) -> None:
 
 
 def warm_up(model, sources, args: argparse.Namespace) -> None:
-    """One forward of the first tile on the device, untimed: the device's one-off start (CUDA context, cuBLAS and
-    cuDNN handles, the first kernels' loading) is then outside the pipeline's time, as it is outside the bare
-    forward's. A scene run pays it once per process whatever the scene's size."""
+    """One forward of a batch (the first tile, ``--batch-size`` times) on the device, untimed: the device's one-off
+    start (CUDA context, cuBLAS and cuDNN handles, the first kernels' loading) is then outside the pipeline's time,
+    as it is outside the bare forward's. A scene run pays it once per process whatever the scene's size."""
     import torch
 
     from skysense.inference.sources import TileReader, stack_inputs
@@ -455,7 +456,8 @@ def main() -> None:
         f"# tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}, {args.precision}, {args.dtype} output, "
         f"{args.compress}, {args.preset} preset (HR runs), device warmed up before every timed run, "
         f"device {device}, bare forward on {args.bare_tiles or 'all the'} tiles, median of {args.repeat} "
-        f"alternated pair{'s' * (args.repeat > 1)}, pipeline workers {args.workers if args.workers is not None else 'default'}\n"
+        f"alternated pair{'s' * (args.repeat > 1)}, pipeline workers "
+        f"{args.workers if args.workers is not None else 'default'}\n"
     )
     print(
         "| run | scene | tiles run | seconds | tiles/s | MP/s (scene) | × bare forward (same process) | peak RSS MiB |"

@@ -41,19 +41,32 @@ def _resampling(value: str | Resampling) -> Resampling:
 def _aligned_offset(source: Grid, target: Grid) -> tuple[int, int] | None:
     """(row, col) offset of ``target`` in ``source`` pixels when both grids share CRS, pixel size and pixel corners
     (so that the target is a plain window of the source, no resampling); None otherwise."""
+    upsampling = _upsampling(source, target)
+    return None if upsampling is None or upsampling[0] != 1 else upsampling[1:]
+
+
+def _upsampling(source: Grid, target: Grid) -> tuple[int, int, int] | None:
+    """(factor, row, col) when ``target`` subdivides ``source``'s pixels: same CRS, no rotation, each source pixel
+    ``factor`` × ``factor`` target pixels (1: the same pixels), corners aligned to a hundredth of a target pixel
+    across the target; target pixel (i, j) then lies in source pixel ((i + row) // factor, (j + col) // factor).
+    None otherwise."""
     if source.crs is None or target.crs is None or source.crs != target.crs:
         return None
     s, t = source.transform, target.transform
-    if s.b or s.d or t.b or t.d:
+    if s.b or s.d or t.b or t.d or not t.a or not t.e:
+        return None
+    factor = round(s.a / t.a)
+    if factor < 1:
         return None
     span = max(target.width, target.height, 1)
-    if abs(s.a - t.a) * span > 0.01 * abs(s.a) or abs(s.e - t.e) * span > 0.01 * abs(s.e):
+    tolerance = 0.01 / factor  # of a source pixel
+    if abs(s.a - factor * t.a) * span > tolerance * abs(s.a) or abs(s.e - factor * t.e) * span > tolerance * abs(s.e):
         return None
-    col = (t.c - s.c) / s.a
-    row = (t.f - s.f) / s.e
+    col = factor * (t.c - s.c) / s.a  # in target pixels
+    row = factor * (t.f - s.f) / s.e
     if abs(col - round(col)) > 0.01 or abs(row - round(row)) > 0.01:
         return None
-    return int(round(row)), int(round(col))
+    return factor, int(round(row)), int(round(col))
 
 
 def reproject_to_grid(
@@ -159,29 +172,6 @@ def _require_crs(crs: CRS | None, path: Path, target: Grid) -> None:
             f"{path}: the raster has no CRS, so it cannot be reprojected onto the target grid in {target.crs}; "
             "assign its CRS first (e.g. `rio edit-info --crs EPSG:32630 FILE`)"
         )
-
-
-def _upsampling(source: Grid, target: Grid) -> tuple[int, int, int] | None:
-    """(factor, row, col) when ``target`` subdivides ``source``'s pixels: same CRS, no rotation, each source pixel
-    ``factor`` × ``factor`` target pixels, corners aligned; target pixel (i, j) then lies in source pixel
-    ((i + row) // factor, (j + col) // factor). None otherwise."""
-    if source.crs is None or target.crs is None or source.crs != target.crs:
-        return None
-    s, t = source.transform, target.transform
-    if s.b or s.d or t.b or t.d or not t.a or not t.e:
-        return None
-    factor = round(s.a / t.a)
-    span = max(target.width, target.height, 1)
-    if (
-        factor < 1
-        or abs(s.a - factor * t.a) * span > 0.01 * abs(t.a)
-        or abs(s.e - factor * t.e) * span > 0.01 * abs(t.e)
-    ):
-        return None
-    col, row = (t.c - s.c) / t.a, (t.f - s.f) / t.e
-    if abs(col - round(col)) > 0.01 or abs(row - round(row)) > 0.01:
-        return None
-    return factor, int(round(row)), int(round(col))
 
 
 def _nearest_upsampled(planes: np.ndarray, upsampling: tuple[int, int, int], shape: tuple[int, int]) -> np.ndarray:
