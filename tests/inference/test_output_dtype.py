@@ -44,6 +44,18 @@ def test_float16_embeddings_and_the_size_line(capsys, tmp_path: Path) -> None:
     assert not (tmp_path / "map.tif").exists()
 
 
+def test_an_unknown_compression_is_refused_before_any_tile(capsys, tmp_path: Path) -> None:
+    """GDAL ignores a compression name it does not know and writes the file uncompressed: refused, one line."""
+    weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
+    chip = shared_path("sen1floods11_samples", "sample_data", "S1", "Spain_6860600_S1Hand.tif")
+    output = tmp_path / "emb.tif"
+    code = main(["embed", "--checkpoint", str(weights), "--s1", str(chip), "--s1-dates", "2019-09-18", "--source",
+                 "s1", "--output", str(output), "--compress", "bogus", "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "--compress bogus: not a lossless GeoTIFF compression; give auto, deflate, zstd" in err
+    assert not output.exists() and list(tmp_path.iterdir()) == [tmp_path / "tiny.safetensors"]
+
+
 def test_overviews_for_class_maps_not_for_embeddings(tmp_path: Path) -> None:
     """With 128-px blocks on the 512² chip, the class map is a COG with overviews; the 128-band embedding is a COG
     without (its overviews cost as much as the model did on a 1933² scene, docs/benchmarks.md), interleaved by band:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import rasterio
 
-from skysense.errors import OutputError
-from skysense.inference.writer import check_blocks_written
+from skysense.errors import OutputError, UsageError
+from skysense.inference.writer import check_blocks_written, row_block
 from tests.conftest import shared_path
 
 
@@ -38,3 +39,38 @@ def test_a_truncated_geotiff_is_refused_naming_the_block(tmp_path: Path, interle
         OutputError, match=r"cut\.tif: cannot write a test raster \(block \(\d+, \d+\) of band \d+ lies"
     ):
         check_blocks_written(cut, "a test raster")
+
+
+def test_row_tiles_divide_the_chunk() -> None:
+    assert row_block(512, 512) == 512 and row_block(1024, 512) == 512
+    assert row_block(128, 512) == 128 and row_block(336, 512) == 336 and row_block(96, 64) == 48
+    with pytest.raises(UsageError, match="--chunk 200 is not a multiple of 16"):
+        row_block(200, 512)
+
+
+@pytest.mark.slow
+def test_chunks_smaller_than_the_output_tiles_lose_nothing(tmp_path: Path) -> None:
+    """A 128-band embedding of the real S1 chip (512²) in chunks of 128 output pixels, written while the model's
+    thread reads: each chunk used to fill a quarter of a 512² row-file tile, another thread's reads evicted the
+    half-written tile from GDAL's cache, and GDAL handed the writer its old version back (OSGeo/gdal#2011): one
+    band's 128² block came out NaN in most runs. Now the same pixels as one 512 chunk, to the blending's rounding, in
+    each of three runs."""
+    from skysense.inference import SceneSources, SeriesSource, load_scene_model, predict_scene
+    from skysense.models.registry import create_model
+    from skysense.models.weights import save_pretrained
+
+    chip = shared_path("sen1floods11_samples", "sample_data", "S1", "Spain_6860600_S1Hand.tif")
+    sources = SceneSources(s1=SeriesSource.from_arg(chip, "s1_grd", ["2019-09-18"]))
+    weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
+    model = load_scene_model(weights, "embedding", sentinel_reference=True)
+
+    def embed(chunk: int, name: str) -> np.ndarray:
+        report = predict_scene(model, sources, tmp_path / name, chunk=chunk, progress=False)
+        with rasterio.open(report.output) as dataset:
+            return dataset.read()
+
+    reference = embed(512, "one_chunk.tif")
+    for attempt in range(3):  # the race took a block in most runs, not in every one
+        small = embed(128, f"small_chunks_{attempt}.tif")
+        assert np.array_equal(np.isnan(small), np.isnan(reference))
+        assert np.allclose(small, reference, atol=1e-4, equal_nan=True)

@@ -43,15 +43,11 @@ def _add_scene_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=int_at_least(0), help="overlap between tiles in pixels (default 128 with "
                         "--hr, 32 on a Sentinel grid)")  # fmt: skip
     parser.add_argument("--batch-size", type=int_at_least(1), default=4, help="tiles per forward (default 4)")
-    parser.add_argument("--chunk", type=int_at_least(1), help="output chunk side, output pixels, >= the tile "
-                        "(default: ~100 MB of accumulator)")  # fmt: skip
+    parser.add_argument("--chunk", type=int_at_least(1), help="output chunk side, output pixels, >= the tile, a "
+                        "multiple of 16 (default: ~100 MB of accumulator)")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, …)")
-    parser.add_argument(
-        "--workers",
-        type=int_at_least(0),
-        default=None,
-        help="reader threads (default: 1 on a GPU, 0 on a CPU: reads between forwards)",
-    )
+    parser.add_argument("--workers", type=int_at_least(0), help="reader threads (default: 1 on a GPU, 0 on a CPU: "
+                        "reads between forwards)")  # fmt: skip
     parser.add_argument("--precision", default="32", choices=["32", "bf16"], help="bf16: autocast")
     parser.add_argument("--compress", default="auto", help="GeoTIFF compression (deflate, zstd, lzw, none; default "
                         "auto: deflate for class maps, zstd for probabilities and embeddings)")  # fmt: skip

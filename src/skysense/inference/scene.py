@@ -47,7 +47,16 @@ from skysense.inference.models import SceneModel
 from skysense.inference.resume import RunState, fingerprint_changes, fingerprint_files
 from skysense.inference.sources import SceneSources, TileReader, stack_inputs
 from skysense.inference.tiling import ChunkedBlender, TileLayout
-from skysense.inference.writer import BackgroundWriter, SceneWriter, check_dtype, output_grid, row_file, scratch_path
+from skysense.inference.writer import (
+    BackgroundWriter,
+    SceneWriter,
+    check_compress,
+    check_dtype,
+    output_grid,
+    row_block,
+    row_file,
+    scratch_path,
+)
 
 
 @dataclass
@@ -224,10 +233,8 @@ def _fit_tile_to_scene(tile: int, overlap: int, length: int, size_align: int, or
     return fitted, overlap
 
 
-def _submit(executor: ThreadPoolExecutor | None, fn: Callable, *args: object) -> Future:
-    """``executor.submit``, or a call made now when there is no executor (the result wrapped in a done future)."""
-    if executor is not None:
-        return executor.submit(fn, *args)
+def _called_now(fn: Callable, *args: object) -> Future:
+    """``fn(*args)`` called now, its result (or error) in a done future, as a reader thread's would be."""
     future: Future = Future()
     try:
         future.set_result(fn(*args))
@@ -284,8 +291,8 @@ def predict_scene(
         batch_size: tiles per forward (batches never cross a chunk row, so a resumed run computes the same bits).
         output_kind: "classes" (uint8 class map) or "probabilities" for a segmentation model; "embedding" for an
             embedding model (the default follows the model).
-        chunk: chunk side in output pixels, at least the tile in output pixels (default: sized for about 100 MB of
-            accumulator).
+        chunk: chunk side in output pixels, at least the tile in output pixels and a multiple of 16 (default: sized
+            for about 100 MB of accumulator).
         device: torch device; precision: "32" or "bf16" (autocast).
         compress: GeoTIFF compression ("deflate", "zstd", "lzw", "none", ...); "auto": DEFLATE for class maps (one
             byte per pixel: small either way, and readable by every GeoTIFF reader), ZSTD for probabilities and
@@ -339,6 +346,7 @@ def predict_scene(
     check_dtype(dtype, kind)
     if compress == "auto":
         compress = "deflate" if kind == "classes" else "zstd"
+    check_compress(compress)
     keep = {name: getattr(sources, name) if name in model.modalities else None for name in ("hr", "s2", "s1")}
     if not any(keep.values()):
         raise UsageError(f"the model reads {model.modalities}, the scene gives {sources.modalities}")
@@ -374,6 +382,7 @@ def predict_scene(
             f"--chunk {chunk} must be at least the tile in output pixels ({tile_out} = --tile {tile} / output "
             f"stride {stride})"
         )
+    row_block(chunk, block)  # refuses a chunk the row files' tiles cannot divide
     layout = TileLayout(
         out_grid.height, out_grid.width, tile_out, tile_out - overlap_out, chunk, origin_align // stride
     )
@@ -412,34 +421,34 @@ def predict_scene(
         gdal_cache_mb = block_cache_mb(input_rasters(replace(sources, **keep)))
     with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * 2**20):
         first = TileReader(sources, modalities, model.hr_channels)  # refuse bad inputs before the first tile
-        if workers:  # reader threads open their own files; without them, this thread reads on with ``first``,
-            first.close()  # whose block cache still holds the blocks its checks decoded
-        if "hr" in modalities:
-            tags["SKYSENSE_HR_BANDS"] = ",".join(map(str, first.hr_bands))
-        settings = json.loads(json.dumps({
-            "model": model.description, "kind": kind, "tile": tile, "overlap": overlap, "chunk": chunk,
-            "block": block, "compress": compress, "batch_size": batch_size, "precision": precision, "dtype": dtype,
-            "grid": [out_grid.height, out_grid.width, list(out_grid.transform), str(out_grid.crs)],
-            "weights": None if checkpoint else _weights_digest(model),
-        }))  # fmt: skip
-        fingerprints = fingerprint_files(inputs)
-        scratch = scratch_path(output)
-        try:
+        try:  # until the run's own clean-up takes over, ``first`` is closed here on a failure (a refused resume)
+            if workers:  # reader threads open their own files; without them, this thread reads on with ``first``,
+                first.close()  # whose block cache still holds the blocks its checks decoded
+            if "hr" in modalities:
+                tags["SKYSENSE_HR_BANDS"] = ",".join(map(str, first.hr_bands))
+            settings = json.loads(json.dumps({
+                "model": model.description, "kind": kind, "tile": tile, "overlap": overlap, "chunk": chunk,
+                "block": block, "compress": compress, "batch_size": batch_size, "precision": precision, "dtype": dtype,
+                "grid": [out_grid.height, out_grid.width, list(out_grid.transform), str(out_grid.crs)],
+                "weights": None if checkpoint else _weights_digest(model),
+            }))  # fmt: skip
+            fingerprints = fingerprint_files(inputs)
+            scratch = scratch_path(output)
             state = _resume_state(scratch, settings, fingerprints) if resume else None
+            if state is None:
+                shutil.rmtree(scratch, ignore_errors=True)
+                state = RunState(settings, fingerprints)
+            model.network.to(device)
+            n_rows, n_cols = layout.chunk_grid
+            row_spans = [(a, a * chunk, min(chunk, out_grid.height - a * chunk)) for a in range(n_rows)]
+            prefetch = max(prefetch, workers) if workers else 0  # reading in this thread: one batch at a time
+            local, readers, lock = threading.local(), [], threading.Lock()
+            if not workers:
+                local.reader = first
+                readers.append(first)
         except BaseException:
             first.close()
             raise
-        if state is None:
-            shutil.rmtree(scratch, ignore_errors=True)
-            state = RunState(settings, fingerprints)
-        model.network.to(device)
-        n_rows, n_cols = layout.chunk_grid
-        row_spans = [(a, a * chunk, min(chunk, out_grid.height - a * chunk)) for a in range(n_rows)]
-        prefetch = max(prefetch, workers) if workers else 0  # reading in this thread: one batch at a time
-        local, readers, lock = threading.local(), [], threading.Lock()
-        if not workers:
-            local.reader = first
-            readers.append(first)
 
         def reader() -> TileReader:  # one per reader thread: open dataset handles are not shared across threads
             if not hasattr(local, "reader"):
@@ -479,7 +488,7 @@ def predict_scene(
         try:
             scratch.mkdir(parents=True, exist_ok=True)
             writer = SceneWriter(output, out_grid, kind, model.channels, scratch, model.class_names, tags, compress,
-                                 block, dtype)  # fmt: skip
+                                 block, dtype, chunk)  # fmt: skip
             if progress:  # what will be written, before writing it
                 count = 1 if kind == "classes" else model.channels
                 print(f"{output}: {out_grid.width}×{out_grid.height} px × {count} band{'s' * (count > 1)} "
@@ -512,7 +521,7 @@ def predict_scene(
                 if executor is not None:
                     return executor.submit(read_batch, items)
                 with timed("read"):  # read now, in this thread
-                    return _submit(None, read_batch, items)
+                    return _called_now(read_batch, items)
 
             stages["prepare"] = time.perf_counter() - start
             for items in batches:

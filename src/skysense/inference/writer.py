@@ -103,6 +103,22 @@ def check_blocks_written(path: Path, what: str) -> None:
                         )
 
 
+def row_block(chunk: int, block: int) -> int:
+    """The row files' tile side: the largest multiple of 16 up to ``block`` that divides ``chunk``.
+
+    Every tile of a row file is then filled by exactly one :meth:`SceneWriter.write` (one chunk). A tile filled by
+    two writes stays in GDAL's global block cache between them, and when another thread's reads evict it (the reads
+    run beside the writer thread), GDAL can hand the writer its old version back (OSGeo/gdal#2011): a 512² S1 scene
+    written with ``--chunk 128`` into 512² tiles lost one band's 128² block in most runs.
+
+    Raises:
+        UsageError: ``chunk`` is not a multiple of 16 (GeoTIFF tiles are).
+    """
+    if chunk % 16:
+        raise UsageError(f"--chunk {chunk} is not a multiple of 16 (GeoTIFF tiles); give e.g. {chunk // 16 * 16 or 16}")
+    return max(side for side in range(16, min(block, chunk) + 1, 16) if chunk % side == 0)
+
+
 def scratch_path(output: Path) -> Path:
     """The run's scratch folder beside the output: row files, carried strips, the run state, the COG being made."""
     return output.with_name(output.name + ".partial.d")
@@ -125,11 +141,27 @@ def check_dtype(dtype: str, kind: str) -> None:
         raise UsageError("--dtype float16: a class map is uint8; --dtype applies to probabilities and embeddings")
 
 
+# GeoTIFF compressions that keep every value (GDAL ignores a name it does not know, and writes uncompressed)
+COMPRESSIONS = ("deflate", "zstd", "lzw", "lzma", "packbits", "lerc", "lerc_deflate", "lerc_zstd", "none")
+
+
+def check_compress(compress: str) -> None:
+    """Refuse a compression GDAL would silently ignore (or a lossy one).
+
+    Raises:
+        UsageError: naming ``--compress`` and the choices.
+    """
+    if compress.lower() not in COMPRESSIONS:
+        raise UsageError(
+            f"--compress {compress}: not a lossless GeoTIFF compression; give auto, {', '.join(COMPRESSIONS)}"
+        )
+
+
 _GDAL_TYPES = {"uint8": "Byte", "float32": "Float32"}
 
 
 OVERVIEW_BANDS = 16  # outputs with more bands (embeddings) are published without overviews
-PUBLISH_CACHE_MB = 512  # GDAL's block cache while the COG is built (the run's own cap is lower)
+PUBLISH_CACHE_MB = 512  # GDAL's block cache while the COG is built (the run's own is sized to its inputs)
 
 
 class SceneWriter:
@@ -144,7 +176,9 @@ class SceneWriter:
         band_names: descriptions of the bands (class names for probabilities).
         tags: dataset tags (model, resolution, ...).
         compress: GDAL compression ("deflate", "zstd", "lzw", ...).
-        block: internal tile side of the row files and of the COG.
+        block: internal tile side of the COG (and of the row files, at most).
+        chunk: side of the blocks handed to :meth:`write` (default ``block``): the row files' tiles divide it, see
+            :func:`row_block`.
         dtype: "float32", or "float16" (probabilities and embeddings stored as half floats, GDAL's ``NBITS=16`` on a
             Float32 band: half the size, ~3 significant digits; read back as float32).
     """
@@ -161,6 +195,7 @@ class SceneWriter:
         compress: str = "deflate",
         block: int = 512,
         dtype: str = "float32",
+        chunk: int | None = None,
     ) -> None:
         if kind not in ("classes", "probabilities", "embedding"):
             raise ValueError(f"kind must be classes, probabilities or embedding, got {kind!r}")
@@ -187,8 +222,8 @@ class SceneWriter:
             nodata=CLASS_NODATA if kind == "classes" else float("nan"),
             crs=grid.crs,
             tiled=True,
-            blockxsize=block,
-            blockysize=block,
+            blockxsize=row_block(chunk or block, block),
+            blockysize=row_block(chunk or block, block),
             interleave="pixel" if self.count <= 4 else "band",
             BIGTIFF="IF_SAFER",
         )
@@ -308,33 +343,29 @@ class SceneWriter:
         GDAL 3.10's COG driver interleaves by pixel, whose 128-band tiles compress worse and twice as slowly (512²
         × 128 float32 with ZSTD: 92 MiB in 0.79 s against 87 MiB in 0.38 s by band).
         """
-        kind_floats = self.kind != "classes"
+        floats = self.kind != "classes"
         compress = self.compress.upper()
-        options: dict[str, Any] = dict(COMPRESS=compress, BIGTIFF="IF_SAFER")
-        if self.half:
-            options["NBITS"] = 16
-        if compress not in ("NONE", "JPEG", "WEBP"):
-            options["PREDICTOR"] = 3 if kind_floats else 2
+        predicts = compress not in ("NONE", "JPEG", "WEBP")
         # noisy floats compress no better at higher levels (90 vs 89 MiB), only slower
-        level = 1 if kind_floats and compress in ("DEFLATE", "ZSTD", "LZMA") else None
+        level = 1 if floats and compress in ("DEFLATE", "ZSTD", "LZMA") else None
         # No NUM_THREADS: with GDAL's threaded compression a failed write (a full disk) is printed by libtiff but
         # not raised, and a truncated COG would be published (tests/reliability: the full-disk case caught it).
+        options: dict[str, Any] = dict(COMPRESS=compress, BIGTIFF="IF_SAFER", **({"NBITS": 16} if self.half else {}))
         if self.count > OVERVIEW_BANDS:
             options.update(driver="GTiff", TILED="YES", BLOCKXSIZE=self.block, BLOCKYSIZE=self.block,
                            INTERLEAVE="BAND", COPY_SRC_OVERVIEWS="YES")  # fmt: skip
+            if predicts:
+                options["PREDICTOR"] = 3 if floats else 2
             if level is not None:
                 options[{"DEFLATE": "ZLEVEL", "ZSTD": "ZSTD_LEVEL", "LZMA": "LZMA_PRESET"}[compress]] = level
             return options
         resampling = "NEAREST" if self.kind == "classes" else "AVERAGE"
         options.update(driver="COG", BLOCKSIZE=self.block, RESAMPLING=resampling, OVERVIEW_RESAMPLING=resampling,
                        OVERVIEWS="AUTO")  # fmt: skip
-        if "PREDICTOR" in options:
-            options["PREDICTOR"] = "FLOATING_POINT" if kind_floats else "YES"
+        if predicts:
+            options["PREDICTOR"] = "FLOATING_POINT" if floats else "YES"
         if level is not None:
             options["LEVEL"] = level
-        # The run caps GDAL's block cache (64 MB, constant in the scene's size); building overviews under that cap
-        # rereads the data many times (a 1024² × 128-band test: 43 s against 20 s at 512 MB), so the publish, after
-        # the model is done, gets PUBLISH_CACHE_MB.
         return options
 
     def finish(self, rows: list[tuple[int, int, int]]) -> Path:
@@ -347,6 +378,8 @@ class SceneWriter:
         vrt = scratch / "output.vrt"
         vrt.write_text(self._vrt(rows))
         staging = scratch / "output.tif"
+        # Building overviews under a small block cache rereads the data many times (a 1024² × 128-band test: 43 s
+        # under 64 MB against 20 s under 512 MB), so the publish, after the model is done, gets PUBLISH_CACHE_MB.
         with _writing(staging, "the Cloud-Optimized GeoTIFF"), rasterio.Env(GDAL_CACHEMAX=PUBLISH_CACHE_MB * 2**20):
             rasterio.shutil.copy(vrt, staging, **self._publish_options())
         check_blocks_written(staging, "the Cloud-Optimized GeoTIFF")
