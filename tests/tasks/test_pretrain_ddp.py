@@ -29,6 +29,9 @@ STRATEGIES = {
         "1",
         "--trainer.strategy.init_args.save_distributed_checkpoint",
         "false",
+        # as on a GPU: bf16 autocast, and so (fsdp_param_dtype "auto") FSDP2 computing with bf16 gathered parameters
+        "--trainer.precision",
+        "bf16-mixed",
     ],
 }
 
@@ -77,6 +80,7 @@ def test_two_cpu_processes(tmp_path, strategy: str) -> None:
     expected = PretrainTask(yaml.safe_load((ROOT / "configs/pretrain/tiny.yaml").read_text())["model"]["preset"])
     expected = expected.state_dict()
     assert {k: tuple(v.shape) for k, v in state.items()} == {k: tuple(v.shape) for k, v in expected.items()}
+    assert {k for k, v in state.items() if v.dtype == torch.bfloat16} == set()  # bf16 is for computing only
     # the teacher is an EMA of the student, not a copy and not untouched
     key = "meta.{}.backbone.hr.patch_embed.proj.weight"
     assert not torch.equal(state[key.format("student")], state[key.format("teacher")])

@@ -124,11 +124,13 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
     return schedule
 
 
-def adamw_with_schedule(groups: Iterable[dict], lr: float, total_steps: float, warmup_steps: int) -> dict:
+def adamw_with_schedule(
+    groups: Iterable[dict], lr: float, total_steps: float, warmup_steps: int, fused: bool = False
+) -> dict:
     """AdamW over ``groups`` (each scaled by its "lr_scale") with :func:`warmup_cosine`, as Lightning's
-    ``configure_optimizers`` returns it (stepped every optimiser step)."""
+    ``configure_optimizers`` returns it (stepped every optimiser step); ``fused``: torch's fused AdamW kernels."""
     groups = [dict(group, lr=lr * group.get("lr_scale", 1.0)) for group in groups]
-    optimizer = torch.optim.AdamW(groups, lr=lr)
+    optimizer = torch.optim.AdamW(groups, lr=lr, fused=True) if fused else torch.optim.AdamW(groups, lr=lr)
     total = int(total_steps) if math.isfinite(total_steps) else 10_000
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, warmup_steps))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

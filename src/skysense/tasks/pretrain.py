@@ -42,6 +42,13 @@ class PretrainTask(pl.LightningModule):
         grad_checkpointing: activation checkpointing in every transformer.
         compile_blocks: ``torch.compile`` every transformer block (:func:`~skysense.models.compiling.compile_blocks`;
             for GPUs, where a step at a small per-device batch is bound by kernel launches).
+        fused_optimizer: AdamW's fused kernels (one launch per step and parameter group, and no per-tensor
+            temporaries: the foreach step of the paper preset holds a float32 copy of its 2 B student parameters);
+            None: fused where the parameters live on a GPU.
+        fsdp_param_dtype: under FSDP2, the dtype the gathered parameters compute with ("bfloat16" or "float32";
+            :func:`~skysense.pretrain.sharding.shard_meta_arch`); "auto": bfloat16 when the Trainer's precision is
+            ``bf16-mixed`` (torchtitan's default), else float32. Shards, optimiser state and the EMA teacher stay
+            float32 either way.
     """
 
     def __init__(
@@ -54,6 +61,8 @@ class PretrainTask(pl.LightningModule):
         warmup_steps: int = 10,
         grad_checkpointing: bool = False,
         compile_blocks: bool = False,
+        fused_optimizer: bool | None = None,
+        fsdp_param_dtype: str = "auto",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -61,6 +70,8 @@ class PretrainTask(pl.LightningModule):
         backbone = SkySense(model_config)
         backbone.set_grad_checkpointing(grad_checkpointing)
         self.meta = SSLMetaArch(backbone, model_config.projection, PretrainConfig(**(objectives or {})))
+        if fsdp_param_dtype not in ("auto", "bfloat16", "float32"):
+            raise ValueError(f"fsdp_param_dtype: 'auto', 'bfloat16' or 'float32', got {fsdp_param_dtype!r}")
         self._sharded = False
 
     @property
@@ -79,8 +90,20 @@ class PretrainTask(pl.LightningModule):
         if "tensor_parallel" in mesh.mesh_dim_names and mesh["tensor_parallel"].size() > 1:
             raise ValueError("pretraining shards data-parallel only: use ModelParallelStrategy(tensor_parallel_size=1)")
         data_parallel = mesh["data_parallel"] if "data_parallel" in mesh.mesh_dim_names else mesh
-        shard_meta_arch(self.meta, data_parallel)
+        shard_meta_arch(self.meta, data_parallel, param_dtype=self._fsdp_param_dtype())
         self._sharded = True
+
+    def _fsdp_param_dtype(self) -> torch.dtype | None:
+        choice = self.hparams.fsdp_param_dtype
+        if choice == "auto":
+            precision = str(self.trainer.precision) if self._trainer is not None else ""
+            choice = "bfloat16" if precision == "bf16-mixed" else "float32"
+        if choice == "bfloat16" and self._trainer is not None and str(self.trainer.precision) != "bf16-mixed":
+            raise ValueError(
+                f"fsdp_param_dtype 'bfloat16' needs --trainer.precision bf16-mixed (got {self.trainer.precision}): "
+                "the units' inputs stay float32 and only autocast casts them"
+            )
+        return torch.bfloat16 if choice == "bfloat16" else None
 
     def training_step(
         self, batch: tuple[Batch, Batch] | dict[str, tuple[Batch, Batch] | None], batch_index: int
@@ -152,8 +175,11 @@ class PretrainTask(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = parameter_groups(self.meta.student, self.hparams.weight_decay, backbone_prefix="")
+        fused = self.hparams.fused_optimizer
+        if fused is None:
+            fused = next(self.meta.student.parameters()).device.type == "cuda"
         optimization = adamw_with_schedule(
-            groups, self.hparams.lr, self.trainer.estimated_stepping_batches, self.hparams.warmup_steps
+            groups, self.hparams.lr, self.trainer.estimated_stepping_batches, self.hparams.warmup_steps, fused=fused
         )
         # every parameter's state exists from the start: a distributed checkpoint then resumes (see the function)
         initialize_adam_state(optimization["optimizer"])
