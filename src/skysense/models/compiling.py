@@ -24,6 +24,7 @@ from skysense.layers.transformer import Block
 from skysense.models.swin_v2 import SwinTransformerV2Block
 
 BLOCK_TYPES: tuple[type[nn.Module], ...] = (Block, SwinTransformerV2Block)
+RECOMPILE_LIMIT = 64  # graphs per kind of block (dynamo's default is 8)
 
 
 def compile_blocks(module: nn.Module, **options: Any) -> int:
@@ -41,6 +42,13 @@ def compile_blocks(module: nn.Module, **options: Any) -> int:
         The number of blocks newly compiled.
     """
     options.setdefault("dynamic", False)
+    # Every instance of a kind of block shares one code object, and so dynamo's recompile limit (8 graphs): a paper
+    # Swin V2-H needs one graph per stage × shifted or not × input size, and past the limit the blocks ran eagerly
+    # (the GPU check's compiled forward, issue 15).
+    for name in ("recompile_limit", "cache_size_limit"):  # the name since torch 2.6, and before
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), RECOMPILE_LIMIT))
+            break
     count = 0
     for block in module.modules():
         if isinstance(block, BLOCK_TYPES) and "forward" not in vars(block):
