@@ -52,11 +52,24 @@ class SkySenseInput:
                 return tensor.shape[0]
         raise ValueError("the batch holds no modality: give at least one of hr, s2, s1")
 
-    def to(self, device: torch.device | str) -> SkySenseInput:
-        """A copy with every tensor moved to ``device``."""
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> SkySenseInput:
+        """A copy with every tensor moved to ``device`` (``non_blocking``: asynchronously from pinned memory)."""
         return SkySenseInput(
             **{
-                f.name: (v.to(device) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
+                f.name: (
+                    v.to(device, non_blocking=non_blocking)
+                    if isinstance(v := getattr(self, f.name), torch.Tensor)
+                    else v
+                )
+                for f in fields(self)
+            }
+        )
+
+    def pin_memory(self) -> SkySenseInput:
+        """A copy in page-locked host memory, which a GPU copies from asynchronously (``to(..., non_blocking=True)``)."""
+        return SkySenseInput(
+            **{
+                f.name: (v.pin_memory() if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
                 for f in fields(self)
             }
         )

@@ -70,8 +70,10 @@ class SceneReport:
         resolution: output pixel size (x, y) in CRS units.
         stages: seconds per stage of the pipeline, so that the slowest is visible: "prepare" (checks, fingerprints,
             opening the inputs), "read" (the model's thread waiting for tiles the reader threads had not read yet),
-            "run" (the model), "blend" (accumulating tiles, emitting chunks), "write" (row files and the run state),
-            "publish" (the final checks and the Cloud-Optimized GeoTIFF). Their sum is about :attr:`seconds`.
+            "run" (the model; on a GPU only launching it, which runs asynchronously), "blend" (accumulating tiles,
+            emitting chunks: on a GPU this waits for the model), "write" (row files and the run state), "publish" (the
+            final checks and the Cloud-Optimized GeoTIFF). Their sum is about :attr:`seconds`. On a GPU also "run on
+            device": the model's time on the device (CUDA events), which overlaps the stages above.
     """
 
     output: Path
@@ -442,6 +444,8 @@ def predict_scene(
             n_rows, n_cols = layout.chunk_grid
             row_spans = [(a, a * chunk, min(chunk, out_grid.height - a * chunk)) for a in range(n_rows)]
             prefetch = max(prefetch, workers) if workers else 0  # reading in this thread: one batch at a time
+            on_gpu = torch.device(device).type == "cuda"
+            device_runs: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []  # CUDA events around each forward
             local, readers, lock = threading.local(), [], threading.Lock()
             if not workers:
                 local.reader = first
@@ -506,14 +510,20 @@ def predict_scene(
 
             def read_batch(
                 items: list[tuple[int, int, int]],
-            ) -> tuple[list, list, list[int], SkySenseInput | None, int]:
+            ) -> tuple[list, list[int], SkySenseInput | None, torch.Tensor | None, int]:
                 read, with_input = [], 0
                 for _, r, c in items:
                     read.append(reader().read(r * stride, c * stride, tile))
                     with_input += reader().input_valid
                 run = [i for i, (_, valid) in enumerate(read) if valid.any()]  # tiles with no valid pixel: not run
-                stacked = stack_inputs([read[i][0] for i in run]) if run else None  # here, off the model's thread
-                return items, read, run, stacked, with_input
+                if not run:
+                    return items, run, None, None, with_input
+                # stacked here, off the model's thread, and page-locked for a GPU's asynchronous copy
+                stacked = stack_inputs([read[i][0] for i in run])
+                valid = torch.from_numpy(np.stack([read[i][1] for i in run]))  # (B, tile, tile) bool
+                if on_gpu:
+                    stacked, valid = stacked.pin_memory(), valid.pin_memory()
+                return items, run, stacked, valid, with_input
 
             batches = _batches(flat, batch_size, lambda item: chunks[item[0]][0])
 
@@ -560,36 +570,42 @@ def predict_scene(
 
             while pending:
                 with timed("read"):
-                    items, read, run, stacked, with_input = pending.pop(0).result()
+                    items, run, stacked, valid_batch, with_input = pending.pop(0).result()
                 nxt = next(batches, None)
                 if nxt is not None:
                     pending.append(submit(nxt))
                 skipped += len(items) - len(run)
                 tiles_with_input += with_input
-                outputs = None
+                outputs = valid_out = None
                 if run:
-                    with timed("run"):
-                        inputs_batch = stacked.to(device)
-                        with torch.inference_mode(), autocast:
-                            outputs = model(inputs_batch, tile).float()  # stays on the device: blended there
-                        if outputs.device.type == "cuda":
-                            torch.cuda.synchronize(outputs.device)  # the stage's own time, not the next one's
+                    with timed("run"):  # on a GPU: launching the work (the device's own time is "run on device")
+                        inputs_batch = stacked.to(device, non_blocking=on_gpu)
+                        valid_out = valid_batch.to(device, non_blocking=on_gpu)
+                        if on_gpu:
+                            events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                            events[0].record()
+                        with torch.inference_mode():
+                            with autocast:
+                                outputs = model(inputs_batch, tile).float()  # stays on the device: blended there
+                            if stride > 1:  # an output pixel is valid when most of its reference pixels are
+                                valid_out = F.avg_pool2d(valid_out[:, None].float(), stride)[:, 0] >= 0.5
+                        if on_gpu:
+                            events[1].record()
+                            device_runs.append(events)
                 slot = {position: k for k, position in enumerate(run)}  # tile → its row in ``outputs``
                 for position, (index, r, c) in enumerate(items):
                     advance_to(index)
                     if position in slot:
-                        values = outputs[slot[position]]
-                        valid = torch.from_numpy(read[position][1])
-                        if stride > 1:  # an output pixel is valid when most of its reference pixels are
-                            valid = F.avg_pool2d(valid[None].float(), stride)[0] >= 0.5
                         with torch.inference_mode(), timed("blend"):
-                            blender.add(r, c, values, valid)
+                            blender.add(r, c, outputs[slot[position]], valid_out[slot[position]])
                 if bar is not None:
                     bar.update(len(items))
                     bar.set_postfix(skipped=skipped, refresh=False)
             advance_to(len(chunks))
             record(wait=True)
             background.drain()
+            if device_runs:  # every event has completed: the chunks' values were copied to the host after them
+                stages["run on device"] = sum(start.elapsed_time(end) for start, end in device_runs) / 1e3
             publishing = time.perf_counter()
             if state.valid_pixels == 0 and state.tiles_with_input > 0:
                 discard = True

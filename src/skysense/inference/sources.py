@@ -253,18 +253,44 @@ def _hr_sensor(channels: int) -> Sensor:
     raise ValueError(f"the HR encoder takes {channels} channels; only RGB (3) and RGB+NIR (4) have statistics")
 
 
-def check_hr_scene(path: Path, bands: list[int], sensor: Sensor, sample: int = 1024) -> None:
-    """Check a scene-wide, decimated read of the HR image (overviews when the file has them) against the sensor's
-    units, with the plausibility checks that single dark tiles could fail (e.g. a 0–1 image).
+def check_hr_scene(path: Path, bands: list[int], sensor: Sensor, sample: int = 1024, max_blocks: int = 8) -> None:
+    """Check a scene-wide sample of the HR image against the sensor's units, with the plausibility checks that single
+    dark tiles could fail (e.g. a 0–1 image).
+
+    The sample is a decimated read of the whole image when the file has overviews (GDAL reads them), otherwise up to
+    ``max_blocks`` × ``max_blocks`` of its blocks spread evenly over the scene (first and last rows and columns
+    included), each decimated: a decimated read of a file without overviews decodes every block, which for an 8k²
+    scene cost more than the model on a GPU. Each tile's values are range-checked again as it is read.
 
     Raises:
         ValueError: naming the file, the bands and the values' span.
     """
     with rasterio.open(path) as src:
-        scale = max(1, max(src.height, src.width) // sample)
-        shape = (len(bands), max(1, src.height // scale), max(1, src.width // scale))
-        masked = src.read(bands, out_shape=shape, masked=True, resampling=Resampling.nearest)
-    values = np.where(np.ma.getmaskarray(masked), np.nan, np.asarray(masked.data, dtype=np.float32))
+        if src.overviews(bands[0]):
+            scale = max(1, max(src.height, src.width) // sample)
+            shape = (len(bands), max(1, src.height // scale), max(1, src.width // scale))
+            masked = src.read(bands, out_shape=shape, masked=True, resampling=Resampling.nearest)
+            parts = [masked]
+        else:
+            block_h, block_w = src.block_shapes[bands[0] - 1]
+            n_rows, n_cols = -(-src.height // block_h), -(-src.width // block_w)
+            rows = np.unique(np.linspace(0, n_rows - 1, min(n_rows, max_blocks)).round().astype(int))
+            cols = np.unique(np.linspace(0, n_cols - 1, min(n_cols, max_blocks)).round().astype(int))
+            step = max(1, max(src.height, src.width) // sample)  # about sample² values in all
+            parts = []
+            for r in rows:
+                for c in cols:
+                    window = Window(c * block_w, r * block_h, block_w, block_h).intersection(
+                        Window(0, 0, src.width, src.height)
+                    )
+                    parts.append(src.read(bands, window=window, masked=True)[:, ::step, ::step].reshape(len(bands), -1))
+    values = np.concatenate(
+        [
+            np.where(np.ma.getmaskarray(p), np.nan, np.asarray(p.data, dtype=np.float32)).reshape(len(bands), -1)
+            for p in parts
+        ],
+        axis=1,
+    )
     check_units(values, sensor, f"{path} (bands {bands})")
 
 

@@ -348,9 +348,11 @@ class SceneWriter:
         predicts = compress not in ("NONE", "JPEG", "WEBP")
         # noisy floats compress no better at higher levels (90 vs 89 MiB), only slower
         level = 1 if floats and compress in ("DEFLATE", "ZSTD", "LZMA") else None
-        # No NUM_THREADS: with GDAL's threaded compression a failed write (a full disk) is printed by libtiff but
-        # not raised, and a truncated COG would be published (tests/reliability: the full-disk case caught it).
-        options: dict[str, Any] = dict(COMPRESS=compress, BIGTIFF="IF_SAFER", **({"NBITS": 16} if self.half else {}))
+        # Compressed on every core (NUM_THREADS): the publish runs after the model, with nothing else to do. With
+        # threaded compression a failed write (a full disk) is printed by libtiff but not raised; the published file
+        # is therefore checked block by block before it replaces the output (check_blocks_written).
+        options: dict[str, Any] = dict(COMPRESS=compress, BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS",
+                                       **({"NBITS": 16} if self.half else {}))  # fmt: skip
         if self.count > OVERVIEW_BANDS:
             options.update(driver="GTiff", TILED="YES", BLOCKXSIZE=self.block, BLOCKYSIZE=self.block,
                            INTERLEAVE="BAND", COPY_SRC_OVERVIEWS="YES")  # fmt: skip
