@@ -16,7 +16,10 @@ still lets the others print, each with its own time budget:
   shapes; ``--pretrain-runs SHAPES:VARIANT ...`` picks them. Shapes: ``paper-yaml`` (``configs/pretrain/paper.yaml``'s
   three sources at batch 3 each), ``paper-crop`` (3 samples of a 512² HR crop with its 16² S2 × 20 and S1 × 10
   window), ``multimodal`` (HR 256² + S2 × 10 + S1 × 5 on an 8 × 8 grid). Variants: ``joined`` (both views in one
-  backbone call, the default), ``separate`` (one call per view), ``compiled`` (joined, every block compiled). Time
+  backbone call, the default), ``separate`` (one call per view), ``compiled`` (joined, every block compiled),
+  ``fp32-params`` (joined, with FSDP2 gathering float32 parameters and AdamW's foreach step: the task's defaults
+  before fused AdamW and bf16 gathered parameters), ``fused-fp32`` (joined, float32 gathered parameters, fused AdamW).
+  Time
   per step (median), peak memory, MFU and HFU. FLOPs are counted over one step by FlopCounterMode: HFU uses all of
   them (activation recomputation included); MFU uses model FLOPs = 2 × the forward FLOPs of the step (the student
   and the teacher are the same architecture on the same views, so the student's forward is half the counted
@@ -364,15 +367,20 @@ PAPER_CROP_SOURCES = {"paper-crop": {"hr": (3, 512, 512), "s2": (20, 10, 16, 16)
 SHAPES = {"paper-yaml": PAPER_YAML_SOURCES, "multimodal": MULTIMODAL_SOURCES, "paper-crop": PAPER_CROP_SOURCES}
 # pretraining variants: the two views in one backbone call (the default), one call per view, compiled blocks
 DEFAULT_RUNS = ["paper-yaml:separate", "paper-yaml:joined", "paper-crop:joined"]
+# (the task's defaults on a GPU: fused AdamW, FSDP2 computing with bf16 gathered parameters under bf16-mixed)
 VARIANTS = {
     "joined": {},
     "separate": {"objectives": {"join_views": False}},
     "compiled": {"compile_blocks": True},
+    "fp32-params": {"fused_optimizer": False, "fsdp_param_dtype": "float32"},
+    "fused-fp32": {"fsdp_param_dtype": "float32"},
 }
 VARIANT_LABELS = {
     "joined": "views joined",
     "separate": "one call per view",
     "compiled": "views joined, compiled blocks",
+    "fp32-params": "views joined, fp32 gathered params, foreach AdamW",
+    "fused-fp32": "views joined, fp32 gathered params, fused AdamW",
 }
 
 
