@@ -37,7 +37,9 @@ def _add_scene_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-duplicate-dates", action="store_true",
                         help="keep several Sentinel files of one date (refused by default)")  # fmt: skip
     parser.add_argument("--ratio", type=int_at_least(1), default=32, help="HR pixels per Sentinel pixel (default 32)")
-    parser.add_argument("--output", type=Path, required=True, help="output GeoTIFF (written as a COG)")
+    parser.add_argument("--output", type=Path, required=True,
+                        help="output .tif (a Cloud-Optimized GeoTIFF) or .zarr (a Zarr data cube in xarray/rioxarray "
+                        "conventions; needs `pip install 'skysense[zarr]'`)")  # fmt: skip
     parser.add_argument("--tile", type=int_at_least(1), help="tile side in input pixels (default 512 with --hr, "
                         "128 on a Sentinel grid)")  # fmt: skip
     parser.add_argument("--overlap", type=int_at_least(0), help="overlap between tiles in pixels (default 128 with "

@@ -57,6 +57,7 @@ from skysense.inference.writer import (
     row_file,
     scratch_path,
 )
+from skysense.inference.zarr_store import check_zarr_output, is_zarr
 
 
 @dataclass
@@ -178,13 +179,16 @@ def block_cache_mb(rasters: list[str | Path], max_fraction: float = 0.25) -> int
 
 
 def check_output_path(output: str | Path, inputs: dict[str, list[Path]]) -> Path:
-    """Refuse an output that is one of the inputs (symlinks and hard links resolved) or an existing folder.
+    """Refuse an output that is one of the inputs (symlinks and hard links resolved), an existing folder (unless a
+    ``.zarr`` output replaces a Zarr store), or a Zarr output without its libraries.
 
     Raises:
         UsageError: naming both paths.
     """
     output = Path(output)
-    if output.is_dir():
+    if is_zarr(output):
+        check_zarr_output(output)
+    elif output.is_dir():
         raise UsageError(f"--output {output}: is a folder; give a file name such as {output / 'map.tif'}")
     resolved = output.resolve()
     for role, paths in inputs.items():

@@ -35,6 +35,7 @@ from rasterio.windows import Window
 from skysense.containers import Grid
 from skysense.errors import OutputError, UsageError
 from skysense.inference.resume import durable_replace
+from skysense.inference.zarr_store import is_zarr, publish_zarr, replace_tree
 
 CLASS_NODATA = 255
 
@@ -213,6 +214,7 @@ class SceneWriter:
         self.count = 1 if kind == "classes" else channels
         self.half = dtype == "float16"  # stored as IEEE half floats (GDAL NBITS=16), read back as float32
         self.band_names = ["class"] if kind == "classes" else list(band_names or [])[: self.count]
+        self.band_names_given = list(band_names or [])
         self.tags = dict(tags or {})
         self.profile: dict[str, Any] = dict(
             driver="GTiff",
@@ -372,13 +374,21 @@ class SceneWriter:
 
     def finish(self, rows: list[tuple[int, int, int]]) -> Path:
         """Stack the row files ``(chunk row, first output row, rows)`` (every one must be durable), convert them to a
-        COG inside the scratch folder, fsync it and rename it onto the output; returns the output."""
+        COG (or, for a ``.zarr`` output, a Zarr store: :mod:`skysense.inference.zarr_store`) inside the scratch
+        folder, make it durable and rename it onto the output; returns the output."""
         missing = [str(self.row_file(a)) for a, _, _ in rows if not self.row_file(a).is_file()]
         if missing:
             raise RuntimeError(f"row files missing before publishing: {missing[:3]}")
         scratch = self.rows_dir.parent
         vrt = scratch / "output.vrt"
         vrt.write_text(self._vrt(rows))
+        if is_zarr(self.output):
+            staging = scratch / "output.zarr"
+            with _writing(staging, "the Zarr store"), rasterio.Env(GDAL_CACHEMAX=PUBLISH_CACHE_MB * 2**20):
+                publish_zarr(vrt, staging, self.kind, self.band_names_given, self.tags, self.block, self.half)
+            with _writing(self.output, "the output"):
+                replace_tree(staging, self.output, scratch / "replaced.zarr")
+            return self.output
         staging = scratch / "output.tif"
         # Building overviews under a small block cache rereads the data many times (a 1024² × 128-band test: 43 s
         # under 64 MB against 20 s under 512 MB), so the publish, after the model is done, gets PUBLISH_CACHE_MB.
