@@ -12,16 +12,23 @@ import pytest
 import rasterio
 import torch
 
-pytest.importorskip("terratorch")
+_precision = torch.get_float32_matmul_precision()
+import skysense.models.terratorch_models  # noqa: E402, F401  (registers the backbones)
 
+pytest.importorskip("terratorch")
 from terratorch.models import EncoderDecoderFactory  # noqa: E402
 from terratorch.registry import BACKBONE_REGISTRY, TERRATORCH_BACKBONE_REGISTRY  # noqa: E402
 
-import skysense.models.terratorch_models  # noqa: E402, F401  (registers the backbones)
 from skysense import create_model, save_pretrained  # noqa: E402
 from skysense.data.sensors import s2_l1c_to_model_bands  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[2] / "src" / "skysense" / "sample_data"
+
+
+def test_importing_terratorch_through_skysense_keeps_the_matmul_precision() -> None:
+    """This module was collected with the rest of the suite: TerraTorch's import sets "medium" for the whole process,
+    which made float32 parity tests elsewhere fail; importing it through skysense restores the setting."""
+    assert torch.get_float32_matmul_precision() == _precision == "highest"
 
 
 def _chip() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -24,16 +24,27 @@ picks it up from a ``custom_modules/__init__.py`` beside the run holding ``impor
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import timm
-from terratorch.registry import TERRATORCH_BACKBONE_REGISTRY
-from terratorch.registry.timm_registry import TimmBackboneWrapper
+import torch
 from torch import nn
 
 from skysense.models.registry import get_config, list_presets
 from skysense.models.timm_models import MODALITIES
+
+_imported_here = "terratorch" not in sys.modules
+_precision = torch.get_float32_matmul_precision()
+from terratorch.registry import TERRATORCH_BACKBONE_REGISTRY  # noqa: E402
+from terratorch.registry.timm_registry import TimmBackboneWrapper  # noqa: E402
+
+if _imported_here:
+    # TerraTorch's import sets torch.set_float32_matmul_precision("medium") for the whole process (its Clay v1.5
+    # module does, at import): on CPUs with bf16 and on GPUs every float32 matmul then loses precision (our parity
+    # tests against timm failed by 1e-3). A TerraTorch import made by skysense leaves the user's setting as it was.
+    torch.set_float32_matmul_precision(_precision)
 
 
 def build_backbone(
