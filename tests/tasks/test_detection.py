@@ -65,7 +65,7 @@ def test_detector_learns_real_boxes() -> None:
     task.eval()
     with torch.no_grad():
         task._step(batch, "val")
-    result = task.metrics["val_metrics"].compute()
+    result = task.val_metrics.compute()
     assert result["map_50"] > 0.3, result
 
 

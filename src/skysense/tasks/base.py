@@ -12,6 +12,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from torchmetrics import Metric, MetricCollection
 
 from skysense.models.registry import get_config
 from skysense.models.skysense import SkySense
@@ -48,19 +49,70 @@ def resolve_class_names(class_names: list[str] | None, num_classes: int, first: 
 
 
 class BackboneTask(pl.LightningModule):
-    """Base of the downstream tasks; subclasses call ``save_hyperparameters()`` first, then
-    :meth:`build_backbone`, build their head, then :meth:`apply_freeze`.
+    """Base of the downstream tasks, with TorchGeo's template (``torchgeo.trainers.BaseTask``): ``__init__`` saves the
+    subclass's arguments as hyperparameters, then calls :meth:`configure_models`, :meth:`configure_losses` and
+    :meth:`configure_metrics`, then applies the fine-tuning mode. A subclass's ``__init__`` only checks its arguments
+    and calls ``super().__init__()``; its hooks read ``self.hparams``.
+
+    Metrics are torchmetrics ``MetricCollection`` s with the stage as prefix (``train_metrics``, ``val_metrics``,
+    ``test_metrics``; :meth:`set_metrics`), updated every step and logged at the end of each epoch (``val/mIoU``,
+    ``val/IoU/<class>``, ...).
 
     The hyperparameters it reads: ``preset``, ``modalities``, ``model_overrides``, ``pretrained``,
     ``pretrained_network``, ``freeze``, ``trainable_depths``, ``lr``, ``weight_decay``, ``layer_decay``,
     ``warmup_steps``.
     """
 
+    #: metrics (without the stage prefix) shown in the progress bar
+    prog_bar_metrics: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.save_hyperparameters()  # every __init__ argument of the subclasses (Lightning reads their frames)
+        if self.hparams.freeze not in FREEZE_MODES:
+            raise ValueError(f"freeze must be one of {FREEZE_MODES}, got {self.hparams.freeze!r}")
+        self.configure_models()
+        self.configure_losses()
+        self.configure_metrics()
+        self.apply_freeze()
+
+    # the template's hooks ------------------------------------------------------------------------------------------
+    def configure_models(self) -> None:
+        """Build ``self.backbone`` (:meth:`build_backbone`) and the heads."""
+        raise NotImplementedError
+
+    def configure_losses(self) -> None:
+        """Build what the loss needs (class weights, ...); nothing by default."""
+
+    def configure_metrics(self) -> None:
+        """Build the stages' metric collections (:meth:`set_metrics`)."""
+        raise NotImplementedError
+
+    def set_metrics(self, summary: dict[str, Metric], per_class: dict[str, Metric] | None = None) -> None:
+        """``train_metrics``: copies of ``summary``; ``val_metrics`` and ``test_metrics``: copies of ``summary`` and
+        ``per_class`` (e.g. torchmetrics' ``ClasswiseWrapper``: one value per class, not worth a training step)."""
+        self.train_metrics = MetricCollection(dict(summary)).clone(prefix="train/")
+        every = MetricCollection({**summary, **(per_class or {})})
+        self.val_metrics = every.clone(prefix="val/")
+        self.test_metrics = every.clone(prefix="test/")
+
+    def stage_metrics(self, stage: str) -> MetricCollection | None:
+        return getattr(self, f"{stage}_metrics", None)
+
+    def log_metrics(self, stage: str) -> None:
+        """Compute, log and reset the stage's metrics (when the epoch updated them)."""
+        metrics = self.stage_metrics(stage)
+        if metrics is None or not any(metric.update_called for metric in metrics.values()):
+            return
+        values = metrics.compute()
+        shown = {f"{stage}/{name}" for name in self.prog_bar_metrics}
+        self.log_dict({k: v for k, v in values.items() if k in shown}, prog_bar=True)
+        self.log_dict({k: v for k, v in values.items() if k not in shown})
+        metrics.reset()
+
     def build_backbone(self, modalities: list[str] | None = None) -> SkySense:
         """The preset with the encoders of ``modalities`` (default: the ``modalities`` hyperparameter)."""
         hp = self.hparams
-        if hp.freeze not in FREEZE_MODES:
-            raise ValueError(f"freeze must be one of {FREEZE_MODES}, got {hp.freeze!r}")
         overrides = modality_overrides(modalities if modalities is not None else hp.get("modalities"))
         if getattr(hp, "source", "fused") != "fused":  # the temporal fusion and prototypes would run for nothing
             overrides.update(fusion=None, geo=None)
@@ -95,7 +147,7 @@ class BackboneTask(pl.LightningModule):
         hp = self.hparams
         return hp.get("source") == "fused" and bool(hp.get("use_geo", True)) and self.backbone.geo is not None
 
-    # Subclasses implement ``_step(batch, stage)`` (loss and running metrics) and ``_log_per_class(stage)``.
+    # Subclasses implement ``_step(batch, stage)``: the loss, and the update of the stage's metrics.
     def training_step(self, batch: Any, batch_index: int) -> torch.Tensor:
         return self._step(batch, "train")
 
@@ -105,11 +157,14 @@ class BackboneTask(pl.LightningModule):
     def test_step(self, batch: Any, batch_index: int) -> None:
         self._step(batch, "test")
 
+    def on_train_epoch_end(self) -> None:
+        self.log_metrics("train")
+
     def on_validation_epoch_end(self) -> None:
-        self._log_per_class("val")
+        self.log_metrics("val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_per_class("test")
+        self.log_metrics("test")
 
     def train(self, mode: bool = True) -> BackboneTask:
         """A frozen backbone stays in eval mode (no dropout or stochastic depth in a probe's features)."""

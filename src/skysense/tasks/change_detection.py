@@ -40,14 +40,20 @@ class ChangeDetectionTask(SegmentationTask):
             raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
         if kwargs.get("source", "hr") != "hr":
             raise ValueError("change detection reads the HR pyramid: source must be 'hr'")
-        kwargs.setdefault("modalities", ["hr"])
-        class_names = class_names or ["no_change", "change"]
-        self._merge = merge
         super().__init__(num_classes=num_classes, class_names=class_names, **kwargs)
+
+    def configure_models(self) -> None:
+        # defaults set on the hyperparameters themselves: under LightningCLI they are the config's values, not the
+        # arguments this __init__ passes on
+        if self.hparams.get("modalities") is None:
+            self.hparams.modalities = ["hr"]
+        if self.hparams.get("class_names") is None:
+            self.hparams.class_names = ["no_change", "change"]
+        super().configure_models()
 
     def _source_channels(self) -> list[int]:
         channels = super()._source_channels()
-        return [2 * c for c in channels] if self._merge == "concat" else channels
+        return [2 * c for c in channels] if self.hparams.merge == "concat" else channels
 
     def forward(  # type: ignore[override]
         self, inputs: SkySenseInput, hr_t2: torch.Tensor, size: tuple[int, int] | None = None
@@ -62,7 +68,8 @@ class ChangeDetectionTask(SegmentationTask):
         maps = []
         for level in both:
             first, second = level.chunk(2)
-            maps.append((first - second).abs() if self._merge == "difference" else torch.cat([first, second], dim=1))
+            merged = (first - second).abs() if self.hparams.merge == "difference" else torch.cat([first, second], dim=1)
+            maps.append(merged)
         return self.decode(maps, size)
 
     def batch_outputs(self, batch: Batch, size: tuple[int, int] | None) -> dict[str, torch.Tensor]:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 import torchmetrics
 from einops import rearrange
-from torch import nn
+from torchmetrics.wrappers import ClasswiseWrapper
 
 from skysense.batch import SkySenseInput, SkySenseOutput
 from skysense.containers import Batch
@@ -80,6 +80,8 @@ class ClassificationTask(BackboneTask):
             "fused" source is then concat[F, F_geo], otherwise F.
     """
 
+    prog_bar_metrics = ("OA", "mAP")
+
     def __init__(
         self,
         num_classes: int,
@@ -103,22 +105,46 @@ class ClassificationTask(BackboneTask):
         class_names: list[str] | None = None,
         use_geo: bool = True,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
         if class_weights is not None and len(class_weights) != num_classes:
             raise ValueError(f"class_weights has {len(class_weights)} entries for {num_classes} classes")
-        self.class_names = resolve_class_names(class_names, num_classes)
+        super().__init__()
+
+    def configure_models(self) -> None:
+        hp = self.hparams
+        self.class_names = resolve_class_names(hp.class_names, hp.num_classes)
         self.backbone = self.build_backbone()
-        in_dim = self._source_dim(source)
-        self.head = build_classification_head(head, in_dim, num_classes, **(head_args or {}))
-        self.register_buffer(
-            "class_weights", torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.head = build_classification_head(hp.head, self._source_dim(hp.source), hp.num_classes,
+                                              **(hp.head_args or {}))  # fmt: skip
+
+    def configure_losses(self) -> None:
+        weights = self.hparams.class_weights
+        self.register_buffer("class_weights", torch.tensor(weights, dtype=torch.float32) if weights else None)
+
+    def configure_metrics(self) -> None:
+        """Overall (OA) and average (AA) accuracy, and the accuracy of every class (``val/accuracy/<class>``);
+        multi-label: macro mAP and F1."""
+        k = self.hparams.num_classes
+        if self.hparams.multilabel:
+            self.set_metrics(
+                {
+                    "mAP": torchmetrics.classification.MultilabelAveragePrecision(k, average="macro"),
+                    "F1": torchmetrics.classification.MultilabelF1Score(k, average="macro"),
+                }
+            )
+            return
+        self.set_metrics(
+            {
+                "OA": torchmetrics.classification.MulticlassAccuracy(k, average="micro"),
+                "AA": torchmetrics.classification.MulticlassAccuracy(k, average="macro"),
+            },
+            {
+                "accuracy": ClasswiseWrapper(
+                    torchmetrics.classification.MulticlassAccuracy(k, average=None), self.class_names, "accuracy/"
+                )
+            },
         )
-        self.apply_freeze()
-        # keyed "{stage}_metrics": a ModuleDict key may not shadow a Module attribute such as ``train``
-        self.metrics = nn.ModuleDict({f"{stage}_metrics": self._metrics() for stage in ("train", "val", "test")})
 
     # ------------------------------------------------------------------------------------------------------------
     def _source_dim(self, source: str) -> int:
@@ -135,23 +161,6 @@ class ClassificationTask(BackboneTask):
         if backbone.fusion is None:
             raise ValueError("source 'fused' needs the fusion, so 's2' or 's1' in modalities")
         return backbone.fusion.config.embed_dim * (2 if self._use_geo else 1)
-
-    def _metrics(self) -> nn.ModuleDict:
-        k = self.hparams.num_classes
-        if self.hparams.multilabel:
-            return nn.ModuleDict(
-                {
-                    "mAP": torchmetrics.classification.MultilabelAveragePrecision(k, average="macro"),
-                    "F1": torchmetrics.classification.MultilabelF1Score(k, average="macro"),
-                }
-            )
-        return nn.ModuleDict(
-            {
-                "OA": torchmetrics.classification.MulticlassAccuracy(k, average="micro"),
-                "AA": torchmetrics.classification.MulticlassAccuracy(k, average="macro"),
-                "per_class": torchmetrics.classification.MulticlassAccuracy(k, average=None),
-            }
-        )
 
     # ------------------------------------------------------------------------------------------------------------
     def forward(self, inputs: SkySenseInput) -> torch.Tensor:
@@ -177,25 +186,8 @@ class ClassificationTask(BackboneTask):
         size = len(batch)
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=size)
         scores = logits.detach().float()
-        target = batch.target.long()
-        for name, metric in self.metrics[f"{stage}_metrics"].items():
-            if name == "per_class":
-                if stage != "train":  # computed and logged at the epoch's end
-                    metric.update(scores, target)
-                continue
-            metric.update(scores.sigmoid() if self.hparams.multilabel else scores, target)
-            self.log(f"{stage}/{name}", metric, prog_bar=name in ("OA", "mAP"), batch_size=size)
+        self.stage_metrics(stage).update(scores.sigmoid() if self.hparams.multilabel else scores, batch.target.long())
         return loss
-
-    def _log_per_class(self, stage: str) -> None:
-        metrics = self.metrics[f"{stage}_metrics"]
-        metric = metrics["per_class"] if "per_class" in metrics else None
-        if metric is None or not metric.update_called:
-            return
-        names = self.class_names
-        for name, value in zip(names, metric.compute(), strict=True):
-            self.log(f"{stage}/accuracy/{name}", value)
-        metric.reset()
 
     def predict_step(self, batch: Batch, batch_index: int) -> dict[str, Any]:
         """{"probabilities": (B, K), "prediction": (B,) class or (B, K) bool, "meta": provenance}."""

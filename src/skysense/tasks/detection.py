@@ -62,29 +62,31 @@ class DetectionTask(BackboneTask):
         pretrained_network: str = "teacher",
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.class_names = resolve_class_names(class_names, num_classes, first=1)  # label 0 is the background
+
+    def configure_models(self) -> None:
+        hp = self.hparams
+        self.class_names = resolve_class_names(hp.class_names, hp.num_classes, first=1)  # label 0 is the background
         self.backbone = self.build_backbone(modalities=["hr"])  # detection reads the HR image only
         if self.backbone.hr is None:
             raise ValueError("detection needs the HR encoder: the preset (or model_overrides) removed it")
-        pyramid = HRPyramidBackbone(self.backbone.hr, fpn_channels, trainable=freeze != "frozen")
+        pyramid = HRPyramidBackbone(self.backbone.hr, hp.fpn_channels, trainable=hp.freeze != "frozen")
         self.detector = build_faster_rcnn(
             pyramid,
-            num_classes,
-            image_size,
-            anchor_sizes=anchor_sizes,
-            aspect_ratios=aspect_ratios,
-            detections_per_image=detections_per_image,
-            score_threshold=score_threshold,
+            hp.num_classes,
+            hp.image_size,
+            anchor_sizes=hp.anchor_sizes,
+            aspect_ratios=hp.aspect_ratios,
+            detections_per_image=hp.detections_per_image,
+            score_threshold=hp.score_threshold,
         )
-        self.apply_freeze()
-        self.metrics = torch.nn.ModuleDict(
-            {
-                f"{stage}_metrics": MeanAveragePrecision(
-                    box_format="xyxy", iou_type="bbox", iou_thresholds=[0.5], class_metrics=True, backend="pycocotools"
-                )
-                for stage in ("val", "test")
-            }
+
+    def configure_metrics(self) -> None:
+        """mAP at IoU 0.5 and AP50 per class, for validation and test (training logs torchvision's losses)."""
+        self.val_metrics, self.test_metrics = (
+            MeanAveragePrecision(
+                box_format="xyxy", iou_type="bbox", iou_thresholds=[0.5], class_metrics=True, backend="pycocotools"
+            )
+            for _ in range(2)
         )
 
     # ------------------------------------------------------------------------------------------------------------
@@ -120,12 +122,13 @@ class DetectionTask(BackboneTask):
             self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
             return loss
         detections = self(batch.inputs.hr)
-        self.metrics[f"{stage}_metrics"].update([{k: v.detach() for k, v in d.items()} for d in detections], targets)
+        self.stage_metrics(stage).update([{k: v.detach() for k, v in d.items()} for d in detections], targets)
         return None
 
-    def _log_per_class(self, stage: str) -> None:
-        metric = self.metrics[f"{stage}_metrics"]
-        if not metric.update_called:
+    def log_metrics(self, stage: str) -> None:
+        """``{stage}/mAP50`` and ``{stage}/AP50/<class>`` from torchmetrics' result dict."""
+        metric = self.stage_metrics(stage)
+        if metric is None or not metric.update_called:
             return
         result = metric.compute()
         self.log(f"{stage}/mAP50", result["map_50"], prog_bar=True)

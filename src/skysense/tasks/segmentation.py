@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 import torchmetrics
-from torch import nn
+from torchmetrics.wrappers import ClasswiseWrapper
 
 from skysense.batch import SkySenseInput, SkySenseOutput
 from skysense.containers import Batch
@@ -67,6 +67,8 @@ class SegmentationTask(BackboneTask):
         use_geo: read the geo-context prototypes for the fused source (inputs then need lat/lon).
     """
 
+    prog_bar_metrics = ("mIoU",)
+
     def __init__(
         self,
         num_classes: int,
@@ -90,28 +92,48 @@ class SegmentationTask(BackboneTask):
         pretrained_network: str = "teacher",
         use_geo: bool = True,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
         if class_weights is not None and len(class_weights) != num_classes:
             raise ValueError(f"class_weights has {len(class_weights)} entries for {num_classes} classes")
         if 0 <= ignore_index < num_classes:
             raise ValueError(f"ignore_index {ignore_index} is a class index (0 … {num_classes - 1})")
-        self.class_names = resolve_class_names(class_names, num_classes)
+        super().__init__()
+
+    def configure_models(self) -> None:
+        hp = self.hparams
+        self.class_names = resolve_class_names(hp.class_names, hp.num_classes)
         self.backbone = self.build_backbone()
         in_channels = self._source_channels()
-        self.head = UperNetHead(in_channels, num_classes, head_channels, norm=norm)
+        self.head = UperNetHead(in_channels, hp.num_classes, hp.head_channels, norm=hp.norm)
         self.aux_head = (
-            FCNHead(in_channels[2], num_classes, head_channels // 2, norm)
-            if aux_weight > 0 and source == "hr" and len(in_channels) >= 3
+            FCNHead(in_channels[2], hp.num_classes, hp.head_channels // 2, hp.norm)
+            if hp.aux_weight > 0 and hp.source == "hr" and len(in_channels) >= 3
             else None
         )
-        self.register_buffer(
-            "class_weights", torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+
+    def configure_losses(self) -> None:
+        weights = self.hparams.class_weights
+        self.register_buffer("class_weights", torch.tensor(weights, dtype=torch.float32) if weights else None)
+
+    def configure_metrics(self) -> None:
+        """mIoU and overall accuracy; per class (validation and test): IoU and F1 (``val/IoU/<class>``)."""
+        k, ignore = self.hparams.num_classes, self.hparams.ignore_index
+        jaccard = torchmetrics.classification.MulticlassJaccardIndex
+        self.set_metrics(
+            {
+                "mIoU": jaccard(k, ignore_index=ignore, average="macro"),
+                "OA": torchmetrics.classification.MulticlassAccuracy(k, ignore_index=ignore, average="micro"),
+            },
+            {
+                "IoU": ClasswiseWrapper(jaccard(k, ignore_index=ignore, average=None), self.class_names, "IoU/"),
+                "F1": ClasswiseWrapper(
+                    torchmetrics.classification.MulticlassF1Score(k, ignore_index=ignore, average=None),
+                    self.class_names,
+                    "F1/",
+                ),
+            },
         )
-        self.apply_freeze()
-        self.metrics = nn.ModuleDict({f"{stage}_metrics": self._metrics() for stage in ("train", "val", "test")})
 
     # ------------------------------------------------------------------------------------------------------------
     def _source_channels(self) -> list[int]:
@@ -130,17 +152,6 @@ class SegmentationTask(BackboneTask):
         if backbone.fusion is None:
             raise ValueError("source 'fused' needs the fusion, so 's2' or 's1' in modalities")
         return [backbone.fusion.config.embed_dim * (2 if self._use_geo else 1)] * 4
-
-    def _metrics(self) -> nn.ModuleDict:
-        k, ignore = self.hparams.num_classes, self.hparams.ignore_index
-        return nn.ModuleDict(
-            {
-                "mIoU": torchmetrics.classification.MulticlassJaccardIndex(k, ignore_index=ignore, average="macro"),
-                "OA": torchmetrics.classification.MulticlassAccuracy(k, ignore_index=ignore, average="micro"),
-                "IoU": torchmetrics.classification.MulticlassJaccardIndex(k, ignore_index=ignore, average=None),
-                "F1": torchmetrics.classification.MulticlassF1Score(k, ignore_index=ignore, average=None),
-            }
-        )
 
     # ------------------------------------------------------------------------------------------------------------
     def forward(self, inputs: SkySenseInput, size: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
@@ -180,25 +191,8 @@ class SegmentationTask(BackboneTask):
         outputs = self.batch_outputs(batch, size=tuple(target.shape[-2:]))
         loss = self.loss(outputs, target)
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=len(batch))
-        prediction = outputs["logits"].detach().argmax(dim=1)
-        metrics = self.metrics[f"{stage}_metrics"]
-        for name, metric in metrics.items():
-            if name in ("mIoU", "OA"):
-                metric.update(prediction, target)
-                self.log(f"{stage}/{name}", metric, prog_bar=name == "mIoU", batch_size=len(batch))
-            elif stage != "train":
-                metric.update(prediction, target)
+        self.stage_metrics(stage).update(outputs["logits"].detach().argmax(dim=1), target)
         return loss
-
-    def _log_per_class(self, stage: str) -> None:
-        names = self.class_names
-        metrics = self.metrics[f"{stage}_metrics"]
-        for metric_name in ("IoU", "F1"):
-            metric = metrics[metric_name]
-            if metric.update_called:
-                for name, value in zip(names, metric.compute(), strict=True):
-                    self.log(f"{stage}/{metric_name}/{name}", value)
-                metric.reset()
 
     def predict_step(self, batch: Batch, batch_index: int) -> dict[str, Any]:
         """{"probabilities": (B, K, H, W), "prediction": (B, H, W), "meta": provenance} at the label's size when
