@@ -17,8 +17,8 @@ address).
 
 Registration happens when this module is imported: ``import skysense`` imports it when TerraTorch is already imported
 (TerraTorch's own import takes seconds, so skysense never imports it unasked); ``terratorch fit --config x.yaml``
-picks it up from a ``custom_modules/__init__.py`` beside the run holding ``import skysense.models.terratorch_models``
-(TerraTorch imports that package from the working folder). Without the registration, TerraTorch's timm source still builds ``skysense_*`` after
+picks it up from a ``custom_modules/__init__.py`` beside the run holding ``import skysense`` (TerraTorch imports that
+package from the working folder during its own import). Without the registration, TerraTorch's timm source still builds ``skysense_*`` after
 ``import skysense``, without ``ckpt_path``.
 """
 
