@@ -452,7 +452,7 @@ def pretrain_section(check: Check) -> None:
         "outputs itself (issue 15's crash needs SkySenseOutput registered with pytree when it does not)"
     )
     preset = "tiny" if check.quick else "paper"
-    steps = 4 if check.quick else 6  # step 0 warms up (and compiles), step 1 is counted, the rest are timed
+    steps = 3 if check.quick else 6  # step 0 warms up (and compiles), step 1 is counted, the rest are timed
     precision = "bf16-mixed" if device.type == "cuda" else "32-true"  # CPU bf16 without AMX is slower than fp32
     for shapes, variant in check.pretrain_runs:
         sources = SHAPES[shapes]

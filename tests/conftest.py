@@ -60,3 +60,20 @@ def cli_fit_test_predict(
     lines = [json.loads(line) for line in (written / "predictions.jsonl").read_text().splitlines()]
     metrics = " ".join(path.read_text() for path in tmp_path.rglob("metrics.csv"))  # one per command
     return lines, metrics, checkpoint
+
+
+def save_segmentation_checkpoint(path: Path, class_names: Sequence[str]) -> Path:
+    """A tiny HR segmentation task (random weights, a group-norm UperNet of 32 channels, one class per name) saved
+    as a Lightning checkpoint at ``path``, the way ``skysense fit`` saves one."""
+    import lightning
+
+    from skysense.tasks.segmentation import SegmentationTask
+
+    torch.manual_seed(0)
+    task = SegmentationTask(num_classes=len(class_names), preset="tiny", modalities=["hr"], source="hr",
+                            head_channels=32, norm="group", class_names=list(class_names))  # fmt: skip
+    checkpoint = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams),
+                  "pytorch-lightning_version": lightning.__version__}  # fmt: skip
+    task.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, path)
+    return path

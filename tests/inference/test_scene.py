@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning
 import numpy as np
 import pytest
 import rasterio
@@ -16,8 +15,7 @@ from skysense.inference import SceneSources, SeriesSource, load_scene_model, pre
 from skysense.inference.writer import CLASS_NODATA, scratch_path
 from skysense.models.registry import create_model
 from skysense.models.weights import save_pretrained
-from skysense.tasks.segmentation import SegmentationTask
-from tests.conftest import cli_fit_test_predict, shared_path
+from tests.conftest import cli_fit_test_predict, save_segmentation_checkpoint, shared_path
 
 RASTERIO = ("rasterio_testdata", "tests", "data")
 
@@ -25,15 +23,7 @@ RASTERIO = ("rasterio_testdata", "tests", "data")
 @pytest.fixture(scope="module")
 def hr_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny HR segmentation task (3 classes) saved as a Lightning checkpoint."""
-    torch.manual_seed(0)
-    task = SegmentationTask(num_classes=3, preset="tiny", modalities=["hr"], source="hr", head_channels=32,
-                            norm="group", class_names=["a", "b", "c"])  # fmt: skip
-    checkpoint = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams),
-                  "pytorch-lightning_version": lightning.__version__}  # fmt: skip
-    task.on_save_checkpoint(checkpoint)
-    path = tmp_path_factory.mktemp("ckpt") / "seg.ckpt"
-    torch.save(checkpoint, path)
-    return path
+    return save_segmentation_checkpoint(tmp_path_factory.mktemp("ckpt") / "seg.ckpt", ["a", "b", "c"])
 
 
 def _read(path: Path) -> tuple[np.ndarray, dict, dict]:

@@ -6,19 +6,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import lightning
 import numpy as np
 import pytest
 import rasterio
-import torch
 
 from skysense.errors import UsageError
 from skysense.inference import SceneSources, load_scene_model, predict_scene
 from skysense.inference.writer import scratch_path
 from skysense.models.registry import create_model
 from skysense.models.weights import save_pretrained
-from skysense.tasks.segmentation import SegmentationTask
-from tests.conftest import shared_path
+from tests.conftest import save_segmentation_checkpoint, shared_path
 
 xr = pytest.importorskip("xarray")
 pytest.importorskip("rioxarray")
@@ -28,15 +25,7 @@ RASTERIO = ("rasterio_testdata", "tests", "data")
 @pytest.fixture(scope="module")
 def seg_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny HR segmentation task (3 named classes) saved as a Lightning checkpoint."""
-    torch.manual_seed(0)
-    task = SegmentationTask(num_classes=3, preset="tiny", modalities=["hr"], source="hr", head_channels=32,
-                            norm="group", class_names=["water", "bare soil", "trees"])  # fmt: skip
-    checkpoint = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams),
-                  "pytorch-lightning_version": lightning.__version__}  # fmt: skip
-    task.on_save_checkpoint(checkpoint)
-    path = tmp_path_factory.mktemp("ckpt") / "seg.ckpt"
-    torch.save(checkpoint, path)
-    return path
+    return save_segmentation_checkpoint(tmp_path_factory.mktemp("ckpt") / "seg.ckpt", ["water", "bare soil", "trees"])
 
 
 def test_embedding_cube_equals_the_geotiff_and_is_georeferenced(tmp_path: Path) -> None:

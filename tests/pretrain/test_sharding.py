@@ -66,17 +66,23 @@ def _full(tensor: torch.Tensor | None) -> torch.Tensor | None:
     return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
 
 
+def _meta_arch_pair() -> tuple[SSLMetaArch, SSLMetaArch]:
+    """The tiny preset's meta-architecture in training mode with activation checkpointing, and an exact copy (the
+    unsharded reference)."""
+    torch.manual_seed(0)
+    backbone = create_model("tiny")
+    backbone.set_grad_checkpointing(True)
+    model = SSLMetaArch(backbone, get_config("tiny").projection).train()
+    return model, copy.deepcopy(model)
+
+
 def _worker(rank: int, world_size: int, init_file: str) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import FSDPModule
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
-        torch.manual_seed(0)
-        backbone = create_model("tiny")
-        backbone.set_grad_checkpointing(True)
-        sharded = SSLMetaArch(backbone, get_config("tiny").projection).train()
-        reference = copy.deepcopy(sharded)
+        sharded, reference = _meta_arch_pair()
         shard_meta_arch(sharded, init_device_mesh("cpu", (world_size,)), reshard_after_forward=True)
 
         hidden: set[str] = set()  # FSDP units whose grad-requiring outputs tree_flatten does not see
@@ -134,11 +140,7 @@ def _bf16_worker(rank: int, world_size: int, init_file: str) -> None:
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
-        torch.manual_seed(0)
-        backbone = create_model("tiny")
-        backbone.set_grad_checkpointing(True)
-        sharded = SSLMetaArch(backbone, get_config("tiny").projection).train()
-        reference = copy.deepcopy(sharded)
+        sharded, reference = _meta_arch_pair()
         views = _views()
         views = (dataclasses.replace(views[0], lat=views[0].lat + 0.123), views[1])
         shard_meta_arch(sharded, init_device_mesh("cpu", (world_size,)), param_dtype=torch.bfloat16)
