@@ -534,7 +534,7 @@ def scene_section(check: Check) -> None:
         check.rows.append(Row("scene", "skipped: rasterio is not installed", None))
         return
     device = check.device
-    size, tile, batch = (1024, 256, 4) if check.quick else (8192, 512, 16)
+    size, tile, batch = (512, 256, 4) if check.quick else (8192, 512, 16)
     for preset in check.scene_presets:
         out = REPO / "runs" / "gpu-check-scene"
         command = [sys.executable, str(REPO / "benchmarks" / "scene.py"), "--sizes", str(size), "--fused-size", "0",

@@ -117,10 +117,10 @@ def test_fsdp_distributed_checkpoint_resumes(tmp_path: Path, devices: int = 2) -
     runs the same code with a shard that is the whole tensor (it was tested too, for 49 of CI's 15 minutes)."""
     shared_path("eurosat_rgb_dev")
     shared_path("presto_s1s2_timeseries")
-    losses = _pretrain(tmp_path / "whole", devices, 3)
+    losses = _pretrain(tmp_path / "whole", devices, 2)
     checkpoint = next((tmp_path / "whole").rglob("step=1.ckpt"))
     assert checkpoint.is_dir() and len(list(checkpoint.glob("*.distcp"))) == devices
-    resumed = _pretrain(tmp_path / "resumed", devices, 3, "--ckpt_path", str(checkpoint))
-    assert sorted(resumed) == [1, 2] and sorted(losses) == [0, 1, 2]
+    resumed = _pretrain(tmp_path / "resumed", devices, 2, "--ckpt_path", str(checkpoint))
+    assert sorted(resumed) == [1] and sorted(losses) == [0, 1]
     for step, loss in resumed.items():
         assert math.isfinite(loss) and loss == pytest.approx(losses[step], rel=1e-6), step
