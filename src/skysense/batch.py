@@ -7,6 +7,7 @@ confused with data: the model never encodes or attends to masked entries.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -52,27 +53,19 @@ class SkySenseInput:
                 return tensor.shape[0]
         raise ValueError("the batch holds no modality: give at least one of hr, s2, s1")
 
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> SkySenseInput:
+        """A copy with ``fn`` applied to every tensor."""
+        return SkySenseInput(
+            **{f.name: (fn(v) if isinstance(v := getattr(self, f.name), torch.Tensor) else v) for f in fields(self)}
+        )
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> SkySenseInput:
         """A copy with every tensor moved to ``device`` (``non_blocking``: asynchronously from pinned memory)."""
-        return SkySenseInput(
-            **{
-                f.name: (
-                    v.to(device, non_blocking=non_blocking)
-                    if isinstance(v := getattr(self, f.name), torch.Tensor)
-                    else v
-                )
-                for f in fields(self)
-            }
-        )
+        return self._map(lambda tensor: tensor.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> SkySenseInput:
         """A copy in page-locked host memory, which a GPU copies from asynchronously (``to(..., non_blocking=True)``)."""
-        return SkySenseInput(
-            **{
-                f.name: (v.pin_memory() if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
-                for f in fields(self)
-            }
-        )
+        return self._map(torch.Tensor.pin_memory)
 
 
 @dataclass

@@ -283,7 +283,7 @@ def check_hr_scene(path: Path, bands: list[int], sensor: Sensor, sample: int = 1
                     window = Window(c * block_w, r * block_h, block_w, block_h).intersection(
                         Window(0, 0, src.width, src.height)
                     )
-                    parts.append(src.read(bands, window=window, masked=True)[:, ::step, ::step].reshape(len(bands), -1))
+                    parts.append(src.read(bands, window=window, masked=True)[:, ::step, ::step])
     values = np.concatenate(
         [
             np.where(np.ma.getmaskarray(p), np.nan, np.asarray(p.data, dtype=np.float32)).reshape(len(bands), -1)

@@ -214,7 +214,7 @@ class SceneWriter:
         self.count = 1 if kind == "classes" else channels
         self.half = dtype == "float16"  # stored as IEEE half floats (GDAL NBITS=16), read back as float32
         self.band_names = ["class"] if kind == "classes" else list(band_names or [])[: self.count]
-        self.band_names_given = list(band_names or [])
+        self.class_names = list(band_names or [])  # the model's class names (none for embeddings)
         self.tags = dict(tags or {})
         self.profile: dict[str, Any] = dict(
             driver="GTiff",
@@ -385,7 +385,7 @@ class SceneWriter:
         if is_zarr(self.output):
             staging = scratch / "output.zarr"
             with _writing(staging, "the Zarr store"), rasterio.Env(GDAL_CACHEMAX=PUBLISH_CACHE_MB * 2**20):
-                publish_zarr(vrt, staging, self.kind, self.band_names_given, self.tags, self.block, self.half)
+                publish_zarr(vrt, staging, self.kind, self.class_names, self.tags, self.block, self.half)
             with _writing(self.output, "the output"):
                 replace_tree(staging, self.output, scratch / "replaced.zarr")
             return self.output

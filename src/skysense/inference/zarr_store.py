@@ -67,7 +67,7 @@ def publish_zarr(
     vrt: Path,
     staging: Path,
     kind: str,
-    band_names: list[str],
+    class_names: list[str],
     tags: dict[str, str],
     block: int,
     half: bool,
@@ -78,7 +78,7 @@ def publish_zarr(
         vrt: the VRT over the finished row files (the output grid, CRS, nodata).
         staging: where the store is built (inside the scratch folder).
         kind: "classes", "probabilities" or "embedding": the data variable's name.
-        band_names: class names (for probabilities: the band coordinate; for classes: ``flag_meanings``).
+        class_names: class names (for probabilities: the band coordinate; for classes: ``flag_meanings``).
         tags: attributes of the data set and the variable.
         block: spatial chunk side.
         half: store float16 (``--dtype float16``).
@@ -99,12 +99,12 @@ def publish_zarr(
     attrs["long_name"] = {"classes": "class", "probabilities": "class probability", "embedding": "embedding"}[kind]
     if kind == "classes":
         array = array.squeeze("band", drop=True)
-        if band_names:
-            attrs["flag_values"] = list(range(len(band_names)))
-            attrs["flag_meanings"] = " ".join(name.replace(" ", "_") for name in band_names)
+        if class_names:
+            attrs["flag_values"] = list(range(len(class_names)))
+            attrs["flag_meanings"] = " ".join(name.replace(" ", "_") for name in class_names)
     else:
-        if kind == "probabilities" and len(band_names) == count:
-            array = array.assign_coords(band=list(band_names))
+        if kind == "probabilities" and len(class_names) == count:
+            array = array.assign_coords(band=list(class_names))
         if half:
             array = array.astype("float16")
     grid_mapping = array.encoding.get("grid_mapping", "spatial_ref")

@@ -82,7 +82,11 @@ class BackboneTask(pl.LightningModule):
         raise NotImplementedError
 
     def configure_losses(self) -> None:
-        """Build what the loss needs (class weights, ...); nothing by default."""
+        """Build what the loss needs: for a task with a ``class_weights`` option, the ``class_weights`` buffer (None
+        when not given; it moves with the module and is saved with it)."""
+        if "class_weights" in self.hparams:
+            weights = self.hparams.class_weights
+            self.register_buffer("class_weights", torch.tensor(weights, dtype=torch.float32) if weights else None)
 
     def configure_metrics(self) -> None:
         """Build the stages' metric collections (:meth:`set_metrics`)."""

@@ -118,10 +118,6 @@ class ClassificationTask(BackboneTask):
         self.head = build_classification_head(hp.head, self._source_dim(hp.source), hp.num_classes,
                                               **(hp.head_args or {}))  # fmt: skip
 
-    def configure_losses(self) -> None:
-        weights = self.hparams.class_weights
-        self.register_buffer("class_weights", torch.tensor(weights, dtype=torch.float32) if weights else None)
-
     def configure_metrics(self) -> None:
         """Overall (OA) and average (AA) accuracy, and the accuracy of every class (``val/accuracy/<class>``);
         multi-label: macro mAP and F1."""

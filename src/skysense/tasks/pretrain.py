@@ -95,12 +95,12 @@ class PretrainTask(pl.LightningModule):
 
     def _fsdp_param_dtype(self) -> torch.dtype | None:
         choice = self.hparams.fsdp_param_dtype
+        precision = str(self.trainer.precision) if self._trainer is not None else None
         if choice == "auto":
-            precision = str(self.trainer.precision) if self._trainer is not None else ""
             choice = "bfloat16" if precision == "bf16-mixed" else "float32"
-        if choice == "bfloat16" and self._trainer is not None and str(self.trainer.precision) != "bf16-mixed":
+        if choice == "bfloat16" and precision not in (None, "bf16-mixed"):
             raise ValueError(
-                f"fsdp_param_dtype 'bfloat16' needs --trainer.precision bf16-mixed (got {self.trainer.precision}): "
+                f"fsdp_param_dtype 'bfloat16' needs --trainer.precision bf16-mixed (got {precision}): "
                 "the units' inputs stay float32 and only autocast casts them"
             )
         return torch.bfloat16 if choice == "bfloat16" else None

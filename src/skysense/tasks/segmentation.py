@@ -112,10 +112,6 @@ class SegmentationTask(BackboneTask):
             else None
         )
 
-    def configure_losses(self) -> None:
-        weights = self.hparams.class_weights
-        self.register_buffer("class_weights", torch.tensor(weights, dtype=torch.float32) if weights else None)
-
     def configure_metrics(self) -> None:
         """mIoU and overall accuracy; per class (validation and test): IoU and F1 (``val/IoU/<class>``)."""
         k, ignore = self.hparams.num_classes, self.hparams.ignore_index
