@@ -4,6 +4,7 @@ a transformer layer built from torch's own nn.MultiheadAttention."""
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from skysense.models.vit import (
@@ -47,12 +48,27 @@ def test_matches_timm(in_chans: int, dim: int, heads: int) -> None:
 
 
 def test_other_input_size_interpolates_position_embedding_like_timm() -> None:
+    # timm resizes with antialiasing; our default is the official (mmseg) plain bicubic, which
+    # scripts/official_parity.py checks against the official ViT; the option gives timm's
     ours, ref = _pair()
+    ours.config.pos_embed_antialias = True
     x = torch.randn(1, 10, 48, 40)
     expected = ref.forward_features(x)[:, 1:]
     got = ours.forward_features(x)
     assert got.shape == (1, 64, 12, 10)
     assert torch.allclose(got.flatten(2).transpose(1, 2), expected, atol=1e-5)
+
+
+def test_position_embedding_is_resized_as_the_official_code_does() -> None:
+    # mmseg's VisionTransformer.resize_pos_embed: the cls row kept, the grid through F.interpolate(bicubic,
+    # align_corners=False) without antialiasing (scripts/official_parity.py compares the whole official ViT)
+    ours, _ = _pair()
+    grid = ours.pos_embed[:, 1:].reshape(1, 8, 8, -1).permute(0, 3, 1, 2)
+    resized = F.interpolate(grid, size=(12, 10), mode="bicubic", align_corners=False)
+    expected = torch.cat([ours.pos_embed[:, :1], resized.flatten(2).transpose(1, 2)], dim=1)
+    tokens = torch.zeros(1, 120, ours.config.embed_dim)
+    got = ours._pos_embed(tokens, (12, 10)) - torch.cat([ours.cls_token, tokens], dim=1)
+    assert torch.allclose(got, expected, atol=1e-6)
 
 
 def test_intermediates_gradients_and_checkpointing() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 
 import pytest
 import torch
@@ -52,6 +53,25 @@ def test_load_official_sentinel_head_and_fusion_files(tmp_path) -> None:
     for name in files:
         for key, value in getattr(source, name).state_dict().items():
             assert torch.equal(getattr(target, name).state_dict()[key], value), (name, key)
+
+
+def test_a_fusion_file_without_the_date_table_loads_with_a_warning(tmp_path) -> None:
+    # the official fusion neck (SkySense++'s TransformerEncoder) has no ctpe: it is the pipeline model's parameter
+    source = create_model("tiny")
+    path = tmp_path / "skysense_model_fusion.pth"
+    weights = _official(source.fusion, prefix="")
+    weights.pop("ctpe")
+    torch.save(weights, path)
+    target = create_model("tiny")
+    table = target.fusion.date_encoding.weight.detach().clone()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_official_weights(target, fusion=path)
+    assert [str(w.message) for w in caught if "ctpe" in str(w.message) and str(path) in str(w.message)]
+    assert torch.equal(target.fusion.date_encoding.weight, table)
+    for key, value in source.fusion.state_dict().items():
+        if key != "date_encoding.weight":
+            assert torch.equal(target.fusion.state_dict()[key], value), key
 
 
 def test_missing_and_unexpected_keys_are_listed(tmp_path) -> None:

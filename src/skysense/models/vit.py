@@ -42,6 +42,10 @@ class ViTConfig:
     fused_attn: bool = True
     norm_eps: float = 1e-6  # timm uses 1e-6; the official mmseg weights were trained with 1e-5
     pos_embed_interpolation: str = "bicubic"
+    # Antialiased resizing of the position embedding to another grid (timm's default) or plain F.interpolate (False:
+    # mmseg's, the official SkySense code's; bicubic then uses the a = -0.75 kernel, antialiasing uses a = -0.5, so the
+    # two differ even when upsampling). False gives the official outputs on every grid (scripts/official_parity.py).
+    pos_embed_antialias: bool = False
 
 
 class PatchEmbed(nn.Module):
@@ -103,7 +107,7 @@ class VisionTransformer(Encoder):
                 old_size=[self.base_grid, self.base_grid],
                 num_prefix_tokens=self.num_prefix_tokens,
                 interpolation=self.config.pos_embed_interpolation,
-                antialias=True,
+                antialias=self.config.pos_embed_antialias,
             )
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)

@@ -20,6 +20,7 @@ import json
 import mmap
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -321,7 +322,11 @@ def load_official_weights(
     """Load any of the six official SkySense checkpoint files into ``model`` (normally the ``paper`` preset).
 
     For an RGB+NIR HR encoder (``hr={"in_chans": 4}``) the NIR patch-embedding weights are copied from the red
-    channel, as the official converter does.
+    channel, as the official converter does. A fusion file without the day-of-year table ``ctpe`` (the official
+    neck's own parameters) loads with a warning and leaves ``model.fusion.date_encoding`` as it is.
+
+    The mappings are checked numerically against the official definitions by ``scripts/official_parity.py``
+    (float64 outputs within 1e-5) and by name and shape in CI (``tests/models/test_official_keys.py``).
     """
     converters: dict[str, Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]] = {
         "hr": lambda sd: convert_official_hr_state_dict(sd, model.hr),
@@ -339,6 +344,16 @@ def load_official_weights(
         if module is None:
             raise ValueError(f"cannot load {path}: this model has no {name} module")
         converted = converters[name](torch_load_weights(path))
+        if name == "fusion" and "date_encoding.weight" not in converted:
+            # The official neck (SkySense++'s TransformerEncoder) holds no day-of-year table: ``ctpe`` is a parameter
+            # of the whole pipeline model. Load the neck, keep the table as it is and say so.
+            converted["date_encoding.weight"] = module.date_encoding.weight.detach()
+            warnings.warn(
+                f"official fusion checkpoint {path} holds no day-of-year table ('ctpe', a parameter of the official "
+                "pipeline model rather than of its fusion neck): the fusion's date_encoding keeps its current values; "
+                "load it from the whole-model checkpoint (model.fusion.date_encoding.weight) for the official dates",
+                stacklevel=2,
+            )
         fix = (
             f"the official files fit the 'paper' preset (skysense.create_model('paper')): check that the model is "
             f"built from it and that this is the {name} file"
