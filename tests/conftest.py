@@ -1,8 +1,17 @@
-"""Shared fixtures: the real data in ../shared/data (tests skip cleanly when it is absent)."""
+"""Shared fixtures and the test data: ../shared/data when it is there, else the excerpts in tests/fixtures.
+
+``shared_path("sen1floods11_samples", "sample_data", "S1")`` names a file or folder of ../shared/data (real imagery,
+see its README.md). A clone without that folder runs the same tests on ``tests/fixtures/``: small excerpts of the
+same files under the same relative paths (real pixels, CRSs, nodata, dates and band names; regenerated from
+../shared/data by each dataset's ``data.py``, TorchGeo's habit). ``SKYSENSE_TEST_DATA=fixtures`` forces the excerpts
+(``real`` forces ../shared/data); tests that need a whole dataset (learning checks, counts) ask ``full=True`` and skip
+on excerpts.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,25 +19,54 @@ import pytest
 import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+_MODES = ("auto", "real", "fixtures")
 
 
-def shared_path(*parts: str) -> Path:
-    """Path under ../shared/data, skipping the test when it is missing."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real data not available: {path}")
-    return path
+def _mode() -> str:
+    mode = os.environ.get("SKYSENSE_TEST_DATA", "auto")
+    if mode not in _MODES:
+        raise pytest.UsageError(f"SKYSENSE_TEST_DATA={mode!r}: use one of {', '.join(_MODES)}")
+    return mode
+
+
+def using_fixtures() -> bool:
+    """Whether the tests read the excerpts in tests/fixtures rather than ../shared/data."""
+    mode = _mode()
+    return mode == "fixtures" or (mode == "auto" and not SHARED_DATA.exists())
+
+
+def shared_path(*parts: str, full: bool = False) -> Path:
+    """A path under ../shared/data, or the same path under tests/fixtures when the tests run on the excerpts.
+
+    Args:
+        parts: the path below ``shared/data``.
+        full: the test needs the whole real dataset (it learns from it or counts it): skipped on the excerpts.
+
+    Skips the test when neither holds the path (the real folder is absent and no excerpt was made of it).
+    """
+    real = SHARED_DATA.joinpath(*parts)
+    if not using_fixtures():
+        if not real.exists():
+            pytest.skip(f"real data not available: {real}")
+        return real
+    if full:
+        pytest.skip(f"needs the whole of {real} (tests/fixtures holds an excerpt)")
+    excerpt = FIXTURES.joinpath(*parts)
+    if not excerpt.exists():
+        pytest.skip(f"real data not available: {real}, and tests/fixtures has no excerpt of it")
+    return excerpt
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the tests of every module that reads ../shared/data ``real_data``: ``-m "not real_data"`` runs what a
-    clone without that folder can run (the real-data tests skip there anyway), ``-m "not slow"`` the quick loop."""
+    """Mark the tests of every module that reads ../shared/data (or its excerpts) ``real_data``: ``-m "not
+    real_data"`` runs what needs no data at all, ``-m "not slow"`` the quick loop."""
     sources: dict[Path, bool] = {}
     for item in items:
         module = Path(str(item.fspath))
         if module not in sources:
             text = module.read_text() if module.suffix == ".py" else ""
-            sources[module] = "shared_path(" in text or "SHARED_DATA" in text
+            sources[module] = any(name in text for name in ("shared_path(", "SHARED_DATA", "root_overrides("))
         if sources[module]:
             item.add_marker(pytest.mark.real_data)
 

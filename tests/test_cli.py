@@ -43,21 +43,21 @@ def test_unknown_command_is_one_line_with_exit_code_2(capsys) -> None:
 
 @pytest.mark.parametrize("logger", ["csv", "tensorboard"])
 def test_pretrain_command_runs_on_real_sources(tmp_path, logger: str) -> None:
-    """`skysense pretrain --config configs/pretrain/tiny.yaml` for two steps on EuroSAT, Sen1Floods11 and Presto,
-    logging to CSV (the config's logger) or to TensorBoard (switched on the command line). With CSV only
-    `--trainer.default_root_dir` is given: logs and checkpoints move there, not to the config's logger directory."""
+    """`skysense pretrain --config configs/pretrain/tiny.yaml` for two steps on EuroSAT, Sen1Floods11 and Presto
+    (or their excerpts), logging to CSV (the config's logger) or to TensorBoard (switched on the command line). With
+    CSV only `--trainer.default_root_dir` is given: logs and checkpoints move there, not to the config's logger
+    directory."""
     from pathlib import Path
 
-    from tests.conftest import shared_path
+    from tests.config_roots import root_overrides
 
-    shared_path("eurosat_rgb_dev")
-    shared_path("presto_s1s2_timeseries")
     config = Path(__file__).resolve().parents[1] / "configs" / "pretrain" / "tiny.yaml"
     logger_args = ["--trainer.logger", "lightning.pytorch.loggers.TensorBoardLogger"] if logger == "tensorboard" else []
     arguments = [
         "pretrain",
         "--config",
         str(config),
+        *root_overrides(config),
         "--trainer.max_steps",
         "2",
         "--trainer.default_root_dir",

@@ -1,7 +1,8 @@
 """Real Sentinel-2 pixels written in ESA's product layouts (built in tmp folders for tests).
 
 The source is the real Sen1Floods11 13-band L1C chip ``Spain_7370579_S2Hand.tif`` (EPSG:4326, ~10 m, DN), cropped to
-480² so that the 20 m bands (2 × 2 block means) and 60 m bands (6 × 6 block means) tile it exactly. Bands are
+:func:`side`² (480² of the real 512² chip, 120² of the 128² excerpt in tests/fixtures) so that the 20 m bands (2 × 2
+block means) and 60 m bands (6 × 6 block means) tile it exactly. Bands are
 written as lossless JPEG 2000 with product names, with an ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml`` whose offset is
 −1000 (baseline 04.00: the DNs are the chip's + 1000) or absent (baseline 02.08), an ``MSK_CLASSI_B00.jp2`` (L1C)
 or ``SCL_20m.jp2`` (L2A) with a cloud where the test puts one.
@@ -21,17 +22,41 @@ from tests.conftest import shared_path
 CHIP = ("sen1floods11_samples", "cloudtostreet_official_sample", "S2", "Spain_7370579_S2Hand.tif")
 BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
 RESOLUTION = {"B2": 10, "B3": 10, "B4": 10, "B8": 10, "B1": 60, "B9": 60, "B10": 60}  # the others: 20 m
-SIDE = 480
 TILE, TIME = "T30SYH", "20220917T105619"  # a real tile (Valencia); a date after baseline 04.00
-CLOUD = (slice(0, 120), slice(0, 120))  # 10 m pixels under the test cloud (two 60 m pixels of MSK_CLASSI: 20 × 20)
+
+
+def side() -> int:
+    """The side of the chip's square crop: the largest multiple of 120 it holds (whole 60 m pixels, and a quarter of
+    it too, see :func:`cloud_pixels`): 480 of the real 512² chip, 120 of the 128² excerpt."""
+    with rasterio.open(shared_path(*CHIP)) as src:
+        return min(src.width, src.height) // 120 * 120
+
+
+def cloud_pixels() -> tuple[slice, slice]:
+    """The 10 m pixels under the test cloud: the crop's top-left quarter (120² of 480²: 20 × 20 pixels of the 60 m
+    MSK_CLASSI)."""
+    return slice(0, side() // 4), slice(0, side() // 4)
+
+
+def clear_pixels() -> tuple[slice, slice]:
+    """10 m pixels well away from the test cloud: from 5/12 of the crop on (200: of 480)."""
+    return slice(side() * 5 // 12, None), slice(side() * 5 // 12, None)
+
+
+def two_tiles() -> tuple[tuple[int, int], tuple[int, int]]:
+    """The columns of two overlapping MGRS tiles that cover the crop, on whole 60 m pixels: its left and its right
+    5/8 ((0, 300) and (180, 480) of 480)."""
+    width = side()
+    return (0, width * 5 // 8 // 6 * 6), (width * 3 // 8 // 6 * 6, width)
 
 
 def chip() -> tuple[np.ndarray, dict]:
-    """The real chip cropped to 480² (13, 480, 480) int16 DN, and its profile."""
+    """The real chip cropped to :func:`side`² (13, side, side) int16 DN, and its profile."""
+    width = side()
     with rasterio.open(shared_path(*CHIP)) as src:
         profile = src.profile
-        values = src.read(window=((0, SIDE), (0, SIDE)))
-    profile.update(width=SIDE, height=SIDE)
+        values = src.read(window=((0, width), (0, width)))
+    profile.update(width=width, height=width)
     return values, profile
 
 
@@ -87,7 +112,7 @@ def write_safe(
         values = values[:, :, columns[0] : columns[1]]
         profile = {**profile, "width": columns[1] - columns[0],
                    "transform": profile["transform"] @ Affine.translation(columns[0], 0)}  # fmt: skip
-    width = values.shape[-1]
+    height, width = values.shape[-2:]
     baseline = "N0400" if offset else "N0208"
     safe = root / f"S2B_MSI{level}_{time}_{baseline}_R094_{tile}_{time[:8]}T131452.SAFE"
     granule = safe / "GRANULE" / f"{level}_{tile}_A028000_{time}"
@@ -108,13 +133,15 @@ def write_safe(
         folder.mkdir(parents=True, exist_ok=True)
         _write_jp2(folder / name, dn[None], profile, resolution // 10)
     if cloud and level == "L1C":  # MSK_CLASSI at 60 m: opaque clouds, cirrus, snow
-        mask = np.zeros((3, SIDE // 6, width // 6), np.uint8)
-        mask[0, CLOUD[0].start // 6 : CLOUD[0].stop // 6, CLOUD[1].start // 6 : CLOUD[1].stop // 6] = 1
+        rows, cols = cloud_pixels()
+        mask = np.zeros((3, height // 6, width // 6), np.uint8)
+        mask[0, rows.start // 6 : rows.stop // 6, cols.start // 6 : cols.stop // 6] = 1
         _write_jp2(granule / "QI_DATA" / "MSK_CLASSI_B00.jp2", mask, profile, 6, "uint8")
-    if level == "L2A":  # SCL at 20 m: vegetation (4), high cloud (9) under CLOUD when cloud
-        scl = np.full((1, SIDE // 2, width // 2), 4, np.uint8)
+    if level == "L2A":  # SCL at 20 m: vegetation (4), high cloud (9) under cloud_pixels() when cloud
+        scl = np.full((1, height // 2, width // 2), 4, np.uint8)
         if cloud:
-            scl[0, CLOUD[0].start // 2 : CLOUD[0].stop // 2, CLOUD[1].start // 2 : CLOUD[1].stop // 2] = 9
+            rows, cols = cloud_pixels()
+            scl[0, rows.start // 2 : rows.stop // 2, cols.start // 2 : cols.stop // 2] = 9
         folder = granule / "IMG_DATA" / "R20m"
         _write_jp2(folder / f"{tile}_{time}_SCL_20m.jp2", scl, profile, 2, "uint8")
     return safe

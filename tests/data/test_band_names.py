@@ -82,8 +82,10 @@ def test_a_series_folder_takes_every_raster_suffix_and_reports_the_rest(tmp_path
     folder.mkdir()
     for name in ("a_20190901.tif", "b_20190902.TIF", "c_20190903.tiff"):
         shutil.copy(source, folder / name)
+    with rasterio.open(source) as src:
+        width, height = src.width, src.height  # 512² (the excerpt: 128²)
     (folder / "d_20190904.vrt").write_text(
-        f'<VRTDataset rasterXSize="512" rasterYSize="512"><VRTRasterBand dataType="Float32" band="1">'
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}"><VRTRasterBand dataType="Float32" band="1">'
         f"<SimpleSource><SourceFilename>{source}</SourceFilename><SourceBand>1</SourceBand></SimpleSource>"
         "</VRTRasterBand></VRTDataset>"
     )

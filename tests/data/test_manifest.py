@@ -26,9 +26,8 @@ from skysense.data.stats import compute_stats
 from skysense.data.transforms import Compose, FillInvalid, Normalize
 from skysense.errors import InputError
 from tests.conftest import shared_path
-from tests.data.test_readers import spain, write_crop
+from tests.data.test_readers import shipped_window, spain, write_crop
 
-WINDOW = Window(160, 192, 32, 32)  # the window of the shipped 64×64 sample's top-left quarter
 RATIO = 4  # HR pixels per Sentinel pixel in this folder (the paper's is 32; small here to keep tests fast)
 
 
@@ -37,6 +36,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("rasters")
     (root / "sentinel").mkdir()
     s2, s1 = root / "sentinel" / "Spain_7370579_S2Hand_{}.tif", root / "sentinel" / "Spain_7370579_S1Hand_{}.tif"
+    WINDOW = shipped_window(spain("S2"))  # the shipped 64×64 sample's top-left quarter
     write_crop(spain("S2"), Path(str(s2).format("20190918")), WINDOW)
     cloudy = read_raster(spain("S2"), window=WINDOW).values.astype(np.int16)
     cloudy[:, :8] = 0  # nodata: the first 8 rows masked on the second date
@@ -55,7 +55,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with rasterio.open(root / "Spain_7370579_HR.tif", "w", width=128, height=128, **profile) as dst:
         dst.write(hr)
     paraguay = shared_path("sen1floods11_samples", "sample_data", "S1", "Paraguay_34417_S1Hand.tif")
-    write_crop(paraguay, root / "sentinel" / "Paraguay_34417_S1Hand_20190917.tif", WINDOW)
+    write_crop(paraguay, root / "sentinel" / "Paraguay_34417_S1Hand_20190917.tif", Window(0, 0, 32, 32))
     (root / "landsat").mkdir()
     shutil.copy(shared_path("rasterio_testdata", "tests", "data", "RGB.byte.tif"), root / "landsat" / "RGB.byte.tif")
     (root / "photos").mkdir()
@@ -102,9 +102,10 @@ def test_index_infers_modalities_dates_and_samples(folder: Path) -> None:
     s2 = entries["Spain_7370579_S2Hand_20190918.tif"]
     assert (s2.count, s2.dtype, s2.crs, s2.nodata, s2.band_names[8]) == (13, "int16", "EPSG:4326", 0.0, "B8A")
     landsat = entries["RGB.byte.tif"]
+    with rasterio.open(folder / "landsat" / "RGB.byte.tif") as src:  # 791 × 718 (the excerpt: 407 × 398)
+        size = src.width, src.height
     assert (landsat.width, landsat.height, landsat.crs, landsat.res_x) == (
-        791,
-        718,
+        *size,
         "EPSG:32618",
         pytest.approx(300.04, abs=0.01),
     )
@@ -178,9 +179,9 @@ def test_manifest_dataset_builds_collatable_samples(folder: Path) -> None:
     assert sample.s1.dates == [dt.date(2019, 9, 17), dt.date(2019, 9, 29)]
     assert not sample.s2.valid[1, :8].any() and sample.s2.valid[1, 8:].all() and sample.s2.valid[0].all()
     assert not sample.s1.valid[1, 10:20, 10:20].any() and int(sample.s1.valid[1].sum()) == 1024 - 100
-    l1c = read_raster(spain("S2"), window=WINDOW).values
+    l1c = read_raster(spain("S2"), window=shipped_window(spain("S2"))).values
     np.testing.assert_array_equal(sample.s2.values[0].numpy(), l1c[[1, 2, 3, 4, 5, 6, 7, 8, 11, 12]])
-    label = read_raster(spain("Label"), window=WINDOW).values[0]
+    label = read_raster(spain("Label"), window=shipped_window(spain("Label"))).values[0]
     expected = np.where(label == -1, -1, label).repeat(RATIO, 0).repeat(RATIO, 1)
     np.testing.assert_array_equal(sample.target.numpy(), expected)  # labels on the HR grid, nearest
     assert sample.lat == pytest.approx(38.108, abs=0.01) and sample.lon == pytest.approx(-0.767, abs=0.01)
@@ -201,9 +202,12 @@ def test_manifest_dataset_builds_collatable_samples(folder: Path) -> None:
 
 def test_manifest_dataset_hr_sizes(folder: Path) -> None:
     manifest = write_manifest(_index_readable(folder), folder / "dataset.csv")
-    with pytest.raises(ValueError, match=r"RGB.byte.tif: HR size 718×791 is not a multiple"):
+    landsat = read_raster(folder / "landsat" / "RGB.byte.tif")
+    height, width = landsat.values.shape[1:]  # 718 × 791 (the excerpt: 398 × 407)
+    with pytest.raises(ValueError, match=rf"RGB.byte.tif: HR size {height}×{width} is not a multiple"):
         ManifestDataset(manifest, samples=["byte"])[0]
     cropped = ManifestDataset(manifest, crop=True, samples=["byte", "airport_1"])
-    assert tuple(cropped[0].hr.shape) == (3, 704, 768) and cropped[0].lat == pytest.approx(24.6, abs=0.5)
+    assert tuple(cropped[0].hr.shape) == (3, height // 32 * 32, width // 32 * 32)
+    assert cropped[0].lat == pytest.approx(landsat.center_lat_lon()[0], abs=0.5)  # ≈ 24.6 N (the excerpt: 25.0)
     photo = cropped[1]  # a JPEG without georeferencing: no coordinates, size cropped to the ratio
     assert tuple(photo.hr.shape) == (3, 128, 128) and photo.lat is None

@@ -21,7 +21,7 @@ from skysense.data.products.sentinel2 import find_s2_products
 from skysense.data.sensors import S1_GRD, S2_L2A
 from skysense.data.series import read_time_series
 from skysense.data.stats import compute_stats
-from tests.data.s2_safe import write_safe
+from tests.data.s2_safe import side, write_safe
 from tests.data.test_readers import spain
 from tests.data.test_s1_polarisations import _write_polarisations
 
@@ -99,13 +99,13 @@ def test_stac_items_index_as_one_row_each_and_read_as_the_product(tmp_path: Path
     assert [e.driver for e in entries] == [STAC_DRIVER] * 2, [(e.path, e.driver) for e in entries]
     assert [e.item for e in entries] == ["S2B_30SYH_2022-10-07", "S2B_30SYH_2022-10-27"]
     assert {e.modality for e in entries} == {"s2"} and len({e.sample for e in entries}) == 1
-    assert entries[0].width == 480 and entries[0].res_x == pytest.approx(find_s2_products(safe)[0].grid().res[0])
+    assert entries[0].width == side() and entries[0].res_x == pytest.approx(find_s2_products(safe)[0].grid().res[0])
 
     manifest = tmp_path / "manifest.json"
     assert main(["data", "index", str(root), "-o", str(manifest)]) == 0
     sample = ManifestDataset(manifest)[0]
     product = read_time_series(find_s2_products(safe), sensor=S2_L2A)
-    assert sample.s2.values.shape == (2, 10, 480, 480)
+    assert sample.s2.values.shape == (2, 10, side(), side())
     assert sample.s2.dates == [dt.date(2022, 10, 7), dt.date(2022, 10, 27)]
     for frame in range(2):
         assert np.allclose(sample.s2.values[frame].numpy(), product.values[0].numpy(), equal_nan=True)

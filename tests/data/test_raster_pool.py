@@ -15,7 +15,7 @@ from skysense.data.raster import RasterFile, raster_info
 from skysense.data.raster.pool import RasterPool, active_pool
 from skysense.data.sensors import S2_L1C
 from skysense.data.series import read_time_series
-from tests.data.s2_safe import write_safe
+from tests.data.s2_safe import side, write_safe
 
 
 def _tiles(grid: Grid, side: int) -> list[Grid]:
@@ -29,7 +29,7 @@ def _tiles(grid: Grid, side: int) -> list[Grid]:
 def test_a_pool_reads_the_same_pixels_opening_each_file_once(tmp_path: Path) -> None:
     (product,) = find_s2_products(write_safe(tmp_path))
     grid = product.grid()
-    tiles = _tiles(grid, 160)  # 9 tiles of the 480² chip
+    tiles = _tiles(grid, side() // 3)  # 9 tiles of the chip (of 160² on the 480² crop)
     plain = [read_time_series([product], grid=tile, sensor=S2_L1C) for tile in tiles]
     pool = RasterPool()
     with pool.active():

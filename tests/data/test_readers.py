@@ -38,6 +38,16 @@ def spain(kind: str) -> Path:
     return shared_path("sen1floods11_samples", "cloudtostreet_official_sample", folder, f"Spain_7370579_{kind}Hand.tif")
 
 
+def shipped_window(path: Path, size: int = 32) -> Window:
+    """The ``size``² window of a Spain_7370579 file that starts where the package's shipped 64² sample does: column
+    160, row 192 of the real 512² chip, the top-left corner of the excerpt in tests/fixtures (which holds it)."""
+    from skysense.data.examples import SEN1FLOODS11_S1
+
+    with rasterio.open(SEN1FLOODS11_S1) as sample, rasterio.open(path) as src:
+        col, row = ~src.transform @ (sample.transform.c, sample.transform.f)
+    return Window(round(col), round(row), size, size)
+
+
 def write_crop(source: Path, target: Path, window: Window, **changes) -> Path:
     """Copy a window of a real raster to ``target`` (keeping band descriptions and tags); ``changes`` update the
     profile, ``data=`` replaces the pixels."""
@@ -72,22 +82,23 @@ def utm_epsg(lon: float, lat: float) -> int:
 # Reading and windows
 # ------------------------------------------------------------------------------------------------------------------
 def test_rgb_byte_nodata_becomes_mask() -> None:
-    path = rasterio_data("RGB.byte.tif")
+    path = rasterio_data("RGB.byte.tif")  # 3 × 718 × 791 (the excerpt: its top-left 398 × 407)
     raster = read_raster(path)
-    assert raster.values.shape == (3, 718, 791) and raster.values.dtype == np.float32
-    assert raster.crs.to_epsg() == 32618
     with rasterio.open(path) as src:
         raw = src.read()
+    assert raw.shape[0] == 3 and raster.values.shape == raw.shape and raster.values.dtype == np.float32
+    assert raster.crs.to_epsg() == 32618
     np.testing.assert_array_equal(raster.valid, raw != 0)  # nodata 0, per band
     assert np.isnan(raster.values[~raster.valid]).all()
     assert raster.values[raster.valid].min() >= 1 and raster.values[raster.valid].max() <= 255
     assert 0.6 < raster.valid.mean() < 0.75  # the rotated Landsat scene in its black frame
-    assert raster.pixel_valid.shape == (718, 791)
+    assert raster.pixel_valid.shape == raw.shape[1:]
 
 
 def test_window_and_bounds_reads_agree() -> None:
     path = rasterio_data("RGB.byte.tif")
     full = read_raster(path)
+    height, width = full.values.shape[1:]
     window = Window(300, 200, 64, 32)  # col, row, width, height
     part = read_raster(path, window=window)
     np.testing.assert_array_equal(part.values, full.values[:, 200:232, 300:364])
@@ -98,9 +109,10 @@ def test_window_and_bounds_reads_agree() -> None:
     np.testing.assert_array_equal(by_bounds.values, part.values)
     assert by_bounds.transform == part.transform
     # rasterio would silently clip a window reaching outside: it is refused, or read as invalid when asked
-    with pytest.raises(ValueError, match=r"RGB.byte.tif: window .* reaches outside the raster \(718×791\)"):
-        read_raster(path, window=Window(780, 700, 32, 32))
-    outside = read_raster(path, window=Window(780, 700, 32, 32), boundless=True)
+    corner = Window(width - 11, height - 18, 32, 32)  # 18 rows and 11 columns inside, the rest outside
+    with pytest.raises(ValueError, match=rf"RGB.byte.tif: window .* reaches outside the raster \({height}×{width}\)"):
+        read_raster(path, window=corner)
+    outside = read_raster(path, window=corner, boundless=True)
     assert outside.values.shape == (3, 32, 32)
     assert not outside.valid[:, 18:, :].any() and not outside.valid[:, :, 11:].any()
     assert np.isnan(outside.values[:, 18:, :]).all()
@@ -167,7 +179,8 @@ def test_missing_corrupt_and_truncated_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"garbage.tif"):
         read_raster(garbage)
     truncated = tmp_path / "truncated.tif"
-    truncated.write_bytes(rasterio_data("RGB.byte.tif").read_bytes()[:600_000])
+    data = rasterio_data("RGB.byte.tif").read_bytes()
+    truncated.write_bytes(data[: int(len(data) * 0.35)])  # its directory is at the end
     with pytest.raises(ValueError, match=r"truncated.tif"):
         read_raster(truncated)
 
@@ -175,9 +188,10 @@ def test_missing_corrupt_and_truncated_files_are_named(tmp_path: Path) -> None:
 def test_all_nan_chip_gives_an_all_false_mask_and_is_refused_where_required() -> None:
     path = shared_path("sen1floods11_samples", "sample_data", "S1", "Paraguay_34417_S1Hand.tif")
     raster = read_raster(path)
-    assert raster.values.shape == (2, 512, 512)
+    side = raster_info(path).width  # 512 (the excerpt: 128)
+    assert raster.values.shape == (2, side, side)
     assert not raster.valid.any() and np.isnan(raster.values).all()
-    with pytest.raises(ValueError, match=r"Paraguay_34417_S1Hand.tif: all 524288 values .* are invalid"):
+    with pytest.raises(ValueError, match=rf"Paraguay_34417_S1Hand.tif: all {2 * side * side} values .* are invalid"):
         read_raster(path, require_valid=True)
     series = read_time_series([path], dates=["2019-09-17"])
     assert not series.valid.any()  # kept, and masked by the collate
@@ -249,7 +263,7 @@ def test_reproject_sen1floods11_chip_to_utm() -> None:
 
 def test_reproject_never_invents_values_in_holes() -> None:
     path = spain("S1")
-    source = read_raster(path, window=Window(100, 100, 40, 40))
+    source = read_raster(path, window=Window(40, 40, 40, 40))
     hole = np.ones((40, 40), dtype=bool)
     hole[10:20, 5:30] = False
     holed = Raster(
@@ -283,28 +297,34 @@ def test_aligned_grids_are_read_without_resampling() -> None:
 # ------------------------------------------------------------------------------------------------------------------
 def test_coregistered_grids_refuse_or_crop_odd_sizes() -> None:
     path = rasterio_data("RGB.byte.tif")
-    with pytest.raises(ValueError, match=r"RGB.byte.tif: HR size 718×791 is not a multiple of .* ratio 32.*704×768"):
+    height, width = raster_info(path).height, raster_info(path).width  # 718 × 791 (the excerpt: 398 × 407)
+    rows, cols = height // 32, width // 32
+    assert height % 32 and width % 32
+    size = rf"{height}×{width} is not a multiple of .* ratio 32.*{32 * rows}×{32 * cols}"
+    with pytest.raises(ValueError, match=rf"RGB.byte.tif: HR size {size}"):
         coregistered_grids(path, 32)
     hr, sentinel = coregistered_grids(path, 32, crop=True)
-    assert hr.shape == (704, 768) and sentinel.shape == (22, 24)
+    assert hr.shape == (32 * rows, 32 * cols) and sentinel.shape == (rows, cols)
     assert sentinel.crs == hr.crs and sentinel.transform @ (0, 0) == hr.transform @ (0, 0)
     assert sentinel.res == pytest.approx((32 * hr.res[0], 32 * hr.res[1]))
-    assert sentinel.transform @ (22, 22) == pytest.approx(hr.transform @ (704, 704))
+    assert sentinel.transform @ (rows, rows) == pytest.approx(hr.transform @ (32 * rows, 32 * rows))
 
 
 def test_read_coregistered_matches_block_averages() -> None:
     path = rasterio_data("RGB.byte.tif")
     full = read_raster(path)
+    rows, cols = full.values.shape[1] // 2, full.values.shape[2] // 2  # 359, 395 (the excerpt: 199, 203)
     coarse = read_coregistered(path, path, ratio=2, crop=True, resampling="average")
-    assert coarse.values.shape == (3, 359, 395)
-    blocks = full.values[:, :718, :790].reshape(3, 359, 2, 395, 2)
-    whole = full.valid[:, :718, :790].reshape(3, 359, 2, 395, 2).all(axis=(2, 4))
+    assert coarse.values.shape == (3, rows, cols)
+    blocks = full.values[:, : 2 * rows, : 2 * cols].reshape(3, rows, 2, cols, 2)
+    whole = full.valid[:, : 2 * rows, : 2 * cols].reshape(3, rows, 2, cols, 2).all(axis=(2, 4))
     expected = blocks.mean(axis=(2, 4))
     np.testing.assert_allclose(coarse.values[whole], expected[whole], atol=0.51)
-    # Sentinel-2 chip as the "HR" grid: 512 / 32 = 16 Sentinel pixels of 32 chip pixels
+    # Sentinel-2 chip as the "HR" grid: 512 / 32 = 16 Sentinel pixels of 32 chip pixels (the excerpt: 128 / 32 = 4)
+    n = raster_info(spain("S2")).width // 32
     s1 = read_coregistered(spain("S1"), spain("S2"), ratio=32, resampling="average")
-    assert s1.values.shape == (2, 16, 16) and s1.valid.all()
-    chip = read_raster(spain("S1")).values.reshape(2, 16, 32, 16, 32).mean(axis=(2, 4))
+    assert s1.values.shape == (2, n, n) and s1.valid.all()
+    chip = read_raster(spain("S1")).values.reshape(2, n, 32, n, 32).mean(axis=(2, 4))
     np.testing.assert_allclose(s1.values, chip, atol=1e-3)
 
 
@@ -331,7 +351,7 @@ def test_time_series_band_count_mismatch_names_both_files(tmp_path: Path) -> Non
 
 
 def test_time_series_reprojects_other_crs_and_converts_units(tmp_path: Path) -> None:
-    window = Window(200, 200, 48, 48)
+    window = Window(72, 72, 48, 48)
     first = write_crop(spain("S2"), tmp_path / "Spain_S2_20190918.tif", window)
     crop = read_raster(first)
     # the same place delivered in UTM on the next date

@@ -14,7 +14,7 @@ from skysense.data.examples import (
     require_all_valid,
     sen1floods11_input,
 )
-from skysense.data.raster import read_raster
+from skysense.data.raster import raster_info, read_raster
 from skysense.data.sensors import S1_GRD, S2_L2A, linear_to_db, s2_l1c_to_model_bands
 from tests.conftest import shared_path
 
@@ -48,8 +48,9 @@ def test_full_size_chip_from_shared_data(model) -> None:
         s1_date="2019-09-17",
         s2_date="2019-09-18",
     )
-    assert batch.s2.shape == (1, 1, 10, 512, 512)
-    crop = (..., slice(128, 192), slice(96, 160))
+    side = batch.s2.shape[-1]  # 512 (the excerpt: 128)
+    assert batch.s2.shape == (1, 1, 10, side, side) and batch.s1.shape == (1, 1, 2, side, side)
+    crop = (..., slice(side // 4, side // 4 + 64), slice(side * 3 // 16, side * 3 // 16 + 64))  # [128:192, 96:160]
     with torch.no_grad():
         out = model(
             s2=batch.s2[crop],
@@ -65,7 +66,8 @@ def test_full_size_chip_from_shared_data(model) -> None:
 def test_all_nan_chip_is_masked_and_refused() -> None:
     path = shared_path("sen1floods11_samples", "sample_data", "S1", "Paraguay_34417_S1Hand.tif")
     raster = read_raster(path)
-    assert raster.values.shape == (2, 512, 512)
+    info = raster_info(path)
+    assert raster.values.shape == (2, info.height, info.width)  # 2 × 512 × 512 (the excerpt: 2 × 128 × 128)
     assert not raster.valid.any() and np.isnan(raster.values).all()
     with pytest.raises(ValueError, match="Paraguay_34417_S1Hand.tif"):
         require_all_valid(raster.values, raster.valid, raster.path)

@@ -65,7 +65,10 @@ def test_a_lone_polarisation_and_radar_geometry_are_refused(tmp_path: Path) -> N
         SeriesSource.from_arg(tmp_path / "lone", "s1_grd")
     with rasterio.open(spain("S1")) as src:
         values, profile = src.read(), src.profile
-    gcps = [GroundControlPoint(row, col, -0.7 + col * 1e-4, 38.1 - row * 1e-4) for row in (0, 511) for col in (0, 511)]
+    last = src.width - 1  # the corners: 511 (the excerpt: 127)
+    gcps = [
+        GroundControlPoint(row, col, -0.7 + col * 1e-4, 38.1 - row * 1e-4) for row in (0, last) for col in (0, last)
+    ]
     profile.update(crs=None, transform=rasterio.Affine.identity())
     raw = tmp_path / "raw" / "s1a-iw-grd-vv-20190918t060043-001.tiff"
     raw.parent.mkdir()

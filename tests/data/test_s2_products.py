@@ -17,7 +17,20 @@ from skysense.data.products import find_s2_products, read_s2_product
 from skysense.data.sensors import S2_L1C, S2_L2A
 from skysense.data.series import read_time_series
 from skysense.errors import InputError
-from tests.data.s2_safe import BANDS, CLOUD, RESOLUTION, TILE, TIME, band_at_resolution, chip, write_safe, zip_safe
+from tests.data.s2_safe import (
+    BANDS,
+    RESOLUTION,
+    TILE,
+    TIME,
+    band_at_resolution,
+    chip,
+    clear_pixels,
+    cloud_pixels,
+    side,
+    two_tiles,
+    write_safe,
+    zip_safe,
+)
 
 
 def _check_l1c(product, values: np.ndarray, cloud: bool = True) -> None:
@@ -34,7 +47,8 @@ def _check_l1c(product, values: np.ndarray, cloud: bool = True) -> None:
         clear = raster.valid[index]
         assert np.array_equal(got[clear], expected[clear]), band  # exact: lossless DN, offset removed
     if cloud:
-        assert not raster.valid[:, CLOUD[0], CLOUD[1]].any() and raster.valid[:, 200:, 200:].all()
+        (rows, cols), (clear_rows, clear_cols) = cloud_pixels(), clear_pixels()
+        assert not raster.valid[:, rows, cols].any() and raster.valid[:, clear_rows, clear_cols].all()
     else:
         assert raster.valid.all()
 
@@ -90,7 +104,8 @@ def test_l2a_product_with_resolution_folders_and_scl(tmp_path: Path) -> None:
         if RESOLUTION.get(band, 20) == 10:
             clear = raster.valid[index]
             assert np.array_equal(raster.values[index][clear], values[BANDS.index(band)][clear].astype(np.float32))
-    assert not raster.valid[:, CLOUD[0], CLOUD[1]].any() and raster.valid[:, 200:, 200:].all()
+    (rows, cols), (clear_rows, clear_cols) = cloud_pixels(), clear_pixels()
+    assert not raster.valid[:, rows, cols].any() and raster.valid[:, clear_rows, clear_cols].all()
     with pytest.raises(InputError, match="has no band B10"):
         product.read(product.grid(), S2_L1C.bands)
 
@@ -103,7 +118,7 @@ def test_products_in_a_series(tmp_path: Path) -> None:
     products = find_s2_products(tmp_path / "series")
     assert [p.date for p in products] == [dt.date(2022, 9, 17), dt.date(2022, 10, 7)]
     series = read_time_series(products, sensor=S2_L1C)
-    assert series.values.shape == (2, 10, 480, 480) and series.dates == [p.date for p in products]
+    assert series.values.shape == (2, 10, side(), side()) and series.dates == [p.date for p in products]
     shuffled = products[0].read(products[0].grid(), ["B12", "b02", "B8A", "B04"])
     ordered = products[0].read(products[0].grid(), ["B12", "B2", "B8A", "B4"])
     assert np.array_equal(shuffled.values, ordered.values, equal_nan=True)
@@ -138,7 +153,7 @@ def test_index_lists_products_as_one_row_per_date_and_the_dataset_reads_them(tmp
     dataset = ManifestDataset(manifest)
     assert len(dataset) == 1
     sample = dataset[0]
-    assert sample.s2.values.shape == (3, 10, 480, 480)  # L1C: the model's 10 of the 13 bands
+    assert sample.s2.values.shape == (3, 10, side(), side())  # L1C: the model's 10 of the 13 bands
 
 
 def test_data_info_describes_a_product(capsys, tmp_path: Path) -> None:
@@ -152,7 +167,8 @@ def test_data_info_describes_a_product(capsys, tmp_path: Path) -> None:
 
 
 def test_tiles_of_one_date_are_read_as_one_mosaic(tmp_path: Path) -> None:
-    """Two MGRS tiles of each of two dates, overlapping by 120 columns (the chip's left 300 and right 300 columns):
+    """Two MGRS tiles of each of two dates, overlapping by 120 columns (the chip's left 300 and right 300 columns of
+    480; :func:`~tests.data.s2_safe.two_tiles`):
     one frame a date, on the union of the tiles, equal to the whole chip's product; one tile twice on a date is
     still refused."""
     from skysense.data.products import S2Mosaic
@@ -160,9 +176,10 @@ def test_tiles_of_one_date_are_read_as_one_mosaic(tmp_path: Path) -> None:
 
     whole = find_s2_products(write_safe(tmp_path / "whole", level="L2A", cloud=False))
     root = tmp_path / "two_tiles"
+    left, right = two_tiles()
     for time in (TIME, "20221007T105619"):
-        write_safe(root, level="L2A", cloud=False, time=time, tile="T30SYH", columns=(0, 300))
-        write_safe(root, level="L2A", cloud=False, time=time, tile="T30SYJ", columns=(180, 480))
+        write_safe(root, level="L2A", cloud=False, time=time, tile="T30SYH", columns=left)
+        write_safe(root, level="L2A", cloud=False, time=time, tile="T30SYJ", columns=right)
     source = SeriesSource.from_arg(root, "auto")
     assert len(source.files) == 2 and all(isinstance(f, S2Mosaic) for f in source.files)
     assert [f.tile for f in source.files] == ["T30SYH+T30SYJ"] * 2
@@ -170,11 +187,11 @@ def test_tiles_of_one_date_are_read_as_one_mosaic(tmp_path: Path) -> None:
     assert grid.shape == whole[0].grid().shape and grid.transform.almost_equals(whole[0].grid().transform)
     series = read_time_series(source.files, sensor=S2_L2A, dates=source.dates)
     reference = read_time_series(whole, sensor=S2_L2A)
-    assert series.values.shape == (2, 10, 480, 480) and bool(series.valid.all())
+    assert series.values.shape == (2, 10, side(), side()) and bool(series.valid.all())
     for frame in range(2):
         assert np.allclose(series.values[frame].numpy(), reference.values[0].numpy(), atol=1e-4)
 
-    write_safe(tmp_path / "twice", level="L2A", cloud=False, tile="T30SYH", columns=(0, 300))
+    write_safe(tmp_path / "twice", level="L2A", cloud=False, tile="T30SYH", columns=left)
     shutil.copytree(next((tmp_path / "twice").iterdir()), tmp_path / "twice" / "copy_of.SAFE")
     with pytest.raises(InputError, match="share"):
         SeriesSource.from_arg(tmp_path / "twice", "auto")

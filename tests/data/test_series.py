@@ -22,7 +22,7 @@ from tests.data.test_readers import spain
 def _half_masked(tmp_path: Path) -> Path:
     with rasterio.open(spain("S1")) as src:
         profile, values = src.profile, src.read()
-    values[:, :, :256] = np.nan  # the left half: exactly 50 % of the frame
+    values[:, :, : src.width // 2] = np.nan  # the left half: exactly 50 % of the frame
     path = tmp_path / "s1_20190918.tif"
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(values)
@@ -39,9 +39,10 @@ def test_a_frame_at_the_threshold_counts_in_training_and_inference(tmp_path: Pat
     batch = collate([Sample(s1=series, meta={"source": "chip"})], min_valid_fraction=fraction)
     assert batch.inputs.s1_valid.tolist() == [[True]]
     reader = TileReader(SceneSources(s1=SeriesSource.from_arg(path, "s1_grd"), min_valid_fraction=fraction), ["s1"])
-    fields, pixel_valid = reader.read(0, 0, 512)
+    side = read.values.shape[-1]  # 512 (the excerpt: 128)
+    fields, pixel_valid = reader.read(0, 0, side)
     reader.close()
-    assert fields["s1_valid"].tolist() == [True] and pixel_valid[:, 256:].mean() > 0.99
+    assert fields["s1_valid"].tolist() == [True] and pixel_valid[:, side // 2 :].mean() > 0.99
     assert collate(
         [Sample(s1=series, meta={"source": "chip"})], min_valid_fraction=min(1.0, fraction + 0.01)
     ).inputs.s1_valid.tolist() == [[False]]

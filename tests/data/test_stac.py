@@ -17,7 +17,7 @@ from skysense.data.sensors import S1_GRD, S2_COMMON_NAMES, S2_L2A
 from skysense.data.series import read_time_series
 from skysense.errors import InputError
 from skysense.inference.sources import SeriesSource
-from tests.data.s2_safe import write_safe
+from tests.data.s2_safe import side, write_safe
 from tests.data.test_readers import spain
 from tests.data.test_s1_polarisations import _write_polarisations
 
@@ -66,7 +66,10 @@ def test_item_collection_is_a_series_and_s1_items_stack_vv_vh(tmp_path: Path) ->
     path.write_text(json.dumps(collection.to_dict()))
     source = SeriesSource.from_arg(path, "auto")
     series = read_time_series(source.files, sensor=S2_L2A, dates=source.dates)
-    assert series.values.shape == (2, 10, 480, 480) and series.dates == [dt.date(2022, 9, 17), dt.date(2022, 10, 7)]
+    assert series.values.shape == (2, 10, side(), side()) and series.dates == [
+        dt.date(2022, 9, 17),
+        dt.date(2022, 10, 7),
+    ]
 
     vv, vh = _write_polarisations(tmp_path / "rtc", ("vv.tif", "vh.tif"))
     item = pystac.Item("S1_RTC", None, None, dt.datetime(2019, 9, 18, 6, 0, tzinfo=dt.timezone.utc),

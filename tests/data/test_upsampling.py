@@ -13,7 +13,7 @@ from rasterio.transform import Affine
 import skysense.data.raster.warp as warp
 from skysense.containers import Grid
 from skysense.data.raster import Raster
-from tests.data.s2_safe import block_mean, chip
+from tests.data.s2_safe import block_mean, chip, side
 
 
 @pytest.mark.parametrize("factor", [2, 6])
@@ -26,13 +26,17 @@ def test_subdividing_grids_match_gdal(monkeypatch: pytest.MonkeyPatch, factor: i
     source = Raster(
         planes, valid, ("B1", "B2", "B3"), profile["crs"], profile["transform"] @ Affine.scale(factor), None
     )
+    # tiles inside, across the edge and outside, on the 480² crop (scaled to a smaller crop)
+    scale = side() / 480
+    tiles = [[round(scale * n) for n in tile]
+             for tile in [(0, 0, 128), (96, 224, 128), (400, 420, 128), (-32, -64, 96), (470, 470, 32)]]  # fmt: skip
     results = {}
     for fast in (True, False):
         if not fast:
             monkeypatch.setattr(warp, "_upsampling", lambda source, target: None)
         results[fast] = []
-        for row, col, side in [(0, 0, 128), (96, 224, 128), (400, 420, 128), (-32, -64, 96), (470, 470, 32)]:
-            target = Grid(profile["crs"], profile["transform"] @ Affine.translation(col, row), side, side)
+        for row, col, size in tiles:
+            target = Grid(profile["crs"], profile["transform"] @ Affine.translation(col, row), size, size)
             results[fast].append(warp._resample(source, target, method))
     assert warp._upsampling is not None
     for fast, slow in zip(results[True], results[False], strict=True):

@@ -20,6 +20,8 @@ from tests.reliability.scene_fixtures import segmentation_checkpoint
 def test_float16_embeddings_and_the_size_line(capsys, tmp_path: Path) -> None:
     weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
     chip = shared_path("sen1floods11_samples", "sample_data", "S1", "Spain_6860600_S1Hand.tif")
+    with rasterio.open(chip) as src:
+        side = src.width  # 512 (the excerpt: 128)
     outputs = {}
     for dtype in ("float32", "float16"):
         output = tmp_path / f"{dtype}.tif"
@@ -27,7 +29,7 @@ def test_float16_embeddings_and_the_size_line(capsys, tmp_path: Path) -> None:
                 "s1", "--output", str(output), "--dtype", dtype]  # fmt: skip
         assert main(args) == 0
         err = capsys.readouterr().err
-        assert f"{output}: 512×512 px × " in err and f"{dtype}, " in err and "GiB before compression" in err
+        assert f"{output}: {side}×{side} px × " in err and f"{dtype}, " in err and "GiB before compression" in err
         with rasterio.open(output) as dataset:
             outputs[dtype] = dataset.read()
             assert dataset.dtypes[0] == "float32"
@@ -57,25 +59,28 @@ def test_an_unknown_compression_is_refused_before_any_tile(capsys, tmp_path: Pat
 
 
 def test_overviews_for_class_maps_not_for_embeddings(tmp_path: Path) -> None:
-    """With 128-px blocks on the 512² chip, the class map is a COG with overviews; the 128-band embedding is a COG
-    without (its overviews cost as much as the model did on a 1933² scene, docs/benchmarks.md), interleaved by band:
-    its directory comes first, then every tile in order, band after band, row after row."""
+    """With 4 × 4 blocks on the chip (of 128 px on the 512² chip, 32 px on the excerpt's 128²), the class map is a
+    COG with overviews; the 128-band embedding is a COG without (its overviews cost as much as the model did on a
+    1933² scene, docs/benchmarks.md), interleaved by band: its directory comes first, then every tile in order, band
+    after band, row after row."""
     from skysense.inference import SceneSources, SeriesSource, load_scene_model, predict_scene
 
     chip = shared_path("sen1floods11_samples", "sample_data", "S1", "Spain_6860600_S1Hand.tif")
+    with rasterio.open(chip) as src:
+        block = src.width // 4
     sources = SceneSources(s1=SeriesSource.from_arg(chip, "s1_grd", ["2019-09-18"]))
     weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
     checkpoint = segmentation_checkpoint(tmp_path / "flood.ckpt", modalities=("s1",), num_classes=2)
     for model, name in ((load_scene_model(weights, "embedding", sentinel_reference=True), "emb.tif"),
                         (load_scene_model(checkpoint), "map.tif")):  # fmt: skip
-        report = predict_scene(model, sources, tmp_path / name, block=128, progress=False)
+        report = predict_scene(model, sources, tmp_path / name, block=block, progress=False)
         with rasterio.open(report.output) as dataset:
             assert bool(dataset.overviews(1)) == (name == "map.tif"), (name, dataset.count, dataset.overviews(1))
             if name == "map.tif":  # GDAL's COG driver: its layout marker
                 assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
                 continue
             assert dataset.tags(ns="IMAGE_STRUCTURE")["INTERLEAVE"] == "BAND"
-            assert dataset.block_shapes[0] == (128, 128) and dataset.count == 128
+            assert dataset.block_shapes[0] == (block, block) and dataset.count == 128
             blocks = [(band, row, col) for band in range(1, 129) for row in range(4) for col in range(4)]
             offsets = [int(dataset.get_tag_item(f"BLOCK_OFFSET_{c}_{r}", "TIFF", bidx=b)) for b, r, c in blocks]
             assert int(dataset.get_tag_item("IFD_OFFSET", "TIFF", bidx=1)) < offsets[0]

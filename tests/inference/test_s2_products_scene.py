@@ -14,7 +14,7 @@ from skysense.cli import main
 from skysense.inference.sources import SceneSources, SeriesSource, TileReader
 from skysense.models.registry import create_model
 from skysense.models.weights import save_pretrained
-from tests.data.s2_safe import CLOUD, write_safe, zip_safe
+from tests.data.s2_safe import clear_pixels, cloud_pixels, side, two_tiles, write_safe, zip_safe
 
 
 @pytest.mark.slow
@@ -35,24 +35,27 @@ def test_embed_reads_safe_folder_zip_and_img_data_alike(capsys, tmp_path: Path) 
         assert code == 0, err
         with rasterio.open(output) as dataset:
             outputs[name] = dataset.read()
-            assert dataset.crs.to_epsg() == 4326 and dataset.shape == (480, 480)
+            assert dataset.crs.to_epsg() == 4326 and dataset.shape == (side(), side())
         if name == "img_data":  # no metadata above this copy: the assumption is said in one line
             assert "warning: " in err and "assumed quantification 10000 and offset -1000" in err
     assert np.array_equal(outputs["folder"], outputs["zip"], equal_nan=True)
     assert np.array_equal(outputs["folder"], outputs["img_data"], equal_nan=True)
     cloudy = np.isnan(outputs["folder"]).all(axis=0)
-    assert cloudy[CLOUD[0], CLOUD[1]].all() and not cloudy[200:, 200:].any()
+    (rows, cols), (clear_rows, clear_cols) = cloud_pixels(), clear_pixels()
+    assert cloudy[rows, cols].all() and not cloudy[clear_rows, clear_cols].any()
 
 
 @pytest.mark.slow
 def test_embed_mosaics_the_tiles_of_a_date(capsys, tmp_path: Path) -> None:
-    """A folder of two overlapping MGRS tiles of one date (the chip's left and right 300 columns) embeds as the whole
-    chip's product does: one scene on the union of the tiles, no seam."""
+    """A folder of two overlapping MGRS tiles of one date (the chip's left and right 300 columns of 480:
+    :func:`~tests.data.s2_safe.two_tiles`) embeds as the whole chip's product does: one scene on the union of the
+    tiles, no seam."""
     weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
     whole = write_safe(tmp_path / "whole", level="L2A", cloud=False)
     tiles = tmp_path / "tiles"
-    write_safe(tiles, level="L2A", cloud=False, tile="T30SYH", columns=(0, 300))
-    write_safe(tiles, level="L2A", cloud=False, tile="T30SYJ", columns=(180, 480))
+    left, right = two_tiles()
+    write_safe(tiles, level="L2A", cloud=False, tile="T30SYH", columns=left)
+    write_safe(tiles, level="L2A", cloud=False, tile="T30SYJ", columns=right)
     outputs = {}
     for name, given in (("whole", whole), ("tiles", tiles)):
         output = tmp_path / f"{name}.tif"
@@ -61,7 +64,7 @@ def test_embed_mosaics_the_tiles_of_a_date(capsys, tmp_path: Path) -> None:
         assert code == 0, capsys.readouterr().err
         with rasterio.open(output) as dataset:
             outputs[name] = dataset.read()
-            assert dataset.shape == (480, 480)
+            assert dataset.shape == (side(), side())
     assert not np.isnan(outputs["tiles"]).any()
     assert np.allclose(outputs["tiles"], outputs["whole"], atol=1e-4)
 

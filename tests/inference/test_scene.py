@@ -15,6 +15,7 @@ from skysense.inference import SceneSources, SeriesSource, load_scene_model, pre
 from skysense.inference.writer import CLASS_NODATA, scratch_path
 from skysense.models.registry import create_model
 from skysense.models.weights import save_pretrained
+from tests.config_roots import root_overrides
 from tests.conftest import cli_fit_test_predict, save_segmentation_checkpoint, shared_path
 
 RASTERIO = ("rasterio_testdata", "tests", "data")
@@ -36,9 +37,12 @@ def test_class_map_georeferenced_cog_with_nodata(hr_checkpoint: Path, tmp_path: 
     table; nodata exactly where the input is."""
     scene = shared_path(*RASTERIO, "RGB.byte.tif")
     model = load_scene_model(hr_checkpoint)
+    # blocks of 256: the excerpt (398 × 407) fits in one block of the default 512, which leaves no overview to make
     report = predict_scene(model, SceneSources(hr=scene), tmp_path / "map.tif", tile=256, overlap=64, chunk=512,
-                           progress=False)  # fmt: skip
-    assert report.tiles == 16 and report.output.exists() and not scratch_path(report.output).exists()
+                           block=256, progress=False)  # fmt: skip
+    with rasterio.open(scene) as src:  # tiles of 256 every 192 px: 4 × 4 on the 718 × 791 image, 2 × 2 on its excerpt
+        tiles = (-(-(src.height - 256) // 192) + 1) * (-(-(src.width - 256) // 192) + 1)
+    assert report.tiles == tiles and report.output.exists() and not scratch_path(report.output).exists()
     with rasterio.open(scene) as src, rasterio.open(report.output) as out:
         assert out.crs == src.crs and out.transform == src.transform and out.shape == src.shape
         assert out.dtypes == ("uint8",) and out.nodata == CLASS_NODATA and out.count == 1
@@ -151,7 +155,7 @@ def test_cli_s1_flood_map_on_sen1floods11_chip(tmp_path: Path) -> None:
 
     chips = shared_path("sen1floods11_samples", "sample_data", "S1")
     config = Path(__file__).resolve().parents[2] / "configs" / "segmentation" / "sen1floods11.yaml"
-    *_, checkpoint = cli_fit_test_predict(config, tmp_path / "fit")
+    *_, checkpoint = cli_fit_test_predict(config, tmp_path / "fit", root_overrides(config))
     assert torch.load(checkpoint, weights_only=True)["skysense_task"].endswith("SegmentationTask")
     chip = chips / "Spain_6860600_S1Hand.tif"
     output = tmp_path / "water.tif"
@@ -173,7 +177,9 @@ def test_cli_s1_flood_map_on_sen1floods11_chip(tmp_path: Path) -> None:
     assert main(["embed", "--checkpoint", str(checkpoint), "--s1", str(chip), "--s1-dates", "2019-09-18",
                  "--output", str(embedding), "--tile", "128", "--overlap", "32", "--no-progress"]) == 0  # fmt: skip
     values, profile, _ = _read(embedding)
-    assert values.shape[1:] == (512, 512) and profile["crs"].to_epsg() == 4326 and profile["dtype"] == "float32"
+    with rasterio.open(chip) as src:  # 512² (the excerpt: 128²)
+        assert values.shape[1:] == src.shape and profile["crs"] == src.crs and profile["dtype"] == "float32"
+    assert profile["crs"].to_epsg() == 4326
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The scene writer's own checks, on real rasters from ../shared/data."""
+"""The scene writer's own checks, on real rasters from ../shared/data (or their excerpts in tests/fixtures)."""
 
 from __future__ import annotations
 
@@ -54,23 +54,27 @@ def test_chunks_smaller_than_the_output_tiles_lose_nothing(tmp_path: Path) -> No
     thread reads: each chunk used to fill a quarter of a 512² row-file tile, another thread's reads evicted the
     half-written tile from GDAL's cache, and GDAL handed the writer its old version back (OSGeo/gdal#2011): one
     band's 128² block came out NaN in most runs. Now the same pixels as one 512 chunk, to the blending's rounding, in
-    each of three runs."""
+    each of three runs. (On the excerpt's 128² chip: tiles and chunks of 32, a quarter of its 128² row-file tile.)"""
     from skysense.inference import SceneSources, SeriesSource, load_scene_model, predict_scene
     from skysense.models.registry import create_model
     from skysense.models.weights import save_pretrained
 
     chip = shared_path("sen1floods11_samples", "sample_data", "S1", "Spain_6860600_S1Hand.tif")
+    with rasterio.open(chip) as src:
+        side = src.width
+    tile = side // 4  # 128: the default Sentinel tile (overlap a quarter of it, the default too)
     sources = SceneSources(s1=SeriesSource.from_arg(chip, "s1_grd", ["2019-09-18"]))
     weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
     model = load_scene_model(weights, "embedding", sentinel_reference=True)
 
     def embed(chunk: int, name: str) -> np.ndarray:
-        report = predict_scene(model, sources, tmp_path / name, chunk=chunk, progress=False)
+        report = predict_scene(model, sources, tmp_path / name, tile=tile, overlap=tile // 4, chunk=chunk,
+                               progress=False)  # fmt: skip
         with rasterio.open(report.output) as dataset:
             return dataset.read()
 
-    reference = embed(512, "one_chunk.tif")
+    reference = embed(side, "one_chunk.tif")
     for attempt in range(3):  # the race took a block in most runs, not in every one
-        small = embed(128, f"small_chunks_{attempt}.tif")
+        small = embed(tile, f"small_chunks_{attempt}.tif")
         assert np.array_equal(np.isnan(small), np.isnan(reference))
         assert np.allclose(small, reference, atol=1e-4, equal_nan=True)

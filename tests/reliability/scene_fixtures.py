@@ -1,4 +1,5 @@
-"""Real scenes and checkpoints for the scene-prediction fault tests (built from ../shared/data in tmp folders)."""
+"""Real scenes and checkpoints for the scene-prediction fault tests (built in tmp folders from ../shared/data or its
+excerpts in tests/fixtures)."""
 
 from __future__ import annotations
 

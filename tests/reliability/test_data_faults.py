@@ -35,8 +35,7 @@ from skysense.data.sensors import S1_GRD
 from skysense.data.series import read_time_series
 from skysense.errors import InputError
 from tests.conftest import shared_path
-
-WINDOW = Window(160, 192, 32, 32)  # a 32×32 crop of the Spain chip: small files, fast tests
+from tests.data.test_readers import shipped_window
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -69,28 +68,32 @@ def truncated_cog(target: Path) -> Path:
 
 
 def truncated_s1_chip(target: Path) -> Path:
-    """The real Sen1Floods11 S1 chip (2 float32 bands, 512×512, nodata NaN) re-written by rasterio tiled 256×256
-    and band-interleaved (directory first, band 2's tiles last), then cut to 95 %: band 1 and band 2's first tile read
-    whole, band 2's last tile is lost."""
+    """The real Sen1Floods11 S1 chip (2 float32 bands, 512×512, nodata NaN; the excerpt's 128×128) re-written by
+    rasterio tiled in 2 × 2 tiles (256×256; 64×64) and band-interleaved (directory first, band 2's tiles last), then
+    cut to 95 %: band 1 and band 2's first tile read whole, band 2's last tile is lost."""
     with rasterio.open(spain_s1()) as src:
         data, profile = src.read(), src.profile
+    half = data.shape[-1] // 2  # 256 (the excerpt: 64)
     whole = target.with_name("whole_" + target.name)
-    profile |= {"tiled": True, "blockxsize": 256, "blockysize": 256, "interleave": "band"}
+    profile |= {"tiled": True, "blockxsize": half, "blockysize": half, "interleave": "band"}
     with rasterio.open(whole, "w", **profile) as dst:
         dst.write(data)
     truncate(whole, target, 0.95)
     whole.unlink()
     with rasterio.open(target) as src:
         np.testing.assert_array_equal(src.read(1), data[0])  # band 1 intact: a check of band 1 alone would pass
-        np.testing.assert_array_equal(src.read(2, window=Window(0, 0, 256, 256)), data[1, :256, :256])  # and a first
+        first = src.read(2, window=Window(0, 0, half, half))
+        np.testing.assert_array_equal(first, data[1, :half, :half])  # and band 2's first tile
     return target
 
 
 def write_s1_crop(target: Path) -> Path:
-    """A 32×32 crop of the real Sen1Floods11 S1 chip (VV, VH in dB), keeping its band names."""
+    """A 32×32 crop of the real Sen1Floods11 S1 chip (VV, VH in dB), keeping its band names: small files, fast
+    tests."""
+    window = shipped_window(spain_s1())
     with rasterio.open(spain_s1()) as src:
-        data = src.read(window=WINDOW)
-        profile = src.profile | {"width": 32, "height": 32, "transform": src.window_transform(WINDOW)}
+        data = src.read(window=window)
+        profile = src.profile | {"width": 32, "height": 32, "transform": src.window_transform(window)}
         descriptions = src.descriptions
     with rasterio.open(target, "w", **profile) as dst:
         dst.write(data)
@@ -157,10 +160,10 @@ def test_index_checks_every_band(tmp_path: Path) -> None:
     band 2's last tile does not (a check of one band, or of first blocks only, would pass it).
     Expected: index_directory (strict by default in Python too) raises InputError naming the file, band 2 and its
     last tile."""
-    truncated_s1_chip(tmp_path / "Spain_7370579_S1Hand.tif")
-    with pytest.raises(
-        InputError, match=r"Spain_7370579_S1Hand.tif \(cannot read rows 256:512, columns 256:512 of band 2 \("
-    ):
+    path = truncated_s1_chip(tmp_path / "Spain_7370579_S1Hand.tif")
+    half = raster_info(path).width // 2  # 256 (the excerpt: 64)
+    last_tile = rf"rows {half}:{2 * half}, columns {half}:{2 * half}"
+    with pytest.raises(InputError, match=rf"Spain_7370579_S1Hand.tif \(cannot read {last_tile} of band 2 \("):
         index_directory(tmp_path)
 
 
@@ -317,14 +320,15 @@ def test_real_eolearn_series_with_two_acquisitions_on_one_day(tmp_path: Path) ->
     check_series_dates on all 68 real dates, with today set inside the series, names the later ones and counts them."""
     folder = shared_path("eolearn_testeopatch", "example_data", "TestEOPatch")
     timestamps = json.loads((folder / "timestamps.json").read_text())
-    ndvi = np.load(folder / "data" / "NDVI.npy")  # (68, 101, 100, 1)
+    ndvi = np.load(folder / "data" / "NDVI.npy")  # (68, 101, 100, 1) (the excerpt: (68, 16, 16, 1))
+    height, width = ndvi.shape[1:3]
     bbox = json.loads((folder / "bbox.geojson").read_text())["coordinates"][0]
     west, north = min(x for x, _ in bbox), max(y for _, y in bbox)
     chosen = [i for i, t in enumerate(timestamps) if "2015-11-01" <= t[:10] <= "2015-12-31"]
     files = []
     for i in chosen:
         path = tmp_path / f"ndvi_{timestamps[i].replace('-', '').replace(':', '')}.tif"
-        profile = dict(driver="GTiff", width=100, height=101, count=1, dtype="float32", crs="EPSG:32633")
+        profile = dict(driver="GTiff", width=width, height=height, count=1, dtype="float32", crs="EPSG:32633")
         with rasterio.open(path, "w", transform=from_origin(west, north, 10, 10), **profile) as dst:
             dst.write(ndvi[i, :, :, 0][None])
         files.append(path)
@@ -357,16 +361,18 @@ def test_manifest_dataset_refuses_shared_dates_in_one_series_only(
     write_s1_crop(root / "Spain_7370579_S1Hand_20190917.tif")
     write_s1_crop(root / "Spain_7370579_S1Hand_2019-09-17.tif")
     s2_source = shared_path("sen1floods11_samples", "cloudtostreet_official_sample", "S2", "Spain_7370579_S2Hand.tif")
+    window = shipped_window(s2_source)
     with rasterio.open(s2_source) as src:
-        profile = src.profile | {"width": 32, "height": 32, "transform": src.window_transform(WINDOW)}
+        profile = src.profile | {"width": 32, "height": 32, "transform": src.window_transform(window)}
         with rasterio.open(root / "Spain_7370579_S2Hand_20190917.tif", "w", **profile) as dst:
-            dst.write(src.read(window=WINDOW))
+            dst.write(src.read(window=window))
             dst.descriptions = src.descriptions
     paraguay = shared_path("sen1floods11_samples", "sample_data", "S1", "Paraguay_34417_S1Hand.tif")
+    window = Window(0, 0, 32, 32)  # the chip is all NaN, any window
     with rasterio.open(paraguay) as src:
-        profile = src.profile | {"width": 32, "height": 32, "transform": src.window_transform(WINDOW)}
+        profile = src.profile | {"width": 32, "height": 32, "transform": src.window_transform(window)}
         with rasterio.open(root / "Paraguay_34417_S1Hand_20190917.tif", "w", **profile) as dst:
-            dst.write(src.read(window=WINDOW))
+            dst.write(src.read(window=window))
     manifest = root / "manifest.csv"
     assert main(["data", "index", str(root), "-o", str(manifest)]) == 0
     out = capsys.readouterr().out

@@ -20,7 +20,8 @@ C = ColorInterp
 
 @pytest.fixture(scope="module")
 def rgb() -> tuple[np.ndarray, dict]:
-    """The real Landsat RGB test image (3 × 718 × 791 uint8, tagged red, green, blue) and its profile."""
+    """The real Landsat RGB test image (3 × 718 × 791 uint8; the excerpt: 3 × 398 × 407; tagged red, green, blue)
+    and its profile."""
     with rasterio.open(shared_path("rasterio_testdata", "tests", "data", "RGB.byte.tif")) as src:
         return src.read(), src.profile
 

@@ -302,11 +302,14 @@ def test_full_disk_in_an_uncompressed_embedding_row_is_not_recorded(tmp_path: Pa
     from skysense.models.weights import save_pretrained
 
     weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
-    chip = _crop(shared_path(*S1_CHIPS, "Spain_6860600_S1Hand.tif"), tmp_path / "small.tif", 256)
+    source = shared_path(*S1_CHIPS, "Spain_6860600_S1Hand.tif")
+    side = min(256, _side(source))  # 256 (the excerpt's chip: its 128)
+    chip = _crop(source, tmp_path / "small.tif", side)
     output = tmp_path / "embedding.tif"
     args = ["embed", "--checkpoint", weights, "--s1", chip, "--s1-dates", "2019-09-18", "--source", "s1",
             "--output", output, "--no-progress"]  # fmt: skip
-    process = skysense_process(args, preexec_fn=_limit_file_size(8 << 20))
+    limit = side * side * 128 * 4 // 4  # a quarter of the row's 128 float32 bands: 8 MiB of 32 MiB on 256²
+    process = skysense_process(args, preexec_fn=_limit_file_size(limit))
     _, err = process.communicate(timeout=300)
     lines = err.strip().splitlines()
     assert process.returncode == 1 and lines[-1].startswith("skysense embed: "), err
@@ -332,8 +335,16 @@ def test_an_image_without_georeferencing_is_refused_unless_allowed(capsys, hr_ch
         assert out.tags()["SKYSENSE_GEOREFERENCED"].startswith("no")
 
 
-def _crop(source: Path, target: Path, size: int) -> Path:
+def _side(source: Path) -> int:
+    """The side of a square chip: 512 for Sen1Floods11, 128 for its excerpt in tests/fixtures."""
     with rasterio.open(source) as src:
+        return src.width
+
+
+def _crop(source: Path, target: Path, size: int) -> Path:
+    """The top-left ``size``² pixels of ``source`` (which must hold them) as a GeoTIFF of their own."""
+    with rasterio.open(source) as src:
+        assert size <= min(src.width, src.height), (source, size)
         window = Window(0, 0, size, size)
         profile = src.profile
         profile.update(width=size, height=size, transform=src.window_transform(window))
@@ -343,9 +354,11 @@ def _crop(source: Path, target: Path, size: int) -> Path:
 
 
 def test_a_scene_smaller_than_half_a_tile_is_mapped(capsys, s1_checkpoint: Path, tmp_path: Path) -> None:
-    """A real Sentinel-1 scene of 352² pixels (a Sen1Floods11 chip cropped) at tile 512 (the default before issue 14
-    gave Sentinel grids a tile of 128): the tile is shrunk to the scene, and every valid input pixel gets a class (before: an all-nodata map, exit 0)."""
-    chip = _crop(shared_path(*S1_CHIPS, "Spain_6860600_S1Hand.tif"), tmp_path / "small.tif", 352)
+    """A real Sentinel-1 scene of 352² pixels (a Sen1Floods11 chip cropped; the excerpt's whole 128² chip) at tile 512
+    (the default before issue 14 gave Sentinel grids a tile of 128): the tile is shrunk to the scene, and every valid
+    input pixel gets a class (before: an all-nodata map, exit 0)."""
+    source = shared_path(*S1_CHIPS, "Spain_6860600_S1Hand.tif")
+    chip = _crop(source, tmp_path / "small.tif", min(352, _side(source)))
     output = tmp_path / "water.tif"
     code, _ = _run(capsys, "predict", "--checkpoint", s1_checkpoint, "--s1", chip, "--s1-dates", "2019-09-18",
                    "--output", output, "--no-progress", "--tile", "512", "--overlap", "128")  # fmt: skip
@@ -412,11 +425,13 @@ def test_a_truncated_scene_is_named_and_nothing_is_left(capsys, hr_checkpoint: P
 
 
 def test_a_truncated_sentinel_file_is_refused_before_any_work(capsys, s1_checkpoint: Path, tmp_path: Path) -> None:
-    """One of two real S1 dates cut to 95 % of its bytes (tiled, so it opens and its first block reads)."""
+    """One of two real S1 dates cut to 95 % of its bytes (tiled in 2 × 2 blocks, so it opens and its first block
+    reads)."""
     chips = shared_path(*S1_CHIPS)
     with rasterio.open(chips / "Spain_6860600_S1Hand.tif") as src:
         profile, values = src.profile, src.read()
-    profile.update(tiled=True, blockxsize=256, blockysize=256, interleave="band", compress=None)
+    half = values.shape[-1] // 2  # 256 (the excerpt: 64)
+    profile.update(tiled=True, blockxsize=half, blockysize=half, interleave="band", compress=None)
     profile.pop("compress")
     good, cut = tmp_path / "s1_20190918.tif", tmp_path / "s1_20190930.tif"
     for path in (good, cut):

@@ -1,4 +1,5 @@
-"""Siamese change detection: the CLI on the real LEVIR-CD sample pairs, both merges, time symmetry, errors."""
+"""Siamese change detection: the CLI on the real LEVIR-CD sample pairs (or their excerpt), both merges, time
+symmetry, errors."""
 
 from __future__ import annotations
 
@@ -10,17 +11,17 @@ import torch
 from skysense import SkySenseInput
 from skysense.cli import main
 from skysense.tasks.change_detection import ChangeDetectionTask
-from tests.conftest import shared_path
+from tests.config_roots import root_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "change_detection" / "levir.yaml"
 
 
 def test_cli_fit_and_test_on_levir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    shared_path("change_detection_samples")
     monkeypatch.chdir(ROOT)
-    common = ["--config", str(CONFIG), "--trainer.default_root_dir", str(tmp_path),
-              "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"]  # fmt: skip
+    common = ["--config", str(CONFIG), *root_overrides(CONFIG), "--trainer.default_root_dir", str(tmp_path),
+              "--trainer.logger.init_args.save_dir", str(tmp_path),
+              "--trainer.enable_progress_bar", "false"]  # fmt: skip
     assert main(["fit", *common, "--trainer.max_epochs", "1"]) == 0
     checkpoint = next(tmp_path.rglob("last.ckpt"))
     assert main(["test", *common, "--trainer.limit_test_batches", "2", "--ckpt_path", str(checkpoint)]) == 0

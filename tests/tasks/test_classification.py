@@ -1,5 +1,6 @@
-"""Scene classification: fit/validate/test/predict through the CLI on real EuroSAT images, learning, freezing,
-pretrained weights from both file kinds, multi-label metrics, and clear errors."""
+"""Scene classification: fit/validate/test/predict through the CLI on real EuroSAT images (or their excerpt),
+learning (on the whole development set only), freezing, pretrained weights from both file kinds, multi-label metrics,
+and clear errors."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from skysense.cli import main
 from skysense.data.datamodules import EuroSATDataModule
 from skysense.data.datasets import EuroSAT
 from skysense.tasks.classification import ClassificationTask
+from tests.config_roots import root_overrides
 from tests.conftest import cli_fit_test_predict, shared_path
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "classification" / "eurosat.yaml"
@@ -26,9 +28,10 @@ def _trainer(tmp_path: Path, **kwargs) -> pl.Trainer:
 
 
 def test_cli_fit_test_predict_on_eurosat(tmp_path: Path) -> None:
-    shared_path("eurosat_rgb_dev")
-    lines, metrics, _ = cli_fit_test_predict(CONFIG, tmp_path, train_batches=3)
-    assert len(lines) == 128 and len({line["id"] for line in lines}) == 128  # 2 batches of 64 test images
+    batch = 8  # the excerpt's test split holds 20 images
+    extra = [*root_overrides(CONFIG), "--data.init_args.batch_size", str(batch)]
+    lines, metrics, _ = cli_fit_test_predict(CONFIG, tmp_path, extra, train_batches=3)
+    assert len(lines) == 2 * batch and len({line["id"] for line in lines}) == 2 * batch  # 2 batches of test images
     assert lines[0]["class_name"] in EuroSAT.classes and abs(sum(lines[0]["probabilities"]) - 1) < 1e-3
     for column in ("train/loss", "val/OA", "val/AA", "val/accuracy/Forest", "test/OA"):
         assert column in metrics, column
@@ -36,10 +39,9 @@ def test_cli_fit_test_predict_on_eurosat(tmp_path: Path) -> None:
 
 def test_cli_multimodal_time_series_on_presto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """S2 + S1 monthly series through the fusion and the geo prototypes (real Presto algae-bloom samples)."""
-    shared_path("presto_s1s2_timeseries")
     monkeypatch.chdir(CONFIG.parents[2])
     config = CONFIG.parent / "presto_algae.yaml"
-    arguments = ["fit", "--config", str(config), "--trainer.default_root_dir", str(tmp_path),
+    arguments = ["fit", "--config", str(config), *root_overrides(config), "--trainer.default_root_dir", str(tmp_path),
                  "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
                  "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2", "--trainer.max_epochs", "1",
                  "--trainer.log_every_n_steps", "1"]  # fmt: skip
@@ -49,8 +51,9 @@ def test_cli_multimodal_time_series_on_presto(tmp_path: Path, monkeypatch: pytes
 
 
 def test_fine_tuning_learns_eurosat(tmp_path: Path) -> None:
-    """40 steps of the tiny HR encoder on real EuroSAT images: well above the 10 % of chance on held-out images."""
-    data = EuroSATDataModule(shared_path("eurosat_rgb_dev"), batch_size=32)
+    """40 steps of the tiny HR encoder on real EuroSAT images: well above the 10 % of chance on held-out images
+    (a learning check: the whole development set, not the excerpt)."""
+    data = EuroSATDataModule(shared_path("eurosat_rgb_dev", full=True), batch_size=32)
     pl.seed_everything(0)
     task = ClassificationTask(10, modalities=["hr"], lr=2e-3, warmup_steps=5)
     trainer = _trainer(tmp_path, max_steps=40, limit_val_batches=8, num_sanity_val_steps=0)

@@ -1,5 +1,5 @@
-"""Object detection: torchvision's Faster R-CNN + FPN on our HR encoder — the CLI on real NWPU VHR-10 images,
-learning on real boxes, predictions mapped back to the source pixels, errors."""
+"""Object detection: torchvision's Faster R-CNN + FPN on our HR encoder — the CLI on real NWPU VHR-10 images (or
+their excerpt), learning on real boxes, predictions mapped back to the source pixels, errors."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from skysense.data.transforms import Compose, FillInvalid, Normalize
 from skysense.heads.detection import HRPyramidBackbone
 from skysense.tasks.detection import DetectionTask
 from skysense.tasks.optim import parameter_groups
+from tests.config_roots import root_overrides
 from tests.conftest import cli_fit_test_predict, shared_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,9 +23,8 @@ CONFIG = ROOT / "configs" / "detection" / "nwpu_vhr10.yaml"
 
 
 def test_cli_fit_test_predict_on_nwpu_vhr10(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    shared_path("nwpu_vhr10")
     monkeypatch.chdir(ROOT)  # the config's paths are relative to the repository
-    small = ["--model.image_size", "256", "--data.image_size", "256", "--data.batch_size", "2"]
+    small = [*root_overrides(CONFIG), "--model.image_size", "256", "--data.image_size", "256", "--data.batch_size", "2"]
     lines, metrics, checkpoint = cli_fit_test_predict(
         CONFIG, tmp_path, small, fit_extra=["--trainer.num_sanity_val_steps", "0"]
     )

@@ -12,9 +12,10 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import shared_path
+from tests.config_roots import root_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "configs" / "pretrain" / "tiny.yaml"
 
 
 STRATEGIES = {
@@ -39,8 +40,6 @@ STRATEGIES = {
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 def test_two_cpu_processes(tmp_path, strategy: str) -> None:
-    shared_path("eurosat_rgb_dev")
-    shared_path("presto_s1s2_timeseries")
     command = [
         sys.executable,
         "-m",
@@ -48,6 +47,7 @@ def test_two_cpu_processes(tmp_path, strategy: str) -> None:
         "pretrain",
         "--config",
         "configs/pretrain/tiny.yaml",
+        *root_overrides(CONFIG),
         "--trainer.max_steps",
         "2",
         "--trainer.devices",
@@ -90,6 +90,7 @@ def _pretrain(tmp_path: Path, devices: int, max_steps: int, *extra: str) -> dict
     """``skysense pretrain`` under ModelParallelStrategy (FSDP2) saving a distributed checkpoint (one shard per
     process) after every step; returns the logged loss of every step (rank 0's)."""
     command = [sys.executable, "-m", "skysense.cli", "pretrain", "--config", "configs/pretrain/tiny.yaml",
+               *root_overrides(CONFIG),
                "--trainer.max_steps", str(max_steps), "--trainer.devices", str(devices),
                "--trainer.strategy", "lightning.pytorch.strategies.ModelParallelStrategy",
                "--trainer.strategy.init_args.data_parallel_size", str(devices),
@@ -115,8 +116,7 @@ def test_fsdp_distributed_checkpoint_resumes(tmp_path: Path, devices: int = 2) -
     including parameters that had no gradient yet; every process's RNG state; buffers equal on every process, which
     the checkpoint holds once) continues with the same losses as the run never stopped. Two processes: one process
     runs the same code with a shard that is the whole tensor (it was tested too, for 49 of CI's 15 minutes)."""
-    shared_path("eurosat_rgb_dev")
-    shared_path("presto_s1s2_timeseries")
+    root_overrides(CONFIG)  # skips when the data is missing
     losses = _pretrain(tmp_path / "whole", devices, 2)
     checkpoint = next((tmp_path / "whole").rglob("step=1.ckpt"))
     assert checkpoint.is_dir() and len(list(checkpoint.glob("*.distcp"))) == devices

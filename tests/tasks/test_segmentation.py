@@ -1,5 +1,5 @@
-"""Semantic segmentation: the CLI on real Sen1Floods11 S1 chips (split by flood event), learning water from S1,
-the HR UperNet with its auxiliary head, and errors."""
+"""Semantic segmentation: the CLI on real Sen1Floods11 S1 chips (split by flood event; or their excerpt), learning
+water from S1 (on the whole chips only), the HR UperNet with its auxiliary head, and errors."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from PIL import Image
 from skysense import SkySenseInput
 from skysense.data.datamodules import Sen1Floods11DataModule
 from skysense.tasks.segmentation import SegmentationTask
+from tests.config_roots import root_overrides
 from tests.conftest import cli_fit_test_predict, shared_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,20 +24,26 @@ SPLITS = ROOT / "configs" / "segmentation" / "sen1floods11_sample_splits"
 
 
 def test_cli_fit_and_test_on_sen1floods11(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    shared_path("sen1floods11_samples")
+    import rasterio
+
+    with rasterio.open(shared_path("sen1floods11_samples", "sample_data", "S1", "Spain_6860600_S1Hand.tif")) as chip:
+        side = chip.width // 8  # the config's 64 on the 512² chips; 8 × 8 tiles of a chip on the excerpt too
     monkeypatch.chdir(ROOT)  # the config's paths are relative to the repository
-    lines, metrics, _ = cli_fit_test_predict(CONFIG, tmp_path)
+    extra = [*root_overrides(CONFIG), "--data.init_args.tile_size", str(side)]
+    lines, metrics, _ = cli_fit_test_predict(CONFIG, tmp_path, extra)
     assert len(lines) == 16  # two batches of 8 tiles
     with Image.open(tmp_path / "predictions" / lines[0]["mask"]) as mask:
-        assert mask.size == (64, 64) and set(np.unique(np.asarray(mask))) <= {0, 1}
+        assert mask.size == (side, side) and set(np.unique(np.asarray(mask))) <= {0, 1}
     for column in ("train/loss", "val/mIoU", "val/IoU/water", "test/mIoU", "test/F1/water"):
         assert column in metrics, column
 
 
 @pytest.mark.slow
 def test_s1_water_segmentation_learns(tmp_path: Path) -> None:
-    """60 steps on real S1 tiles of 8 flood events; scored on 2 other events: water IoU well above nothing."""
-    data = Sen1Floods11DataModule(shared_path("sen1floods11_samples"), mode="s1", tile_size=64, splits_dir=SPLITS,
+    """60 steps on real S1 tiles of 8 flood events; scored on 2 other events: water IoU well above nothing (a learning
+    check: the whole chips, not the excerpt's crops)."""
+    root = shared_path("sen1floods11_samples", full=True)
+    data = Sen1Floods11DataModule(root, mode="s1", tile_size=64, splits_dir=SPLITS,
                                   train_split="train", val_split="val", test_split="test", batch_size=8)  # fmt: skip
     pl.seed_everything(0)
     task = SegmentationTask(2, modalities=["s1"], source="s1", head_channels=32, norm="group", ignore_index=-1,
