@@ -189,18 +189,62 @@ def _nearest_upsampled(planes: np.ndarray, upsampling: tuple[int, int, int], sha
     return out
 
 
+def _bilinear_axis(size: int, offset: int, factor: int, source: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Along one axis of a subdividing grid, GDAL's bilinear pair for each target pixel: the two source pixels its
+    centre lies between (``(2, size)`` indices, clipped), their weights (0 outside the source) and whether each is
+    inside the source. A centre before the first pixel's takes pixels 0 and 1 with weights 1 and 0, as GDAL does."""
+    position = (np.arange(size) + offset + 0.5) / factor - 0.5  # in source pixel centres
+    low = np.floor(position).astype(np.int64)
+    upper = position - low
+    before = low == -1
+    low[before], upper[before] = 0, 0.0
+    indices = np.stack([low, low + 1])
+    inside = (indices >= 0) & (indices < source)
+    weights = np.where(inside, np.stack([1.0 - upper, upper]), 0.0)
+    return np.clip(indices, 0, source - 1), weights, inside
+
+
+def _bilinear_upsampled(
+    planes: np.ndarray, valid: np.ndarray, upsampling: tuple[int, int, int], shape: tuple[int, int]
+) -> np.ndarray:
+    """Bilinear values of ``planes`` (C, h, w) on the subdividing target grid (C, *shape), as GDAL's warper
+    computes them with NaN as nodata: the four source pixels around a target pixel's centre, weighted by distance
+    and renormalised over those inside the source; NaN where one of the four inside is invalid (GDAL's sum takes
+    the NaN in, whatever its weight). Separable, so two gathers per axis instead of a warper call (about 7 ms each
+    whatever the size: the 20 and 60 m bands of three SAFE products took 1.1 of 2.2 s reading a 510² scene's 25
+    tiles). Computed in float64 as GDAL does, returned as ``planes``' dtype."""
+    factor, row, col = upsampling
+    rows, row_weights, row_inside = _bilinear_axis(shape[0], row, factor, planes.shape[1])
+    cols, col_weights, col_inside = _bilinear_axis(shape[1], col, factor, planes.shape[2])
+    invalid = ~(valid & np.isfinite(planes))  # (C, h, w)
+    values = np.where(invalid, 0.0, planes)  # float64
+    values = row_weights[0][:, None] * values[:, rows[0]] + row_weights[1][:, None] * values[:, rows[1]]
+    values = col_weights[0] * values[..., cols[0]] + col_weights[1] * values[..., cols[1]]  # (C, H, W)
+    touched = (invalid[:, rows[0]] & row_inside[0][:, None]) | (invalid[:, rows[1]] & row_inside[1][:, None])
+    touched = (touched[..., cols[0]] & col_inside[0]) | (touched[..., cols[1]] & col_inside[1])  # an invalid one
+    weight = row_weights.sum(axis=0)[:, None] * col_weights.sum(axis=0)  # (H, W): of the pixels inside
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = values / weight
+    out[touched | (weight == 0)] = np.nan
+    return out.astype(planes.dtype)
+
+
 def _resample(raster: Raster, target: Grid, method: Resampling) -> Raster:
     """Warp values (from valid pixels only) and the validity mask (nearest) onto ``target``.
 
     Where ``target`` subdivides the source's pixels (a Sentinel-2 product's 20 and 60 m bands and masks onto a
-    10 m grid), nearest neighbour is an exact index lookup, done without GDAL's warper (about 1.9 ms a call whatever
-    the size: 12 of a SAFE scene's 18 warps per 128² tile).
+    10 m grid), nearest neighbour is an exact index lookup and bilinear two weighted gathers per axis, both done
+    without GDAL's warper (about 2–7 ms a call whatever the size: a SAFE scene's 18 warps per 128² tile) and
+    tested equal to it (tests/data/test_upsampling.py); other methods and other grids go through GDAL.
     """
     upsampling = _upsampling(raster.grid, target)
     if upsampling is not None:
         carried = _nearest_upsampled(raster.valid.astype(np.uint8), upsampling, target.shape)
         if method == Resampling.nearest:
             values = _nearest_upsampled(raster.values, upsampling, target.shape)
+        elif method == Resampling.bilinear and upsampling[0] % 2 == 0:  # odd: centres on source centres, where
+            # GDAL's rounding picks either neighbour pair; even (S2's 2 and 6): never
+            values = _bilinear_upsampled(raster.values, raster.valid, upsampling, target.shape)
         else:
             values = _warped(raster.values, raster, target, method, np.nan)
     else:
