@@ -511,13 +511,20 @@ def predict_scene(
                 executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skysense-read")
             chunks = [chunk_tiles for chunk_tiles in layout.chunks() if chunk_tiles[0] > state.rows_done]
             flat = [(index, r, c) for index, (_, _, tiles) in enumerate(chunks) for r, c in tiles]
+            # each row of tiles of a chunk is one region for the Sentinel reads (see TileReader.read): (row, col,
+            # height, width) in reference pixels, from the layout alone, so that a resumed run reads the same ones
+            spans: dict[tuple[int, int], list[int]] = {}
+            for index, r, c in flat:
+                spans.setdefault((index, r), []).append(c)
+            regions = {key: (key[1] * stride, min(cs) * stride, tile, (max(cs) - min(cs)) * stride + tile)
+                       for key, cs in spans.items()}  # fmt: skip
 
             def read_batch(
                 items: list[tuple[int, int, int]],
             ) -> tuple[list, list[int], SkySenseInput | None, torch.Tensor | None, int]:
                 read, with_input = [], 0
-                for _, r, c in items:
-                    read.append(reader().read(r * stride, c * stride, tile))
+                for index, r, c in items:
+                    read.append(reader().read(r * stride, c * stride, tile, regions[index, r]))
                     with_input += reader().input_valid
                 run = [i for i, (_, valid) in enumerate(read) if valid.any()]  # tiles with no valid pixel: not run
                 if not run:

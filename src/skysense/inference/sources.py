@@ -31,7 +31,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from skysense.batch import SkySenseInput
-from skysense.containers import Grid, day_of_year_index
+from skysense.containers import Grid, TimeSeries, day_of_year_index
 from skysense.data.dates import acquisition_date, check_series_dates, parse_date
 from skysense.data.products import S2Product, find_s2_products, is_s2_product_path, mosaic_by_date
 from skysense.data.products.sentinel1 import S1Pair, check_geocoded, group_polarisations
@@ -318,6 +318,7 @@ class TileReader:
         self.input_valid = False  # set by read()
         # the series' files stay open from tile to tile, so that GDAL's block cache serves neighbouring tiles
         self._pool = RasterPool()
+        self._regions: dict[str, tuple[tuple[int, int, int, int], TimeSeries]] = {}  # the last region per series
         self._hr: RasterFile | None = None
         self.hr_sensor: Sensor | None = None
         if "hr" in self.modalities:
@@ -361,15 +362,32 @@ class TileReader:
             self.input_valid = False
 
     def close(self) -> None:
+        self._regions.clear()
         if self._hr is not None:
             self._hr.close()
         self._pool.close()
 
     # ------------------------------------------------------------------------------------------------------------
-    def _sentinel_grid(self, row: int, col: int, size: int) -> Grid:
+    def _sentinel_grid(self, row: int, col: int, height: int, width: int) -> Grid:
         scale = self.sources.sentinel_scale
         transform = self.grid.transform @ Affine.translation(col, row) @ Affine.scale(scale)
-        return Grid(self.grid.crs, transform, size // scale, size // scale)
+        return Grid(self.grid.crs, transform, height // scale, width // scale)
+
+    def _region_series(self, name: str, region: tuple[int, int, int, int]) -> TimeSeries:
+        """The ``name`` series read onto the Sentinel grid of ``region`` (row, col, height, width in reference
+        pixels); the last region read is kept, so the tiles that share it are cut from memory."""
+        cached = self._regions.get(name)
+        if cached is not None and cached[0] == region:
+            return cached[1]
+        self._regions.pop(name, None)  # the previous region's memory, before reading the next
+        source: SeriesSource = getattr(self.sources, name)
+        grid = self._sentinel_grid(*region)
+        if grid.crs is None and self.sources.hr is not None:
+            raise ValueError(f"{self.sources.hr}: the HR image has no CRS, so the {name} files cannot be placed on it")
+        series = read_time_series(source.files, grid=grid, sensor=get_sensor(source.sensor), dates=source.dates,
+                                  allow_duplicate_dates=source.allow_duplicate_dates)  # fmt: skip
+        self._regions[name] = (region, series)
+        return series
 
     def _inside_scene(self, row: int, col: int, size: int, scale: int) -> int:
         """Sentinel pixels of a tile that lie inside the reference grid (a tile at the scene's edge, or larger than
@@ -378,18 +396,20 @@ class TileReader:
         width = max(0, min(col + size, self.grid.width) - col) // scale
         return height * width
 
-    def _read_series(self, name: str, row: int, col: int, size: int) -> tuple[torch.Tensor, ...]:
+    def _read_series(
+        self, name: str, row: int, col: int, size: int, region: tuple[int, int, int, int] | None = None
+    ) -> tuple[torch.Tensor, ...]:
         source: SeriesSource = getattr(self.sources, name)
-        grid = self._sentinel_grid(row, col, size)
-        if grid.crs is None and self.sources.hr is not None:
-            raise ValueError(f"{self.sources.hr}: the HR image has no CRS, so the {name} files cannot be placed on it")
+        region = region or (row, col, size, size)
+        scale = self.sources.sentinel_scale
+        series = self._region_series(name, region)
+        top, left, side = (row - region[0]) // scale, (col - region[1]) // scale, size // scale
+        rows, cols = slice(top, top + side), slice(left, left + side)
         sensor = get_sensor(source.sensor)
-        series = read_time_series(source.files, grid=grid, sensor=sensor, dates=source.dates,
-                                  allow_duplicate_dates=source.allow_duplicate_dates)  # fmt: skip
         model_sensor = get_sensor(sensor.model_sensor) if sensor.model_sensor else sensor
-        frames = series.values.numpy().transpose(1, 0, 2, 3)  # (C, T, h, w), NaN where invalid: bands first
+        frames = series.values.numpy()[:, :, rows, cols].transpose(1, 0, 2, 3)  # (C, T, h, w), NaN where invalid
         normalised = model_sensor.normalize(frames, f"{name} files {[str(f) for f in source.paths]}")
-        valid = series.valid.numpy()  # (T, h, w)
+        valid = series.valid.numpy()[:, rows, cols]  # (T, h, w)
         normalised = np.where(valid[:, None], normalised.transpose(1, 0, 2, 3), 0.0).astype(np.float32)
         inside = self._inside_scene(row, col, size, self.sources.sentinel_scale)  # Sentinel pixels in the scene
         frame_ok = frames_that_count(torch.from_numpy(valid), self.sources.min_valid_fraction, inside).numpy()
@@ -398,9 +418,19 @@ class TileReader:
         self.input_valid = self.input_valid or bool(valid.any())
         return torch.from_numpy(normalised), days, torch.from_numpy(frame_ok), pixel_valid
 
-    def read(self, row: int, col: int, size: int) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+    def read(
+        self, row: int, col: int, size: int, region: tuple[int, int, int, int] | None = None
+    ) -> tuple[dict[str, torch.Tensor], np.ndarray]:
         """One tile whose top-left reference pixel is (row, col), ``size`` reference pixels wide (parts outside the
         scene read as invalid).
+
+        ``region`` (row, col, height, width in reference pixels, holding the tile, on the Sentinel lattice): the
+        Sentinel series are read for the whole region at once and the tile is cut from it; the next tiles of the
+        same region are cut from memory. A row of tiles of one chunk as a region reads each product's bands a few
+        times per chunk instead of once per tile (per-window overheads: a SAFE scene's 13 JPEG 2000 bands per
+        date, its 20 and 60 m bands resampled). A tile cut from a region is the tile read alone, value for value
+        (tests/inference/test_read_regions.py), also where GDAL warps: its kernel width and coordinates do not
+        depend on the window (see :func:`skysense.data.raster.warp._warp_scale`).
 
         Returns:
             (fields of one :class:`SkySenseInput` sample without the batch axis — hr (C, size, size), s2/s1
@@ -424,7 +454,7 @@ class TileReader:
             if name not in self.modalities:
                 continue
             with self._pool.active():
-                frames, days, frame_ok, sentinel_valid = self._read_series(name, row, col, size)
+                frames, days, frame_ok, sentinel_valid = self._read_series(name, row, col, size, region)
             fields[name] = frames
             fields[f"{name}_day_of_year"] = days
             fields[f"{name}_valid"] = frame_ok

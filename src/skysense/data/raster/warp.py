@@ -152,7 +152,7 @@ def _read_files_onto(
             )
             return Raster(np.full(shape, np.nan, np.float32), np.zeros(shape, bool), names, None, None, info.path)
         read = [f.read(i, window, nodata=nodata) for f, i in zip(files, selections, strict=True)]
-        return _resample(_stacked(read), target, method)
+        return _resample(_stacked(read), target, method, _warp_scale(info.grid, target))
 
 
 def _stacked(rasters: list[Raster]) -> Raster:
@@ -208,28 +208,55 @@ def _bilinear_upsampled(
     planes: np.ndarray, valid: np.ndarray, upsampling: tuple[int, int, int], shape: tuple[int, int]
 ) -> np.ndarray:
     """Bilinear values of ``planes`` (C, h, w) on the subdividing target grid (C, *shape), as GDAL's warper
-    computes them with NaN as nodata: the four source pixels around a target pixel's centre, weighted by distance
-    and renormalised over those inside the source; NaN where one of the four inside is invalid (GDAL's sum takes
-    the NaN in, whatever its weight). Separable, so two gathers per axis instead of a warper call (about 7 ms each
-    whatever the size: the 20 and 60 m bands of three SAFE products took 1.1 of 2.2 s reading a 510² scene's 25
-    tiles). Computed in float64 as GDAL does, returned as ``planes``' dtype."""
+    computes them with NaN as every band's nodata: the four source pixels around a target pixel's centre, weighted
+    by distance; a source pixel invalid in every band is left out and the weights of the rest renormalised (as are
+    those outside the source); a pixel invalid in some bands only brings its NaN into those bands (GDAL's pixel
+    mask unifies the bands: UNIFIED_SRC_NODATA=PARTIAL). Separable, so two gathers per axis instead of a warper call
+    (about 7 ms each whatever the size: the 20 and 60 m bands of three SAFE products took 1.1 of 2.2 s reading a
+    510² scene's 25 tiles). Computed in float64 as GDAL does, returned as ``planes``' dtype."""
     factor, row, col = upsampling
     rows, row_weights, row_inside = _bilinear_axis(shape[0], row, factor, planes.shape[1])
     cols, col_weights, col_inside = _bilinear_axis(shape[1], col, factor, planes.shape[2])
-    invalid = ~(valid & np.isfinite(planes))  # (C, h, w)
-    values = np.where(invalid, 0.0, planes)  # float64
-    values = row_weights[0][:, None] * values[:, rows[0]] + row_weights[1][:, None] * values[:, rows[1]]
-    values = col_weights[0] * values[..., cols[0]] + col_weights[1] * values[..., cols[1]]  # (C, H, W)
-    touched = (invalid[:, rows[0]] & row_inside[0][:, None]) | (invalid[:, rows[1]] & row_inside[1][:, None])
-    touched = (touched[..., cols[0]] & col_inside[0]) | (touched[..., cols[1]] & col_inside[1])  # an invalid one
-    weight = row_weights.sum(axis=0)[:, None] * col_weights.sum(axis=0)  # (H, W): of the pixels inside
+    mask = valid & np.isfinite(planes)
+    left_out = ~mask.any(axis=0)  # (h, w): invalid in every band
+    values = np.where(left_out, 0.0, np.where(mask, planes, np.nan))  # (C, h, w) float64
+    kept = (~left_out).astype(np.float64)  # (h, w): the weight each pixel brings
+
+    def along_rows(x: np.ndarray) -> np.ndarray:  # (..., h, w) → (..., H, w); outside the source: nothing
+        pair = [np.where(row_inside[k][:, None], row_weights[k][:, None] * x[..., rows[k], :], 0.0) for k in (0, 1)]
+        return pair[0] + pair[1]
+
+    def along_cols(x: np.ndarray) -> np.ndarray:  # (..., H, w) → (..., H, W)
+        return sum(np.where(col_inside[k], col_weights[k] * x[..., cols[k]], 0.0) for k in (0, 1))
+
+    weight = along_cols(along_rows(kept))  # (H, W)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = values / weight
-    out[touched | (weight == 0)] = np.nan
+        out = along_cols(along_rows(values)) / weight
+    out[:, weight == 0] = np.nan
     return out.astype(planes.dtype)
 
 
-def _resample(raster: Raster, target: Grid, method: Resampling) -> Raster:
+def _warp_scale(source: Grid, target: Grid) -> tuple[float, float] | None:
+    """Target pixels per source pixel along x and y over the whole ``source`` raster (GDAL's XSCALE and YSCALE
+    warp options); None when its bounds cannot be put into the target's CRS.
+
+    GDAL otherwise derives them from each call's source window, clipped to the file: a tile at a file's edge, or a
+    region past it, got another kernel width than its neighbours when downsampling (values 0.04 apart, in
+    normalised units, on the real S1 chip read onto 32× HR tiles). Fixed per file, a pixel's value no longer
+    depends on the window it is read with.
+    """
+    try:
+        left, bottom, right, top = transform_bounds(source.crs, target.crs, *source.bounds, densify_pts=21)
+    except RasterioError:
+        return None
+    if not all(map(math.isfinite, (left, bottom, right, top))) or right <= left or top <= bottom:
+        return None
+    return (right - left) / abs(target.transform.a) / source.width, (top - bottom) / abs(
+        target.transform.e
+    ) / source.height
+
+
+def _resample(raster: Raster, target: Grid, method: Resampling, scale: tuple[float, float] | None = None) -> Raster:
     """Warp values (from valid pixels only) and the validity mask (nearest) onto ``target``.
 
     Where ``target`` subdivides the source's pixels (a Sentinel-2 product's 20 and 60 m bands and masks onto a
@@ -246,22 +273,32 @@ def _resample(raster: Raster, target: Grid, method: Resampling) -> Raster:
             # GDAL's rounding picks either neighbour pair; even (S2's 2 and 6): never
             values = _bilinear_upsampled(raster.values, raster.valid, upsampling, target.shape)
         else:
-            values = _warped(raster.values, raster, target, method, np.nan)
+            values = _warped(raster.values, raster, target, method, np.nan, scale)
     else:
-        values = _warped(raster.values, raster, target, method, np.nan)
-        carried = _warped(raster.valid.astype(np.uint8), raster, target, Resampling.nearest, None)
+        scale = scale or _warp_scale(raster.grid, target)
+        values = _warped(raster.values, raster, target, method, np.nan, scale)
+        carried = _warped(raster.valid.astype(np.uint8), raster, target, Resampling.nearest, None, scale)
     valid = carried.astype(bool) & np.isfinite(values)
     values[~valid] = np.nan
     return Raster(values, valid, raster.band_names, target.crs, target.transform, raster.path)
 
 
-def _warped(planes: np.ndarray, raster: Raster, target: Grid, method: Resampling, nodata: float | None) -> np.ndarray:
+def _warped(
+    planes: np.ndarray,
+    raster: Raster,
+    target: Grid,
+    method: Resampling,
+    nodata: float | None,
+    scale: tuple[float, float] | None = None,
+) -> np.ndarray:
     """``planes`` (C, h, w) on ``raster``'s grid, warped by GDAL onto ``target`` (C, H, W); ``nodata`` on both
-    sides (None: none, the destination starts at 0)."""
+    sides (None: none, the destination starts at 0); ``scale``: see :func:`_warp_scale`. Exact coordinates
+    (``tolerance=0``): GDAL's default approximates them per call to 0.125 source pixels."""
     destination = np.full((planes.shape[0], *target.shape), 0 if nodata is None else nodata, dtype=planes.dtype)
+    options = {} if scale is None else {"XSCALE": repr(scale[0]), "YSCALE": repr(scale[1])}
     reproject(source=planes, destination=destination, src_transform=raster.transform, src_crs=raster.crs,
               src_nodata=nodata, dst_transform=target.transform, dst_crs=target.crs, dst_nodata=nodata,
-              resampling=method)  # fmt: skip
+              resampling=method, tolerance=0, **options)  # fmt: skip
     return destination
 
 
