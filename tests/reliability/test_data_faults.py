@@ -217,6 +217,26 @@ def test_read_raster_of_a_truncated_file_names_it(tmp_path: Path) -> None:
     assert "TIFFReadEncodedTile() failed" in message and message.endswith("re-download or re-export it")
 
 
+@pytest.mark.parametrize("fraction", [0.5, 0.99])
+def test_check_readable_refuses_a_truncated_jpeg2000_band(tmp_path: Path, fraction: float) -> None:
+    """Input: the real Sen1Floods11 S2 chip written as a SAFE product (per-band JPEG 2000), its B02 cut to 50 % and
+    to 99 %. Expected: check_readable (which reads JPEG 2000 blocks at their coarsest level) refuses it, naming the
+    file; the intact bands pass."""
+    from tests.data.s2_safe import write_safe
+
+    safe = write_safe(tmp_path)
+    bands = sorted(safe.glob("GRANULE/*/IMG_DATA/*.jp2"))
+    band = next(path for path in bands if path.stem.endswith("_B02"))
+    data = band.read_bytes()
+    band.write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(UnreadableRaster) as caught:
+        check_readable(band)
+    assert str(caught.value).startswith(f"{band}: cannot read ")
+    for path in bands:
+        if path != band:
+            check_readable(path)
+
+
 def test_reproject_to_grid_of_a_truncated_file_names_it(tmp_path: Path) -> None:
     """Input: the S1 chip cut to 95 % (band 2's last tile lost), reprojected onto a 100 m UTM grid over the chip.
     Expected: UnreadableRaster naming the file, the window read and band 2 (GDAL's reason)."""

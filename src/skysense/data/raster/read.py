@@ -189,8 +189,14 @@ class RasterFile:
         A truncated file keeps its header (so it opens and :func:`raster_info` works) and loses its last blocks
         (and an internal mask written after the pixels, as in many COGs); a corrupt one fails anywhere. Two blocks
         per band are cheap on files of any size; blocks in between and overviews are not checked.
+
+        A JPEG 2000 file's blocks are read at its coarsest resolution level: its codestream holds every level of a
+        tile, so a truncated file fails there too (a Sentinel-2 band cut anywhere from 50 % to 99.9 % of its size,
+        tested), and the check decodes a thirty-fifth of the pixels (6 against 216 ms a 1932² band; the full check
+        took 4.5 s of a 3-product SAFE scene's start).
         """
         src = self._src
+        coarsest = max(src.overviews(1) or [1]) if src.driver == "JP2OpenJPEG" else 1
         for band, (block_rows, block_cols) in enumerate(src.block_shapes, start=1):
             block_rows, block_cols = max(int(block_rows), 1), max(int(block_cols), 1)
             last_row = (src.height - 1) // block_rows * block_rows
@@ -199,9 +205,10 @@ class RasterFile:
             last = Window(last_col, last_row, src.width - last_col, src.height - last_row)
             for window in (first, last) if last != first else (first,):
                 # band by band, so the error names the band (GDAL caches the blocks bands share)
+                shape = (max(1, window.height // coarsest), max(1, window.width // coarsest))
                 for read, part in ((src.read, ""), (src.read_masks, "the validity mask of ")):
                     try:
-                        read(band, window=window)
+                        read(band, window=window, out_shape=shape)
                     except RasterioError as err:
                         error = _read_error(self.path, err, [band], window, part)
                         error.__cause__ = err
