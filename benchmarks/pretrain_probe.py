@@ -5,9 +5,13 @@ Three encoders with the *same* architecture — the tiny preset's Swin V2 HR enc
 1. random init (seeded);
 2. SkySense pretraining (``configs/pretrain/tiny.yaml``: EuroSAT train images as HR, Sen1Floods11 S1 tiles, Presto
    S1+S2 series; multi-granularity DINO, cross-modal alignment, geo prototypes);
-3. a maintained SSL baseline: TorchGeo's ``SimCLRTask`` (v1: NT-Xent, its own augmentations, LARS) on the same
-   EuroSAT train images, its backbone built by timm (``SwinTransformerV2`` with the tiny preset's sizes, registered
-   as the timm model ``skysense_tiny_hr``) and converted to ours for the probe.
+3. maintained SSL baselines: TorchGeo's ``SimCLRTask`` (v1: NT-Xent, its own augmentations, LARS) and ``MoCoTask``
+   (v2: a memory bank, SGD) on the same EuroSAT train images, their backbone built by timm (``SwinTransformerV2``
+   with the tiny preset's sizes, registered as the timm model ``skysense_tiny_hr`` and converted to ours for the
+   probe; or, with ``--arch vit_s8``, the issue's reference ViT-S/8, ``skysense_probe_vit_s8``).
+
+The probe also has the issue's reference row: timm ``vit_small_patch16_224(img_size=64, patch_size=8,
+global_pool="avg")`` at random init.
 
 Each pretraining gets the same budget: ``--minutes`` of wall-clock time on ``--threads`` threads (1 thread × 20 min =
 20 CPU-minutes), loading in the main process. A short calibration run measures the step time, the step count is set
@@ -22,6 +26,8 @@ Run (two pretrainings side by side, one thread each, then the probe):
     python benchmarks/pretrain_probe.py ours --minutes 20 --threads 1 --out runs/probe &
     python benchmarks/pretrain_probe.py simclr --minutes 20 --threads 1 --out runs/probe &
     wait; python benchmarks/pretrain_probe.py probe --out runs/probe --seeds 0 1 2 3 4
+
+and the baselines on the reference ViT-S/8 (``moco`` or ``simclr``, ``--arch vit_s8``) the same way.
 """
 
 from __future__ import annotations
@@ -79,6 +85,19 @@ def skysense_tiny_hr(pretrained: bool = False, **kwargs: Any) -> TimmSwinV2:
         drop_path_rate=cfg.drop_path_rate,
         **kwargs,
     )
+
+
+@register_model
+def skysense_probe_vit_s8(pretrained: bool = False, **kwargs: Any) -> torch.nn.Module:
+    """The issue's reference architecture as a timm name TorchGeo can build: ``vit_small_patch16_224(img_size=64,
+    patch_size=8, global_pool="avg")`` (64 tokens of 384)."""
+    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+        kwargs.pop(key, None)
+    return timm.create_model("vit_small_patch16_224", pretrained=False, img_size=64, patch_size=8, global_pool="avg",
+                             **kwargs)  # fmt: skip
+
+
+ARCHITECTURES = {"tiny_hr": "skysense_tiny_hr", "vit_s8": "skysense_probe_vit_s8"}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -186,20 +205,46 @@ class EuroSATImages(Dataset):
         return {"image": self.dataset[index].hr / 255.0}
 
 
-def run_simclr(minutes: float, out: Path, batch_size: int = 64) -> None:
-    from torchgeo.trainers import SimCLRTask
+class EuroSATTrain(pl.LightningDataModule):
+    """The EuroSAT dev train images, shuffled with a fixed seed, for TorchGeo's tasks."""
 
-    class Data(pl.LightningDataModule):
-        def train_dataloader(self) -> DataLoader:
-            generator = torch.Generator().manual_seed(0)
-            return DataLoader(EuroSATImages("train"), batch_size, shuffle=True, drop_last=True, generator=generator)
+    def __init__(self, batch_size: int) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(0)
+        return DataLoader(EuroSATImages("train"), self.batch_size, shuffle=True, drop_last=True, generator=generator)
+
+
+def baseline_name(method: str, arch: str) -> str:
+    """The file stem of a baseline run (``simclr`` alone: the tiny HR encoder, as the runs before ``--arch``)."""
+    return method if arch == "tiny_hr" else f"{method}_{arch}"
+
+
+def run_simclr(minutes: float, out: Path, arch: str = "tiny_hr", batch_size: int = 64) -> None:
+    from torchgeo.trainers import SimCLRTask
 
     def make_task(steps: int) -> SimCLRTask:
         # SimCLR v1 as TorchGeo defines it; lr = 0.3 × batch / 256 as its docstring recommends
-        return SimCLRTask(model="skysense_tiny_hr", in_channels=3, version=1, layers=2, memory_bank_size=0,
+        return SimCLRTask(model=ARCHITECTURES[arch], in_channels=3, version=1, layers=2, memory_bank_size=0,
                           lr=0.3 * batch_size / 256, weight_decay=1e-6, size=64)  # fmt: skip
 
-    budgeted_fit("simclr", make_task, Data, minutes, out)
+    budgeted_fit(baseline_name("simclr", arch), make_task, lambda: EuroSATTrain(batch_size), minutes, out)
+
+
+def run_moco(minutes: float, out: Path, arch: str = "tiny_hr", batch_size: int = 64) -> None:
+    """TorchGeo's MoCo v2 (SGD, a memory bank of negatives, its own augmentations). v2 rather than v3: v3's
+    schedule warms up over 40 epochs, more than the budget holds (about 20 epochs of 3,000 images); the bank is
+    2,048 keys, below the 3,000 train images so that it never holds an image twice, and the temperature is v2's 0.2."""
+    from torchgeo.trainers import MoCoTask
+
+    def make_task(steps: int) -> MoCoTask:
+        return MoCoTask(model=ARCHITECTURES[arch], in_channels=3, version=2, layers=2, hidden_dim=2048, output_dim=128,
+                        lr=0.03 * batch_size / 256, weight_decay=1e-4, momentum=0.9, schedule=[10**6],
+                        temperature=0.2, memory_bank_size=2048, moco_momentum=0.999, size=64)  # fmt: skip
+
+    budgeted_fit(baseline_name("moco", arch), make_task, lambda: EuroSATTrain(batch_size), minutes, out)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -242,14 +287,33 @@ def load_encoders(out: Path) -> dict[str, tuple[torch.nn.Module, str]]:
             encoder = SwinTransformerV2(cfg)
             encoder.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
             encoders[f"SkySense pretraining ({network})"] = (encoder, "normalize")
-    if (out / "simclr.pt").exists():
-        state = torch.load(out / "simclr.pt", map_location="cpu", weights_only=True)
-        backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
-        last = len(cfg.depths) - 1
-        encoder = SwinTransformerV2(dataclasses.replace(cfg, output_norm_indices=(last,), pad_before_shift=False))
-        encoder.load_state_dict(convert_timm_swinv2_state_dict(backbone), strict=True)
-        encoders["TorchGeo SimCLR"] = (encoder, "unit")
+    for method, label in (("simclr", "TorchGeo SimCLR"), ("moco", "TorchGeo MoCo v2")):
+        for arch in ARCHITECTURES:
+            path = out / f"{baseline_name(method, arch)}.pt"
+            if not path.exists():
+                continue
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+            if arch == "vit_s8":
+                vit = RandomViT()
+                vit.vit.load_state_dict(backbone, strict=True)
+                encoders[f"{label} (ViT-S/8)"] = (vit, "unit")
+                continue
+            last = len(cfg.depths) - 1
+            encoder = SwinTransformerV2(dataclasses.replace(cfg, output_norm_indices=(last,), pad_before_shift=False))
+            encoder.load_state_dict(convert_timm_swinv2_state_dict(backbone), strict=True)
+            encoders[label] = (encoder, "unit")
     return encoders
+
+
+def run_record(out: Path, name: str) -> dict[str, Any] | None:
+    """The budget record of the run behind a probe row (None for random init)."""
+    if "init" in name:
+        return None
+    method = "ours" if "SkySense" in name else "moco" if "MoCo" in name else "simclr"
+    stem = baseline_name(method, "vit_s8" if "ViT-S/8" in name else "tiny_hr")
+    path = out / f"{stem}.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 @torch.no_grad()
@@ -298,11 +362,7 @@ def run_probe(out: Path, seeds: list[int], stages: list[int] | None = None) -> s
         accuracies = [linear_probe(train, val, seed) for seed in seeds]
         mean = sum(accuracies) / len(accuracies)
         std = math.sqrt(sum((a - mean) ** 2 for a in accuracies) / max(1, len(accuracies) - 1))
-        record = (
-            json.loads((out / f"{'ours' if 'SkySense' in name else 'simclr'}.json").read_text())
-            if ("init" not in name and (out / f"{'ours' if 'SkySense' in name else 'simclr'}.json").exists())
-            else None
-        )
+        record = run_record(out, name)
         budget = (
             f"{record['steps']} steps, {record['wall_s'] / 60:.1f} min × {record['threads']} thread" if record else "–"
         )
@@ -321,7 +381,9 @@ def run_probe(out: Path, seeds: list[int], stages: list[int] | None = None) -> s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["ours", "simclr", "probe"])
+    parser.add_argument("command", choices=["ours", "simclr", "moco", "probe"])
+    parser.add_argument("--arch", choices=list(ARCHITECTURES), default="tiny_hr",
+                        help="the encoder of the TorchGeo baselines (simclr, moco)")  # fmt: skip
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/probe"))
@@ -334,7 +396,9 @@ def main() -> None:
     if args.command == "ours":
         run_ours(args.minutes, args.out, args.set)
     elif args.command == "simclr":
-        run_simclr(args.minutes, args.out)
+        run_simclr(args.minutes, args.out, args.arch)
+    elif args.command == "moco":
+        run_moco(args.minutes, args.out, args.arch)
     else:
         (args.out / "probe.md").write_text(run_probe(args.out, args.seeds, args.stages) + "\n")
 

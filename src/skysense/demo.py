@@ -101,7 +101,11 @@ def pretrain(
         warmup_steps=max(1, steps // 10),
         objectives={"teacher_momentum_start": momentum[0], "teacher_momentum_end": momentum[1]},
     )
-    trainer = _trainer(out, "pretrain", max_steps=steps, max_epochs=-1, enable_checkpointing=False)
+    data.setup("fit")
+    per_epoch = max(1, len(data.datasets["eurosat"]) // batch_size)  # full batches (the loader drops the rest)
+    # the epochs the steps take, so that the progress bar counts "Epoch 29/29", not "29/-2" (max_epochs=-1)
+    trainer = _trainer(out, "pretrain", max_steps=steps, max_epochs=math.ceil(steps / per_epoch),
+                       enable_checkpointing=False)  # fmt: skip
     start = time.perf_counter()
     trainer.fit(task, data)
     checkpoint = out / "pretrain.ckpt"
