@@ -411,7 +411,7 @@ class TileReader:
         normalised = model_sensor.normalize(frames, f"{name} files {[str(f) for f in source.paths]}")
         valid = series.valid.numpy()[:, rows, cols]  # (T, h, w)
         normalised = np.where(valid[:, None], normalised.transpose(1, 0, 2, 3), 0.0).astype(np.float32)
-        inside = self._inside_scene(row, col, size, self.sources.sentinel_scale)  # Sentinel pixels in the scene
+        inside = self._inside_scene(row, col, size, scale)  # Sentinel pixels in the scene
         frame_ok = frames_that_count(torch.from_numpy(valid), self.sources.min_valid_fraction, inside).numpy()
         pixel_valid = (valid & frame_ok[:, None, None]).any(axis=0)
         days = day_of_year_index(series.dates)

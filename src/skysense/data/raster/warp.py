@@ -252,9 +252,8 @@ def _warp_scale(source: Grid, target: Grid) -> tuple[float, float] | None:
         return None
     if not all(map(math.isfinite, (left, bottom, right, top))) or right <= left or top <= bottom:
         return None
-    return (right - left) / abs(target.transform.a) / source.width, (top - bottom) / abs(
-        target.transform.e
-    ) / source.height
+    across, down = (right - left) / abs(target.transform.a), (top - bottom) / abs(target.transform.e)  # target px
+    return across / source.width, down / source.height
 
 
 def _resample(raster: Raster, target: Grid, method: Resampling, scale: tuple[float, float] | None = None) -> Raster:
