@@ -539,7 +539,7 @@ def scene_section(check: Check) -> None:
         out = REPO / "runs" / "gpu-check-scene"
         command = [sys.executable, str(REPO / "benchmarks" / "scene.py"), "--sizes", str(size), "--fused-size", "0",
                    "--sentinel-sizes", "--tile", str(tile), "--overlap", str(tile // 4), "--batch-size", str(batch),
-                   "--bare-tiles", str(2 * batch), "--device", str(device), "--preset", preset,
+                   "--bare-tiles", str(2 * batch), "--no-bare-run", "--device", str(device), "--preset", preset,
                    "--precision", "bf16" if device.type == "cuda" else "32", "--out", str(out)]  # fmt: skip
         if device.type == "cuda":
             command += ["--workers", "8"]

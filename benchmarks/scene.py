@@ -382,6 +382,13 @@ def main() -> None:
         default=None,
         help="reader threads of the pipeline (default: predict_scene's, 0 on a CPU, 1 on a GPU)",
     )
+    parser.add_argument(
+        "--bare-run",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a separate bare-forward run on the largest HR scene, in a process of its own (every pipeline row "
+        "also has its ratio to the bare forward measured in its own process)",
+    )
     parser.add_argument("--precision", default="32", choices=["32", "bf16"])
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "scene-bench")
     parser.add_argument(
@@ -434,7 +441,8 @@ def main() -> None:
                                       capture_output=True, text=True)  # fmt: skip
                 runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
                 print(runs[-1], flush=True)
-    plan = ([("bare", max(args.sizes), None)] if args.sizes else []) + [("scene", size, None) for size in args.sizes]
+    plan = [("bare", max(args.sizes), None)] if args.sizes and args.bare_run else []
+    plan += [("scene", size, None) for size in args.sizes]
     if args.fused_size:
         plan.append(("fused", args.fused_size, True))
     if args.terratorch_python:

@@ -123,6 +123,8 @@ def _worker(rank: int, world_size: int, init_file: str) -> None:
             torch.testing.assert_close(_full(actual), expected, atol=1e-5, rtol=1e-4, msg=name)
         teacher_bank = sharded.teacher["backbone"].geo.bank
         assert torch.equal(teacher_bank, sharded.student["backbone"].geo.bank)
+        if world_size > 1:  # in the same processes: spawning them again costs CI a quarter of a minute
+            _check_bf16_parameters(world_size)
     finally:
         dist.destroy_process_group()
 
@@ -130,52 +132,44 @@ def _worker(rank: int, world_size: int, init_file: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("world_size", [1, 2])
 def test_sharded_steps_match_the_unsharded_model(world_size: int, tmp_path: Path) -> None:
+    """The steps above; with 2 processes also :func:`_check_bf16_parameters`."""
     mp.spawn(_worker, args=(world_size, str(tmp_path / "rendezvous")), nprocs=world_size, join=True)
 
 
-def _bf16_worker(rank: int, world_size: int, init_file: str) -> None:
+def _check_bf16_parameters(world_size: int) -> None:
     """bf16 gathered parameters (``param_dtype``) under bf16 autocast: the step's loss and gradients stay those of the
     float32 model under the same autocast (to bf16 rounding), while shards, gradients and the teacher stay float32."""
     from torch.distributed.device_mesh import init_device_mesh
 
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-    try:
-        sharded, reference = _meta_arch_pair()
-        views = _views()
-        views = (dataclasses.replace(views[0], lat=views[0].lat + 0.123), views[1])
-        shard_meta_arch(sharded, init_device_mesh("cpu", (world_size,)), param_dtype=torch.bfloat16)
-        seen: set[torch.dtype] = set()  # the dtype of the linear layers' weights while they compute
-        for module in sharded.student.modules():
-            if isinstance(module, torch.nn.Linear):
-                module.register_forward_pre_hook(lambda m, args: seen.add(m.weight.dtype))
-        losses = []
-        for model in (reference, sharded):
-            torch.manual_seed(1)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                out = model(views)
-            out["loss"].backward()
-            losses.append(out["loss"].detach().float())
-        torch.testing.assert_close(losses[1], losses[0], atol=0.05, rtol=0.02)
-        assert seen == {torch.bfloat16}
-        compared = 0
-        for (name, expected), actual in zip(
-            reference.student.named_parameters(), sharded.student.parameters(), strict=True
-        ):
-            assert actual.dtype == torch.float32, name  # the shards the optimiser steps
-            if expected.grad is None or expected.grad.abs().max() < 1e-3:
-                continue
-            grad = _full(actual.grad)
-            assert grad.dtype == torch.float32, name  # reduced in float32
-            cosine = torch.nn.functional.cosine_similarity(grad.flatten(), expected.grad.flatten(), dim=0)
-            assert cosine > 0.95, (name, float(cosine))
-            compared += 1
-        assert compared > 20
-        sharded.update_teacher(0.9)
-        assert all(p.dtype == torch.float32 for p in sharded.teacher.parameters())
-    finally:
-        dist.destroy_process_group()
-
-
-@pytest.mark.slow
-def test_bf16_gathered_parameters_give_the_float32_step(tmp_path: Path) -> None:
-    mp.spawn(_bf16_worker, args=(2, str(tmp_path / "rendezvous")), nprocs=2, join=True)
+    sharded, reference = _meta_arch_pair()
+    views = _views()
+    views = (dataclasses.replace(views[0], lat=views[0].lat + 0.123), views[1])
+    shard_meta_arch(sharded, init_device_mesh("cpu", (world_size,)), param_dtype=torch.bfloat16)
+    seen: set[torch.dtype] = set()  # the dtype of the linear layers' weights while they compute
+    for module in sharded.student.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.register_forward_pre_hook(lambda m, args: seen.add(m.weight.dtype))
+    losses = []
+    for model in (reference, sharded):
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(views)
+        out["loss"].backward()
+        losses.append(out["loss"].detach().float())
+    torch.testing.assert_close(losses[1], losses[0], atol=0.05, rtol=0.02)
+    assert seen == {torch.bfloat16}
+    compared = 0
+    for (name, expected), actual in zip(
+        reference.student.named_parameters(), sharded.student.parameters(), strict=True
+    ):
+        assert actual.dtype == torch.float32, name  # the shards the optimiser steps
+        if expected.grad is None or expected.grad.abs().max() < 1e-3:
+            continue
+        grad = _full(actual.grad)
+        assert grad.dtype == torch.float32, name  # reduced in float32
+        cosine = torch.nn.functional.cosine_similarity(grad.flatten(), expected.grad.flatten(), dim=0)
+        assert cosine > 0.95, (name, float(cosine))
+        compared += 1
+    assert compared > 20
+    sharded.update_teacher(0.9)
+    assert all(p.dtype == torch.float32 for p in sharded.teacher.parameters())
