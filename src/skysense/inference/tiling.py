@@ -237,7 +237,11 @@ class ChunkedBlender:
         core = self._sum[:, :h, :w]
         weight = core[self.channels]
         valid = (core[self.channels + 1] > 0) & (weight > 0)
-        values = torch.where(valid, core[: self.channels] / weight.clamp_min(1e-12), torch.nan)
+        # one new array (the writer may keep it after this returns), filled in one pass: 128 float32 bands per pixel
+        # are the bulk of the blend stage
+        values = torch.div(core[: self.channels], weight.clamp_min(1e-12), out=torch.empty_like(core[: self.channels]))
+        if not bool(valid.all()):
+            values.masked_fill_(~valid, torch.nan)
         self._position = None
         self.emit(row0, col0, values.cpu().numpy(), valid.cpu().numpy())
 

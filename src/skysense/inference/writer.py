@@ -269,8 +269,10 @@ class SceneWriter:
         if self.kind == "classes":
             out = argmax_classes(values)[None]
             out[:, ~valid] = CLASS_NODATA
+        elif valid.all():  # (the blender's blocks: written as they are, without a copy)
+            out = values.astype(np.float32, copy=False)
         else:
-            out = np.where(valid[None], values, np.nan).astype(np.float32)
+            out = np.where(valid[None], values, np.float32(np.nan)).astype(np.float32, copy=False)
         with _writing(self._dst.name, f"chunk row {self._row[0]} of the output"):
             self._dst.write(out, window=window)
         self.valid_pixels += int(valid.sum())
