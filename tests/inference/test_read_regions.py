@@ -1,9 +1,9 @@
-"""A scene run reads each row of tiles of a chunk as one region of the Sentinel series and cuts its tiles from it
-(issue 14: per-window overheads of a SAFE product's 13 JPEG 2000 bands). A tile cut from a region must be the tile
-read alone, value for value: where the grid subdivides the files' pixels (a real Sentinel-2 chip written as two
-SAFE products, 10/20/60 m bands and a cloud mask), and where GDAL warps and downsamples (the real aerial COG in
-EPSG:3857 with real Sentinel-1 values in EPSG:4326, a region past the file's edge: GDAL's kernel width is fixed
-per file, see skysense.data.raster.warp._warp_scale)."""
+"""A scene run reads the rows of tiles of a chunk (as many as fit REGION_MB) as one region of the Sentinel series and
+cuts its tiles from it (issue 14: per-window overheads of a SAFE product's 13 JPEG 2000 bands). A tile cut from a
+region must be the tile read alone, value for value: where the grid subdivides the files' pixels (a real Sentinel-2
+chip written as two SAFE products, 10/20/60 m bands and a cloud mask), and where GDAL warps and downsamples (the real
+aerial COG in EPSG:3857 with real Sentinel-1 values in EPSG:4326, a region past the file's edge: GDAL's kernel width
+is fixed per file, see skysense.data.raster.warp._warp_scale)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ def test_tiles_cut_from_a_region_of_safe_products_equal_tiles_read_alone(tmp_pat
         region = (width // 8, 0, size, tiles[-1][1] + size)
         _same_tiles(reader, tiles, size, region)
         assert reader._regions["s2"][0] == region  # the region was read once and kept
+        # several rows of tiles in one region (as a chunk's tiles are when the series fit REGION_MB)
+        tall = (0, 0, width // 8 + size, tiles[-1][1] + size)
+        _same_tiles(reader, [(row, col) for row in (0, width // 8) for _, col in tiles], size, tall)
     finally:
         reader.close()
 
@@ -68,3 +71,17 @@ def test_tiles_cut_from_a_warped_region_equal_tiles_read_alone(tmp_path: Path) -
         _same_tiles(reader, tiles, size, region)
     finally:
         reader.close()
+
+
+def test_regions_hold_a_chunk_of_tiles_within_the_memory_budget(tmp_path: Path) -> None:
+    """A region spans as many rows of a chunk's tiles as the series fit in REGION_MB: 3 SAFE products (13 bands) on
+    a 640-px chunk row hold a whole chunk of 96-px tile rows; 60 dates, one row of tiles; no Sentinel input, one."""
+    from skysense.inference.scene import REGION_MB, _tile_rows_per_region
+
+    product = write_safe(tmp_path / "a", time="20220917T105619")
+    three = SceneSources(s2=SeriesSource.from_arg([product] * 3, "s2_l1c", allow_duplicate_dates=True))
+    rows = _tile_rows_per_region(three, ["s2"], 640, 96)
+    assert rows >= 640 // 96 and 3 * 4 * 96 * 640 * 13 * 3 * rows <= REGION_MB * 2**20
+    many = SceneSources(s2=SeriesSource.from_arg([product] * 60, "s2_l1c", allow_duplicate_dates=True))
+    assert _tile_rows_per_region(many, ["s2"], 640, 96) == 1
+    assert _tile_rows_per_region(three, ["hr"], 640, 96) == 1

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from skysense.batch import SkySenseInput
 from skysense.data.raster import raster_info
+from skysense.data.sensors import get_sensor
 from skysense.errors import InputError, UsageError
 from skysense.inference.models import SceneModel
 from skysense.inference.resume import RunState, fingerprint_changes, fingerprint_files
@@ -133,6 +134,29 @@ def _batches(items: list, size: int, group: Callable[[object], object]) -> Itera
         batch.append(item)
     if batch:
         yield batch
+
+
+REGION_MB = 256  # memory of one region's Sentinel series (see _tile_rows_per_region)
+
+
+def _tile_rows_per_region(
+    sources: SceneSources, modalities: list[str], width: int, stride: int, budget_mb: float = REGION_MB
+) -> int:
+    """How many rows of a chunk's tiles one Sentinel read covers (a region, :meth:`TileReader.read`).
+
+    Each region read pays per-window costs (a SAFE scene's 13 JPEG 2000 windows and 6 resamplings per product, the
+    frames' checks), so regions are as tall as a chunk when the series fit ``budget_mb``: a 1932² scene of 3 SAFE
+    products read 81 regions of one tile row each, 3,402 band windows. Estimated per row of tiles from the layout
+    alone (so a resumed run reads the same regions): ``stride`` reference pixels high, ``width`` wide, every date's
+    every band in float32, and twice that again for the reads and masks it is assembled from. A year of Sentinel-2
+    dates stays at one row of tiles per region."""
+    row_bytes = 0
+    for name in ("s2", "s1"):
+        source = getattr(sources, name)
+        if name in modalities and source is not None:
+            pixels = math.ceil(stride / sources.sentinel_scale) * math.ceil(width / sources.sentinel_scale)
+            row_bytes += 3 * 4 * pixels * len(get_sensor(source.sensor).bands) * len(source.files)
+    return max(1, int(budget_mb * 2**20 // row_bytes)) if row_bytes else 1
 
 
 def input_files(sources: SceneSources) -> dict[str, list[Path]]:
@@ -511,20 +535,28 @@ def predict_scene(
                 executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skysense-read")
             chunks = [chunk_tiles for chunk_tiles in layout.chunks() if chunk_tiles[0] > state.rows_done]
             flat = [(index, r, c) for index, (_, _, tiles) in enumerate(chunks) for r, c in tiles]
-            # each row of tiles of a chunk is one region for the Sentinel reads (see TileReader.read): (row, col,
+            # a few rows of tiles of a chunk are one region for the Sentinel reads (see TileReader.read): (row, col,
             # height, width) in reference pixels, from the layout alone, so that a resumed run reads the same ones
-            spans: dict[tuple[int, int], list[int]] = {}
+            per_region = _tile_rows_per_region(sources, modalities, (chunk + tile_out) * stride, tile - overlap)
+            tile_rows: dict[int, list[int]] = {}
+            for index, r, _ in flat:
+                if r not in tile_rows.setdefault(index, []):
+                    tile_rows[index].append(r)
+            group = {(index, r): i // per_region for index, rows in tile_rows.items() for i, r in enumerate(rows)}
+            spans: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
             for index, r, c in flat:
-                spans.setdefault((index, r), []).append(c)
-            regions = {key: (key[1] * stride, min(cs) * stride, tile, (max(cs) - min(cs)) * stride + tile)
-                       for key, cs in spans.items()}  # fmt: skip
+                rows, cols = spans.setdefault((index, group[index, r]), ([], []))
+                rows.append(r)
+                cols.append(c)
+            regions = {key: (min(rs) * stride, min(cs) * stride, (max(rs) - min(rs)) * stride + tile,
+                             (max(cs) - min(cs)) * stride + tile) for key, (rs, cs) in spans.items()}  # fmt: skip
 
             def read_batch(
                 items: list[tuple[int, int, int]],
             ) -> tuple[list, list[int], SkySenseInput | None, torch.Tensor | None, int]:
                 read, with_input = [], 0
                 for index, r, c in items:
-                    read.append(reader().read(r * stride, c * stride, tile, regions[index, r]))
+                    read.append(reader().read(r * stride, c * stride, tile, regions[index, group[index, r]]))
                     with_input += reader().input_valid
                 run = [i for i, (_, valid) in enumerate(read) if valid.any()]  # tiles with no valid pixel: not run
                 if not run:
