@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "pretrain" / "tiny.yaml"
 
 
-def _pretrain(tmp_path: Path, max_steps: int, *strategy: str, every_step: bool = False) -> subprocess.CompletedProcess:
+def _pretrain(tmp_path: Path, max_steps: int, *strategy: str, every_step: bool = False) -> None:
     """``skysense pretrain`` on the tiny recipe with two processes, logging every step into ``tmp_path`` (and saving a
     checkpoint after every step with ``every_step``)."""
     checkpoints = ["--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
@@ -32,7 +32,6 @@ def _pretrain(tmp_path: Path, max_steps: int, *strategy: str, every_step: bool =
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     assert f"max_steps={max_steps}` reached" in result.stderr + result.stdout
-    return result
 
 
 def _losses(tmp_path: Path) -> dict[int, float]:

@@ -548,15 +548,16 @@ def predict_scene(
                 rows, cols = spans.setdefault((index, group[index, r]), ([], []))
                 rows.append(r)
                 cols.append(c)
-            regions = {key: (min(rs) * stride, min(cs) * stride, (max(rs) - min(rs)) * stride + tile,
-                             (max(cs) - min(cs)) * stride + tile) for key, (rs, cs) in spans.items()}  # fmt: skip
+            boxes = {key: (min(rs) * stride, min(cs) * stride, (max(rs) - min(rs)) * stride + tile,
+                           (max(cs) - min(cs)) * stride + tile) for key, (rs, cs) in spans.items()}  # fmt: skip
+            regions = {(index, r): boxes[index, g] for (index, r), g in group.items()}  # each tile row's region
 
             def read_batch(
                 items: list[tuple[int, int, int]],
             ) -> tuple[list, list[int], SkySenseInput | None, torch.Tensor | None, int]:
                 read, with_input = [], 0
                 for index, r, c in items:
-                    read.append(reader().read(r * stride, c * stride, tile, regions[index, group[index, r]]))
+                    read.append(reader().read(r * stride, c * stride, tile, regions[index, r]))
                     with_input += reader().input_valid
                 run = [i for i, (_, valid) in enumerate(read) if valid.any()]  # tiles with no valid pixel: not run
                 if not run:

@@ -426,9 +426,9 @@ class TileReader:
 
         ``region`` (row, col, height, width in reference pixels, holding the tile, on the Sentinel lattice): the
         Sentinel series are read for the whole region at once and the tile is cut from it; the next tiles of the
-        same region are cut from memory. A chunk's tiles as a region (predict_scene) read each product's bands once per
-        chunk instead of once per tile (per-window overheads: a SAFE scene's 13 JPEG 2000 bands per
-        date, its 20 and 60 m bands resampled). A tile cut from a region is the tile read alone, value for value
+        same region are cut from memory. A chunk's tiles as a region (predict_scene) read each product's bands once
+        per chunk instead of once per tile (per-window overheads: a SAFE scene's 13 JPEG 2000 bands per date, its 20
+        and 60 m bands resampled). A tile cut from a region is the tile read alone, value for value
         (tests/inference/test_read_regions.py), also where GDAL warps: its kernel width and coordinates do not
         depend on the window (see :func:`skysense.data.raster.warp._warp_scale`).
 
