@@ -22,21 +22,24 @@ def data_path(root: str, full: bool = False) -> Path:
     return shared_path(*Path(root).relative_to(CONFIG_DATA).parts, full=full)
 
 
-def root_overrides(config: Path) -> list[str]:
+def root_overrides(config: Path, source_batch_size: int | None = None) -> list[str]:
     """CLI arguments that read the data of ``config`` from the test data (none on the real data).
 
     A task config (``data.init_args.root``) gets ``--data.init_args.root``; a pretraining config (``data.sources``,
     one root per source) gets the whole ``--data.sources`` with each root moved, since jsonargparse replaces a dict
     entry given by a dotted key instead of merging it. Skips the test when a dataset is in neither place.
+    ``source_batch_size`` sets every pretraining source's batch size (tests that check plumbing, not learning).
     """
     data = yaml.safe_load(config.read_text())["data"]
     if "sources" in data:
         sources = data["sources"]
         roots = {name: data_path(spec["init_args"]["root"]) for name, spec in sources.items()}
-        if not using_fixtures():
+        if not using_fixtures() and source_batch_size is None:
             return []
         for name, spec in sources.items():
             spec["init_args"]["root"] = str(roots[name])
+            if source_batch_size is not None:
+                spec["batch_size"] = source_batch_size
         return ["--data.sources", json.dumps(sources)]
     root = data_path(data["init_args"]["root"])
     return ["--data.init_args.root", str(root)] if using_fixtures() else []

@@ -25,34 +25,38 @@ RESOLUTION = {"B2": 10, "B3": 10, "B4": 10, "B8": 10, "B1": 60, "B9": 60, "B10":
 TILE, TIME = "T30SYH", "20220917T105619"  # a real tile (Valencia); a date after baseline 04.00
 
 
-def side() -> int:
+def side(at_most: int | None = None) -> int:
     """The side of the chip's square crop: the largest multiple of 120 it holds (whole 60 m pixels, and a quarter of
-    it too, see :func:`cloud_pixels`): 480 of the real 512² chip, 120 of the 128² excerpt."""
+    it too, see :func:`cloud_pixels`): 480 of the real 512² chip, 120 of the 128² excerpt; no more than ``at_most``
+    (a multiple of 120) where given, for tests that run a model over the scene several times."""
     with rasterio.open(shared_path(*CHIP)) as src:
-        return min(src.width, src.height) // 120 * 120
+        natural = min(src.width, src.height) // 120 * 120
+    return natural if at_most is None else min(natural, at_most)
 
 
-def cloud_pixels() -> tuple[slice, slice]:
+def cloud_pixels(at_most: int | None = None) -> tuple[slice, slice]:
     """The 10 m pixels under the test cloud: the crop's top-left quarter (120² of 480²: 20 × 20 pixels of the 60 m
     MSK_CLASSI)."""
-    return slice(0, side() // 4), slice(0, side() // 4)
+    quarter = side(at_most) // 4
+    return slice(0, quarter), slice(0, quarter)
 
 
-def clear_pixels() -> tuple[slice, slice]:
+def clear_pixels(at_most: int | None = None) -> tuple[slice, slice]:
     """10 m pixels well away from the test cloud: from 5/12 of the crop on (200: of 480)."""
-    return slice(side() * 5 // 12, None), slice(side() * 5 // 12, None)
+    start = side(at_most) * 5 // 12
+    return slice(start, None), slice(start, None)
 
 
-def two_tiles() -> tuple[tuple[int, int], tuple[int, int]]:
+def two_tiles(at_most: int | None = None) -> tuple[tuple[int, int], tuple[int, int]]:
     """The columns of two overlapping MGRS tiles that cover the crop, on whole 60 m pixels: its left and its right
     5/8 ((0, 300) and (180, 480) of 480)."""
-    width = side()
+    width = side(at_most)
     return (0, width * 5 // 8 // 6 * 6), (width * 3 // 8 // 6 * 6, width)
 
 
-def chip() -> tuple[np.ndarray, dict]:
+def chip(at_most: int | None = None) -> tuple[np.ndarray, dict]:
     """The real chip cropped to :func:`side`² (13, side, side) int16 DN, and its profile."""
-    width = side()
+    width = side(at_most)
     with rasterio.open(shared_path(*CHIP)) as src:
         profile = src.profile
         values = src.read(window=((0, width), (0, width)))
@@ -104,10 +108,12 @@ def write_safe(
     time: str = TIME,
     tile: str = TILE,
     columns: tuple[int, int] | None = None,
+    at_most: int | None = None,
 ) -> Path:
     """The chip as a ``.SAFE`` folder under ``root`` sensed at ``time``; returns the folder. ``columns`` (multiples
-    of 6): only those columns of the chip, as a tile that covers part of it (two overlapping parts: two MGRS tiles)."""
-    values, profile = chip()
+    of 6): only those columns of the chip, as a tile that covers part of it (two overlapping parts: two MGRS tiles).
+    ``at_most``: the crop's side at most (see :func:`side`)."""
+    values, profile = chip(at_most)
     if columns is not None:
         values = values[:, :, columns[0] : columns[1]]
         profile = {**profile, "width": columns[1] - columns[0],
@@ -133,14 +139,14 @@ def write_safe(
         folder.mkdir(parents=True, exist_ok=True)
         _write_jp2(folder / name, dn[None], profile, resolution // 10)
     if cloud and level == "L1C":  # MSK_CLASSI at 60 m: opaque clouds, cirrus, snow
-        rows, cols = cloud_pixels()
+        rows, cols = cloud_pixels(at_most)
         mask = np.zeros((3, height // 6, width // 6), np.uint8)
         mask[0, rows.start // 6 : rows.stop // 6, cols.start // 6 : cols.stop // 6] = 1
         _write_jp2(granule / "QI_DATA" / "MSK_CLASSI_B00.jp2", mask, profile, 6, "uint8")
     if level == "L2A":  # SCL at 20 m: vegetation (4), high cloud (9) under cloud_pixels() when cloud
         scl = np.full((1, height // 2, width // 2), 4, np.uint8)
         if cloud:
-            rows, cols = cloud_pixels()
+            rows, cols = cloud_pixels(at_most)
             scl[0, rows.start // 2 : rows.stop // 2, cols.start // 2 : cols.stop // 2] = 9
         folder = granule / "IMG_DATA" / "R20m"
         _write_jp2(folder / f"{tile}_{time}_SCL_20m.jp2", scl, profile, 2, "uint8")

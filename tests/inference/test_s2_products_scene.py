@@ -16,11 +16,13 @@ from skysense.models.registry import create_model
 from skysense.models.weights import save_pretrained
 from tests.data.s2_safe import clear_pixels, cloud_pixels, side, two_tiles, write_safe, zip_safe
 
+SIDE = 240  # the chip's crop: three runs of the model over the scene per test, a quarter of the 480² crop's time
+
 
 @pytest.mark.slow
 def test_embed_reads_safe_folder_zip_and_img_data_alike(capsys, tmp_path: Path) -> None:
     weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
-    safe = write_safe(tmp_path / "products")
+    safe = write_safe(tmp_path / "products", at_most=SIDE)
     img_data = tmp_path / "IMG_DATA"
     shutil.copytree(next(safe.rglob("IMG_DATA")), img_data)
     shutil.copytree(next(safe.rglob("QI_DATA")), tmp_path / "QI_DATA")  # the mask stays beside IMG_DATA
@@ -30,32 +32,32 @@ def test_embed_reads_safe_folder_zip_and_img_data_alike(capsys, tmp_path: Path) 
             given = zip_safe(safe)
         output = tmp_path / f"{name}.tif"
         code = main(["embed", "--checkpoint", str(weights), "--s2", str(given), "--source", "s2", "--output",
-                     str(output), "--no-progress", "--tile", "256", "--overlap", "32"])  # fmt: skip
+                     str(output), "--no-progress", "--tile", "128", "--overlap", "32"])  # fmt: skip
         err = capsys.readouterr().err
         assert code == 0, err
         with rasterio.open(output) as dataset:
             outputs[name] = dataset.read()
-            assert dataset.crs.to_epsg() == 4326 and dataset.shape == (side(), side())
+            assert dataset.crs.to_epsg() == 4326 and dataset.shape == (side(SIDE), side(SIDE))
         if name == "img_data":  # no metadata above this copy: the assumption is said in one line
             assert "warning: " in err and "assumed quantification 10000 and offset -1000" in err
     assert np.array_equal(outputs["folder"], outputs["zip"], equal_nan=True)
     assert np.array_equal(outputs["folder"], outputs["img_data"], equal_nan=True)
     cloudy = np.isnan(outputs["folder"]).all(axis=0)
-    (rows, cols), (clear_rows, clear_cols) = cloud_pixels(), clear_pixels()
+    (rows, cols), (clear_rows, clear_cols) = cloud_pixels(SIDE), clear_pixels(SIDE)
     assert cloudy[rows, cols].all() and not cloudy[clear_rows, clear_cols].any()
 
 
 @pytest.mark.slow
 def test_embed_mosaics_the_tiles_of_a_date(capsys, tmp_path: Path) -> None:
-    """A folder of two overlapping MGRS tiles of one date (the chip's left and right 300 columns of 480:
-    :func:`~tests.data.s2_safe.two_tiles`) embeds as the whole chip's product does: one scene on the union of the
+    """A folder of two overlapping MGRS tiles of one date (the crop's left and right 150 columns of 240:
+    :func:`~tests.data.s2_safe.two_tiles`) embeds as the whole crop's product does: one scene on the union of the
     tiles, no seam."""
     weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
-    whole = write_safe(tmp_path / "whole", level="L2A", cloud=False)
+    whole = write_safe(tmp_path / "whole", level="L2A", cloud=False, at_most=SIDE)
     tiles = tmp_path / "tiles"
-    left, right = two_tiles()
-    write_safe(tiles, level="L2A", cloud=False, tile="T30SYH", columns=left)
-    write_safe(tiles, level="L2A", cloud=False, tile="T30SYJ", columns=right)
+    left, right = two_tiles(SIDE)
+    write_safe(tiles, level="L2A", cloud=False, tile="T30SYH", columns=left, at_most=SIDE)
+    write_safe(tiles, level="L2A", cloud=False, tile="T30SYJ", columns=right, at_most=SIDE)
     outputs = {}
     for name, given in (("whole", whole), ("tiles", tiles)):
         output = tmp_path / f"{name}.tif"
@@ -64,7 +66,7 @@ def test_embed_mosaics_the_tiles_of_a_date(capsys, tmp_path: Path) -> None:
         assert code == 0, capsys.readouterr().err
         with rasterio.open(output) as dataset:
             outputs[name] = dataset.read()
-            assert dataset.shape == (side(), side())
+            assert dataset.shape == (side(SIDE), side(SIDE))
     assert not np.isnan(outputs["tiles"]).any()
     assert np.allclose(outputs["tiles"], outputs["whole"], atol=1e-4)
 

@@ -50,19 +50,30 @@ def test_row_tiles_divide_the_chunk() -> None:
 
 @pytest.mark.slow
 def test_chunks_smaller_than_the_output_tiles_lose_nothing(tmp_path: Path) -> None:
-    """A 128-band embedding of the real S1 chip (512²) in chunks of 128 output pixels, written while the model's
-    thread reads: each chunk used to fill a quarter of a 512² row-file tile, another thread's reads evicted the
-    half-written tile from GDAL's cache, and GDAL handed the writer its old version back (OSGeo/gdal#2011): one
-    band's 128² block came out NaN in most runs. Now the same pixels as one 512 chunk, to the blending's rounding, in
-    each of two runs. (On the excerpt's 128² chip: tiles and chunks of 32, a quarter of its 128² row-file tile.)"""
+    """A 128-band embedding of the real S1 chip in chunks of a quarter of its side, written while the model's thread
+    reads: each chunk used to fill a quarter of a row-file tile (first seen on the 512² chip: chunks of 128 in a
+    512² tile), another thread's reads evicted the half-written tile from GDAL's cache, and GDAL handed the writer its
+    old version back (OSGeo/gdal#2011): one band's block came out NaN in most runs. Now the same pixels as one chunk,
+    to the blending's rounding, in each of two runs. The chip's central 256² (tiles and chunks of 64, a quarter of
+    the 256² row-file tile; on the excerpt's 128² chip: 32 in 128²) keeps the test a quarter of the 512² run's time.
+    """
+    from rasterio.windows import Window
+
     from skysense.inference import SceneSources, SeriesSource, load_scene_model, predict_scene
     from skysense.models.registry import create_model
     from skysense.models.weights import save_pretrained
 
-    chip = shared_path("sen1floods11_samples", "sample_data", "S1", "Spain_6860600_S1Hand.tif")
-    with rasterio.open(chip) as src:
-        side = src.width
-    tile = side // 4  # 128: the default Sentinel tile (overlap a quarter of it, the default too)
+    whole = shared_path("sen1floods11_samples", "sample_data", "S1", "Spain_6860600_S1Hand.tif")
+    chip = tmp_path / "chip.tif"
+    with rasterio.open(whole) as src:
+        side = min(src.width, src.height, 256)
+        window = Window((src.width - side) // 2, (src.height - side) // 2, side, side)
+        profile = {**src.profile, "width": side, "height": side, "transform": src.window_transform(window)}
+        for key in ("blockxsize", "blockysize"):  # the chip's 512-row strips
+            profile.pop(key, None)
+        with rasterio.open(chip, "w", **profile) as dst:
+            dst.write(src.read(window=window))
+    tile = side // 4  # overlap a quarter of it, the default
     sources = SceneSources(s1=SeriesSource.from_arg(chip, "s1_grd", ["2019-09-18"]))
     weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
     model = load_scene_model(weights, "embedding", sentinel_reference=True)

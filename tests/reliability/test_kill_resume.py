@@ -44,10 +44,10 @@ KILL_POINTS: dict[str, Callable[[Path], bool]] = {
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A 2048² mosaic of the real cogeo.tif (4 chunk rows of 512 px at tile 256, overlap 64), a tiny segmentation
+    """A 1536² mosaic of the real cogeo.tif (3 chunk rows of 512 px at tile 256, overlap 64), a tiny segmentation
     checkpoint, and the uninterrupted output (per-class float32 probabilities: the strictest bit-for-bit check)."""
     folder = tmp_path_factory.mktemp("kill")
-    image = mosaic_scene(folder / "scene.tif")
+    image = mosaic_scene(folder / "scene.tif", side=1536)
     checkpoint = segmentation_checkpoint(folder / "seg.ckpt")
     reference = folder / "reference.tif"
     args = ["predict", "--checkpoint", str(checkpoint), "--hr", str(image), "--tile", "256", "--overlap", "64",

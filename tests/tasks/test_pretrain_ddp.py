@@ -19,16 +19,16 @@ CONFIG = ROOT / "configs" / "pretrain" / "tiny.yaml"
 
 
 def _pretrain(tmp_path: Path, max_steps: int, *strategy: str, every_step: bool = False) -> None:
-    """``skysense pretrain`` on the tiny recipe with two processes, logging every step into ``tmp_path`` (and saving a
-    checkpoint after every step with ``every_step``)."""
+    """``skysense pretrain`` on the tiny recipe with two processes and 4 samples of each source per process and step,
+    logging every step into ``tmp_path`` (and saving a checkpoint after every step with ``every_step``)."""
     checkpoints = ["--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
                    "--trainer.callbacks.every_n_train_steps", "1", "--trainer.callbacks.save_top_k", "-1",
                    "--trainer.callbacks.filename", "{step}"] if every_step else []  # fmt: skip
     command = [sys.executable, "-m", "skysense.cli", "pretrain", "--config", "configs/pretrain/tiny.yaml",
-               *root_overrides(CONFIG), "--trainer.max_steps", str(max_steps), "--trainer.devices", "2", *strategy,
-               *checkpoints, "--trainer.default_root_dir", str(tmp_path),
+               *root_overrides(CONFIG, source_batch_size=4), "--trainer.max_steps", str(max_steps),
+               "--trainer.devices", "2", *strategy, *checkpoints, "--trainer.default_root_dir", str(tmp_path),
                "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.log_every_n_steps", "1",
-               "--trainer.enable_progress_bar", "false", "--data.num_workers", "0", "--data.batch_size", "4"]  # fmt: skip
+               "--trainer.enable_progress_bar", "false", "--data.num_workers", "0"]  # fmt: skip
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     assert f"max_steps={max_steps}` reached" in result.stderr + result.stdout
