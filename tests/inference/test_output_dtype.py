@@ -13,15 +13,24 @@ from skysense.cli import main
 from skysense.models.registry import create_model
 from skysense.models.weights import save_pretrained
 from tests.conftest import shared_path
-from tests.reliability.scene_fixtures import segmentation_checkpoint
+from tests.reliability.scene_fixtures import crop, segmentation_checkpoint
+
+CHIP = ("sen1floods11_samples", "sample_data", "S1", "Spain_6860600_S1Hand.tif")
+
+
+def _chip(tmp_path: Path) -> Path:
+    """The real S1 chip's top-left 256² (the excerpt's chip: its whole 128²): four tiles of the default 128."""
+    with rasterio.open(shared_path(*CHIP)) as src:
+        side = min(src.width, 256)
+    return crop(shared_path(*CHIP), tmp_path / "chip.tif", side)
 
 
 @pytest.mark.slow
 def test_float16_embeddings_and_the_size_line(capsys, tmp_path: Path) -> None:
     weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
-    chip = shared_path("sen1floods11_samples", "sample_data", "S1", "Spain_6860600_S1Hand.tif")
+    chip = _chip(tmp_path)
     with rasterio.open(chip) as src:
-        side = src.width  # 512 (the excerpt: 128)
+        side = src.width  # 256 (the excerpt: 128)
     outputs = {}
     for dtype in ("float32", "float16"):
         output = tmp_path / f"{dtype}.tif"
@@ -49,7 +58,7 @@ def test_float16_embeddings_and_the_size_line(capsys, tmp_path: Path) -> None:
 def test_an_unknown_compression_is_refused_before_any_tile(capsys, tmp_path: Path) -> None:
     """GDAL ignores a compression name it does not know and writes the file uncompressed: refused, one line."""
     weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
-    chip = shared_path("sen1floods11_samples", "sample_data", "S1", "Spain_6860600_S1Hand.tif")
+    chip = shared_path(*CHIP)
     output = tmp_path / "emb.tif"
     code = main(["embed", "--checkpoint", str(weights), "--s1", str(chip), "--s1-dates", "2019-09-18", "--source",
                  "s1", "--output", str(output), "--compress", "bogus", "--no-progress"])  # fmt: skip
@@ -59,13 +68,13 @@ def test_an_unknown_compression_is_refused_before_any_tile(capsys, tmp_path: Pat
 
 
 def test_overviews_for_class_maps_not_for_embeddings(tmp_path: Path) -> None:
-    """With 4 × 4 blocks on the chip (of 128 px on the 512² chip, 32 px on the excerpt's 128²), the class map is a
+    """With 4 × 4 blocks on the chip (of 64 px on the 256² crop, 32 px on the excerpt's 128²), the class map is a
     COG with overviews; the 128-band embedding is a COG without (its overviews cost as much as the model did on a
     1933² scene, docs/benchmarks.md), interleaved by band: its directory comes first, then every tile in order, band
     after band, row after row."""
     from skysense.inference import SceneSources, SeriesSource, load_scene_model, predict_scene
 
-    chip = shared_path("sen1floods11_samples", "sample_data", "S1", "Spain_6860600_S1Hand.tif")
+    chip = _chip(tmp_path)
     with rasterio.open(chip) as src:
         block = src.width // 4
     sources = SceneSources(s1=SeriesSource.from_arg(chip, "s1_grd", ["2019-09-18"]))

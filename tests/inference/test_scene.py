@@ -150,14 +150,18 @@ def test_wrong_units_and_bad_tiles_are_refused(hr_checkpoint: Path, tmp_path: Pa
 @pytest.mark.slow
 def test_cli_s1_flood_map_on_sen1floods11_chip(tmp_path: Path) -> None:
     """A Sentinel-1 segmentation checkpoint from `skysense fit` over a Sen1Floods11 chip in EPSG:4326 (no HR
-    image: the S1 grid is the scene's); the all-NaN Paraguay chip gives an all-nodata map; embeddings too."""
+    image: the S1 grid is the scene's); the all-NaN Paraguay chip gives an all-nodata map; embeddings too. The chips'
+    top-left 256² (the excerpt's: their whole 128²): 3 × 3 tiles of 128 at overlap 32, a quarter of the 512² run."""
     from skysense.cli import main
+    from tests.reliability.scene_fixtures import crop
 
     chips = shared_path("sen1floods11_samples", "sample_data", "S1")
     config = Path(__file__).resolve().parents[2] / "configs" / "segmentation" / "sen1floods11.yaml"
     *_, checkpoint = cli_fit_test_predict(config, tmp_path / "fit", root_overrides(config))
     assert torch.load(checkpoint, weights_only=True)["skysense_task"].endswith("SegmentationTask")
-    chip = chips / "Spain_6860600_S1Hand.tif"
+    with rasterio.open(chips / "Spain_6860600_S1Hand.tif") as src:
+        side = min(src.width, 256)
+    chip = crop(chips / "Spain_6860600_S1Hand.tif", tmp_path / "Spain_6860600_S1Hand.tif", side)
     output = tmp_path / "water.tif"
     assert main(["predict", "--checkpoint", str(checkpoint), "--s1", str(chip), "--s1-dates", "2019-09-18",
                  "--output", str(output), "--tile", "128", "--overlap", "32", "--no-progress"]) == 0  # fmt: skip
@@ -169,7 +173,8 @@ def test_cli_s1_flood_map_on_sen1floods11_chip(tmp_path: Path) -> None:
 
     empty = tmp_path / "paraguay.tif"
     model = load_scene_model(checkpoint, sentinel_reference=True)
-    sources = SceneSources(s1=SeriesSource.from_arg(chips / "Paraguay_34417_S1Hand.tif", "s1_grd", ["2018-10-31"]))
+    paraguay = crop(chips / "Paraguay_34417_S1Hand.tif", tmp_path / "Paraguay_34417_S1Hand.tif", side)
+    sources = SceneSources(s1=SeriesSource.from_arg(paraguay, "s1_grd", ["2018-10-31"]))
     report = predict_scene(model, sources, empty, tile=128, overlap=32, progress=False)
     assert report.skipped == report.tiles and (_read(empty)[0] == CLASS_NODATA).all()
 
@@ -177,7 +182,7 @@ def test_cli_s1_flood_map_on_sen1floods11_chip(tmp_path: Path) -> None:
     assert main(["embed", "--checkpoint", str(checkpoint), "--s1", str(chip), "--s1-dates", "2019-09-18",
                  "--output", str(embedding), "--tile", "128", "--overlap", "32", "--no-progress"]) == 0  # fmt: skip
     values, profile, _ = _read(embedding)
-    with rasterio.open(chip) as src:  # 512² (the excerpt: 128²)
+    with rasterio.open(chip) as src:  # 256² (the excerpt: 128²)
         assert values.shape[1:] == src.shape and profile["crs"] == src.crs and profile["dtype"] == "float32"
     assert profile["crs"].to_epsg() == 4326
 

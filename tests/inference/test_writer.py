@@ -54,25 +54,18 @@ def test_chunks_smaller_than_the_output_tiles_lose_nothing(tmp_path: Path) -> No
     reads: each chunk used to fill a quarter of a row-file tile (first seen on the 512² chip: chunks of 128 in a
     512² tile), another thread's reads evicted the half-written tile from GDAL's cache, and GDAL handed the writer its
     old version back (OSGeo/gdal#2011): one band's block came out NaN in most runs. Now the same pixels as one chunk,
-    to the blending's rounding, in each of two runs. The chip's central 256² (tiles and chunks of 64, a quarter of
+    to the blending's rounding, in each of two runs. The chip's top-left 256² (tiles and chunks of 64, a quarter of
     the 256² row-file tile; on the excerpt's 128² chip: 32 in 128²) keeps the test a quarter of the 512² run's time.
     """
-    from rasterio.windows import Window
-
     from skysense.inference import SceneSources, SeriesSource, load_scene_model, predict_scene
     from skysense.models.registry import create_model
     from skysense.models.weights import save_pretrained
+    from tests.reliability.scene_fixtures import crop
 
     whole = shared_path("sen1floods11_samples", "sample_data", "S1", "Spain_6860600_S1Hand.tif")
-    chip = tmp_path / "chip.tif"
     with rasterio.open(whole) as src:
         side = min(src.width, src.height, 256)
-        window = Window((src.width - side) // 2, (src.height - side) // 2, side, side)
-        profile = {**src.profile, "width": side, "height": side, "transform": src.window_transform(window)}
-        for key in ("blockxsize", "blockysize"):  # the chip's 512-row strips
-            profile.pop(key, None)
-        with rasterio.open(chip, "w", **profile) as dst:
-            dst.write(src.read(window=window))
+    chip = crop(whole, tmp_path / "chip.tif", side)
     tile = side // 4  # overlap a quarter of it, the default
     sources = SceneSources(s1=SeriesSource.from_arg(chip, "s1_grd", ["2019-09-18"]))
     weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")

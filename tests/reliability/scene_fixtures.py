@@ -55,6 +55,20 @@ def mosaic_scene(path: Path, side: int = 2048, compress: str | None = "deflate")
     return path
 
 
+def crop(source: Path, target: Path, size: int) -> Path:
+    """The top-left ``size``² pixels of ``source`` (which must hold them) as a GeoTIFF of their own."""
+    from rasterio.windows import Window
+
+    with rasterio.open(source) as src:
+        assert size <= min(src.width, src.height), (source, size)
+        window = Window(0, 0, size, size)
+        profile = src.profile
+        profile.update(width=size, height=size, transform=src.window_transform(window))
+        with rasterio.open(target, "w", **profile) as dst:
+            dst.write(src.read(window=window))
+    return target
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 

@@ -26,6 +26,7 @@ from tests.conftest import shared_path
 from tests.reliability.scene_fixtures import (
     RASTERIO,
     S1_CHIPS,
+    crop,
     read_all,
     segmentation_checkpoint,
     sha256,
@@ -304,7 +305,7 @@ def test_full_disk_in_an_uncompressed_embedding_row_is_not_recorded(tmp_path: Pa
     weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
     source = shared_path(*S1_CHIPS, "Spain_6860600_S1Hand.tif")
     side = min(256, _side(source))  # 256 (the excerpt's chip: its 128)
-    chip = _crop(source, tmp_path / "small.tif", side)
+    chip = crop(source, tmp_path / "small.tif", side)
     output = tmp_path / "embedding.tif"
     args = ["embed", "--checkpoint", weights, "--s1", chip, "--s1-dates", "2019-09-18", "--source", "s1",
             "--output", output, "--no-progress"]  # fmt: skip
@@ -341,24 +342,12 @@ def _side(source: Path) -> int:
         return src.width
 
 
-def _crop(source: Path, target: Path, size: int) -> Path:
-    """The top-left ``size``² pixels of ``source`` (which must hold them) as a GeoTIFF of their own."""
-    with rasterio.open(source) as src:
-        assert size <= min(src.width, src.height), (source, size)
-        window = Window(0, 0, size, size)
-        profile = src.profile
-        profile.update(width=size, height=size, transform=src.window_transform(window))
-        with rasterio.open(target, "w", **profile) as dst:
-            dst.write(src.read(window=window))
-    return target
-
-
 def test_a_scene_smaller_than_half_a_tile_is_mapped(capsys, s1_checkpoint: Path, tmp_path: Path) -> None:
     """A real Sentinel-1 scene of 352² pixels (a Sen1Floods11 chip cropped; the excerpt's whole 128² chip) at tile 512
     (the default before issue 14 gave Sentinel grids a tile of 128): the tile is shrunk to the scene, and every valid
     input pixel gets a class (before: an all-nodata map, exit 0)."""
     source = shared_path(*S1_CHIPS, "Spain_6860600_S1Hand.tif")
-    chip = _crop(source, tmp_path / "small.tif", min(352, _side(source)))
+    chip = crop(source, tmp_path / "small.tif", min(352, _side(source)))
     output = tmp_path / "water.tif"
     code, _ = _run(capsys, "predict", "--checkpoint", s1_checkpoint, "--s1", chip, "--s1-dates", "2019-09-18",
                    "--output", output, "--no-progress", "--tile", "512", "--overlap", "128")  # fmt: skip
