@@ -272,8 +272,8 @@ def _resample(raster: Raster, target: Grid, method: Resampling, scale: tuple[flo
         elif method == Resampling.bilinear and upsampling[0] % 2 == 0:  # odd: centres on source centres, where
             # GDAL's rounding picks either neighbour pair; even (S2's 2 and 6): never
             values = _bilinear_upsampled(raster.values, raster.valid, upsampling, target.shape)
-        else:
-            values = _warped(raster.values, raster, target, method, np.nan, scale)
+        else:  # the same fixed scale as below (the kernel does not depend on the window)
+            values = _warped(raster.values, raster, target, method, np.nan, scale or _warp_scale(raster.grid, target))
     else:
         scale = scale or _warp_scale(raster.grid, target)
         values = _warped(raster.values, raster, target, method, np.nan, scale)
