@@ -31,7 +31,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from skysense.batch import SkySenseInput
-from skysense.containers import Grid, TimeSeries, day_of_year_index
+from skysense.containers import Grid, day_of_year_index
 from skysense.data.dates import acquisition_date, check_series_dates, parse_date
 from skysense.data.products import S2Product, find_s2_products, is_s2_product_path, mosaic_by_date
 from skysense.data.products.sentinel1 import S1Pair, check_geocoded, group_polarisations
@@ -318,7 +318,8 @@ class TileReader:
         self.input_valid = False  # set by read()
         # the series' files stay open from tile to tile, so that GDAL's block cache serves neighbouring tiles
         self._pool = RasterPool()
-        self._regions: dict[str, tuple[tuple[int, int, int, int], TimeSeries]] = {}  # the last region per series
+        # the last region read per series: (region, normalised values, validity, dates), see _region_series
+        self._regions: dict[str, tuple[tuple[int, int, int, int], np.ndarray, np.ndarray, list]] = {}
         self._hr: RasterFile | None = None
         self.hr_sensor: Sensor | None = None
         if "hr" in self.modalities:
@@ -373,21 +374,37 @@ class TileReader:
         transform = self.grid.transform @ Affine.translation(col, row) @ Affine.scale(scale)
         return Grid(self.grid.crs, transform, height // scale, width // scale)
 
-    def _region_series(self, name: str, region: tuple[int, int, int, int]) -> TimeSeries:
+    def _region_series(self, name: str, region: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray, list]:
         """The ``name`` series read onto the Sentinel grid of ``region`` (row, col, height, width in reference
-        pixels); the last region read is kept, so the tiles that share it are cut from memory."""
+        pixels) and normalised for the model: (values (T, C, h, w) float32, 0 where invalid; valid (T, h, w) bool;
+        dates). The last region read is kept, so the tiles that share it are cut from memory.
+
+        The units are checked and the values normalised once per region, not per tile: a chunk's tiles overlap
+        (by 1.8 times their area at the default tile and overlap), and the tiles' values are the same, element by
+        element. A value outside the sensor's range is refused at the region's read, naming the files.
+        """
         cached = self._regions.get(name)
         if cached is not None and cached[0] == region:
-            return cached[1]
+            return cached[1:]
         self._regions.pop(name, None)  # the previous region's memory, before reading the next
         source: SeriesSource = getattr(self.sources, name)
         grid = self._sentinel_grid(*region)
         if grid.crs is None and self.sources.hr is not None:
             raise ValueError(f"{self.sources.hr}: the HR image has no CRS, so the {name} files cannot be placed on it")
-        series = read_time_series(source.files, grid=grid, sensor=get_sensor(source.sensor), dates=source.dates,
+        sensor = get_sensor(source.sensor)
+        series = read_time_series(source.files, grid=grid, sensor=sensor, dates=source.dates,
                                   allow_duplicate_dates=source.allow_duplicate_dates)  # fmt: skip
-        self._regions[name] = (region, series)
-        return series
+        model_sensor = get_sensor(sensor.model_sensor) if sensor.model_sensor else sensor
+        values = series.values.numpy()  # (T, C, h, w)
+        normalised = model_sensor.normalize(
+            values.transpose(1, 0, 2, 3), f"{name} files {[str(f) for f in source.paths]}"
+        )
+        valid, dates = series.valid.numpy(), series.dates
+        del series, values
+        normalised = normalised.transpose(1, 0, 2, 3)  # (T, C, h, w), a view
+        normalised = np.where(valid[:, None], normalised, np.float32(0.0))  # one new float32 array
+        self._regions[name] = (region, normalised, valid, dates)
+        return normalised, valid, dates
 
     def _inside_scene(self, row: int, col: int, size: int, scale: int) -> int:
         """Sentinel pixels of a tile that lie inside the reference grid (a tile at the scene's edge, or larger than
@@ -399,22 +416,17 @@ class TileReader:
     def _read_series(
         self, name: str, row: int, col: int, size: int, region: tuple[int, int, int, int] | None = None
     ) -> tuple[torch.Tensor, ...]:
-        source: SeriesSource = getattr(self.sources, name)
         region = region or (row, col, size, size)
         scale = self.sources.sentinel_scale
-        series = self._region_series(name, region)
+        values, valid, dates = self._region_series(name, region)
         top, left, side = (row - region[0]) // scale, (col - region[1]) // scale, size // scale
         rows, cols = slice(top, top + side), slice(left, left + side)
-        sensor = get_sensor(source.sensor)
-        model_sensor = get_sensor(sensor.model_sensor) if sensor.model_sensor else sensor
-        frames = series.values.numpy()[:, :, rows, cols].transpose(1, 0, 2, 3)  # (C, T, h, w), NaN where invalid
-        normalised = model_sensor.normalize(frames, f"{name} files {[str(f) for f in source.paths]}")
-        valid = series.valid.numpy()[:, rows, cols]  # (T, h, w)
-        normalised = np.where(valid[:, None], normalised.transpose(1, 0, 2, 3), 0.0).astype(np.float32)
+        normalised = np.ascontiguousarray(values[:, :, rows, cols])  # (T, C, h, w), 0 where invalid
+        valid = np.ascontiguousarray(valid[:, rows, cols])  # (T, h, w)
         inside = self._inside_scene(row, col, size, scale)  # Sentinel pixels in the scene
         frame_ok = frames_that_count(torch.from_numpy(valid), self.sources.min_valid_fraction, inside).numpy()
         pixel_valid = (valid & frame_ok[:, None, None]).any(axis=0)
-        days = day_of_year_index(series.dates)
+        days = day_of_year_index(dates)
         self.input_valid = self.input_valid or bool(valid.any())
         return torch.from_numpy(normalised), days, torch.from_numpy(frame_ok), pixel_valid
 
