@@ -21,6 +21,7 @@ from skysense.data.transforms import (
     RandomSaturation,
     SampleFrames,
 )
+from tests.conftest import shared_path
 
 
 def _series(steps: int, channels: int, size: int = 8, start: str = "2021-01-01", scale: float = 1000.0) -> TimeSeries:
@@ -202,3 +203,35 @@ def test_saturation_keeps_the_band_mean_and_grayscale_removes_colour() -> None:
     assert torch.allclose(gray, mean.expand_as(gray), atol=1e-4)
     assert RandomSaturation(p=0.0, grayscale_p=0.0)(sample).hr is sample.hr
     assert RandomSaturation(grayscale_p=1.0)(_sample(hr=False)).hr is None
+
+
+def test_local_crop_reads_the_box_it_records_and_keeps_only_hr() -> None:
+    from skysense.data.transforms import LocalCrop
+
+    hr = ((torch.arange(64) + 0.5) / 64).expand(64, 64)[None].repeat(3, 1, 1)  # a horizontal ramp
+    s2 = TimeSeries(torch.zeros(1, 10, 4, 4), [dt.date(2021, 1, 1)], torch.ones(1, 4, 4, dtype=torch.bool))
+    crop = LocalCrop(16, scale=(0.1, 0.2), generator=torch.Generator().manual_seed(0))
+    out = crop(Sample(hr=hr, hr_valid=torch.ones(64, 64, dtype=torch.bool), s2=s2, lat=1.0, lon=2.0))
+    top, left, height, width = out.meta["local_crop"]
+    assert out.hr.shape == (3, 16, 16) and out.hr_valid.shape == (16, 16) and out.hr_valid.all()
+    assert out.s2 is None and out.lat is None and 0.1 * 4096 * 0.8 <= height * width <= 0.2 * 4096 * 1.2
+    torch.testing.assert_close(out.hr[0, 8, [0, -1]], torch.tensor([left + 0.5, left + width - 0.5]) / 64,
+                               atol=1 / 64, rtol=0)  # fmt: skip
+    with pytest.raises(ValueError, match="needs an HR image"):
+        crop(Sample(s2=s2))
+
+
+def test_pretraining_views_give_local_crops_of_real_eurosat_images() -> None:
+    """The datamodule on real EuroSAT images: two 64² global views, then ``local_crops`` 32² HR-only views."""
+    from skysense.pretrain.datamodule import PretrainDataModule
+
+    root = str(shared_path("eurosat_rgb_dev"))
+    source = {"dataset": "EuroSAT", "init_args": {"root": root, "split": "train"}, "max_samples": 4}
+    module = PretrainDataModule({"eurosat": source}, batch_size=2, local_crops=3, local_crop_size=32)
+    module.setup()
+    module.train_dataloader()
+    views = next(iter(module.loaders["eurosat"]))
+    assert [tuple(view.inputs.hr.shape) for view in views] == [(2, 3, 64, 64)] * 2 + [(2, 3, 32, 32)] * 3
+    assert all(view.inputs.s2 is None and view.inputs.lat is None for view in views[2:])
+    assert not torch.allclose(views[2].inputs.hr, views[3].inputs.hr)
+    assert views[2].inputs.hr.abs().mean() < 5  # normalised like the global views

@@ -411,3 +411,30 @@ def test_post_norm_init_option() -> None:
     with torch.no_grad():
         assert torch.equal(plain(x)[-1], identity(x)[-1])  # checkpoint weights replace the init
         assert not torch.allclose(fresh(x)[-1], identity(x)[-1])
+
+
+@pytest.mark.parametrize("patch_size", [2, 4, 8])
+def test_conv_stem_gives_the_patch_stem_shapes(patch_size: int) -> None:
+    """``stem="conv"``: log2(p) stride-2 3x3 convolutions with the patch embedding's output grid and width; every
+    parameter trains, and in eval mode (running statistics) an image's features do not depend on its batch."""
+    kwargs = dict(embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=4, pretrained_window_sizes=(0, 0),
+                  out_indices=(0, 1), output_norm_indices=(1,), patch_size=patch_size)  # fmt: skip
+    torch.manual_seed(0)
+    patch = SwinTransformerV2(SwinV2Config(**kwargs))
+    conv = SwinTransformerV2(SwinV2Config(**kwargs, stem="conv"))
+    x = torch.randn(3, 3, 64, 64)
+    assert [m.shape for m in conv(x)] == [m.shape for m in patch(x)]
+    strided = [m for m in conv.patch_embed.modules() if isinstance(m, nn.Conv2d) and m.stride == (2, 2)]
+    assert len(strided) == {2: 1, 4: 2, 8: 3}[patch_size]
+    sum(m.sum() for m in conv(x)).backward()
+    assert all(p.grad is not None and p.grad.isfinite().all() for p in conv.parameters())
+    conv.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x[:1])[-1], conv(x)[-1][:1], rtol=1e-4, atol=1e-5)
+
+
+def test_conv_stem_needs_a_power_of_two_patch() -> None:
+    with pytest.raises(ValueError, match="power of 2"):
+        SwinV2Config(patch_size=3, stem="conv")
+    with pytest.raises(ValueError, match="stem must be"):
+        SwinV2Config(stem="convolutional")

@@ -193,3 +193,29 @@ def test_joined_views_give_the_losses_and_gradients_of_one_call_per_view() -> No
     assert join_inputs((first, smaller)) is None
     assert join_inputs((first, dataclasses.replace(second, s1=None, s1_day_of_year=None))) is None
     assert join_inputs(views).hr.shape[0] == 4
+
+
+def test_local_crops_train_the_student_at_the_image_level_only() -> None:
+    """DINO's multi-crop: HR-only local views add image-level HR terms (local student × both global teachers), reach
+    every HR encoder stage, and leave the DINO centre's statistics to the global views."""
+    views = _views()
+    local = tuple(SkySenseInput(hr=torch.randn(2, 3, 64, 64)) for _ in range(3))
+    plain, multi = _meta().train(), _meta().train()
+    torch.manual_seed(1)
+    without = plain(views)
+    torch.manual_seed(1)
+    with_local = multi(views, None, local)
+    assert without.keys() == with_local.keys()
+    assert not torch.allclose(with_local["image/hr"], without["image/hr"])
+    for name in without:
+        if name not in ("image/hr", "loss"):
+            torch.testing.assert_close(with_local[name], without[name], msg=name)
+    assert torch.equal(multi.dino["hr_image"].pending, plain.dino["hr_image"].pending)
+    # only local views: their gradient alone reaches the HR encoder from its stem to its last stage
+    multi.zero_grad()
+    multi._local_crops(local, [multi.source_tokens(out, v) for out, v in zip(
+        multi._encode(multi.teacher["backbone"], views, None), views, strict=True)], terms := {})  # fmt: skip
+    torch.stack(terms["image/hr"]).mean().backward()
+    assert len(terms["image/hr"]) == 2 * len(local)
+    assert multi.student["backbone"].hr.patch_embed.proj.weight.grad.abs().sum() > 0
+    assert multi.student["backbone"].hr.norms["3"].weight.grad.abs().sum() > 0

@@ -334,6 +334,47 @@ class RandomResizedCrop:
         return dataclasses.replace(cropped, meta={**sample.meta, "crop_box": box})
 
 
+class LocalCrop:
+    """A small view of the HR image for multi-crop self-distillation (DINO's local crops): a random box of
+    ``scale`` × the image's area (aspect ratio in ``ratio``), resized to ``size`` × ``size`` (bilinear with
+    antialiasing; validity by nearest neighbour). Only the HR image is kept: the Sentinel series and coordinates
+    are dropped, because a local view is compared with the teacher's image-level HR features and nothing else.
+
+    Args:
+        size: side in HR pixels of the output (a multiple of the HR encoder's ``input_multiple``).
+        scale: range of the box area as a fraction of the image.
+        ratio: range of the box aspect ratio (width / height).
+        generator: random source.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        scale: tuple[float, float] = (0.05, 0.25),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"local crop size must be >= 1 pixel, got {size}")
+        self.size = size
+        self.box = RandomResizedCrop(scale, ratio, generator)  # the same box sampling as the global views
+
+    def __call__(self, sample: Sample) -> Sample:
+        if sample.hr is None:
+            raise ValueError(f"{sample.source}: a local crop needs an HR image")
+        top, left, height, width = self.box._box()
+        rows, cols = sample.hr.shape[-2:]
+        box = (round(top * rows), round(left * cols), max(1, round(height * rows)), max(1, round(width * cols)))
+        hr = TF.resized_crop(sample.hr, *box, [self.size, self.size], antialias=True)
+        hr = hr.clamp(sample.hr.min(), sample.hr.max())  # the filter's rounding leaves the input's range by ~1e-5
+        valid = None
+        if sample.hr_valid is not None:
+            valid = TF.resized_crop(sample.hr_valid[None], *box, [self.size, self.size], TF.InterpolationMode.NEAREST)[
+                0
+            ]
+        return Sample(hr=hr, hr_valid=valid, hr_date=sample.hr_date, meta={**sample.meta, "local_crop": box})
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # Photometric: per modality
 # ------------------------------------------------------------------------------------------------------------------

@@ -103,6 +103,11 @@ class SwinV2Config:
     # V2, timm); random features are then nearly linear and the blocks' inner layers get no gradient at the first
     # step. 1: a plain LayerNorm. Checkpoint weights replace it either way.
     post_norm_init: float = 0.0
+    # How pixels become stage-0 tokens. "patch": one Conv2d with kernel = stride = patch_size (Swin V2, timm, the
+    # released weights). "conv": log2(patch_size) 3x3 stride-2 convolutions with BatchNorm and ReLU, then a 1x1
+    # projection (Xiao et al. 2021, "Early convolutions help transformers see better"); at small budgets it trains
+    # much faster (issue 16: 300 supervised steps on 64x64 EuroSAT, frozen probe 68.7 -> 76.2 %).
+    stem: str = "patch"
 
     def __post_init__(self) -> None:
         # YAML/CLI configs give lists; keep tuples so that configs compare and hash the same.
@@ -120,6 +125,10 @@ class SwinV2Config:
             raise ValueError(f"window_size and patch_size must be >= 1, got {self.window_size}, {self.patch_size}")
         if self.extra_norm_period < 0:
             raise ValueError(f"extra_norm_period must be >= 0 (0 = off), got {self.extra_norm_period}")
+        if self.stem not in ("patch", "conv"):
+            raise ValueError(f"stem must be 'patch' or 'conv', got {self.stem!r}")
+        if self.stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
+            raise ValueError(f"stem 'conv' needs a patch_size that is a power of 2 (>= 2), got {self.patch_size}")
         resolve_indices(self.out_indices, self.num_stages)
         resolve_indices(self.output_norm_indices, self.num_stages)
 
@@ -330,6 +339,39 @@ class PatchEmbed(nn.Module):
         return self.norm(rearrange(self.proj(x), "b d h w -> b h w d"))
 
 
+class ConvStem(nn.Module):
+    """Early convolutions in place of the patch embedding (Xiao et al., NeurIPS 2021): log2(p) 3x3 stride-2
+    convolutions, each followed by BatchNorm and ReLU, widening to ``embed_dim``, then a 1x1 projection and the same
+    token LayerNorm as :class:`PatchEmbed`. NCHW in, NHWC out, stride p.
+
+    BatchNorm as in the paper: with channel LayerNorm instead, the same 300 supervised steps probed 58.0 % against
+    76.2 % (issue 16, docs/benchmarks.md). Its running statistics are buffers, which the EMA teacher copies from the
+    student; under DDP, Lightning's ``Trainer(sync_batchnorm=True)`` synchronises them. Written here because timm's
+    convolutional stems are private to their own models.
+    """
+
+    def __init__(self, in_chans: int, embed_dim: int, patch_size: int, norm_eps: float = 1e-5) -> None:
+        super().__init__()
+        steps = int(math.log2(patch_size))
+        widths = [max(embed_dim // 2 ** (steps - 1 - i), 8) for i in range(steps)]  # ..., D/2, D
+        layers: list[nn.Module] = []
+        channels = in_chans
+        for width in widths:
+            layers += [
+                nn.Conv2d(channels, width, kernel_size=3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
+            channels = width
+        layers.append(nn.Conv2d(channels, embed_dim, kernel_size=1))
+        self.stem = nn.Sequential(*layers)
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) → (B, H/p, W/p, D)."""
+        return self.norm(rearrange(self.stem(x), "b d h w -> b h w d"))
+
+
 class PatchMerging(nn.Module):
     """2x down-sampling with post-norm: concatenate each 2x2 neighbourhood, Linear 4C → 2C (no bias), LayerNorm(2C).
 
@@ -450,7 +492,8 @@ class SwinTransformerV2(Encoder):
     def __init__(self, config: SwinV2Config | None = None) -> None:
         super().__init__()
         self.config = config = config or SwinV2Config()
-        self.patch_embed = PatchEmbed(config.in_chans, config.embed_dim, config.patch_size, config.norm_eps)
+        stem = ConvStem if config.stem == "conv" else PatchEmbed
+        self.patch_embed = stem(config.in_chans, config.embed_dim, config.patch_size, config.norm_eps)
         total_blocks = sum(config.depths)
         rates = [config.drop_path_rate * i / max(total_blocks - 1, 1) for i in range(total_blocks)]
         self.layers = nn.ModuleList()

@@ -27,6 +27,7 @@ from skysense.data.transforms import (
     Compose,
     FillInvalid,
     JitterDates,
+    LocalCrop,
     Normalize,
     RandomBrightnessContrast,
     RandomFlipRotate,
@@ -49,12 +50,17 @@ def pretraining_views(
     crop_scale: tuple[float, float] = (0.25, 1.0),
     saturation: float = 0.0,
     grayscale_p: float = 0.0,
+    local_crops: int = 0,
+    local_crop_size: int = 32,
+    local_crop_scale: tuple[float, float] = (0.05, 0.25),
 ) -> TwoViews:
     """The paper's augmentations: shared frame sampling and flips; per view HR solarisation (on 0–255 values), then
     normalisation, explicit filling, a random resized crop (the same box for every modality of the view; its box is
     recorded so that the two views' locations can be matched), brightness/contrast (in normalised units), blur, an
     S1 gain and date jitter. ``crop_scale=(1, 1)`` gives both views the same geometry. ``saturation`` and
-    ``grayscale_p`` add SimCLR's colour distortion to the HR image (:class:`RandomSaturation`; off at 0)."""
+    ``grayscale_p`` add SimCLR's colour distortion to the HR image (:class:`RandomSaturation`; off at 0).
+    ``local_crops`` HR-only local views of ``local_crop_size`` pixels from ``local_crop_scale`` of the image get
+    the same photometric changes (DINO's multi-crop)."""
     shared = Compose([SampleFrames(s2_frames, s1_frames, generator=generator), RandomFlipRotate(generator=generator)])
     per_view = Compose(
         [
@@ -74,7 +80,24 @@ def pretraining_views(
             JitterDates(max_date_jitter, generator=generator),
         ]
     )
-    return TwoViews(shared, per_view)
+    local = None
+    if local_crops:
+        local = Compose(
+            [
+                LocalCrop(local_crop_size, local_crop_scale, generator=generator),
+                RandomSolarize(p=0.2, generator=generator),
+                Normalize(**dataset.sensors),
+                FillInvalid(),
+                RandomBrightnessContrast("hr", brightness=0.4, contrast=0.4, p=0.8, generator=generator),
+                *(
+                    [RandomSaturation(saturation, p=0.8, grayscale_p=grayscale_p, generator=generator)]
+                    if saturation > 0 or grayscale_p > 0
+                    else []
+                ),
+                RandomGaussianBlur(p=0.5, generator=generator),
+            ]
+        )
+    return TwoViews(shared, per_view, local, local_crops)
 
 
 class PretrainDataModule(pl.LightningDataModule):
@@ -91,6 +114,8 @@ class PretrainDataModule(pl.LightningDataModule):
         max_date_jitter: days of date perturbation per view.
         crop_scale: area range (fraction of the sample) of each view's random resized crop; (1, 1) = no crop.
         saturation, grayscale_p: the HR colour distortion (:class:`~skysense.data.transforms.RandomSaturation`).
+        local_crops: small HR-only views per sample that has an HR image, seen by the student only (DINO's
+            multi-crop; 0 = off); ``local_crop_size`` pixels square, from ``local_crop_scale`` of the image's area.
         seed: seeds shuffling and augmentation.
     """
 
@@ -105,6 +130,9 @@ class PretrainDataModule(pl.LightningDataModule):
         crop_scale: tuple[float, float] = (0.25, 1.0),
         saturation: float = 0.0,
         grayscale_p: float = 0.0,
+        local_crops: int = 0,
+        local_crop_size: int = 32,
+        local_crop_scale: tuple[float, float] = (0.05, 0.25),
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -115,6 +143,8 @@ class PretrainDataModule(pl.LightningDataModule):
         self.s2_frames, self.s1_frames, self.max_date_jitter, self.seed = s2_frames, s1_frames, max_date_jitter, seed
         self.crop_scale = tuple(crop_scale)
         self.saturation, self.grayscale_p = saturation, grayscale_p
+        self.local_crops, self.local_crop_size = local_crops, local_crop_size
+        self.local_crop_scale = tuple(local_crop_scale)
         self.datasets: dict[str, Dataset] = {}
         self.generators: dict[str, torch.Generator] = {}
         self.loaders: dict[str, ResumableLoader] = {}
@@ -139,6 +169,9 @@ class PretrainDataModule(pl.LightningDataModule):
                 self.crop_scale,
                 self.saturation,
                 self.grayscale_p,
+                self.local_crops,
+                self.local_crop_size,
+                self.local_crop_scale,
             )
             if spec.get("max_samples") is not None:
                 dataset = Subset(dataset, range(min(int(spec["max_samples"]), len(dataset))))

@@ -160,6 +160,7 @@ class SSLMetaArch(nn.Module):
         self,
         views: tuple[SkySenseInput, SkySenseInput],
         boxes: tuple[torch.Tensor, torch.Tensor] | None = None,
+        local_views: tuple[SkySenseInput, ...] = (),
     ) -> dict[str, torch.Tensor]:
         """All losses for two views; returns {"loss": weighted total, "<term>": each term, monitors...}.
 
@@ -168,6 +169,9 @@ class SSLMetaArch(nn.Module):
             boxes: each view's crop, (B, 4) (top, left, height, width) in fractions of the sample's extent
                 (:class:`~skysense.data.transforms.RandomResizedCrop` records them); None when the views share
                 their geometry.
+            local_views: HR-only local crops of the same samples (DINO's multi-crop), each (B, C, h, w) with h, w
+                smaller than the global views'. Only the student sees them; each is contrasted at the image level
+                with the teacher's HR features of both global views.
         """
         config = self.config
         if boxes is not None and torch.equal(boxes[0], boxes[1]):
@@ -196,6 +200,8 @@ class SSLMetaArch(nn.Module):
                 self._multi_granularity(source, s_tokens, t_tokens, both, terms, inside)
             if config.cross_modal_weight > 0:
                 self._cross_modal(student, terms)
+        if local_views and config.image_weight > 0 and all("hr" in tokens for tokens in teacher_tokens):
+            self._local_crops(local_views, teacher_tokens, terms)
         if config.koleo_weight > 0:
             for tokens in student_tokens:
                 for source, (s_tokens, valid) in tokens.items():
@@ -221,9 +227,41 @@ class SSLMetaArch(nn.Module):
                 monitors[f"std/{source}"] = pooled.detach().std(dim=0).mean()
         return {"loss": loss, **means, **monitors}
 
+    def _local_crops(
+        self,
+        local_views: tuple[SkySenseInput, ...],
+        teacher_tokens: list[dict[str, tuple[torch.Tensor, torch.Tensor]]],
+        terms: dict,
+    ) -> None:
+        """Image-level HR contrast of every local crop (student) with both global views (teacher), as in DINO's
+        multi-crop: local-to-global correspondence at a fraction of a global view's cost. The teacher's targets
+        are the ones the global views' image level already counted in the centre, so they do not move it again."""
+        joined = join_inputs(local_views)
+        outputs = self._encode(self.student["backbone"], local_views, joined)
+        with torch.no_grad():
+            targets = []
+            for tokens in teacher_tokens:
+                t_tokens, t_valid = tokens["hr"]
+                logits = self.teacher["heads"]["hr_image"](self._pool(t_tokens, t_valid))
+                if self.config.contrast == "dino":
+                    logits = self.dino["hr_image"].teacher_probabilities(logits, update_center=False)
+                targets.append((logits, t_valid.any(dim=1)))
+        for out, view in zip(outputs, local_views, strict=True):
+            s_tokens, s_valid = self.source_tokens(out, view)["hr"]
+            student_logits = self.student["heads"]["hr_image"](self._pool(s_tokens, s_valid))
+            for target, t_valid in targets:
+                both = s_valid.any(dim=1) & t_valid
+                if not both.any():
+                    continue
+                if self.config.contrast == "dino":
+                    loss = self.dino["hr_image"](student_logits[both], target[both])
+                else:
+                    loss = self.infonce(student_logits[both], target[both])
+                self._add(terms, "image/hr", loss)
+
     @staticmethod
     def _encode(
-        backbone: nn.Module, views: tuple[SkySenseInput, SkySenseInput], joined: SkySenseInput | None
+        backbone: nn.Module, views: tuple[SkySenseInput, ...], joined: SkySenseInput | None
     ) -> list[SkySenseOutput]:
         """Each view's backbone output: from one call on the joined views when given, else one call per view."""
         if joined is None:
@@ -405,8 +443,10 @@ class SSLMetaArch(nn.Module):
 def join_inputs(views: tuple[SkySenseInput, ...]) -> SkySenseInput | None:
     """The views concatenated along the batch, or None when they hold different fields or shapes.
 
-    Every layer of the backbone works per sample (no batch statistics), so one call on the joined views computes
-    what one call per view does; stochastic depth draws its per-sample masks in one draw instead of two.
+    Every layer of the backbone works per sample, so one call on the joined views computes what one call per view
+    does; stochastic depth draws its per-sample masks in one draw instead of two. The one exception is the
+    BatchNorm of a convolutional HR stem (``stem="conv"``) in training mode, whose batch statistics then cover
+    both views, as in DINO's multi-crop forward.
     """
     fields: dict[str, torch.Tensor | None] = {}
     for item in dataclasses.fields(SkySenseInput):

@@ -108,15 +108,18 @@ class PretrainTask(pl.LightningModule):
     def training_step(
         self, batch: tuple[Batch, Batch] | dict[str, tuple[Batch, Batch] | None], batch_index: int
     ) -> torch.Tensor:
-        """One step on a pair of view batches, or on ``{source: pair}`` (the sum of the sources' losses)."""
+        """One step on a pair of view batches (then any local-crop batches), or on ``{source: views}`` (the sum of the
+        sources' losses)."""
         pairs = batch if isinstance(batch, dict) else {"": batch}
         self.log("train/teacher_temperature", self.meta.start_step(self._progress()), batch_size=1)
         total = torch.zeros((), device=self.device)
         for source, pair in pairs.items():
             if pair is None:
                 continue
-            first, second = pair
-            losses = self.meta((first.inputs, second.inputs), crop_boxes(first, second))
+            first, second, *local = pair
+            losses = self.meta(
+                (first.inputs, second.inputs), crop_boxes(first, second), tuple(view.inputs for view in local)
+            )
             prefix = f"train/{source}/" if source else "train/"
             self.log_dict({prefix + k: v.detach().float() for k, v in losses.items()}, batch_size=len(first))
             total = total + losses["loss"]
