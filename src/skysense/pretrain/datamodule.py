@@ -53,6 +53,10 @@ def pretraining_views(
     local_crops: int = 0,
     local_crop_size: int = 32,
     local_crop_scale: tuple[float, float] = (0.05, 0.25),
+    brightness: float = 0.4,
+    contrast: float = 0.4,
+    solarize_p: float = 0.2,
+    blur_p: float = 0.5,
 ) -> TwoViews:
     """The paper's augmentations: shared frame sampling and flips; per view HR solarisation (on 0–255 values), then
     normalisation, explicit filling, a random resized crop (the same box for every modality of the view; its box is
@@ -60,21 +64,32 @@ def pretraining_views(
     S1 gain and date jitter. ``crop_scale=(1, 1)`` gives both views the same geometry. ``saturation`` and
     ``grayscale_p`` add SimCLR's colour distortion to the HR image (:class:`RandomSaturation`; off at 0).
     ``local_crops`` HR-only local views of ``local_crop_size`` pixels from ``local_crop_scale`` of the image get
-    the same photometric changes (DINO's multi-crop)."""
+    the same photometric changes (DINO's multi-crop). ``brightness``, ``contrast`` (HR, with probability 0.8) and
+    ``solarize_p`` and ``blur_p`` set the HR photometric changes (0 switches each off)."""
+    photometric = [
+        *([RandomSolarize(p=solarize_p, generator=generator)] if solarize_p > 0 else []),
+        Normalize(**dataset.sensors),
+        FillInvalid(),
+    ]
+    hr_colour = [
+        *(
+            [RandomBrightnessContrast("hr", brightness=brightness, contrast=contrast, p=0.8, generator=generator)]
+            if brightness > 0 or contrast > 0
+            else []
+        ),
+        *(
+            [RandomSaturation(saturation, p=0.8, grayscale_p=grayscale_p, generator=generator)]
+            if saturation > 0 or grayscale_p > 0
+            else []
+        ),
+        *([RandomGaussianBlur(p=blur_p, generator=generator)] if blur_p > 0 else []),
+    ]
     shared = Compose([SampleFrames(s2_frames, s1_frames, generator=generator), RandomFlipRotate(generator=generator)])
     per_view = Compose(
         [
-            RandomSolarize(p=0.2, generator=generator),
-            Normalize(**dataset.sensors),
-            FillInvalid(),
+            *photometric,
             *([RandomResizedCrop(scale=crop_scale, generator=generator)] if tuple(crop_scale) != (1, 1) else []),
-            RandomBrightnessContrast("hr", brightness=0.4, contrast=0.4, p=0.8, generator=generator),
-            *(
-                [RandomSaturation(saturation, p=0.8, grayscale_p=grayscale_p, generator=generator)]
-                if saturation > 0 or grayscale_p > 0
-                else []
-            ),
-            RandomGaussianBlur(p=0.5, generator=generator),
+            *hr_colour,
             RandomBrightnessContrast("s2", brightness=0.1, contrast=0.1, p=0.5, generator=generator),
             RandomGainDb("s1", max_db=0.2, p=0.5, generator=generator),
             JitterDates(max_date_jitter, generator=generator),
@@ -82,21 +97,7 @@ def pretraining_views(
     )
     local = None
     if local_crops:
-        local = Compose(
-            [
-                LocalCrop(local_crop_size, local_crop_scale, generator=generator),
-                RandomSolarize(p=0.2, generator=generator),
-                Normalize(**dataset.sensors),
-                FillInvalid(),
-                RandomBrightnessContrast("hr", brightness=0.4, contrast=0.4, p=0.8, generator=generator),
-                *(
-                    [RandomSaturation(saturation, p=0.8, grayscale_p=grayscale_p, generator=generator)]
-                    if saturation > 0 or grayscale_p > 0
-                    else []
-                ),
-                RandomGaussianBlur(p=0.5, generator=generator),
-            ]
-        )
+        local = Compose([LocalCrop(local_crop_size, local_crop_scale, generator=generator), *photometric, *hr_colour])
     return TwoViews(shared, per_view, local, local_crops)
 
 
@@ -116,6 +117,7 @@ class PretrainDataModule(pl.LightningDataModule):
         saturation, grayscale_p: the HR colour distortion (:class:`~skysense.data.transforms.RandomSaturation`).
         local_crops: small HR-only views per sample that has an HR image, seen by the student only (DINO's
             multi-crop; 0 = off); ``local_crop_size`` pixels square, from ``local_crop_scale`` of the image's area.
+        brightness, contrast, solarize_p, blur_p: the HR photometric changes of every view (0 = off).
         seed: seeds shuffling and augmentation.
     """
 
@@ -133,6 +135,10 @@ class PretrainDataModule(pl.LightningDataModule):
         local_crops: int = 0,
         local_crop_size: int = 32,
         local_crop_scale: tuple[float, float] = (0.05, 0.25),
+        brightness: float = 0.4,
+        contrast: float = 0.4,
+        solarize_p: float = 0.2,
+        blur_p: float = 0.5,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -145,6 +151,7 @@ class PretrainDataModule(pl.LightningDataModule):
         self.saturation, self.grayscale_p = saturation, grayscale_p
         self.local_crops, self.local_crop_size = local_crops, local_crop_size
         self.local_crop_scale = tuple(local_crop_scale)
+        self.brightness, self.contrast, self.solarize_p, self.blur_p = brightness, contrast, solarize_p, blur_p
         self.datasets: dict[str, Dataset] = {}
         self.generators: dict[str, torch.Generator] = {}
         self.loaders: dict[str, ResumableLoader] = {}
@@ -172,6 +179,10 @@ class PretrainDataModule(pl.LightningDataModule):
                 self.local_crops,
                 self.local_crop_size,
                 self.local_crop_scale,
+                self.brightness,
+                self.contrast,
+                self.solarize_p,
+                self.blur_p,
             )
             if spec.get("max_samples") is not None:
                 dataset = Subset(dataset, range(min(int(spec["max_samples"]), len(dataset))))
