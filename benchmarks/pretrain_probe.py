@@ -112,12 +112,13 @@ class StepTimer(pl.Callback):
         self.times.append(time.perf_counter())
 
 
-def step_seconds(make_task: Any, make_data: Any, steps: int = 10) -> float:
+def step_seconds(make_task: Any, make_data: Any, steps: int = 10, precision: str = "32-true") -> float:
     """Median time per step of a short run, leaving out the first steps (warm-up)."""
     timer = StepTimer()
     trainer = pl.Trainer(
         max_steps=steps,
         accelerator="cpu",
+        precision=precision,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -129,8 +130,10 @@ def step_seconds(make_task: Any, make_data: Any, steps: int = 10) -> float:
     return gaps[len(gaps) // 2]
 
 
-def budgeted_fit(name: str, make_task: Any, make_data: Any, minutes: float, out: Path) -> dict[str, Any]:
-    seconds = step_seconds(make_task, make_data)
+def budgeted_fit(
+    name: str, make_task: Any, make_data: Any, minutes: float, out: Path, precision: str = "32-true"
+) -> dict[str, Any]:
+    seconds = step_seconds(make_task, make_data, precision=precision)
     steps = max(1, int(minutes * 60 / seconds * 0.85))  # margin: the cap below must not cut the schedule
     print(f"[{name}] {seconds:.2f} s/step → {steps} steps in {minutes} min", flush=True)
     pl.seed_everything(0)
@@ -140,6 +143,7 @@ def budgeted_fit(name: str, make_task: Any, make_data: Any, minutes: float, out:
         max_epochs=-1,
         max_time=dt.timedelta(minutes=minutes),
         accelerator="cpu",
+        precision=precision,
         logger=pl.loggers.CSVLogger(out, name=name),
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -149,7 +153,8 @@ def budgeted_fit(name: str, make_task: Any, make_data: Any, minutes: float, out:
     trainer.fit(task, make_data())
     wall = time.perf_counter() - start
     torch.save(task.state_dict(), out / f"{name}.pt")
-    record = {"steps": trainer.global_step, "planned_steps": steps, "wall_s": wall, "threads": torch.get_num_threads()}
+    record = {"steps": trainer.global_step, "planned_steps": steps, "wall_s": wall, "threads": torch.get_num_threads(),
+              "precision": precision}  # fmt: skip
     (out / f"{name}.json").write_text(json.dumps(record))
     print(f"[{name}] {record}", flush=True)
     return record
@@ -185,7 +190,8 @@ def run_ours(minutes: float, out: Path, overrides: list[str] | None = None) -> N
     def make_task(steps: int) -> PretrainTask:
         return PretrainTask(**dict(model_args, warmup_steps=min(model_args["warmup_steps"], max(1, steps // 10))))
 
-    budgeted_fit("ours", make_task, lambda: PretrainDataModule(**data_args), minutes, out)
+    precision = str(config.get("trainer", {}).get("precision", "32-true"))  # --set trainer.precision=bf16-mixed
+    budgeted_fit("ours", make_task, lambda: PretrainDataModule(**data_args), minutes, out, precision)
 
 
 # ----------------------------------------------------------------------------------------------------------------
