@@ -13,6 +13,7 @@ augmentations, as the run that was never stopped.
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
@@ -41,22 +42,30 @@ from skysense.data.transforms import (
 from skysense.pretrain.views import TwoViews, collate_views
 
 
+@dataclass(frozen=True)
+class ViewOptions:
+    """How the views of :func:`pretraining_views` differ (the :class:`PretrainDataModule` arguments of the same
+    names)."""
+
+    crop_scale: tuple[float, float] = (0.25, 1.0)
+    saturation: float = 0.0
+    grayscale_p: float = 0.0
+    local_crops: int = 0
+    local_crop_size: int = 32
+    local_crop_scale: tuple[float, float] = (0.05, 0.25)
+    brightness: float = 0.4
+    contrast: float = 0.4
+    solarize_p: float = 0.2
+    blur_p: float = 0.5
+
+
 def pretraining_views(
     dataset: SkySenseDataset,
     s2_frames: int,
     s1_frames: int,
     max_date_jitter: int,
     generator: torch.Generator,
-    crop_scale: tuple[float, float] = (0.25, 1.0),
-    saturation: float = 0.0,
-    grayscale_p: float = 0.0,
-    local_crops: int = 0,
-    local_crop_size: int = 32,
-    local_crop_scale: tuple[float, float] = (0.05, 0.25),
-    brightness: float = 0.4,
-    contrast: float = 0.4,
-    solarize_p: float = 0.2,
-    blur_p: float = 0.5,
+    options: ViewOptions = ViewOptions(),
 ) -> TwoViews:
     """The paper's augmentations: shared frame sampling and flips; per view HR solarisation (on 0–255 values), then
     normalisation, explicit filling, a random resized crop (the same box for every modality of the view; its box is
@@ -64,31 +73,32 @@ def pretraining_views(
     S1 gain and date jitter. ``crop_scale=(1, 1)`` gives both views the same geometry. ``saturation`` and
     ``grayscale_p`` add SimCLR's colour distortion to the HR image (:class:`RandomSaturation`; off at 0).
     ``local_crops`` HR-only local views of ``local_crop_size`` pixels from ``local_crop_scale`` of the image get
-    the same photometric changes (DINO's multi-crop). ``brightness``, ``contrast`` (HR, with probability 0.8) and
+    the same photometric changes (DINO's multi-crop). ``brightness``, ``contrast`` (HR, with probability 0.8),
     ``solarize_p`` and ``blur_p`` set the HR photometric changes (0 switches each off)."""
+    o = options
     photometric = [
-        *([RandomSolarize(p=solarize_p, generator=generator)] if solarize_p > 0 else []),
+        *([RandomSolarize(p=o.solarize_p, generator=generator)] if o.solarize_p > 0 else []),
         Normalize(**dataset.sensors),
         FillInvalid(),
     ]
     hr_colour = [
         *(
-            [RandomBrightnessContrast("hr", brightness=brightness, contrast=contrast, p=0.8, generator=generator)]
-            if brightness > 0 or contrast > 0
+            [RandomBrightnessContrast("hr", brightness=o.brightness, contrast=o.contrast, p=0.8, generator=generator)]
+            if o.brightness > 0 or o.contrast > 0
             else []
         ),
         *(
-            [RandomSaturation(saturation, p=0.8, grayscale_p=grayscale_p, generator=generator)]
-            if saturation > 0 or grayscale_p > 0
+            [RandomSaturation(o.saturation, p=0.8, grayscale_p=o.grayscale_p, generator=generator)]
+            if o.saturation > 0 or o.grayscale_p > 0
             else []
         ),
-        *([RandomGaussianBlur(p=blur_p, generator=generator)] if blur_p > 0 else []),
+        *([RandomGaussianBlur(p=o.blur_p, generator=generator)] if o.blur_p > 0 else []),
     ]
     shared = Compose([SampleFrames(s2_frames, s1_frames, generator=generator), RandomFlipRotate(generator=generator)])
     per_view = Compose(
         [
             *photometric,
-            *([RandomResizedCrop(scale=crop_scale, generator=generator)] if tuple(crop_scale) != (1, 1) else []),
+            *([RandomResizedCrop(scale=o.crop_scale, generator=generator)] if tuple(o.crop_scale) != (1, 1) else []),
             *hr_colour,
             RandomBrightnessContrast("s2", brightness=0.1, contrast=0.1, p=0.5, generator=generator),
             RandomGainDb("s1", max_db=0.2, p=0.5, generator=generator),
@@ -96,9 +106,11 @@ def pretraining_views(
         ]
     )
     local = None
-    if local_crops:
-        local = Compose([LocalCrop(local_crop_size, local_crop_scale, generator=generator), *photometric, *hr_colour])
-    return TwoViews(shared, per_view, local, local_crops)
+    if o.local_crops:
+        local = Compose(
+            [LocalCrop(o.local_crop_size, o.local_crop_scale, generator=generator), *photometric, *hr_colour]
+        )
+    return TwoViews(shared, per_view, local, o.local_crops)
 
 
 class PretrainDataModule(pl.LightningDataModule):
@@ -147,11 +159,10 @@ class PretrainDataModule(pl.LightningDataModule):
         self.sources = sources
         self.batch_size, self.num_workers = batch_size, num_workers
         self.s2_frames, self.s1_frames, self.max_date_jitter, self.seed = s2_frames, s1_frames, max_date_jitter, seed
-        self.crop_scale = tuple(crop_scale)
-        self.saturation, self.grayscale_p = saturation, grayscale_p
-        self.local_crops, self.local_crop_size = local_crops, local_crop_size
-        self.local_crop_scale = tuple(local_crop_scale)
-        self.brightness, self.contrast, self.solarize_p, self.blur_p = brightness, contrast, solarize_p, blur_p
+        self.views = ViewOptions(
+            tuple(crop_scale), saturation, grayscale_p, local_crops, local_crop_size, tuple(local_crop_scale),
+            brightness, contrast, solarize_p, blur_p,
+        )  # fmt: skip
         self.datasets: dict[str, Dataset] = {}
         self.generators: dict[str, torch.Generator] = {}
         self.loaders: dict[str, ResumableLoader] = {}
@@ -168,21 +179,7 @@ class PretrainDataModule(pl.LightningDataModule):
             dataset = resolve_dataset_class(spec["dataset"])(**spec.get("init_args", {}))
             generator = torch.Generator()  # re-seeded for every sample by the loader
             dataset.transforms = pretraining_views(
-                dataset,
-                self.s2_frames,
-                self.s1_frames,
-                self.max_date_jitter,
-                generator,
-                self.crop_scale,
-                self.saturation,
-                self.grayscale_p,
-                self.local_crops,
-                self.local_crop_size,
-                self.local_crop_scale,
-                self.brightness,
-                self.contrast,
-                self.solarize_p,
-                self.blur_p,
+                dataset, self.s2_frames, self.s1_frames, self.max_date_jitter, generator, self.views
             )
             if spec.get("max_samples") is not None:
                 dataset = Subset(dataset, range(min(int(spec["max_samples"]), len(dataset))))
