@@ -175,13 +175,14 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> None:
         node[leaf] = yaml.safe_load(value)
 
 
-def run_ours(minutes: float, out: Path, overrides: list[str] | None = None) -> None:
+def ours_recipe(overrides: list[str] | None = None) -> tuple[dict[str, Any], Any, Any]:
+    """``configs/pretrain/tiny.yaml`` with ``key=value`` overrides: (the config, ``make_task(steps)`` building the
+    PretrainTask with its warm-up scaled to the step count, ``make_data()`` building the datamodule)."""
     from skysense.pretrain.datamodule import PretrainDataModule
     from skysense.tasks.pretrain import PretrainTask
 
     config = yaml.safe_load(CONFIG.read_text())
     apply_overrides(config, overrides or [])
-    (out / "ours_config.yaml").write_text(yaml.safe_dump(config))
     data_args = dict(config["data"], num_workers=0)
     for spec in data_args["sources"].values():  # config paths are relative to the repository
         spec["init_args"]["root"] = str((REPO / spec["init_args"]["root"]).resolve())
@@ -190,8 +191,14 @@ def run_ours(minutes: float, out: Path, overrides: list[str] | None = None) -> N
     def make_task(steps: int) -> PretrainTask:
         return PretrainTask(**dict(model_args, warmup_steps=min(model_args["warmup_steps"], max(1, steps // 10))))
 
+    return config, make_task, lambda: PretrainDataModule(**data_args)
+
+
+def run_ours(minutes: float, out: Path, overrides: list[str] | None = None) -> None:
+    config, make_task, make_data = ours_recipe(overrides)
+    (out / "ours_config.yaml").write_text(yaml.safe_dump(config))
     precision = str(config.get("trainer", {}).get("precision", "32-true"))  # --set trainer.precision=bf16-mixed
-    budgeted_fit("ours", make_task, lambda: PretrainDataModule(**data_args), minutes, out, precision)
+    budgeted_fit("ours", make_task, make_data, minutes, out, precision)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ what the architecture can learn in that many steps of that batch: self-supervisi
 ours``) for a fixed ``--steps``, probing the student and the EMA teacher every ``--every`` steps (seed 0). It shows
 whether the probe falls below the random start and whether, and how fast, it climbs back.
 
-    python benchmarks/probe_diagnostics.py supervised --steps 300 --set 'hr={stem: conv}'
+    python benchmarks/probe_diagnostics.py supervised --steps 300 --set stem=conv
     python benchmarks/probe_diagnostics.py trace --steps 300 --every 50 --set 'model.model_overrides={hr: {stem: conv}}'
 
 Both run on ``--threads`` threads (1 by default), as the pretraining budgets do.
@@ -24,8 +24,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-import yaml
-from pretrain_probe import CONFIG, EUROSAT, REPO, apply_overrides, features, linear_probe
+from pretrain_probe import EUROSAT, apply_overrides, features, linear_probe, ours_recipe
 
 from skysense.data.datasets import EuroSAT
 from skysense.data.transforms import Normalize
@@ -43,9 +42,12 @@ def probe(encoder: torch.nn.Module, seeds: tuple[int, ...] = (0,)) -> list[float
 
 def supervised(steps: int, overrides: list[str], preset: str = "cpu", lr: float = 2e-3) -> None:
     """Train the preset's HR encoder with labels for ``steps``, then probe it frozen (seeds 0 and 1)."""
-    hr = {}
-    apply_overrides(hr, overrides)
-    cfg = get_config(preset, hr=hr.get("hr", {})).hr
+    hr: dict[str, Any] = {}
+    apply_overrides(hr, overrides)  # HR encoder options: unknown names are refused by SwinV2Config
+    try:
+        cfg = get_config(preset, hr=hr).hr
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f"--set: not an HR encoder option of the {preset!r} preset: {error}") from None
     cfg = dataclasses.replace(cfg, out_indices=tuple(range(len(cfg.depths))))
     torch.manual_seed(0)
     encoder = SwinTransformerV2(cfg)
@@ -90,17 +92,9 @@ class ProbeEvery(pl.Callback):
 
 
 def trace(steps: int, every: int, overrides: list[str]) -> None:
-    from skysense.pretrain.datamodule import PretrainDataModule
-    from skysense.tasks.pretrain import PretrainTask
-
-    config = yaml.safe_load(CONFIG.read_text())
-    apply_overrides(config, overrides)
-    data_args = dict(config["data"], num_workers=0)
-    for spec in data_args["sources"].values():  # config paths are relative to the repository
-        spec["init_args"]["root"] = str((REPO / spec["init_args"]["root"]).resolve())
-    model_args = config["model"]
+    config, make_task, make_data = ours_recipe(overrides)
     pl.seed_everything(0)
-    task = PretrainTask(**dict(model_args, warmup_steps=min(model_args["warmup_steps"], max(1, steps // 10))))
+    task = make_task(steps)
     print(f"step 0: random init {probe(task.meta.student['backbone'].hr)[0]} %", flush=True)
     callback = ProbeEvery(every, steps)
     trainer = pl.Trainer(
@@ -113,7 +107,7 @@ def trace(steps: int, every: int, overrides: list[str]) -> None:
         enable_progress_bar=False,
         callbacks=[callback],
     )
-    trainer.fit(task, PretrainDataModule(**data_args))
+    trainer.fit(task, make_data())
     print("| step | student % | teacher % |\n|---|---|---|")
     for step, student, teacher in callback.rows:
         print(f"| {step} | {student} | {teacher} |")
@@ -126,7 +120,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=50, help="trace: probe every this many steps")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", nargs="*", default=[],
-                        help="supervised: HR options ('hr={stem: conv}'); trace: pretraining config overrides")  # fmt: skip
+                        help="supervised: HR encoder options (stem=conv); trace: pretraining config overrides")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.command == "supervised":

@@ -160,9 +160,17 @@ class PretrainDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.s2_frames, self.s1_frames, self.max_date_jitter, self.seed = s2_frames, s1_frames, max_date_jitter, seed
         self.views = ViewOptions(
-            tuple(crop_scale), saturation, grayscale_p, local_crops, local_crop_size, tuple(local_crop_scale),
-            brightness, contrast, solarize_p, blur_p,
-        )  # fmt: skip
+            crop_scale=tuple(crop_scale),
+            saturation=saturation,
+            grayscale_p=grayscale_p,
+            local_crops=local_crops,
+            local_crop_size=local_crop_size,
+            local_crop_scale=tuple(local_crop_scale),
+            brightness=brightness,
+            contrast=contrast,
+            solarize_p=solarize_p,
+            blur_p=blur_p,
+        )
         self.datasets: dict[str, Dataset] = {}
         self.generators: dict[str, torch.Generator] = {}
         self.loaders: dict[str, ResumableLoader] = {}
