@@ -287,12 +287,39 @@ class RandomViT(torch.nn.Module):
         return [self.vit(x)[:, :, None, None]]
 
 
+@torch.no_grad()
+def calibrate_batchnorm(encoder: torch.nn.Module, batch_size: int = 256) -> torch.nn.Module:
+    """Set the running statistics of every BatchNorm (the ``conv`` stem's) to their averages over the EuroSAT train
+    images, without labels or gradients, and return the encoder in eval mode.
+
+    A random-init BatchNorm holds mean 0 and variance 1, which no real input has: probed as it is, the conv-stem
+    encoder scores 61 % where its calibrated statistics give 69 % (docs/benchmarks.md, issue 16, fifth day). A
+    pretrained encoder's statistics come from its training batches, so only the random-init rows need this. A no-op
+    for encoders without BatchNorm."""
+    norms = [m for m in encoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if norms:
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the batches
+        dataset = EuroSAT(EUROSAT, split="train")
+        normalize = Normalize(**dataset.sensors)
+        encoder.train()
+        for start in range(0, len(dataset), batch_size):
+            encoder(
+                torch.stack([normalize(dataset[i]).hr for i in range(start, min(start + batch_size, len(dataset)))])
+            )
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+    return encoder.eval()
+
+
 def load_encoders(out: Path) -> dict[str, tuple[torch.nn.Module, str]]:
     """name → (encoder returning a list of (N, C, h, w) stage maps, input scaling "normalize" or "unit")."""
     cfg = ours_hr_config(out)
     encoders: dict[str, tuple[torch.nn.Module, str]] = {"timm ViT-S/8, random init": (RandomViT(), "normalize")}
     torch.manual_seed(0)
-    encoders["random init"] = (SwinTransformerV2(cfg), "normalize")
+    encoders["random init"] = (calibrate_batchnorm(SwinTransformerV2(cfg)), "normalize")
     if (out / "ours.pt").exists():
         state = torch.load(out / "ours.pt", map_location="cpu", weights_only=True)
         for network in ("student", "teacher"):  # the EMA teacher is what DINO-style methods evaluate

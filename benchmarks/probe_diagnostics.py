@@ -17,6 +17,7 @@ Both run on ``--threads`` threads (1 by default), as the pretraining budgets do.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import time
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from pretrain_probe import EUROSAT, apply_overrides, features, linear_probe, ours_recipe
+from pretrain_probe import EUROSAT, apply_overrides, calibrate_batchnorm, features, linear_probe, ours_recipe
 
 from skysense.data.datasets import EuroSAT
 from skysense.data.transforms import Normalize
@@ -95,7 +96,8 @@ def trace(steps: int, every: int, overrides: list[str]) -> None:
     config, make_task, make_data = ours_recipe(overrides)
     pl.seed_everything(0)
     task = make_task(steps)
-    print(f"step 0: random init {probe(task.meta.student['backbone'].hr)[0]} %", flush=True)
+    random_init = calibrate_batchnorm(copy.deepcopy(task.meta.student["backbone"].hr))  # BatchNorm at data statistics
+    print(f"step 0: random init {probe(random_init)[0]} %", flush=True)
     callback = ProbeEvery(every, steps)
     trainer = pl.Trainer(
         max_steps=steps,
