@@ -38,6 +38,7 @@ import datetime as dt
 import json
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -293,22 +294,19 @@ def calibrate_batchnorm(encoder: torch.nn.Module, batch_size: int = 256) -> torc
     images, without labels or gradients, and return the encoder in eval mode.
 
     A random-init BatchNorm holds mean 0 and variance 1, which no real input has: probed as it is, the conv-stem
-    encoder scores 61 % where its calibrated statistics give 69 % (docs/benchmarks.md, issue 16, fifth day). A
-    pretrained encoder's statistics come from its training batches, so only the random-init rows need this. A no-op
-    for encoders without BatchNorm."""
+    encoder scores 61 % where its calibrated statistics give 67 to 69 % (docs/benchmarks.md, issue 16, fifth
+    day). A pretrained encoder's statistics come from its training batches, so only the random-init rows need this.
+    A no-op for encoders without BatchNorm."""
     norms = [m for m in encoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    encoder.eval()  # only the BatchNorms in train mode: no stochastic depth, which would also draw from the global RNG
     if norms:
         momenta = [m.momentum for m in norms]
         for m in norms:
             m.reset_running_stats()
             m.momentum = None  # a cumulative average over the batches
-        dataset = EuroSAT(EUROSAT, split="train")
-        normalize = Normalize(**dataset.sensors)
-        encoder.train()
-        for start in range(0, len(dataset), batch_size):
-            encoder(
-                torch.stack([normalize(dataset[i]).hr for i in range(start, min(start + batch_size, len(dataset)))])
-            )
+            m.train()
+        for images, _ in eurosat_batches("train", batch_size=batch_size):
+            encoder(images)
         for m, momentum in zip(norms, momenta, strict=True):
             m.momentum = momentum
     return encoder.eval()
@@ -361,21 +359,30 @@ def features(
     encoder: torch.nn.Module, scaling: str, split: str, stages: list[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, C) mean-pooled features of the chosen stages (None: the last), concatenated, and (N,) labels."""
-    dataset = EuroSAT(EUROSAT, split=split)
-    normalize = Normalize(**dataset.sensors)
     encoder.eval()
     feats, labels = [], []
-    for start in range(0, len(dataset), 256):
-        samples = [dataset[i] for i in range(start, min(start + 256, len(dataset)))]
+    for images, targets in eurosat_batches(split, scaling):
+        maps = encoder(images)
+        chosen = [maps[-1]] if stages is None or len(maps) == 1 else [maps[i] for i in stages]
+        feats.append(torch.cat([m.mean(dim=(2, 3)) for m in chosen], dim=1))
+        labels.append(targets)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def eurosat_batches(
+    split: str, scaling: str = "normalize", batch_size: int = 256
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The EuroSAT dev split in order, as ((b, 3, 64, 64) images, (b,) labels) batches; images standardised with the
+    dataset's statistics ("normalize") or scaled to [0, 1] ("unit")."""
+    dataset = EuroSAT(EUROSAT, split=split)
+    normalize = Normalize(**dataset.sensors)
+    for start in range(0, len(dataset), batch_size):
+        samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         if scaling == "normalize":
             images = torch.stack([normalize(s).hr for s in samples])
         else:
             images = torch.stack([s.hr / 255.0 for s in samples])
-        maps = encoder(images)
-        chosen = [maps[-1]] if stages is None or len(maps) == 1 else [maps[i] for i in stages]
-        feats.append(torch.cat([m.mean(dim=(2, 3)) for m in chosen], dim=1))
-        labels.append(torch.tensor([s.target for s in samples]))
-    return torch.cat(feats), torch.cat(labels)
+        yield images, torch.tensor([s.target for s in samples])
 
 
 def linear_probe(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor], seed: int) -> float:

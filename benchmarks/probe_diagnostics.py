@@ -25,10 +25,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from pretrain_probe import EUROSAT, apply_overrides, calibrate_batchnorm, features, linear_probe, ours_recipe
+from pretrain_probe import apply_overrides, calibrate_batchnorm, eurosat_batches, features, linear_probe, ours_recipe
 
-from skysense.data.datasets import EuroSAT
-from skysense.data.transforms import Normalize
 from skysense.models.registry import get_config
 from skysense.models.swin_v2 import SwinTransformerV2
 
@@ -52,10 +50,7 @@ def supervised(steps: int, overrides: list[str], preset: str = "cpu", lr: float 
     cfg = dataclasses.replace(cfg, out_indices=tuple(range(len(cfg.depths))))
     torch.manual_seed(0)
     encoder = SwinTransformerV2(cfg)
-    dataset = EuroSAT(EUROSAT, split="train")
-    normalize = Normalize(**dataset.sensors)
-    images = torch.stack([normalize(dataset[i]).hr for i in range(len(dataset))])  # (N, 3, 64, 64)
-    labels = torch.tensor([dataset[i].target for i in range(len(dataset))])
+    images, labels = (torch.cat(parts) for parts in zip(*eurosat_batches("train"), strict=True))  # (N, 3, 64, 64), (N,)
     head = torch.nn.Linear(cfg.num_features[-1], int(labels.max()) + 1)
     optimizer = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=lr, weight_decay=0.05)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=0.06)
