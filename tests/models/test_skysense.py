@@ -112,17 +112,35 @@ def test_paper_preset_sizes_on_meta_device() -> None:
         assert abs(counts[name] - target) / target < 0.02, (name, counts[name], target)
 
 
-def test_cpu_preset_is_tiny_with_a_c48_hr_encoder_that_starts_as_blocks() -> None:
-    """The CPU pretraining preset: every width agrees (the model builds), the HR blocks' post-norms start at 1, and
-    a 64×64 EuroSAT-sized image and a Sentinel series go through."""
+def test_cpu_preset_has_a_3_stage_conv_stem_hr_encoder_pooled_onto_the_sentinel_grid() -> None:
+    """The CPU pretraining preset: every width agrees (the model builds), the HR encoder is 3 stages with a
+    convolutional stem and post-norms at 1, a 64×64 EuroSAT-sized image gives a 4×4 last stage, and its stride-16
+    map is average-pooled onto the Sentinel grid (one Sentinel pixel = ``hr_ratio`` = 32 HR pixels) in the fusion."""
     net = create_model("cpu").eval()
-    assert [info.num_chs for info in net.hr.feature_info] == [48, 96, 192, 384]
+    assert [info.num_chs for info in net.hr.feature_info] == [96, 192, 384]
+    assert [info.reduction for info in net.hr.feature_info] == [4, 8, 16]
+    assert net.config.hr.stem == "conv" and net.config.hr_ratio == 32
     assert all(float(block.norm1.weight.mean()) == 1.0 for stage in net.hr.layers for block in stage.blocks)
+    hr = torch.randn(1, 3, 256, 256)
     with torch.no_grad():
-        assert net.hr(torch.randn(2, 3, 64, 64))[-1].shape == (2, 384, 2, 2)  # EuroSAT-sized: a 2×2 last stage
-        out = net(hr=torch.randn(1, 3, 256, 256), s2=torch.randn(1, 3, 10, 8, 8), s2_day_of_year=torch.tensor([[1, 30, 60]]),
-                  use_geo=False)  # fmt: skip
-    assert out.features.shape == (1, 64, 8, 8)
+        assert net.hr(torch.randn(2, 3, 64, 64))[-1].shape == (2, 384, 4, 4)  # EuroSAT-sized: a 4×4 last stage
+        out = net(hr=hr, s2=torch.randn(1, 3, 10, 8, 8), s2_day_of_year=torch.tensor([[1, 30, 60]]), use_geo=False)
+        assert out.hr_features[-1].shape == (1, 384, 16, 16)  # the HR features keep their stride
+        assert out.features.shape == (1, 64, 8, 8)
+        # the HR token of a location is the mean of its 2×2 stride-16 cells: fusing the HR image alone equals
+        # fusing that pooled map as the only time step
+        alone = net(hr=hr, use_geo=False).features
+        pooled = torch.nn.functional.avg_pool2d(out.hr_features[-1], 2)[:, None]
+        day = net.fusion.date_encoding.rows(torch.full((1, 1), -1))[..., None, None]
+        expected = net.fuse_locations(pooled + day, torch.ones(1, 1, dtype=torch.bool))
+    torch.testing.assert_close(alone, expected)
+    # at 16 HR pixels per Sentinel pixel the map is used as it is
+    fine = create_model("cpu", hr_ratio=16).eval()
+    with torch.no_grad():
+        out = fine(hr=hr, s2=torch.randn(1, 2, 10, 16, 16), s2_day_of_year=torch.tensor([[1, 30]]), use_geo=False)
+    assert out.features.shape == (1, 64, 16, 16)
+    with pytest.raises(ValueError, match="hr_ratio=24 .* multiple of the HR encoder's last-stage stride 16"):
+        create_model("cpu", hr_ratio=24)
 
 
 def test_overrides_and_rgbn_input() -> None:

@@ -54,7 +54,7 @@ def _check_full_checkpoint(checkpoint: Path) -> None:
     expected = PretrainTask(yaml.safe_load(CONFIG.read_text())["model"]["preset"]).state_dict()
     assert {k: tuple(v.shape) for k, v in state.items()} == {k: tuple(v.shape) for k, v in expected.items()}
     assert {k for k, v in state.items() if v.dtype == torch.bfloat16} == set()  # bf16 is for computing only
-    key = "meta.{}.backbone.hr.patch_embed.proj.weight"
+    key = "meta.{}.backbone.hr.layers.0.blocks.0.attn.qkv.weight"
     assert not torch.equal(state[key.format("student")], state[key.format("teacher")])
 
 

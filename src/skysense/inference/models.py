@@ -8,7 +8,7 @@ per-location embeddings, loaded from any checkpoint skysense writes.
 
 Embeddings are the fused representation concat[F, F_geo] on the Sentinel grid (one vector per 32 × 32 HR pixels,
 or per Sentinel pixel without an HR image) when the model has the temporal fusion, else the HR encoder's last stage
-(stride 32).
+(at its stride: 32, or 16 for the cpu preset's 3-stage encoder).
 
 A task checkpoint names its task class (``skysense_task``, written by
 :meth:`~skysense.tasks.base.BackboneTask.on_save_checkpoint`); only skysense's own tasks (:data:`TASK_CLASSES`) are
@@ -148,12 +148,12 @@ def _embedding_model(
     if source == "fused" and backbone.fusion is None:
         raise ValueError(f"{description}: source 'fused' needs the temporal fusion")
     if source == "hr":
-        channels, stride, modalities = backbone.hr.out_channels[-1], 32, ["hr"]
+        channels, stride, modalities = backbone.hr.out_channels[-1], backbone.hr.feature_info[-1].reduction, ["hr"]
     elif backbone.fusion is not None:
         channels = backbone.out_channels
         stride, source = (1, "fused") if sentinel_reference else (ratio, "fused")
     elif backbone.hr is not None and source in ("auto", "hr"):
-        channels, stride, source = backbone.hr.out_channels[-1], 32, "hr"
+        channels, stride, source = backbone.hr.out_channels[-1], backbone.hr.feature_info[-1].reduction, "hr"
     elif source in ("s2", "s1") or (source == "auto" and (backbone.s2 or backbone.s1) is not None):
         source = source if source in ("s2", "s1") else ("s2" if backbone.s2 is not None else "s1")
         channels, modalities = getattr(backbone, f"{source}_head").config.out_dim, [source]
@@ -182,7 +182,7 @@ def load_scene_model(
         ratio: HR pixels per Sentinel pixel (the fused embedding's stride on an HR reference grid).
         sentinel_reference: the scene has no HR image (its grid is the Sentinel one).
         source: for embeddings: "fused" (concat[F, F_geo] on the Sentinel grid), "hr" (the HR encoder's last
-            stage, stride 32), "s2"/"s1" (that encoder's per-frame features averaged over the kept frames) or "auto"
+            stage, at its stride), "s2"/"s1" (that encoder's per-frame features averaged over the kept frames) or "auto"
             (fused when the model has the fusion, else HR, else the Sentinel encoder it has).
 
     Raises:

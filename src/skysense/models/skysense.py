@@ -8,7 +8,8 @@
 
 Every module can be used alone (``model.hr``, ``model.s2``, ``model.s1``, ``model.fusion``, ``model.geo``) and
 any subset of modalities can be given. One HR stride-32 pixel = one Sentinel pixel (0.3 m · 32 ≈ 10 m), so a
-2048² HR tile and a 64² Sentinel tile meet on one 64×64 grid.
+2048² HR tile and a 64² Sentinel tile meet on one 64×64 grid (``hr_ratio``; an HR encoder of smaller output stride
+is average-pooled onto that grid before the fusion).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from einops import rearrange, repeat
 from torch import nn
+from torch.nn import functional as F
 
 from skysense.batch import SkySenseInput, SkySenseOutput
 from skysense.containers import NO_DATE
@@ -52,6 +54,10 @@ class SkySenseConfig:
     # "error" refuses (the paper's co-registered setting), "resample" bilinearly resamples the Sentinel feature
     # maps onto the HR grid (or S1 onto S2's when there is no HR).
     grid_mismatch: str = "error"
+    # HR pixels per Sentinel pixel in co-registered inputs (0.3 m · 32 ≈ 10 m). An HR encoder whose last stage has a
+    # smaller stride s (the cpu preset's 3-stage encoder: 16) has that map average-pooled by hr_ratio / s before the
+    # fusion, so that one HR token still meets one Sentinel pixel; the HR features themselves keep their stride.
+    hr_ratio: int = 32
     # Locations fused per chunk in the temporal transformer. 0: CPU_FUSION_CHUNK on a CPU (small chunks stay in
     # cache and reuse memory; measured in docs/benchmarks.md, issue 14), all at once on a GPU; < 0: all at once.
     fusion_chunk_size: int = 0
@@ -65,6 +71,14 @@ class SkySense(nn.Module):
         self.config = cfg
         if cfg.grid_mismatch not in ("error", "resample"):
             raise ValueError(f"grid_mismatch must be 'error' or 'resample', got {cfg.grid_mismatch!r}")
+        if cfg.hr is not None:
+            stride = cfg.hr.patch_size * 2 ** (len(cfg.hr.depths) - 1)
+            if stride < cfg.hr_ratio and cfg.hr_ratio % stride:
+                raise ValueError(
+                    f"hr_ratio={cfg.hr_ratio} (HR pixels per Sentinel pixel) must be a multiple of the HR encoder's "
+                    f"last-stage stride {stride} to pool its map onto the Sentinel grid; set hr_ratio to the inputs' "
+                    "resolution ratio"
+                )
         self.hr = SwinTransformerV2(cfg.hr) if cfg.hr is not None else None
         self.s2 = VisionTransformer(cfg.s2) if cfg.s2 is not None else None
         self.s1 = VisionTransformer(cfg.s1) if cfg.s1 is not None else None
@@ -217,7 +231,8 @@ class SkySense(nn.Module):
             wanted = sorted(set(out_indices) | {num_stages - 1})  # the last stage always feeds the fusion
             maps = _run_selected(lambda x: self.hr.forward_maps(x, indices=wanted), batch.hr, hr_valid)
             out.hr_features = [maps[wanted.index(i)] for i in out_indices]
-            tokens.append(maps[-1].unsqueeze(1))
+            pool = max(1, self.config.hr_ratio // self.hr.feature_info[-1].reduction)
+            tokens.append((F.avg_pool2d(maps[-1], pool, ceil_mode=True) if pool > 1 else maps[-1]).unsqueeze(1))
             hr_day = batch.hr_day_of_year
             if hr_day is None:
                 hr_day = torch.full((size,), NO_DATE, dtype=torch.long, device=batch.hr.device)
@@ -249,9 +264,10 @@ class SkySense(nn.Module):
             if tuple(token.shape[-2:]) != grid:
                 if self.config.grid_mismatch == "error":
                     raise ValueError(
-                        f"modality grids differ: {[tuple(t.shape[-2:]) for t in tokens]} (HR stride-32 map first, "
-                        "then S2, S1). Co-register the inputs (one Sentinel pixel = 32 HR pixels) or build the model "
-                        "with grid_mismatch='resample'"
+                        f"modality grids differ: {[tuple(t.shape[-2:]) for t in tokens]} (HR at stride "
+                        f"{self.config.hr_ratio} first, then S2, S1). Co-register the inputs (one Sentinel pixel = "
+                        f"{self.config.hr_ratio} HR pixels, the model's hr_ratio) or build the model with "
+                        "grid_mismatch='resample'"
                     )
                 steps = token.shape[1]
                 token = interpolate_grid(rearrange(token, "b t c h w -> (b t) c h w"), grid)

@@ -62,7 +62,15 @@ def shard_meta_arch(
     policy = MixedPrecisionPolicy(
         param_dtype=param_dtype, reduce_dtype=torch.float32 if param_dtype else None, cast_forward_inputs=False
     )
+    # BatchNorms (the convolutional stem's) are units of their own that keep float32 parameters: the CPU kernel takes
+    # a bfloat16 input with float32 weights and statistics, but not bfloat16 weights with float32 statistics
+    # (the running statistics are buffers, which FSDP2 does not cast)
+    norm_policy = MixedPrecisionPolicy(param_dtype=torch.float32, reduce_dtype=torch.float32, cast_forward_inputs=False)
     for side in (meta.student, meta.teacher):
+        if param_dtype is not None and param_dtype != torch.float32:
+            for module in side.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    fully_shard(module, mesh=mesh, reshard_after_forward=reshard_after_forward, mp_policy=norm_policy)
         for unit in fsdp_units(side):
             fully_shard(unit, mesh=mesh, reshard_after_forward=reshard_after_forward, mp_policy=policy)
     # the root: the backbones and heads then reshard after their forward (a root keeps its parameters gathered
