@@ -131,7 +131,7 @@ def test_cpu_preset_has_a_3_stage_conv_stem_hr_encoder_pooled_onto_the_sentinel_
         # fusing that pooled map as the only time step
         alone = net(hr=hr, use_geo=False).features
         pooled = torch.nn.functional.avg_pool2d(out.hr_features[-1], 2)[:, None]
-        day = net.fusion.date_encoding.rows(torch.full((1, 1), -1))[..., None, None]
+        day = net.fusion.date_encoding.rows(torch.full((1, 1), NO_DATE))[..., None, None]
         expected = net.fuse_locations(pooled + day, torch.ones(1, 1, dtype=torch.bool))
     torch.testing.assert_close(alone, expected)
     # at 16 HR pixels per Sentinel pixel the map is used as it is

@@ -71,15 +71,15 @@ class SkySense(nn.Module):
         self.config = cfg
         if cfg.grid_mismatch not in ("error", "resample"):
             raise ValueError(f"grid_mismatch must be 'error' or 'resample', got {cfg.grid_mismatch!r}")
-        if cfg.hr is not None:
-            stride = cfg.hr.patch_size * 2 ** (len(cfg.hr.depths) - 1)
+        self.hr = SwinTransformerV2(cfg.hr) if cfg.hr is not None else None
+        if self.hr is not None:
+            stride = self.hr.feature_info[-1].reduction
             if stride < cfg.hr_ratio and cfg.hr_ratio % stride:
                 raise ValueError(
                     f"hr_ratio={cfg.hr_ratio} (HR pixels per Sentinel pixel) must be a multiple of the HR encoder's "
                     f"last-stage stride {stride} to pool its map onto the Sentinel grid; set hr_ratio to the inputs' "
                     "resolution ratio"
                 )
-        self.hr = SwinTransformerV2(cfg.hr) if cfg.hr is not None else None
         self.s2 = VisionTransformer(cfg.s2) if cfg.s2 is not None else None
         self.s1 = VisionTransformer(cfg.s1) if cfg.s1 is not None else None
         self.s2_head = UpsampleHead(cfg.s2_head) if cfg.s2 is not None and cfg.s2_head is not None else None
@@ -264,8 +264,8 @@ class SkySense(nn.Module):
             if tuple(token.shape[-2:]) != grid:
                 if self.config.grid_mismatch == "error":
                     raise ValueError(
-                        f"modality grids differ: {[tuple(t.shape[-2:]) for t in tokens]} (HR at stride "
-                        f"{self.config.hr_ratio} first, then S2, S1). Co-register the inputs (one Sentinel pixel = "
+                        f"modality grids differ: {[tuple(t.shape[-2:]) for t in tokens]} (HR first, then S2, "
+                        f"S1). Co-register the inputs (one Sentinel pixel = "
                         f"{self.config.hr_ratio} HR pixels, the model's hr_ratio) or build the model with "
                         "grid_mismatch='resample'"
                     )
