@@ -260,3 +260,36 @@ def test_embed_hr_with_sentinel_series_on_the_coregistered_grid(tmp_path: Path) 
     sources = SceneSources(hr=scene, s1=SeriesSource.from_arg(folder, "s1_grd"))
     again = predict_scene(model, sources, tmp_path / "emb2.tif", tile=512, overlap=128, progress=False)
     assert np.allclose(_read(again.output)[0], values, atol=1e-5)
+
+
+def test_hr_tiles_align_to_the_encoders_own_stride_not_a_fixed_32(tmp_path: Path) -> None:
+    """The cpu preset's HR encoder has stride 16: an HR-only model takes 48-pixel tiles (not a multiple of 32), and
+    its map lies on the same grid as with 64-pixel tiles (the windows' context differs, so the values only agree
+    closely); with the fusion, tiles must also be multiples of hr_ratio."""
+    from skysense.inference.models import hr_tile_multiple
+
+    with rasterio.open(shared_path("rasterio_testdata", "tests", "data", "cogeo.tif")) as src:  # real 0.6 m aerial
+        window = rasterio.windows.Window(300, 300, 160, 160)
+        pixels, profile = src.read(window=window), src.profile
+        profile.update(width=160, height=160, transform=src.window_transform(window), compress="deflate",
+                       photometric="rgb", blockxsize=64, blockysize=64)  # fmt: skip
+    scene = tmp_path / "aerial.tif"
+    with rasterio.open(scene, "w", **profile) as dst:
+        dst.write(pixels)
+    torch.manual_seed(0)
+    hr_only = create_model("cpu", s2=None, s1=None, fusion=None, geo=None)
+    assert hr_tile_multiple(hr_only) == 16 and hr_tile_multiple(create_model("cpu")) == 32
+    embedder = load_scene_model(save_pretrained(hr_only, tmp_path / "hr.safetensors"), "embedding", source="hr")
+    outputs = []
+    for tile, overlap in ((48, 16), (64, 32)):
+        report = predict_scene(embedder, SceneSources(hr=scene), tmp_path / f"emb{tile}.tif", tile=tile,
+                               overlap=overlap, progress=False)  # fmt: skip
+        outputs.append(_read(report.output)[0])
+    assert outputs[0].shape == (384, 10, 10) and not np.isnan(outputs[0]).any()
+    a, b = (o - o.mean(axis=(1, 2), keepdims=True) for o in outputs)  # the spatial pattern of every channel
+    agreement = np.corrcoef(a.ravel(), b.ravel())[0, 1]
+    shifted = np.corrcoef(a[:, :, 1:].ravel(), b[:, :, :-1].ravel())[0, 1]  # one output pixel off
+    assert agreement > 0.8 and agreement > shifted + 0.1, (agreement, shifted)
+    fused = load_scene_model(save_pretrained(create_model("cpu"), tmp_path / "all.safetensors"), "embedding")
+    with pytest.raises(ValueError, match="32"):
+        predict_scene(fused, SceneSources(hr=scene), tmp_path / "fused.tif", tile=48, overlap=16, progress=False)

@@ -17,6 +17,7 @@ accepted, by full dotted path or bare class name, and nothing a checkpoint names
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ class SceneModel:
         output_stride: reference-grid pixels per output pixel along each axis.
         class_names: for "classes".
         description: what was loaded (written into the output's tags).
+        hr_channels: channels of the HR encoder's input (3 or 4), None without one.
+        hr_multiple: HR tile sizes must be multiples of it (:func:`hr_tile_multiple`).
     """
 
     network: nn.Module
@@ -63,6 +66,7 @@ class SceneModel:
     description: str = ""
     source: str = "hr"
     hr_channels: int | None = None
+    hr_multiple: int = 32
 
     def __call__(self, inputs: SkySenseInput, tile: int) -> torch.Tensor:
         """(B, channels, tile / output_stride, tile / output_stride) float32."""
@@ -131,6 +135,15 @@ def _task_class(checkpoint: dict[str, Any], path: Path) -> type:
     return _task_classes()[class_name]
 
 
+def hr_tile_multiple(backbone: SkySense) -> int:
+    """HR pixels that an HR tile's side must be a multiple of: the HR encoder's last-stage stride, and with the
+    temporal fusion also ``hr_ratio`` (the last stage is pooled onto a Sentinel grid of that many HR pixels)."""
+    if backbone.hr is None:
+        return 1
+    stride = backbone.hr.feature_info[-1].reduction
+    return math.lcm(stride, backbone.config.hr_ratio) if backbone.fusion is not None else stride
+
+
 def _backbone_modalities(backbone: SkySense) -> list[str]:
     return [name for name in ("hr", "s2", "s1") if getattr(backbone, name) is not None]
 
@@ -162,7 +175,7 @@ def _embedding_model(
         raise ValueError(f"{description}: this model has no encoder to take embeddings from")
     hr_channels = backbone.hr.config.in_chans if backbone.hr is not None else None
     return SceneModel(backbone.eval(), "embedding", modalities, channels, stride, None, description, source,
-                      hr_channels)  # fmt: skip
+                      hr_channels, hr_tile_multiple(backbone))  # fmt: skip
 
 
 def load_scene_model(
@@ -233,4 +246,5 @@ def load_scene_model(
     modalities = [source] if source in ("hr", "s2", "s1") else _backbone_modalities(task.backbone)
     hr_channels = task.backbone.hr.config.in_chans if task.backbone.hr is not None else None
     return SceneModel(task, "classes", modalities, hp.num_classes, 1, list(task.class_names),
-                      f"{task_class.__name__} {path.name}", source, hr_channels)  # fmt: skip
+                      f"{task_class.__name__} {path.name}", source, hr_channels,
+                      hr_tile_multiple(task.backbone))  # fmt: skip

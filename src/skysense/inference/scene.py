@@ -103,13 +103,14 @@ SENTINEL_TILE = 128  # default tile side on a Sentinel grid (no HR image): 32 ×
 def scene_alignment(model: SceneModel, sources: SceneSources) -> tuple[int, int]:
     """(origin, size) alignment in reference pixels: tile origins must be multiples of the first (the output
     stride, and the Sentinel ViT's patch of 4 Sentinel pixels when Sentinel inputs are read, so that every tile
-    keeps the co-registration), tile sizes and overlaps of the second (also the HR encoder's stride, 32)."""
+    keeps the co-registration), tile sizes and overlaps of the second (also the HR encoder's
+    :attr:`SceneModel.hr_multiple`: its stride, and ``hr_ratio`` when it fuses)."""
     origin = [model.output_stride]
     if any(m in model.modalities and getattr(sources, m) is not None for m in ("s2", "s1")):
         origin.append(4 * sources.sentinel_scale)
     size = list(origin)
     if "hr" in model.modalities and sources.hr is not None:
-        size.append(32)
+        size.append(model.hr_multiple)
     return math.lcm(*origin), math.lcm(*size)
 
 
@@ -312,8 +313,9 @@ def predict_scene(
         tile: tile side in reference pixels (HR pixels, or Sentinel pixels without HR); default 512 when the HR
             image is read, :data:`SENTINEL_TILE` (128) on a Sentinel grid, where a ViT of patch 4 on 512² would
             attend over 16,384 tokens per frame (16× the cost per pixel of 128²); a multiple of the size
-            alignment (:func:`scene_alignment`: 32 for HR models, 128 with Sentinel inputs on an HR grid). A scene
-            smaller than the tile gets one tile shrunk to the scene (rounded up to the alignment).
+            alignment (:func:`scene_alignment`: the HR encoder's stride, 32, or 16 for the cpu preset without the
+            fusion; 128 with Sentinel inputs on an HR grid). A scene smaller than the tile gets one tile shrunk to
+            the scene (rounded up to the alignment).
         overlap: pixels shared by neighbouring tiles (blended; default a quarter of the default tile); at most half
             the tile, a multiple of the origin
             alignment. The model's own border effects (zero padding in the head) reach tens of pixels into a tile;
