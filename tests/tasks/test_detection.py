@@ -89,6 +89,26 @@ def test_predictions_in_source_pixels_and_errors() -> None:
         DetectionTask(10, class_names=["a", "b"])
 
 
+def test_the_configs_five_anchor_sizes_fit_the_3_stage_cpu_preset() -> None:
+    """The cpu preset's pyramid has levels at strides 4, 8, 16 and the pooled 32: of the five sizes listed for
+    strides 4 … 64 (the config's) it takes the first four, and it trains on a real NWPU VHR-10 image; a list that
+    is neither one size per level nor one per stride from 4 is refused, naming the strides."""
+    _, (batch,) = _nwpu_batch(range(1))
+    task = DetectionTask(10, preset="cpu", image_size=256, fpn_channels=32, anchor_sizes=[8, 16, 32, 64, 128])
+    assert task.detector.backbone.strides == [4, 8, 16, 32]
+    assert task.detector.rpn.anchor_generator.sizes == ((8,), (16,), (32,), (64,))
+    task.train()
+    losses = task(batch.inputs.hr, task._targets(batch, "train"))
+    assert set(losses) >= {"loss_objectness", "loss_box_reg"} and all(torch.isfinite(v) for v in losses.values())
+    assert DetectionTask(10, preset="cpu", anchor_sizes=[8, 16, 32, 64]).detector.rpn.anchor_generator.sizes[-1] == (
+        64,
+    )
+    with pytest.raises(
+        ValueError, match=r"anchor_sizes needs one size per pyramid level \(4, strides \[4, 8, 16, 32\]"
+    ):
+        DetectionTask(10, preset="cpu", anchor_sizes=[8, 16])
+
+
 def test_frozen_backbone_keeps_no_graph_and_layer_decay_groups() -> None:
     task = DetectionTask(3, image_size=64, fpn_channels=16, freeze="frozen")
     assert not any(p.requires_grad for p in task.backbone.parameters())

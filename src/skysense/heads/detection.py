@@ -3,7 +3,7 @@
 Nothing of the detector is written here: the region proposal network, RoI align, box head, losses and
 post-processing are torchvision's (:class:`torchvision.models.detection.FasterRCNN`,
 :class:`torchvision.ops.FeaturePyramidNetwork`). This module only adapts the encoder: :class:`HRPyramidBackbone`
-turns the HR encoder's stage outputs (strides 4, 8, 16, 32) into the ``OrderedDict`` of FPN maps with an
+turns the HR encoder's stage outputs (strides 4, 8, 16, 32; 4, 8, 16 for the ``cpu`` preset) into the ``OrderedDict`` of FPN maps with an
 ``out_channels`` attribute that torchvision's detectors take, plus a max-pooled stride-64 level for the largest
 anchors (as in torchvision's ResNet-50-FPN).
 
@@ -14,6 +14,7 @@ so the detector's own normalisation is the identity (mean 0, std 1), and its res
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -56,6 +57,12 @@ class HRPyramidBackbone(nn.Module):
         return self._encoder[0]
 
     @property
+    def strides(self) -> list[int]:
+        """The stride of every pyramid level: the encoder stages', then the pooled level's (twice the last)."""
+        stages = [self.encoder.feature_info[i].reduction for i in self.stages]
+        return [*stages, 2 * stages[-1]]
+
+    @property
     def feature_names(self) -> list[str]:
         """Names of the stride 4–32 maps (what RoI align pools from)."""
         return [str(i) for i in self.stages]
@@ -81,14 +88,31 @@ def build_faster_rcnn(
         backbone: the HR pyramid.
         num_classes: object classes, without the background (torchvision's count is this + 1).
         image_size: side of the square images the detector receives (its resize is then the identity).
-        anchor_sizes: one anchor size (pixels) per pyramid level, strides 4 … 64.
+        anchor_sizes: one anchor size (pixels) per pyramid level, in stride order. A longer list is read as the
+            sizes for strides 4, 8, 16, 32, 64, … and each level takes the size of its stride: the five sizes of a
+            4-stage encoder's configs then also fit the 3-stage ``cpu`` preset (levels at strides 4 … 32).
         aspect_ratios: anchor aspect ratios (height / width), the same at every level.
         detections_per_image: the most boxes kept per image after NMS.
         score_threshold: boxes below this score are dropped at inference.
     """
-    levels = len(backbone.feature_names) + 1  # + the pooled level
+    strides = backbone.strides
+    levels = len(strides)
+    if len(anchor_sizes) > levels:
+        index = [int(math.log2(stride)) - 2 for stride in strides]  # stride 4 → 0, 8 → 1, …
+        if (
+            min(index) < 0
+            or max(index) >= len(anchor_sizes)
+            or any(4 << i != s for i, s in zip(index, strides, strict=True))
+        ):
+            raise ValueError(
+                f"anchor_sizes: {len(anchor_sizes)} sizes for strides 4, 8, …, but the pyramid's levels are at "
+                f"strides {strides}: give one size per level ({levels})"
+            )
+        anchor_sizes = [anchor_sizes[i] for i in index]
     if len(anchor_sizes) != levels:
-        raise ValueError(f"anchor_sizes needs one size per pyramid level ({levels}), got {list(anchor_sizes)}")
+        raise ValueError(
+            f"anchor_sizes needs one size per pyramid level ({levels}, strides {strides}), got {list(anchor_sizes)}"
+        )
     bands = backbone.encoder.config.in_chans
     anchors = AnchorGenerator(tuple((int(s),) for s in anchor_sizes), (tuple(aspect_ratios),) * levels)
     return FasterRCNN(

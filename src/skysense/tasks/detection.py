@@ -33,7 +33,8 @@ class DetectionTask(BackboneTask):
             layer_decay, warmup_steps: see :class:`~skysense.tasks.base.BackboneTask`.
         image_size: side of the square (letterboxed) images of the data module (the detector does not resize them).
         fpn_channels: FPN width.
-        anchor_sizes: anchor size (pixels) per pyramid level, strides 4, 8, 16, 32, 64.
+        anchor_sizes: anchor size (pixels) per pyramid level, strides 4, 8, 16, 32, 64 (an encoder with fewer
+            levels takes the sizes of its strides: see :func:`~skysense.heads.detection.build_faster_rcnn`).
         aspect_ratios: anchor aspect ratios.
         detections_per_image: boxes kept per image after NMS.
         score_threshold: boxes below this score are dropped at inference.
