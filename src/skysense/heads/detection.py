@@ -3,9 +3,9 @@
 Nothing of the detector is written here: the region proposal network, RoI align, box head, losses and
 post-processing are torchvision's (:class:`torchvision.models.detection.FasterRCNN`,
 :class:`torchvision.ops.FeaturePyramidNetwork`). This module only adapts the encoder: :class:`HRPyramidBackbone`
-turns the HR encoder's stage outputs (strides 4, 8, 16, 32; 4, 8, 16 for the ``cpu`` preset) into the ``OrderedDict`` of FPN maps with an
-``out_channels`` attribute that torchvision's detectors take, plus a max-pooled stride-64 level for the largest
-anchors (as in torchvision's ResNet-50-FPN).
+turns the HR encoder's stage outputs (strides 4, 8, 16, 32; 4, 8, 16 for the ``cpu`` preset) into the
+``OrderedDict`` of FPN maps with an ``out_channels`` attribute that torchvision's detectors take, plus a max-pooled
+level at twice the last stride (64; 32 for ``cpu``) for the largest anchors (as in torchvision's ResNet-50-FPN).
 
 Inputs reach the detector already normalised by the data pipeline (:class:`~skysense.data.transforms.Normalize`),
 so the detector's own normalisation is the identity (mean 0, std 1), and its resize is the identity when
@@ -14,7 +14,6 @@ so the detector's own normalisation is the identity (mean 0, std 1), and its res
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -98,17 +97,13 @@ def build_faster_rcnn(
     strides = backbone.strides
     levels = len(strides)
     if len(anchor_sizes) > levels:
-        index = [int(math.log2(stride)) - 2 for stride in strides]  # stride 4 → 0, 8 → 1, …
-        if (
-            min(index) < 0
-            or max(index) >= len(anchor_sizes)
-            or any(4 << i != s for i, s in zip(index, strides, strict=True))
-        ):
+        by_stride = {4 << i: size for i, size in enumerate(anchor_sizes)}  # strides 4, 8, 16, …
+        if any(stride not in by_stride for stride in strides):
             raise ValueError(
                 f"anchor_sizes: {len(anchor_sizes)} sizes for strides 4, 8, …, but the pyramid's levels are at "
                 f"strides {strides}: give one size per level ({levels})"
             )
-        anchor_sizes = [anchor_sizes[i] for i in index]
+        anchor_sizes = [by_stride[stride] for stride in strides]
     if len(anchor_sizes) != levels:
         raise ValueError(
             f"anchor_sizes needs one size per pyramid level ({levels}, strides {strides}), got {list(anchor_sizes)}"
