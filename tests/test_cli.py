@@ -41,6 +41,25 @@ def test_unknown_command_is_one_line_with_exit_code_2(capsys) -> None:
     assert err.count("\n") == 1 and err.startswith("skysense: ") and "invalid choice: 'nonsense'" in err
 
 
+def test_a_refused_option_value_of_a_task_is_one_line_with_exit_code_2(capsys, monkeypatch, tmp_path) -> None:
+    """A task's own worded check that fails while LightningCLI builds the model (here: two anchor sizes for the
+    cpu preset's four pyramid levels) reaches the user as that one line, not as jsonargparse's traceback and dump of
+    every argument; nothing is written."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)  # the config's paths are relative to the repository
+    argv = ["fit", "--config", "configs/detection/nwpu_vhr10.yaml", "--model.init_args.preset", "cpu",
+            "--model.init_args.anchor_sizes", "[8, 16]", "--trainer.default_root_dir", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Namespace" not in err  # (Lightning's "Seed set" line may come before it)
+    last = err.splitlines()[-1]
+    assert last.startswith("skysense fit: anchor_sizes needs one size per pyramid level (4, strides [4, 8, 16, 32])")
+    assert last.endswith("see `skysense fit --help`")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("logger", ["csv", "tensorboard"])
 def test_pretrain_command_runs_on_real_sources(tmp_path, logger: str) -> None:
     """`skysense pretrain --config configs/pretrain/tiny.yaml` for two steps on EuroSAT, Sen1Floods11 and Presto

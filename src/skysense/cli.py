@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import skysense
-from skysense.errors import INTERRUPTED, ArgumentParser, UsageError, expected_exit_code, one_line
+from skysense.errors import INTERRUPTED, ArgumentParser, UsageError, expected_exit_code, one_line, raised_in
 from skysense.models.registry import count_parameters, create_model, get_config, list_presets
 
 
@@ -102,11 +102,20 @@ def pretrain_main(argv: Sequence[str]) -> int:
 @contextmanager
 def _one_line_parse_errors(prog: str) -> Iterator[None]:
     """LightningCLI's (jsonargparse's) option errors as a :class:`~skysense.errors.UsageError` (one line, exit 2)
-    instead of a usage block."""
+    instead of a usage block; so is a worded check of ours that refused an option's value while jsonargparse built
+    the model or data module (jsonargparse re-raises it inside its own ValueError, with a dump of every argument)."""
     try:
         yield
     except argparse.ArgumentError as err:
         raise UsageError(f"{err}; see `{prog} --help`") from None
+    except ValueError as err:
+        import jsonargparse  # LightningCLI's parser, already loaded by the command
+
+        cause = err.__cause__
+        from_parser = raised_in(err, Path(jsonargparse.__file__).resolve().parent)
+        if cause is None or expected_exit_code(cause) is None or not from_parser:
+            raise
+        raise UsageError(f"{one_line(cause)}; see `{prog} --help`") from None
 
 
 TASK_COMMANDS = ("fit", "validate", "test", "predict")

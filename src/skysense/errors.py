@@ -75,18 +75,19 @@ class Interrupted(SkysenseError):
     exit_code = INTERRUPTED
 
 
-def _raised_by_skysense(err: BaseException) -> bool:
-    """True when the innermost frame of ``err``'s traceback is skysense code (a deliberate, worded check)."""
+def raised_in(err: BaseException, directory: Path) -> bool:
+    """True when the innermost frame of ``err``'s traceback is code under ``directory`` (a resolved path)."""
     tb = err.__traceback__
     if tb is None:
         return False
     while tb.tb_next is not None:
         tb = tb.tb_next
-    try:
-        Path(tb.tb_frame.f_code.co_filename).resolve().relative_to(PACKAGE_DIR)
-    except ValueError:
-        return False
-    return True
+    return Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(directory)
+
+
+def _raised_by_skysense(err: BaseException) -> bool:
+    """True when the innermost frame of ``err``'s traceback is skysense code (a deliberate, worded check)."""
+    return raised_in(err, PACKAGE_DIR)
 
 
 def expected_exit_code(err: BaseException) -> int | None:
