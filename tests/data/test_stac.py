@@ -13,11 +13,12 @@ import pystac
 import pytest
 
 from skysense.data.products import find_s2_products
+from skysense.data.products.stac import read_stac
 from skysense.data.sensors import S1_GRD, S2_COMMON_NAMES, S2_L2A
 from skysense.data.series import read_time_series
 from skysense.errors import InputError
 from skysense.inference.sources import SeriesSource
-from tests.data.s2_safe import side, write_safe
+from tests.data.s2_safe import RESOLUTION, side, write_safe
 from tests.data.test_readers import spain
 from tests.data.test_s1_polarisations import _write_polarisations
 
@@ -101,3 +102,162 @@ def test_remote_hrefs_keep_their_url_through_the_path_layer() -> None:
     assert str(Path(path)) == path and path.startswith("/vsicurl?url=")
     assert parse_qs(path.split("?", 1)[1])["url"] == [href]
     assert _gdal_path("s3://bucket/key/B04.tif") == "/vsis3/bucket/key/B04.tif"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Items shaped as the three public catalogues publish them, over real pixels
+# ------------------------------------------------------------------------------------------------------------------
+def _write_like(source: str, path: Path, add: int = 0, factor: float = 1, nearest: bool = False) -> Path:
+    """``source``'s pixels as a tiled GeoTIFF at ``path``: DN + ``add`` (a catalogue's COG), or resampled ``factor``
+    times coarser (block mean, or nearest for a class mask; ``factor`` < 1: finer, by repetition) as a catalogue's
+    resampled copy."""
+    import rasterio
+    from rasterio.transform import Affine
+
+    with rasterio.open(source) as src:
+        values, profile = src.read().astype(np.int64), src.profile
+    if factor < 1:
+        up = round(1 / factor)
+        values = values.repeat(up, axis=1).repeat(up, axis=2)
+        profile.update(width=values.shape[2], height=values.shape[1],
+                       transform=profile["transform"] @ Affine.scale(factor))  # fmt: skip
+    elif factor > 1:
+        factor = int(factor)
+        c, h, w = values.shape
+        blocks = values.reshape(c, h // factor, factor, w // factor, factor)
+        values = blocks[:, :, 0, :, 0] if nearest else np.rint(blocks.mean(axis=(2, 4))).astype(np.int64)
+        profile.update(width=w // factor, height=h // factor, transform=profile["transform"] @ Affine.scale(factor))
+    profile.update(driver="GTiff", tiled=True, blockxsize=256, blockysize=256, compress="deflate")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.clip(values + add, 0, None).astype(profile["dtype"]))
+    return path
+
+
+def _saved(item: pystac.Item, path: Path) -> Path:
+    path.write_text(json.dumps(item.to_dict(include_self_link=False)))
+    return path
+
+
+@pytest.mark.parametrize("offset_applied", [True, False])
+def test_an_earth_search_item_reads_its_cogs_with_the_offset_it_carries(tmp_path: Path, offset_applied: bool) -> None:
+    """Earth Search v1 (sentinel-2-l2a): assets keyed by common name (``blue``, ``nir08``), each band twice (the COG
+    and the original as ``blue-jp2``), ``raster:bands`` offset −0.1 on every Item, and ``earthsearch:boa_offset_
+    applied`` saying whether the COGs' DN already carry the −1000. Read from the COGs (not the JPEG 2000 copies), the
+    Item gives the product's reflectance either way; following raster:bands alone would subtract the offset twice."""
+    safe = write_safe(tmp_path, level="L2A")
+    (product,) = find_s2_products(safe)
+    cogs = tmp_path / "cogs"
+    cogs.mkdir()
+    item = pystac.Item("S2B_30SYH_20220917_0_L2A", None, None, dt.datetime(2022, 9, 17, 10, 56, 19, tzinfo=dt.UTC),
+                       {"s2:processing_baseline": "04.00", "s2:product_type": "S2MSI2A",
+                        "earthsearch:boa_offset_applied": offset_applied}, collection="sentinel-2-l2a")  # fmt: skip
+    cog_type, raster = "image/tiff; application=geotiff; profile=cloud-optimized", {"scale": 0.0001, "offset": -0.1}
+    item.add_asset("aot", pystac.Asset(str(_write_like(product.bands["B1"], cogs / "AOT.tif")), media_type=cog_type,
+                                       roles=["data"], extra_fields={"raster:bands": [{"scale": 0.001}]}))  # fmt: skip
+    for suffix, media in (("", cog_type), ("-jp2", "image/jp2")):
+        for code, path in product.bands.items():
+            name = COMMON[code]
+            href = str(_write_like(path, cogs / f"{code}.tif", add=-1000 * offset_applied)) if not suffix else path
+            item.add_asset(f"{name}{suffix}", pystac.Asset(href, media_type=media, roles=["data", "reflectance"],
+                extra_fields={"eo:bands": [{"name": name, "common_name": name}], "raster:bands": [raster]}))  # fmt: skip
+        scl = str(_write_like(product.mask, cogs / "SCL.tif")) if not suffix else product.mask
+        item.add_asset(f"scl{suffix}", pystac.Asset(scl, media_type=media, roles=["data"]))
+    visual = [{"name": n, "common_name": n} for n in ("red", "green", "blue")]
+    item.add_asset("visual", pystac.Asset(product.bands["B4"], media_type="image/jp2", roles=["visual"],
+                                          extra_fields={"eo:bands": visual}))  # fmt: skip
+    item.add_asset("granule_metadata", pystac.Asset("metadata.xml", media_type="application/xml", roles=["metadata"]))
+    (stac_item,) = read_stac(_saved(item, tmp_path / "item.json"))
+    assert all(asset.path.endswith(".tif") for asset in stac_item.bands.values()) and stac_item.mask.endswith(".tif")
+    assert stac_item.sensor == "s2_l2a" and not stac_item.assumptions
+    grid = product.grid()
+    from_item, from_product = stac_item.read(grid, S2_L2A.bands), product.read(grid, S2_L2A.bands)
+    assert np.array_equal(from_item.valid, from_product.valid) and (~from_item.valid).any()
+    assert np.allclose(from_item.values, from_product.values, atol=1e-3, equal_nan=True)
+
+
+def test_a_cdse_item_takes_each_bands_native_asset_and_the_stac_1_1_fields(tmp_path: Path) -> None:
+    """The Copernicus Data Space catalogue (STAC 1.1): every band at 10, 20 and 60 m (``B02_10m``, ``B02_60m``, the
+    resampled copies marked ``sampling:downsampled``), names in ``bands`` with ``eo:common_name``, scaling in the
+    asset's ``raster:scale``/``raster:offset``, ``SCL_20m`` and ``SCL_60m``, a true-colour ``TCI_10m`` and a
+    ``visual`` asset whose roles say data. The Item is read from the native assets, listed after the copies here,
+    and gives the product's reflectance and cloud mask."""
+    safe = write_safe(tmp_path, level="L2A")
+    (product,) = find_s2_products(safe)
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    item = pystac.Item("S2B_MSIL2A_20220917T105619_N0400_R094_T30SYH_20220917T131452", None, None,
+                       dt.datetime(2022, 9, 17, 10, 56, 19, tzinfo=dt.UTC), {"product:type": "S2MSI2A"},
+                       collection="sentinel-2-l2a")  # fmt: skip
+    rgb = [{"name": b, "eo:common_name": n} for b, n in (("B04", "red"), ("B03", "green"), ("B02", "blue"))]
+    item.add_asset("visual", pystac.Asset(product.bands["B2"], media_type="image/jp2", roles=["data"],
+                                          extra_fields={"bands": rgb}))  # fmt: skip
+    for code, path in product.bands.items():
+        name = code if code == "B8A" else f"B{int(code[1:]):02d}"
+        fields = {"bands": [{"name": name, "eo:common_name": COMMON[code]}], "raster:scale": 0.0001,
+                  "raster:offset": -0.1, "nodata": 0}  # fmt: skip
+        native = RESOLUTION.get(code, 20)
+        other, sampling = (60, "downsampled") if native < 60 else (20, "upsampled")  # listed first
+        copy = _write_like(path, copies / f"{name}_{other}m.tif", factor=other / native)
+        item.add_asset(
+            f"{name}_{other}m",
+            pystac.Asset(
+                str(copy),
+                media_type="image/tiff",
+                extra_fields=fields,
+                roles=["data", f"sampling:{sampling}", f"gsd:{other}m"],
+            ),
+        )
+        item.add_asset(
+            f"{name}_{native}m",
+            pystac.Asset(
+                path, media_type="image/jp2", extra_fields=fields, roles=["data", "reflectance", f"gsd:{native}m"]
+            ),
+        )
+    scl_60m = _write_like(product.mask, copies / "SCL_60m.tif", factor=3, nearest=True)
+    item.add_asset("SCL_60m", pystac.Asset(str(scl_60m), media_type="image/tiff",
+                                           roles=["data", "sampling:downsampled", "gsd:60m"]))  # fmt: skip
+    item.add_asset("SCL_20m", pystac.Asset(product.mask, media_type="image/jp2", roles=["data", "gsd:20m"]))
+    item.add_asset("TCI_10m", pystac.Asset(product.bands["B2"], media_type="image/jp2", roles=["visual"]))
+    item.add_asset("WVP_10m", pystac.Asset(product.bands["B2"], media_type="image/jp2", roles=["data", "gsd:10m"]))
+    (stac_item,) = read_stac(_saved(item, tmp_path / "item.json"))
+    assert {b: a.path for b, a in stac_item.bands.items()} == dict(product.bands)
+    assert stac_item.mask == product.mask and stac_item.level == "L2A"
+    grid = product.grid()
+    from_item, from_product = stac_item.read(grid, S2_L2A.bands), product.read(grid, S2_L2A.bands)
+    assert np.array_equal(from_item.valid, from_product.valid) and (~from_item.valid).any()
+    assert np.allclose(from_item.values, from_product.values, atol=1e-3, equal_nan=True)
+
+
+def test_an_item_without_scaling_takes_the_baseline_from_its_product_id(tmp_path: Path) -> None:
+    """No raster scaling and no baseline property: ``…_N0400_…`` in the Item id says −1000; an Item that says nothing
+    at all gets the date's assumption, stated."""
+    safe = write_safe(tmp_path, level="L2A")
+    (product,) = find_s2_products(safe)
+    for name in ("S2B_MSIL2A_20220917T105619_N0400_R094_T30SYH_20220917T131452", "S2B_30SYH_20220917"):
+        item = pystac.Item(name, None, None, dt.datetime(2022, 9, 17, tzinfo=dt.UTC), {})
+        for code, path in product.bands.items():
+            item.add_asset(code, pystac.Asset(path, media_type="image/jp2", roles=["data"]))
+        (stac_item,) = read_stac(_saved(item, tmp_path / f"{name}.json"))
+        assert stac_item.s2_offset == -1000.0
+        assert bool(stac_item.assumptions) == (name == "S2B_30SYH_20220917")
+
+
+def test_an_s1_item_in_radar_geometry_is_refused_naming_terrain_correction(tmp_path: Path) -> None:
+    """A Sentinel-1 GRD Item (Planetary Computer's sentinel-1-grd) points at files georeferenced by GCPs only."""
+    import rasterio
+    from rasterio.control import GroundControlPoint
+
+    with rasterio.open(spain("S1")) as src:
+        values, profile = src.read(), src.profile
+    last = src.width - 1
+    gcps = [GroundControlPoint(r, c, -0.7 + c * 1e-4, 38.1 - r * 1e-4) for r in (0, last) for c in (0, last)]
+    profile.update(crs=None, transform=rasterio.Affine.identity(), count=1)
+    item = pystac.Item("S1A_IW_GRDH_1SDV_20190918T060043", None, None, dt.datetime(2019, 9, 18, tzinfo=dt.UTC),
+                       {"sar:polarizations": ["VV", "VH"]}, collection="sentinel-1-grd")  # fmt: skip
+    for index, key in enumerate(("vv", "vh")):
+        with rasterio.open(tmp_path / f"{key}.tiff", "w", **profile) as dst:
+            dst.write(values[index : index + 1])
+            dst.gcps = (gcps, rasterio.crs.CRS.from_epsg(4326))
+        item.add_asset(key, pystac.Asset(str(tmp_path / f"{key}.tiff"), media_type="image/tiff", roles=["data"]))
+    with pytest.raises(InputError, match=r"vv\.tiff: georeferenced only by 4 ground control points .* sarsen"):
+        read_stac(_saved(item, tmp_path / "grd.json"))

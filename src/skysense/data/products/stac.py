@@ -1,20 +1,26 @@
 """STAC Items as Sentinel inputs: an Item or ItemCollection JSON (or a folder of them), parsed with ``pystac``,
 one date per Item, its per-band assets read onto any grid.
 
-- **Bands** from each asset's ``eo:bands`` (STAC 1.1 ``bands``) ``common_name`` or ``name``, else the asset key
-  (``B02``, ``red``, ``nir08``, ``vv``), through :func:`~skysense.data.sensors.canonical_band_name`; assets that
-  are not single bands (``visual``, thumbnails, metadata) are skipped. A multi-band asset counts when every band
-  is named.
+- **Bands** from each asset's STAC 1.1 ``bands`` (``eo:common_name``, ``name``) or ``eo:bands`` (``common_name``,
+  ``name``), else the asset key without a resolution or format suffix (``B02``, ``B02_10m``, ``red``,
+  ``blue-jp2``, ``vv``), through :func:`~skysense.data.sensors.canonical_band_name`. True-colour composites
+  (``visual``, ``TCI_10m``), thumbnails, metadata and assets that name no band (``AOT``, ``WVP``) are skipped. Where
+  several assets hold one band (Earth Search: a COG and its JPEG 2000 original; CDSE: each band at 10, 20 and 60 m),
+  the native one (no ``sampling:*`` role) at its finest resolution is read, a GeoTIFF before a JPEG 2000 copy.
 - **Date** from ``properties.datetime`` (else ``start_datetime``).
 - **Hrefs**: local paths (relative to the JSON) and ``file://`` are read as files; ``http(s)://`` through GDAL's
   ``/vsicurl?url=`` and ``s3://`` through ``/vsis3/`` when the user has network (no test needs it).
-- **Sentinel-2 radiometry** to reflectance × 1e4: an asset's ``raster:bands`` ``scale``/``offset`` when given
-  (reflectance = DN × scale + offset); else ``s2:processing_baseline`` ≥ 04.00 → offset −1000 on DN / 10000;
-  else the sensing date decides, and the assumption is stated (as for SAFE products without metadata). The level
-  comes from ``s2:product_type`` or the collection id; ``SCL`` assets are cloud masks, as in
-  :mod:`skysense.data.products.sentinel2`.
+- **Sentinel-2 radiometry** to reflectance × 1e4: Earth Search's ``earthsearch:boa_offset_applied`` flag with the
+  processing baseline when the Item has the flag (its COGs may already carry the offset that its ``raster:bands``
+  give again); else the asset's scaling (``raster:scale``/``raster:offset``, or ``raster:bands`` ``scale``/
+  ``offset``: reflectance = DN × scale + offset); else the processing baseline (``s2:processing_baseline``,
+  ``processing:version``, ``_N0400_`` in the id) ≥ 04.00 → offset −1000 on DN / 10000; else the sensing date
+  decides, and the assumption is stated (as for SAFE products without metadata). The level comes from
+  ``s2:product_type``, ``product:type`` or the collection id; ``SCL`` assets (``SCL_20m``, ``scl``) are cloud masks,
+  as in :mod:`skysense.data.products.sentinel2`.
 - **Sentinel-1** (``sar:polarizations``, or ``vv``/``vh`` assets): values as stored (dB or linear: the sensor says).
 - CRS: the assets' own (``proj:epsg``/``proj:code`` describe them; the files are read with their georeferencing).
+- Sentinel-1 files in radar geometry (GCPs only: a GRD Item) are refused, naming terrain correction.
 
 Written on ``pystac`` rather than odc-stac: odc-stac loads an xarray cube of a whole area at one resolution, while
 the tiled scene reader needs each Item as bands it can warp tile by tile onto the HR image's grid, with Sentinel-2
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +40,7 @@ from urllib.parse import quote, urlparse
 import numpy as np
 
 from skysense.containers import Grid
+from skysense.data.products.sentinel1 import check_geocoded
 from skysense.data.products.sentinel2 import SCL_INVALID, _assumed_radiometry
 from skysense.data.raster import Raster, raster_info, reproject_to_grid
 from skysense.data.sensors import canonical_band_name
@@ -110,7 +118,7 @@ class StacItem:
             plane = raster.values[0]
             if band.startswith("B"):  # Sentinel-2: reflectance × 1e4
                 if asset.scale is not None:
-                    plane = (plane * asset.scale + (asset.offset or 0.0)) * 10000.0
+                    plane = plane * (asset.scale * 10000.0) + (asset.offset or 0.0) * 10000.0  # 1e-4 → × 1.0
                 else:
                     plane = plane + self.s2_offset
                 plane = np.maximum(plane, 0.0, where=raster.valid[0], out=plane)
@@ -135,61 +143,170 @@ def _gdal_path(href: str) -> str:
     return href
 
 
-def _asset_bands(key: str, asset) -> list[tuple[str, int, dict]]:
-    """(canonical band, 1-based index, raster:bands entry) for each band of an asset it names; [] when not all of
-    its bands are named."""
+_KEY_SUFFIX = re.compile(r"(?:[_-](?:\d+m|jp2|cog|tif|tiff))+$", re.IGNORECASE)  # "B02_10m", "blue-jp2"
+_VISUAL = re.compile(r"^(?:visual|tci|true[_-]?colou?r)", re.IGNORECASE)  # 8-bit RGB composites, never reflectance
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """One asset's claim to be a band (or the SCL mask) of an Item, and how good a source of it it is."""
+
+    band: str
+    asset: BandAsset
+    resolution: float  # metres; inf when the Item does not say
+    native: bool  # not a resampled copy ("sampling:downsampled"/"upsampled" roles, as the CDSE catalogue marks them)
+    jpeg2000: bool
+
+    def rank(self) -> tuple[bool, float, bool]:
+        return (not self.native, self.resolution, self.jpeg2000)
+
+
+def _first(*values):
+    return next((v for v in values if v is not None), None)
+
+
+def _resolution(key: str, asset, entry: dict) -> float:
+    """An asset's pixel size from ``gsd``, ``raster:spatial_resolution``, a ``gsd:20m`` role, ``proj:transform`` or a
+    ``_20m`` key suffix (inf when none says)."""
     extra = asset.extra_fields
-    described = extra.get("eo:bands") or extra.get("bands") or []
-    raster_bands = extra.get("raster:bands") or [{} for _ in described] or [{}]
+    for value in (extra.get("gsd"), entry.get("raster:spatial_resolution"), entry.get("spatial_resolution"),
+                  (extra.get("raster:bands") or [{}])[0].get("spatial_resolution")):  # fmt: skip
+        if isinstance(value, (int, float)) and value > 0:
+            return float(value)
+    for text in [*(asset.roles or []), key]:
+        match = re.search(r"(?:gsd:|_)(\d+)m$", text, re.IGNORECASE)
+        if match:
+            return float(match.group(1))
+    transform = extra.get("proj:transform")
+    return abs(float(transform[0])) if transform else float("inf")
+
+
+def _asset_bands(key: str, asset) -> list[tuple[str, int, dict]]:
+    """(band, 1-based index, its scaling) for each band of an asset it names — a canonical band (``B4``, ``VV``) or
+    ``SCL`` —; [] when not all of its bands are named.
+
+    Band entries come from STAC 1.1 ``bands`` (``eo:common_name``, ``name``) or STAC 1.0 ``eo:bands``
+    (``common_name``, ``name``), else the asset key without a resolution or format suffix (``B02_10m``,
+    ``blue-jp2``). Scaling (``scale``, ``offset``, ``nodata``) comes from the band entry's ``raster:*`` fields (1.1),
+    else ``raster:bands`` (1.0), else the asset's own ``raster:scale``/``raster:offset``/``nodata`` (1.1)."""
+    extra = asset.extra_fields
+    described = extra.get("bands") or extra.get("eo:bands") or []
+    raster_bands = extra.get("raster:bands") or []
+    asset_level = {"scale": extra.get("raster:scale"), "offset": extra.get("raster:offset"),
+                   "nodata": extra.get("nodata", extra.get("raster:nodata"))}  # fmt: skip
+
+    def scaling(i: int, entry: dict) -> dict:
+        old = raster_bands[i] if i < len(raster_bands) else {}
+        return {
+            "scale": _first(entry.get("raster:scale"), old.get("scale"), asset_level["scale"]),
+            "offset": _first(entry.get("raster:offset"), old.get("offset"), asset_level["offset"]),
+            "nodata": _first(entry.get("nodata"), old.get("nodata"), asset_level["nodata"]),
+            "resolution": _resolution(key, asset, entry),
+        }
+
+    def identity(*names: str | None) -> str | None:
+        for name in names:
+            if name and _KEY_SUFFIX.sub("", name).upper() == "SCL":
+                return "SCL"
+            band = canonical_band_name(name) or (canonical_band_name(_KEY_SUFFIX.sub("", name)) if name else None)
+            if band:
+                return band
+        return None
+
     if described:
-        names = [canonical_band_name(b.get("common_name")) or canonical_band_name(b.get("name")) for b in described]
+        names = [identity(b.get("eo:common_name"), b.get("common_name"), b.get("name")) for b in described]
         if not all(names):
             return []
-        return [(n, i, raster_bands[i - 1] if i - 1 < len(raster_bands) else {}) for i, n in enumerate(names, 1)]
-    name = canonical_band_name(key)
-    return [(name, 1, raster_bands[0] if raster_bands else {})] if name else []
+        return [(n, i + 1, scaling(i, b)) for i, (n, b) in enumerate(zip(names, described, strict=True))]
+    name = identity(key)
+    return [(name, 1, scaling(0, {}))] if name else []
+
+
+def _processing_baseline(item) -> float | None:
+    """The Sentinel-2 processing baseline an Item states (``s2:processing_baseline``, ``sentinel:processing_baseline``,
+    ``processing:version``) or its product id holds (``…_N0400_…``); None when neither says."""
+    properties = item.properties
+    for key in ("s2:processing_baseline", "sentinel:processing_baseline", "processing:version"):
+        try:
+            return float(properties[key])
+        except (KeyError, TypeError, ValueError):
+            continue
+    match = re.search(r"_N(\d{2})(\d{2})_", str(item.id))
+    return float(f"{match.group(1)}.{match.group(2)}") if match else None
+
+
+def _boa_offset_applied(item) -> bool | None:
+    """Earth Search's flag that the Sentinel-2 offset is already in the stored DN (``earthsearch:boa_offset_applied``,
+    formerly ``sentinel:boa_offset_applied``); None when the Item has none."""
+    for key in ("earthsearch:boa_offset_applied", "sentinel:boa_offset_applied"):
+        if key in item.properties:
+            return bool(item.properties[key])
+    return None
 
 
 def _item(item, source: Path) -> StacItem:
     properties = item.properties
     when = item.datetime or dt.datetime.fromisoformat(str(properties.get("start_datetime")).replace("Z", "+00:00"))
     date = when.date()
-    bands: dict[str, BandAsset] = {}
-    mask, files = None, [source]
+    candidates: dict[str, list[_Candidate]] = {}
+    files = [source]
     for key, asset in item.assets.items():
         roles = set(asset.roles or [])
-        if roles & _SKIP_ROLES and "data" not in roles:
+        if roles & _SKIP_ROLES and "data" not in roles or _VISUAL.match(key) or "visual" in roles:
             continue
         if asset.media_type and not any(asset.media_type.startswith(t) for t in _RASTER_TYPES):
+            continue
+        named = _asset_bands(key, asset)
+        if not named:
             continue
         path = _gdal_path(asset.get_absolute_href() or asset.href)
         if not path.startswith("/vsi") and not Path(path).is_absolute():  # relative to the JSON (no self link)
             path = str(source.parent / path)
-        if not path.startswith("/vsi"):
-            files.append(Path(path))
-        if key.upper() == "SCL":
-            mask = path
-            continue
-        for band, index, raster in _asset_bands(key, asset):
-            bands.setdefault(
-                band, BandAsset(path, index, raster.get("scale"), raster.get("offset"), raster.get("nodata"))
-            )
+        native = not any(role.startswith("sampling:") for role in roles)
+        jpeg2000 = (asset.media_type or "").startswith("image/jp2") or path.lower().endswith(".jp2")
+        for band, index, scaling in named:
+            band_asset = BandAsset(path, index, scaling["scale"], scaling["offset"], scaling["nodata"])
+            candidate = _Candidate(band, band_asset, scaling["resolution"], native, jpeg2000)
+            candidates.setdefault(band, []).append(candidate)
+    # one asset per band: the native one, at its finest resolution, a COG before a JPEG 2000 copy (Earth Search
+    # lists both; the CDSE catalogue lists each band at 10, 20 and 60 m)
+    chosen = {band: min(found, key=_Candidate.rank).asset for band, found in candidates.items()}
+    mask_asset = chosen.pop("SCL", None)
+    mask = mask_asset.path if mask_asset else None
+    bands = chosen
     if not bands:
         raise InputError(f"{source}: STAC Item {item.id} has no band assets (keys {list(item.assets)}); give Items "
                          "whose assets are single bands named by eo:bands or by their keys")  # fmt: skip
-    product_type = str(properties.get("s2:product_type", "")) + " " + str(item.collection_id or "")
-    level = "L2A" if "2A" in product_type.upper() else "L1C" if "1C" in product_type.upper() else ""
+    files += [Path(p) for p in sorted({a.path for a in bands.values()} | ({mask} if mask else set()))
+              if not p.startswith("/vsi")]  # fmt: skip
+    product_type = " ".join(str(properties.get(k, "")) for k in ("s2:product_type", "product:type"))
+    product_type = f"{product_type} {item.collection_id or ''}".upper()
+    level = "L2A" if "2A" in product_type else "L1C" if "1C" in product_type else ""
     assumptions: list[str] = []
     s2_offset = 0.0
-    if any(b.startswith("B") and a.scale is None for b, a in bands.items()):
-        baseline = properties.get("s2:processing_baseline")
+    optical = [b for b in bands if b.startswith("B")]
+    baseline = _processing_baseline(item)
+    applied = _boa_offset_applied(item)
+    if optical and applied is not None:  # Earth Search: its flag and the baseline say what the DN hold, whatever
+        # raster:bands says (it gives offset -0.1 on Items whose COGs already carry the offset)
+        s2_offset = 0.0 if applied or (baseline is not None and baseline < 4.0) else -1000.0
+        bands = {b: BandAsset(a.path, a.index, None, None, a.nodata) if b in optical else a for b, a in bands.items()}
+        if baseline is None and not applied:
+            _, offsets, assumption = _assumed_radiometry(date)
+            s2_offset = offsets.get("B2", 0.0)
+            assumptions.append(assumption.replace("no product metadata (MTD_MSIL*.xml)", "no processing baseline"))
+    elif any(bands[b].scale is None for b in optical):
         if baseline is not None:
-            s2_offset = -1000.0 if float(baseline) >= 4.0 else 0.0
+            s2_offset = -1000.0 if baseline >= 4.0 else 0.0
         else:
             _, offsets, assumption = _assumed_radiometry(date)
             s2_offset = offsets.get("B2", 0.0)
-            assumptions.append(assumption.replace("no product metadata (MTD_MSIL*.xml)", "no s2:processing_baseline"))
+            assumptions.append(assumption.replace("no product metadata (MTD_MSIL*.xml)", "no processing baseline"))
     sensor = {"L1C": "s2_l1c", "L2A": "s2_l2a"}.get(level)
+    if not optical:  # Sentinel-1: radar geometry (GCPs only) needs terrain correction first
+        for path in dict.fromkeys(a.path for a in bands.values()):  # in the Item's order
+            if not path.startswith("/vsi"):
+                check_geocoded(path)
     return StacItem(item.id, source, date, bands, mask, sensor, level, s2_offset, tuple(files), tuple(assumptions))
 
 
