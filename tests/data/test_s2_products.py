@@ -17,6 +17,7 @@ from skysense.data.products import find_s2_products, read_s2_product
 from skysense.data.sensors import S2_L1C, S2_L2A
 from skysense.data.series import read_time_series
 from skysense.errors import InputError
+from skysense.inference.sources import SeriesSource
 from tests.data.s2_safe import (
     BANDS,
     RESOLUTION,
@@ -195,3 +196,91 @@ def test_tiles_of_one_date_are_read_as_one_mosaic(tmp_path: Path) -> None:
     shutil.copytree(next((tmp_path / "twice").iterdir()), tmp_path / "twice" / "copy_of.SAFE")
     with pytest.raises(InputError, match="share"):
         SeriesSource.from_arg(tmp_path / "twice", "auto")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Scene folders of bare band names, as Earth Search's COGs and AWS's tiles/ layout are downloaded
+# ------------------------------------------------------------------------------------------------------------------
+def _copy_bands(product, folder: Path, suffix: str, add: int = 0, resolution_folders: bool = False) -> None:
+    """``product``'s band files and mask rewritten under ``folder`` with bare names (``B02.tif``, ``SCL.tif``), DN +
+    ``add``; ``resolution_folders``: in ``R10m``/``R20m``/``R60m`` as AWS's L2A tiles."""
+    import rasterio
+
+    for code, path in [*product.bands.items(), ("SCL" if product.level == "L2A" else "", product.mask)]:
+        if not code:
+            continue
+        with rasterio.open(path) as src:
+            values, profile = src.read().astype(np.int64), src.profile
+        name = code if code in ("B8A", "SCL") else f"B{int(code[1:]):02d}"
+        target = folder / Path(path).parent.name if resolution_folders else folder  # R10m / R20m / R60m
+        target.mkdir(parents=True, exist_ok=True)
+        driver = "GTiff" if suffix == ".tif" else "JP2OpenJPEG"
+        extra = {"QUALITY": 100, "REVERSIBLE": "YES"} if driver == "JP2OpenJPEG" else {"tiled": True}
+        profile.update(driver=driver, **extra)
+        with rasterio.open(target / f"{name}{suffix}", "w", **profile) as dst:
+            dst.write(np.clip(values + (add if code != "SCL" else 0), 0, None).astype(profile["dtype"]))
+
+
+@pytest.mark.parametrize("with_item", [True, False])
+def test_an_earth_search_scene_folder_reads_like_the_product(tmp_path: Path, with_item: bool) -> None:
+    """`aws s3 cp --recursive s3://sentinel-cogs/sentinel-s2-l2a-cogs/30/S/YH/2022/9/S2B_30SYH_20220917_0_L2A/`:
+    B01.tif … B12.tif, SCL.tif, AOT/WVP/TCI and metadata beside them, and the scene's STAC Item. Before: each band
+    was read as a date (refused as 13 files sharing one). The tile, date and level come from the folder's name; the
+    offset from the Item (whose COGs already carry it), else from the date, stated."""
+    import json
+
+    (product,) = find_s2_products(write_safe(tmp_path, level="L2A"))
+    scene = tmp_path / "downloads" / "S2B_30SYH_20220917_0_L2A"
+    _copy_bands(product, scene, ".tif", add=-1000 if with_item else 0)
+    for decoy in ("AOT.tif", "WVP.tif", "TCI.tif", "L2A_PVI.tif"):
+        shutil.copy(scene / "B02.tif", scene / decoy)
+    (scene / "granule_metadata.xml").write_text("<Level-2A_Tile_ID/>")
+    (scene / "tileinfo_metadata.json").write_text(json.dumps({"path": "tiles/30/S/YH/2022/9/17/0"}))
+    if with_item:
+        item = {"type": "Feature", "stac_version": "1.0.0", "id": scene.name, "geometry": None, "links": [],
+                "assets": {}, "properties": {"datetime": "2022-09-17T10:56:19Z", "s2:processing_baseline": "04.00",
+                                             "earthsearch:boa_offset_applied": True}}  # fmt: skip
+        (scene / f"{scene.name}.json").write_text(json.dumps(item))
+    source = SeriesSource.from_arg(scene, "auto")
+    (got,) = source.files
+    assert got.name == scene.name and got.tile == TILE and got.level == "L2A" and source.dates == [got.date]
+    assert got.date == dt.date(2022, 9, 17) and got.mask == str(scene / "SCL.tif")
+    assert bool(got.assumptions) == (not with_item) and got.offsets == ({} if with_item else product.offsets)
+    grid = product.grid()
+    from_folder, from_product = got.read(grid, S2_L2A.bands), product.read(grid, S2_L2A.bands)
+    assert np.array_equal(from_folder.valid, from_product.valid) and (~from_folder.valid).any()
+    assert np.array_equal(from_folder.values, from_product.values, equal_nan=True)
+    if with_item:  # a folder of scene folders: `skysense data index` gives one row per scene, the Item JSON covered
+        from skysense.cli import main
+        from skysense.data.manifest import PRODUCT_DRIVER, read_manifest
+
+        second = write_safe(tmp_path / "second", level="L2A", time="20221007T105619")
+        _copy_bands(find_s2_products(second)[0], scene.parent / "S2B_30SYH_20221007_0_L2A", ".tif")
+        assert main(["data", "index", str(scene.parent), "-o", str(tmp_path / "m.csv")]) == 0
+        entries = read_manifest(tmp_path / "m.csv")
+        assert [(e.driver, e.date) for e in entries] == [
+            (PRODUCT_DRIVER, dt.date(2022, 9, 17)),
+            (PRODUCT_DRIVER, dt.date(2022, 10, 7)),
+        ]
+
+
+def test_an_aws_l1c_tile_folder_reads_like_the_product(tmp_path: Path) -> None:
+    """AWS's sentinel-s2-l1c layout (also what sentinelhub's AWS download writes): tiles/30/S/YH/2022/9/17/0/ with
+    B01.jp2 … B12.jp2, B8A.jp2, qi/MSK_CLASSI_B00.jp2 and the tile's metadata.xml; tile and date from the path."""
+    values, _ = chip()
+    (product,) = find_s2_products(write_safe(tmp_path))
+    tile = tmp_path / "aws" / "tiles" / "30" / "S" / "YH" / "2022" / "9" / "17" / "0"
+    _copy_bands(product, tile, ".jp2")
+    (tile / "qi").mkdir()
+    shutil.copy(product.mask, tile / "qi" / "MSK_CLASSI_B00.jp2")
+    (tile / "metadata.xml").write_text("<Level-1C_Tile_ID/>")
+    (got,) = find_s2_products(tmp_path / "aws")
+    assert got.mask == str(tile / "qi" / "MSK_CLASSI_B00.jp2") and got.name == "T30SYH_20220917_0"
+    _check_l1c(got, values)
+
+
+def test_bare_band_files_in_a_folder_that_names_no_scene_are_refused_in_one_line(tmp_path: Path) -> None:
+    (product,) = find_s2_products(write_safe(tmp_path, level="L2A"))
+    _copy_bands(product, tmp_path / "my_bands", ".tif")
+    with pytest.raises(InputError, match=r"my_bands: per-band files \(B01\.tif, B02\.tif, .*name the folder for"):
+        SeriesSource.from_arg(tmp_path / "my_bands", "auto")

@@ -33,7 +33,13 @@ from rasterio.windows import Window
 from skysense.batch import SkySenseInput
 from skysense.containers import Grid, day_of_year_index
 from skysense.data.dates import acquisition_date, check_series_dates, parse_date
-from skysense.data.products import S2Product, find_s2_products, is_s2_product_path, mosaic_by_date
+from skysense.data.products import (
+    S2Product,
+    find_s2_products,
+    is_s2_product_path,
+    mosaic_by_date,
+    refuse_unnamed_band_files,
+)
 from skysense.data.products.sentinel1 import S1Pair, check_geocoded, group_polarisations
 from skysense.data.products.stac import StacItem, is_stac_path, read_stac
 from skysense.data.raster import RasterFile, check_readable, hr_bands_from_tags, raster_info, resolve_bands
@@ -109,7 +115,9 @@ class SeriesSource:
             elif is_s2_product_path(path):
                 items += find_s2_products(path)
             elif path.is_dir():
-                items += _series_files(path)
+                found = _series_files(path)
+                refuse_unnamed_band_files(path, found)
+                items += found
             elif not path.is_file():
                 raise FileNotFoundError(f"no Sentinel file at {path}")
             else:

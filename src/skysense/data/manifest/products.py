@@ -54,7 +54,7 @@ def _row(path: Path, driver: str, grid: Grid, bands: tuple[str, ...], date: dt.d
 
 def s2_entries(root: Path) -> tuple[list[ManifestEntry], set[Path]]:
     """One row per Sentinel-2 product under ``root``, and the files those rows cover."""
-    from skysense.data.products.sentinel2 import _BAND_FILE, find_s2_products
+    from skysense.data.products.sentinel2 import band_file, find_s2_products
 
     holders = sorted(p for p in root.rglob("*") if p.name.endswith(".SAFE") or p.name.endswith(".SAFE.zip"))
     holders = [p for p in holders if not any(h != p and h in p.parents for h in holders)]
@@ -65,9 +65,9 @@ def s2_entries(root: Path) -> tuple[list[ManifestEntry], set[Path]]:
         else:
             covered.add(holder)
     loose: dict[Path, None] = {}
-    for band_file in sorted(p for p in root.rglob("*") if p.is_file() and _BAND_FILE.search(p.name)):
-        if band_file not in covered:  # the folder holding it (IMG_DATA, not R10m): one product folder
-            folder = band_file.parent.parent if re.fullmatch(r"R\d0m", band_file.parent.name) else band_file.parent
+    for found in sorted(p for p in root.rglob("*") if p.is_file() and band_file(p)):
+        if found not in covered:  # the folder holding it (IMG_DATA or a scene folder, not R10m): one product folder
+            folder = found.parent.parent if re.fullmatch(r"R\d0m", found.parent.name) else found.parent
             loose.setdefault(folder, None)
     entries = []
     for holder in [*holders, *loose]:

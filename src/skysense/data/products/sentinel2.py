@@ -6,7 +6,12 @@ Accepted layouts (:func:`find_s2_products`):
   as downloaded, read inside the zip through GDAL's ``/vsizip/`` (nothing is extracted);
 - a granule's ``IMG_DATA`` folder (or ``R10m``/``R20m``/``R60m``), or any folder of loose per-band files with
   product names (``T33UUU_20170216T102101_B01.jp2``, L2A ``…_B02_10m.jp2``; ``.jp2``, ``.tif``, ``.tiff``), grouped
-  into one product per tile and sensing time.
+  into one product per tile and sensing time;
+- a scene folder of bare band names (``B01.tif`` … ``B12.tif``, ``B8A``, ``SCL``; ``.tif``/``.jp2``) whose name says
+  the scene: Earth Search's COG folders (``S2B_30SYH_20220917_0_L2A/``, offsets from the scene's STAC Item JSON when
+  it is saved there), a product name without ``.SAFE``, or AWS's ``tiles/30/S/YH/2022/9/17/0/`` layout (L2A:
+  ``R10m``/``R20m``/``R60m``; L1C ``qi/MSK_CLASSI_B00.jp2``). Bare band names in a folder that names no scene are
+  refused (:func:`refuse_unnamed_band_files`): read one by one they would be one-band dates.
 
 Each product is one date: its bands are identified by their B-codes (``B1``…``B12``, ``B8A``; zero-padded or not),
 at the finest resolution present, and read onto the target grid with bilinear resampling (reflectance; masks use
@@ -34,6 +39,8 @@ offsets or masks applied, and neither rioxarray nor odc-stac reads a SAFE folder
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import re
 import xml.etree.ElementTree as ET
 import zipfile
@@ -63,6 +70,15 @@ _BAND_FILE = re.compile(
     re.IGNORECASE,
 )
 _MASK_FILE = re.compile(r"MSK_CLASSI_B00\.(?:jp2|tif|tiff)$", re.IGNORECASE)
+# bare band names in a folder named for one scene (Earth Search's COGs, AWS's tiles/ layout): B04.tif, SCL_20m.jp2
+_BARE_BAND_FILE = re.compile(
+    r"^(?P<band>B(?:0?[1-9]|1[0-2]|8A)|SCL)(?:_(?P<res>\d{2})m)?\.(?:jp2|tif|tiff)$", re.IGNORECASE
+)
+_EARTH_SEARCH_SCENE = re.compile(r"^S2[A-D]_(?P<tile>\d{1,2}[A-Z]{3})_(?P<date>\d{8})_\d+_(?P<level>L1C|L2A)$")
+_AWS_TILE_PATH = re.compile(
+    r"(?:^|/)tiles/(?P<zone>\d{1,2})/(?P<band>[C-X])/(?P<square>[A-Z]{2})/(?P<y>\d{4})/(?P<m>\d{1,2})/(?P<d>\d{1,2})"
+    r"/(?P<seq>\d+)(?:/|$)"
+)
 
 
 def band_code(name: str) -> str:
@@ -231,10 +247,64 @@ def _assumed_radiometry(date: dt.date) -> tuple[float, dict[str, float], str]:
 # --------------------------------------------------------------------------------------------------------------
 # Finding products
 # --------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BandFile:
+    """What a band file's name and folders say: the band (``B2``…, ``SCL``), its resolution in metres when named,
+    the tile and sensing time, and for a file in a folder named for its scene, that folder's name and level."""
+
+    band: str
+    resolution: int | None
+    tile: str
+    time: str  # YYYYMMDDTHHMMSS; T000000 when only the date is known
+    scene: str | None = None
+    level: str | None = None
+
+
+def _scene_of(path: str) -> tuple[str, str, str, str | None] | None:
+    """(scene name, tile, time, level) of the folder a bare-named band file lies in: an Earth Search scene
+    (``S2B_30SYH_20220917_0_L2A``), a product name without ``.SAFE``, or AWS's ``tiles/30/S/YH/2022/9/17/0``; None
+    when its folders name no scene."""
+    parts = path.replace("\\", "/").split("/")[:-1]
+    folders = list(parts)
+    while folders and re.fullmatch(r"R\d0m|IMG_DATA", folders[-1]):  # L2A's resolution folders
+        folders.pop()
+    folder = folders[-1] if folders else ""
+    if match := _EARTH_SEARCH_SCENE.match(folder):
+        tile = f"T{int(match['tile'][:-3]):02d}{match['tile'][-3:]}"
+        return folder, tile, f"{match['date']}T000000", match["level"]
+    if match := _PRODUCT_NAME.search(folder):
+        time = re.search(r"_(\d{8}T\d{6})_", folder)
+        return folder.removesuffix(".SAFE"), match["tile"], time.group(1), match["level"]
+    if match := _AWS_TILE_PATH.search("/".join(parts)):
+        tile = f"T{int(match['zone']):02d}{match['band']}{match['square']}"
+        day = dt.date(int(match["y"]), int(match["m"]), int(match["d"]))
+        name = f"{tile}_{day:%Y%m%d}_{match['seq']}"
+        level = "L2A" if any(re.fullmatch(r"R\d0m", part) for part in parts) else None
+        return name, tile, f"{day:%Y%m%d}T000000", level
+    return None
+
+
+def band_file(path: str | Path) -> BandFile | None:
+    """The identity of a Sentinel-2 band file from its GDAL path: a product band name
+    (``T30SYH_20220917T105619_B02.jp2``, L2A ``…_B02_10m.jp2``, ``…_SCL_20m.jp2``), or a bare band name (``B02.tif``,
+    ``SCL.tif``) in a folder named for its scene (see :func:`_scene_of`); None for anything else."""
+    path = str(path)
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    if match := _BAND_FILE.search(name):
+        res = int(match["res"]) if match["res"] else None
+        return BandFile(band_code(match["band"]), res, match["tile"].upper(), match["time"].upper())
+    if (match := _BARE_BAND_FILE.match(name)) and (scene := _scene_of(path)):
+        res = int(match["res"]) if match["res"] else None
+        return BandFile(band_code(match["band"]), res, scene[1], scene[2], scene[0], scene[3])
+    return None
+
+
 @dataclass
 class _Group:
     tile: str
     time: str
+    scene: str | None = None
+    level: str | None = None
     bands: dict[str, tuple[int, str]] = field(default_factory=dict)  # code → (resolution m, path)
     scl: tuple[int, str] | None = None
 
@@ -246,45 +316,88 @@ class _Group:
             self.bands[code] = (resolution, path)
 
 
-def _resolution(match: re.Match, code: str) -> int:
-    if match.group("res"):
-        return int(match.group("res"))
-    return 10 if code in ("B2", "B3", "B4", "B8") else 60 if code in ("B1", "B9", "B10") else 20
+def _resolution(found: BandFile) -> int:
+    if found.resolution:
+        return found.resolution
+    return 10 if found.band in ("B2", "B3", "B4", "B8") else 60 if found.band in ("B1", "B9", "B10") else 20
 
 
-def _group_band_files(names: Sequence[str]) -> dict[tuple[str, str], _Group]:
-    """GDAL paths of band files → groups per (tile, sensing time)."""
-    groups: dict[tuple[str, str], _Group] = {}
+def _group_band_files(names: Sequence[str]) -> dict[tuple[str, str, str], _Group]:
+    """GDAL paths of band files → groups per (tile, sensing time, scene folder)."""
+    groups: dict[tuple[str, str, str], _Group] = {}
     for name in names:
-        match = _BAND_FILE.search(name.rsplit("/", 1)[-1])
-        if match is None:
+        found = band_file(name)
+        if found is None:
             continue
-        code = band_code(match.group("band"))
-        key = (match.group("tile").upper(), match.group("time").upper())
-        groups.setdefault(key, _Group(*key)).add(code, _resolution(match, code), name)
+        key = (found.tile, found.time, found.scene or "")
+        group = groups.setdefault(key, _Group(found.tile, found.time, found.scene, found.level))
+        group.add(found.band, _resolution(found), name)
     return groups
 
 
+def _item_radiometry(folder: Path) -> tuple[dict[str, float], str] | None:
+    """(offsets, the Item JSON they come from) from a STAC Item JSON saved beside bare-named band files (an Earth
+    Search scene folder holds its Item): ``earthsearch:boa_offset_applied`` (the COGs' DN already carry the offset),
+    else ``s2:processing_baseline`` (≥ 04.00: −1000); None when no Item there says."""
+    for candidate in sorted(folder.glob("*.json")):
+        try:
+            item = json.loads(candidate.read_text())
+        except (OSError, ValueError):
+            continue
+        properties = item.get("properties") if isinstance(item, dict) and item.get("type") == "Feature" else None
+        if not isinstance(properties, dict):
+            continue
+        applied = properties.get("earthsearch:boa_offset_applied", properties.get("sentinel:boa_offset_applied"))
+        if applied is True:
+            return {}, str(candidate)
+        baseline = properties.get("s2:processing_baseline", properties.get("sentinel:processing_baseline"))
+        try:
+            return (dict.fromkeys(BANDS, -1000.0) if float(baseline) >= 4.0 else {}), str(candidate)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def _scene_item_radiometry(group: _Group) -> tuple[dict[str, float], str] | None:
+    """:func:`_item_radiometry` of the local folder named for ``group``'s scene, if any."""
+    if group.scene is None:
+        return None
+    paths = [path for _, path in group.bands.values() if not path.startswith("/vsi")]
+    folder = next((f for f in Path(paths[0]).parents if f.name == group.scene), None) if paths else None
+    return _item_radiometry(folder) if folder is not None else None
+
+
 def _products_from_listing(
-    names: Sequence[str], read_text, source: Path, files: tuple[Path, ...], product_name: str | None
+    names: Sequence[str],
+    read_text,
+    source: Path,
+    files: tuple[Path, ...],
+    product_name: str | None,
 ) -> list[S2Product]:
     """Products from the GDAL paths of one listing (a SAFE folder, a zip, a folder of band files); ``read_text``
-    reads a listed metadata file."""
+    reads a listed metadata file. A scene folder of bare-named bands without product metadata takes its offsets from
+    a STAC Item JSON saved in it, when there is one (:func:`_item_radiometry`)."""
     metadata = sorted(n for n in names if re.search(r"MTD_MSIL(1C|2A)\.xml$", n))
     masks = [n for n in names if _MASK_FILE.search(n)]
     level_meta = None
     if metadata:
         level_meta = parse_metadata(read_text(metadata[0]), metadata[0])
     products = []
-    for (tile, time), group in sorted(_group_band_files(names).items()):
+    for (tile, time, _), group in sorted(_group_band_files(names).items()):
         date = dt.datetime.strptime(time[:8], "%Y%m%d").date()
         assumptions: list[str] = []
+        product_files = files
         if level_meta is not None:
             level, quantification, offsets, _ = level_meta
+        elif (from_item := _scene_item_radiometry(group)) is not None:
+            quantification, (offsets, item_json), level = 10000.0, from_item, group.level
+            product_files = (*files, Path(item_json))
         else:
             quantification, offsets, assumption = _assumed_radiometry(date)
+            if group.scene is not None:
+                assumption += "; the scene's STAC Item JSON saved in its folder would say"
             assumptions.append(assumption)
-            level = None
+            level = group.level
         if level is None:
             level = (
                 "L2A"
@@ -293,13 +406,17 @@ def _products_from_listing(
             )
         mask = group.scl[1] if group.scl else None
         if mask is None and level == "L1C":
-            same_granule = [m for m in masks if tile in m or len(masks) == 1]
+            folder = os.path.commonpath([path for _, path in group.bands.values()])
+            parent = folder.rsplit("/", 1)[
+                0
+            ]  # a SAFE granule's IMG_DATA beside QI_DATA; an AWS tile's bands beside qi/
+            same_granule = [m for m in masks if tile in m or m.startswith(parent + "/") or len(masks) == 1]
             mask = same_granule[0] if same_granule else None
         if mask is None:
             assumptions.append(f"no cloud mask ({'SCL' if level == 'L2A' else 'MSK_CLASSI'}): only DN 0 is invalid")
-        name = product_name or f"{tile}_{time}"
+        name = product_name or group.scene or f"{tile}_{time}"
         bands = {code: path for code, (_, path) in group.bands.items()}
-        products.append(S2Product(name, level, date, tile, bands, quantification, offsets, mask, source, files,
+        products.append(S2Product(name, level, date, tile, bands, quantification, offsets, mask, source, product_files,
                                   tuple(assumptions)))  # fmt: skip
     return products
 
@@ -363,6 +480,22 @@ def _product_name(name: str) -> str | None:
     return stem[: -len(".SAFE")] if stem.endswith(".SAFE") else (stem or None) if _PRODUCT_NAME.search(stem) else None
 
 
+def refuse_unnamed_band_files(folder: Path, files: Sequence[Path]) -> None:
+    """Refuse a folder of bare per-band files (``B02.tif``, ``B03.tif``, …) whose folders name no scene: read one by
+    one they would be one-band dates.
+
+    Raises:
+        InputError: naming the folder, the files and the two ways to give them.
+    """
+    bare = [f.name for f in files if _BARE_BAND_FILE.match(f.name) and band_code(f.stem.split("_")[0]) in BANDS]
+    if len(bare) >= 2:
+        raise InputError(
+            f"{folder}: per-band files ({', '.join(bare[:4])}{', …' if len(bare) > 4 else ''}) in a folder that names "
+            "no scene; name the folder for its scene (the product name, or Earth Search's S2B_30SYH_20220917_0_L2A) "
+            "so that they are read as one date, or stack them into one GeoTIFF per date (gdalbuildvrt -separate)"
+        )
+
+
 def is_s2_product_path(path: Path) -> bool:
     """Whether ``path`` is a Sentinel-2 product layout :func:`read_s2_product` reads (a ``.SAFE`` folder or zip, or a
     folder holding product band files)."""
@@ -374,7 +507,7 @@ def is_s2_product_path(path: Path) -> bool:
     ):
         return True
     if path.is_dir():
-        return any(_BAND_FILE.search(p.name) for p in path.rglob("*") if p.is_file())
+        return any(band_file(p) for p in path.rglob("*") if p.is_file())
     return False
 
 
