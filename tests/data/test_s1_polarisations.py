@@ -4,6 +4,7 @@ a lone polarisation and a file in radar geometry (ground control points only) ar
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,64 @@ def test_a_lone_polarisation_and_radar_geometry_are_refused(tmp_path: Path) -> N
         dst.gcps = (gcps, rasterio.crs.CRS.from_epsg(4326))
     with pytest.raises(InputError, match=r"ground control points .* terrain-correct it first \(ESA SNAP"):
         SeriesSource.from_arg(raw, "s1_grd")
+
+
+def test_an_asf_hyp3_rtc_product_folder_reads_its_polarisations_and_skips_its_ancillary_layers(
+    tmp_path: Path,
+) -> None:
+    """An unzipped ASF HyP3 RTC product: ``…_5F0F_VV.tif`` and ``_VH.tif`` beside single-band ``_dem``, ``_area``,
+    ``_inc_map``, ``_ls_map`` layers, a 3-band ``_rgb`` and non-raster files. Before: each layer was another date of
+    the series (refused as files sharing a date). Now: one acquisition, the layers skipped in one warning line."""
+    stem = "S1A_IW_20190918T060043_DVP_RTC30_G_gpuned_5F0F"
+    folder = tmp_path / stem
+    vv, vh = _write_polarisations(folder, (f"{stem}_VV.tif", f"{stem}_VH.tif"))
+    with rasterio.open(vv) as src:
+        profile, plane = src.profile, src.read(1)
+    for layer in ("dem", "area", "inc_map", "ls_map"):
+        with rasterio.open(folder / f"{stem}_{layer}.tif", "w", **profile) as dst:
+            dst.write(np.abs(plane)[None])
+    with rasterio.open(folder / f"{stem}_rgb.tif", "w", **{**profile, "count": 3}) as dst:
+        dst.write(np.stack([np.abs(plane)] * 3))
+    (folder / f"{stem}.README.md.txt").write_text("HyP3 RTC product")
+    (folder / f"{stem}_VV.png").write_bytes(b"\x89PNG")
+    with pytest.warns(UserWarning, match=r"skipped 5 ancillary layers of RTC products .*_area\.tif"):
+        source = SeriesSource.from_arg(folder, "s1_grd")
+    assert source.dates == [dt.date(2019, 9, 18)] and list(source.files[0].polarisations) == ["VV", "VH"]
+    got = read_time_series(source.files, sensor=S1_GRD, dates=source.dates)
+    stacked = read_time_series([spain("S1")], sensor=S1_GRD, dates=["2019-09-18"])
+    assert np.array_equal(got.values.numpy(), stacked.values.numpy(), equal_nan=True)
+
+
+def test_a_zipped_hyp3_product_is_read_in_place_and_embeds_like_the_folder(tmp_path: Path) -> None:
+    """The HyP3 zip as ASF delivers it: read through /vsizip/ (nothing extracted), one acquisition; `skysense embed
+    --s1 product.zip` writes the same embedding as the unzipped folder, and its resume fingerprint is the zip."""
+    import shutil
+
+    from skysense.cli import main
+    from skysense.models.registry import create_model
+    from skysense.models.weights import save_pretrained
+
+    stem = "S1A_IW_20190918T060043_DVP_RTC30_G_gpuned_5F0F"
+    folder = tmp_path / "unzipped" / stem
+    _write_polarisations(folder, (f"{stem}_VV.tif", f"{stem}_VH.tif"))
+    with rasterio.open(folder / f"{stem}_VV.tif") as src:
+        profile, plane = src.profile, src.read(1)
+    with rasterio.open(folder / f"{stem}_ls_map.tif", "w", **profile) as dst:
+        dst.write(np.abs(plane)[None])
+    archive = Path(shutil.make_archive(str(tmp_path / stem), "zip", folder.parent, stem))
+    with pytest.warns(UserWarning, match="skipped 1 ancillary layer"):
+        source = SeriesSource.from_arg(archive, "s1_grd")
+    assert [str(p) for p in source.files[0].polarisations.values()][0].startswith("/vsizip/")
+    assert source.paths == [archive] and source.dates == [dt.date(2019, 9, 18)]
+    weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
+    outputs = []
+    for given in (archive, folder):
+        outputs.append(tmp_path / f"{given.suffix or 'folder'}.tif")
+        args = ["embed", "--checkpoint", weights, "--s1", given, "--source", "s1", "--output", outputs[-1],
+                "--no-progress"]  # fmt: skip
+        assert main([str(a) for a in args]) == 0
+    with rasterio.open(outputs[0]) as zipped, rasterio.open(outputs[1]) as unzipped:
+        assert zipped.count == unzipped.count and np.array_equal(zipped.read(), unzipped.read(), equal_nan=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [archive.name, "unzipped", "tiny.safetensors", ".zip.tif", "folder.tif"]
+    )

@@ -43,9 +43,10 @@ from skysense.data.products import (
 from skysense.data.products.sentinel1 import S1Pair, check_geocoded, group_polarisations
 from skysense.data.products.stac import StacItem, is_stac_path, read_stac
 from skysense.data.raster import RasterFile, check_readable, hr_bands_from_tags, raster_info, resolve_bands
+from skysense.data.raster.archive import on_disk, zip_rasters
 from skysense.data.raster.pool import RasterPool
 from skysense.data.sensors import HR_RGB, HR_RGBN, Sensor, check_units, get_sensor
-from skysense.data.series import _series_files, frames_that_count, read_time_series
+from skysense.data.series import SERIES_SUFFIXES, _series_files, frames_that_count, read_time_series
 from skysense.errors import InputError, UsageError
 
 SENTINEL = ("s2", "s1")
@@ -71,7 +72,11 @@ class SeriesSource:
     @property
     def paths(self) -> list[Path]:
         """The files on disk the series reads (a product's band files, metadata and mask, or its zip)."""
-        return [p for item in self.files for p in ((item,) if isinstance(item, Path) else item.files)]
+        return list(
+            dict.fromkeys(
+                on_disk(p) for item in self.files for p in ((item,) if isinstance(item, Path) else item.files)
+            )
+        )
 
     @property
     def rasters(self) -> list[str | Path]:
@@ -120,6 +125,8 @@ class SeriesSource:
                 items += found
             elif not path.is_file():
                 raise FileNotFoundError(f"no Sentinel file at {path}")
+            elif path.suffix.lower() == ".zip":  # a zipped product of GeoTIFFs (ASF HyP3 RTC), read in place
+                items += zip_rasters(path, SERIES_SUFFIXES)
             else:
                 items.append(path)
         items = mosaic_by_date(items)  # one date's tiles (MGRS) → one frame

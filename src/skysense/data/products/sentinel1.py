@@ -4,7 +4,10 @@ A single-band file is a polarisation when its band description says so ("VV", "s
 the polarisation as a token: ``vv.tif``/``vh.tif`` (one folder per acquisition, as Planetary Computer's RTC items
 are laid out), ``s1a-iw-grd-vv-20190917t175953-….tiff`` (a SAFE ``measurement/`` folder, once terrain-corrected),
 ``…_VV.tif``. Files of one date whose names differ only in the polarisation are one acquisition
-(:class:`S1Pair`); units (linear or dB) are the sensor's, detected and converted as for stacked files.
+(:class:`S1Pair`); units (linear or dB) are the sensor's, detected and converted as for stacked files. The
+single-band layers an RTC product ships beside its polarisations (ASF HyP3's ``…_dem.tif``, ``_ls_map``,
+``_inc_map``, ``_area``, ``_rgb``) are skipped with one warning line; a HyP3 ``.zip`` is read in place
+(:mod:`skysense.data.raster.archive`).
 
 Files georeferenced only by ground control points — a raw GRD in radar (slant/ground-range) geometry — are refused
 (:func:`check_geocoded`): they need terrain correction first (ESA SNAP's Range-Doppler Terrain Correction, or
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,4 +157,32 @@ def group_polarisations(items: Sequence, dates: Sequence[dt.date]) -> tuple[list
         source = folder if names <= {p.lower() for p in POLARISATIONS} else next(iter(ordered.values()))
         out.append(S1Pair(date, ordered, source))
         out_dates.append(date)
-    return out, out_dates
+    return _without_ancillary_layers(out, out_dates, groups)
+
+
+def _without_ancillary_layers(items: list, dates: list[dt.date], groups: dict) -> tuple[list, list[dt.date]]:
+    """Drop the single-band layers an RTC product ships beside its polarisations (ASF HyP3's ``…_5F0F_dem.tif``,
+    ``_ls_map``, ``_inc_map``, ``_area``, ``_rgb`` next to ``…_5F0F_VV.tif``): files of an acquisition's date and
+    folder whose names start with the acquisition's name up to the polarisation. Read as they are, each would be
+    another date of the series. What is dropped is said in one warning line."""
+    prefixes = {
+        (date, folder, pattern.split("*", 1)[0])
+        for date, folder, pattern, _ in groups
+        if len(pattern.split("*", 1)[0]) >= 8
+    }
+    kept, kept_dates, dropped = [], [], []
+    for item, date in zip(items, dates, strict=True):
+        if isinstance(item, Path) and any(
+            date == d and item.parent == f and item.stem.lower().startswith(prefix) for d, f, prefix in prefixes
+        ):
+            dropped.append(item.name)
+            continue
+        kept.append(item)
+        kept_dates.append(date)
+    if dropped:
+        warnings.warn(
+            f"skipped {len(dropped)} ancillary layer{'s' * (len(dropped) > 1)} of RTC products (not polarisations): "
+            f"{', '.join(dropped[:5])}{' …' if len(dropped) > 5 else ''}",
+            stacklevel=3,
+        )
+    return kept, kept_dates

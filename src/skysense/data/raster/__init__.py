@@ -12,6 +12,8 @@ turned into numbers). One room a job:
 - :mod:`~skysense.data.raster.warp` — any CRS onto a target grid (:func:`reproject_to_grid`: values bilinear by
   default, nearest for labels, the validity mask carried with nearest neighbour), and the Sentinel grid
   co-registered with an HR image (:func:`coregistered_grids`, :func:`read_coregistered`).
+- :mod:`~skysense.data.raster.archive` — rasters inside a zip as downloaded, read in place through ``/vsizip/``
+  (:func:`~skysense.data.raster.archive.zip_rasters`), and the archive on disk behind such a path (``on_disk``).
 
 Validity is per band: False where the file's mask says so (nodata value, an internal per-dataset or per-band mask,
 an alpha band), where the value is NaN/inf, and where an optional extra mask says so. The grid type
