@@ -169,6 +169,7 @@ def test_an_earth_search_item_reads_its_cogs_with_the_offset_it_carries(tmp_path
     (stac_item,) = read_stac(_saved(item, tmp_path / "item.json"))
     assert all(asset.path.endswith(".tif") for asset in stac_item.bands.values()) and stac_item.mask.endswith(".tif")
     assert stac_item.sensor == "s2_l2a" and not stac_item.assumptions
+    assert stac_item.radiometry == f"reflectance x 1e4 = DN {'+ 0' if offset_applied else '- 1000'}"
     grid = product.grid()
     from_item, from_product = stac_item.read(grid, S2_L2A.bands), product.read(grid, S2_L2A.bands)
     assert np.array_equal(from_item.valid, from_product.valid) and (~from_item.valid).any()
@@ -222,6 +223,7 @@ def test_a_cdse_item_takes_each_bands_native_asset_and_the_stac_1_1_fields(tmp_p
     (stac_item,) = read_stac(_saved(item, tmp_path / "item.json"))
     assert {b: a.path for b, a in stac_item.bands.items()} == dict(product.bands)
     assert stac_item.mask == product.mask and stac_item.level == "L2A"
+    assert stac_item.radiometry.startswith("reflectance x 1e4 = (DN x 0.0001 - 0.1) x 10000")
     grid = product.grid()
     from_item, from_product = stac_item.read(grid, S2_L2A.bands), product.read(grid, S2_L2A.bands)
     assert np.array_equal(from_item.valid, from_product.valid) and (~from_item.valid).any()

@@ -102,6 +102,7 @@ def _stac_info(path: Path) -> None:
         kind = f"Sentinel-2 {item.level}" if item.level else "Sentinel-1" if "VV" in item.bands else "unknown level"
         print(f"{item.source}: STAC Item {item.name}, {kind}, date {item.date}")
         print(f"  bands {list(item.bands)}; finest grid {grid.width}×{grid.height}, CRS {grid.crs}")
+        print(f"  {item.radiometry}")
         print(
             f"  cloud mask {item.mask or 'none'}; assets read from {sorted({a.path for a in item.bands.values()})[0]} …"
         )

@@ -92,6 +92,20 @@ class StacItem:
     def rasters(self) -> list[str]:
         return sorted({b.path for b in self.bands.values()} | ({self.mask} if self.mask else set()))
 
+    @property
+    def radiometry(self) -> str:
+        """How the Item's values become the sensor's units, for ``skysense data info``."""
+        optical = [a for b, a in self.bands.items() if b.startswith("B")]
+        if not optical:
+            return "values as stored (dB or linear: the sensor says)"
+        scaled = sorted({(a.scale, a.offset or 0.0) for a in optical if a.scale is not None})
+        if scaled:
+            scale, offset = scaled[0]
+            sign = "-" if offset < 0 else "+"
+            return f"reflectance x 1e4 = (DN x {scale:g} {sign} {abs(offset):g}) x 10000 (the assets' raster scaling)"
+        sign = "-" if self.s2_offset < 0 else "+"
+        return f"reflectance x 1e4 = DN {sign} {abs(self.s2_offset):g}"
+
     def grid(self) -> Grid:
         """The grid of the Item's finest band."""
         return min((raster_info(b.path).grid for b in self.bands.values()), key=lambda g: g.res[0])
