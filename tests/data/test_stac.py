@@ -263,3 +263,44 @@ def test_an_s1_item_in_radar_geometry_is_refused_naming_terrain_correction(tmp_p
         item.add_asset(key, pystac.Asset(str(tmp_path / f"{key}.tiff"), media_type="image/tiff", roles=["data"]))
     with pytest.raises(InputError, match=r"vv\.tiff: georeferenced only by 4 ground control points .* sarsen"):
         read_stac(_saved(item, tmp_path / "grd.json"))
+
+
+def test_an_hls_s30_item_has_no_offset_and_its_fmask_clouds_are_invalid(tmp_path: Path) -> None:
+    """NASA's HLS S30 (CMR-STAC ``HLSS30_2.0``): harmonised surface reflectance x 1e4 as int16 COGs with nodata
+    −9999, ``B01`` … ``B8A`` and ``Fmask`` assets, no scaling or baseline in the Item. Before: the date's −1000 offset
+    was assumed (every post-2022 HLS value 0.1 too dark) and the Fmask ignored. An L30 (Landsat) Item is refused."""
+    import rasterio
+
+    safe = write_safe(tmp_path, level="L2A")
+    (product,) = find_s2_products(safe)
+    hls = tmp_path / "HLS.S30.T30SYH.2022260T105619.v2.0"
+    hls.mkdir()
+    item = pystac.Item(hls.name, None, None, dt.datetime(2022, 9, 17, 10, 56, 19, tzinfo=dt.UTC), {},
+                       collection="HLSS30_2.0")  # fmt: skip
+    for code, path in product.bands.items():
+        with rasterio.open(path) as src:
+            values, profile = src.read().astype(np.int64) - 1000, src.profile  # harmonised: the offset applied
+        profile.update(driver="GTiff", dtype="int16", nodata=-9999, tiled=True)
+        name = code if code == "B8A" else f"B{int(code[1:]):02d}"
+        with rasterio.open(hls / f"{hls.name}.{name}.tif", "w", **profile) as dst:
+            dst.write(values.astype("int16"))
+        item.add_asset(name, pystac.Asset(str(hls / f"{hls.name}.{name}.tif"), media_type="image/tiff", roles=["data"]))
+    with rasterio.open(product.mask) as src:
+        scl, profile = src.read(), src.profile
+    profile.update(driver="GTiff")
+    with rasterio.open(hls / f"{hls.name}.Fmask.tif", "w", **profile) as dst:
+        dst.write(np.where(scl == 9, 0b10, 0b100000).astype("uint8"))  # cloud bit under the cloud, water bit elsewhere
+    item.add_asset("Fmask", pystac.Asset(str(hls / f"{hls.name}.Fmask.tif"), media_type="image/tiff", roles=["data"]))
+    item.add_asset("SZA", pystac.Asset(str(hls / f"{hls.name}.B02.tif"), media_type="image/tiff", roles=["data"]))
+    (stac_item,) = read_stac(_saved(item, tmp_path / "hls.json"))
+    assert stac_item.sensor == "s2_l2a" and stac_item.s2_offset == 0 and not stac_item.assumptions
+    assert stac_item.mask_kind == "fmask" and "B2" in stac_item.bands
+    grid = product.grid()
+    from_item, from_product = stac_item.read(grid, S2_L2A.bands), product.read(grid, S2_L2A.bands)
+    assert np.array_equal(from_item.valid, from_product.valid) and (~from_item.valid).any()
+    assert np.array_equal(from_item.values, from_product.values, equal_nan=True)
+    landsat = pystac.Item("HLS.L30.T30SYH.2022258T105619.v2.0", None, None, dt.datetime(2022, 9, 15, tzinfo=dt.UTC),
+                          {}, collection="HLSL30_2.0")  # fmt: skip
+    landsat.add_asset("B05", pystac.Asset(str(hls / f"{hls.name}.B05.tif"), media_type="image/tiff", roles=["data"]))
+    with pytest.raises(InputError, match=r"HLS L30 \(Landsat OLI: its B05 is near infrared"):
+        read_stac(_saved(landsat, tmp_path / "l30.json"))

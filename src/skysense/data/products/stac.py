@@ -18,6 +18,9 @@ one date per Item, its per-band assets read onto any grid.
   decides, and the assumption is stated (as for SAFE products without metadata). The level comes from
   ``s2:product_type``, ``product:type`` or the collection id; ``SCL`` assets (``SCL_20m``, ``scl``) are cloud masks,
   as in :mod:`skysense.data.products.sentinel2`.
+- **HLS S30** (NASA's Harmonized Landsat Sentinel-2, an id ``HLS.S30.…`` or a collection ``HLSS30…``): harmonised
+  surface reflectance × 1e4 with no offset at any date, read as L2A; its ``Fmask`` asset is the cloud mask (bits
+  1–3: cloud, adjacent to cloud or shadow, cloud shadow). HLS L30 Items (Landsat OLI band numbers) are refused.
 - **Sentinel-1** (``sar:polarizations``, or ``vv``/``vh`` assets): values as stored (dB or linear: the sensor says).
 - CRS: the assets' own (``proj:epsg``/``proj:code`` describe them; the files are read with their georeferencing).
 - Sentinel-1 files in radar geometry (GCPs only: a GRD Item) are refused, naming terrain correction.
@@ -47,6 +50,7 @@ from skysense.data.sensors import canonical_band_name
 from skysense.errors import InputError
 
 _SKIP_ROLES = {"visual", "thumbnail", "overview", "metadata"}
+FMASK_INVALID_BITS = 0b1110  # HLS v2 Fmask: bit 1 cloud, bit 2 adjacent to cloud/shadow, bit 3 cloud shadow
 _RASTER_TYPES = ("image/tiff", "image/jp2", "application/x-hdf", "image/vnd.stac.geotiff")
 
 
@@ -87,6 +91,7 @@ class StacItem:
     s2_offset: float
     files: tuple[Path, ...]
     assumptions: tuple[str, ...] = field(default=())
+    mask_kind: str = "scl"  # "scl": L2A scene classes; "fmask": HLS's Fmask bits (cloud, adjacent, shadow)
 
     @property
     def rasters(self) -> list[str]:
@@ -140,8 +145,12 @@ class StacItem:
             valid.append(raster.valid[0])
         values_array, valid_array = np.stack(values).astype(np.float32), np.stack(valid)
         if self.mask is not None:
-            scl = reproject_to_grid(self.mask, grid.crs, grid.transform, grid.shape, "nearest")
-            valid_array &= (scl.valid[0] & ~np.isin(scl.values[0], SCL_INVALID))[None]
+            mask = reproject_to_grid(self.mask, grid.crs, grid.transform, grid.shape, "nearest")
+            if self.mask_kind == "fmask":  # bits 1-3: cloud, adjacent to cloud or shadow, cloud shadow
+                flagged = (np.nan_to_num(mask.values[0]).astype(np.int64) & FMASK_INVALID_BITS) != 0
+            else:
+                flagged = np.isin(mask.values[0], SCL_INVALID)
+            valid_array &= (mask.valid[0] & ~flagged)[None]
         values_array[~valid_array] = np.nan
         return Raster(values_array, valid_array, tuple(wanted), grid.crs, grid.transform, self.source)
 
@@ -220,8 +229,8 @@ def _asset_bands(key: str, asset) -> list[tuple[str, int, dict]]:
 
     def identity(*names: str | None) -> str | None:
         for name in names:
-            if name and _KEY_SUFFIX.sub("", name).upper() == "SCL":
-                return "SCL"
+            if name and _KEY_SUFFIX.sub("", name).upper() in ("SCL", "FMASK"):
+                return _KEY_SUFFIX.sub("", name).upper()
             band = canonical_band_name(name) or (canonical_band_name(_KEY_SUFFIX.sub("", name)) if name else None)
             if band:
                 return band
@@ -285,7 +294,13 @@ def _item(item, source: Path) -> StacItem:
     # one asset per band: the native one, at its finest resolution, a COG before a JPEG 2000 copy (Earth Search
     # lists both; the CDSE catalogue lists each band at 10, 20 and 60 m)
     chosen = {band: min(found, key=_Candidate.rank).asset for band, found in candidates.items()}
-    mask_asset = chosen.pop("SCL", None)
+    hls = str(item.id).upper().startswith("HLS.") or "HLS" in str(item.collection_id or "").upper()
+    if hls and (".L30." in str(item.id).upper() or "L30" in str(item.collection_id or "").upper()):
+        raise InputError(f"{source}: STAC Item {item.id} is HLS L30 (Landsat OLI: its B05 is near infrared, not "
+                         "Sentinel-2's red edge); give HLS S30 Items (Sentinel-2) for the s2 series")  # fmt: skip
+    mask_asset, fmask_asset = chosen.pop("SCL", None), chosen.pop("FMASK", None)
+    mask_kind = "scl" if mask_asset is not None or fmask_asset is None else "fmask"
+    mask_asset = mask_asset or fmask_asset
     mask = mask_asset.path if mask_asset else None
     bands = chosen
     if not bands:
@@ -301,7 +316,9 @@ def _item(item, source: Path) -> StacItem:
     optical = [b for b in bands if b.startswith("B")]
     baseline = _processing_baseline(item)
     applied = _boa_offset_applied(item)
-    if optical and applied is not None:  # Earth Search: its flag and the baseline say what the DN hold, whatever
+    if optical and hls:  # HLS S30: harmonised surface reflectance x 1e4, no offset at any date
+        level = "L2A"
+    elif optical and applied is not None:  # Earth Search: its flag and the baseline say what the DN hold, whatever
         # raster:bands says (it gives offset -0.1 on Items whose COGs already carry the offset)
         s2_offset = 0.0 if applied or (baseline is not None and baseline < 4.0) else -1000.0
         bands = {b: BandAsset(a.path, a.index, None, None, a.nodata) if b in optical else a for b, a in bands.items()}
@@ -321,7 +338,8 @@ def _item(item, source: Path) -> StacItem:
         for path in dict.fromkeys(a.path for a in bands.values()):  # in the Item's order
             if not path.startswith("/vsi"):
                 check_geocoded(path)
-    return StacItem(item.id, source, date, bands, mask, sensor, level, s2_offset, tuple(files), tuple(assumptions))
+    return StacItem(item.id, source, date, bands, mask, sensor, level, s2_offset, tuple(files), tuple(assumptions),
+                    mask_kind)  # fmt: skip
 
 
 def read_stac(path: str | Path) -> list[StacItem]:
