@@ -284,3 +284,41 @@ def test_bare_band_files_in_a_folder_that_names_no_scene_are_refused_in_one_line
     _copy_bands(product, tmp_path / "my_bands", ".tif")
     with pytest.raises(InputError, match=r"my_bands: per-band files \(B01\.tif, B02\.tif, .*name the folder for"):
         SeriesSource.from_arg(tmp_path / "my_bands", "auto")
+
+
+def test_an_hls_s30_granule_folder_reads_like_the_product(tmp_path: Path) -> None:
+    """NASA HLS v2 as downloaded from LP DAAC: HLS.S30.T30SYH.2022260T105619.v2.0.B01.tif … .B8A.tif and .Fmask.tif
+    (int16 harmonised reflectance x 1e4, nodata -9999; the date as year and day of year). One date, no offset, the
+    Fmask's cloud bits invalid; HLS L30 (Landsat) files are refused in one line."""
+    import rasterio
+
+    (product,) = find_s2_products(write_safe(tmp_path, level="L2A"))
+    granule = "HLS.S30.T30SYH.2022260T105619.v2.0"
+    folder = tmp_path / granule
+    folder.mkdir()
+    for code, path in product.bands.items():
+        with rasterio.open(path) as src:
+            values, profile = src.read().astype(np.int64) - 1000, src.profile
+        profile.update(driver="GTiff", dtype="int16", nodata=-9999, tiled=True)
+        name = code if code == "B8A" else f"B{int(code[1:]):02d}"
+        with rasterio.open(folder / f"{granule}.{name}.tif", "w", **profile) as dst:
+            dst.write(values.astype("int16"))
+    with rasterio.open(product.mask) as src:
+        scl, profile = src.read(), src.profile
+    profile.update(driver="GTiff")
+    with rasterio.open(folder / f"{granule}.Fmask.tif", "w", **profile) as dst:
+        dst.write(np.where(scl == 9, 0b10, 0b100000).astype("uint8"))  # cloud bit under the cloud, water elsewhere
+    source = SeriesSource.from_arg(folder, "auto")
+    (got,) = source.files
+    assert source.dates == [dt.date(2022, 9, 17)] and got.offsets == {} and not got.assumptions
+    assert got.name == granule and got.tile == TILE and got.sensor == "s2_l2a" and got.mask.endswith(".Fmask.tif")
+    grid = product.grid()
+    from_hls, from_product = got.read(grid, S2_L2A.bands), product.read(grid, S2_L2A.bands)
+    assert np.array_equal(from_hls.valid, from_product.valid) and (~from_hls.valid).any()
+    assert np.array_equal(from_hls.values, from_product.values, equal_nan=True)
+    landsat = tmp_path / "HLS.L30.T30SYH.2022258T105619.v2.0"
+    landsat.mkdir()
+    for band in ("B04", "B05"):
+        shutil.copy(folder / f"{granule}.{band}.tif", landsat / f"{landsat.name}.{band}.tif")
+    with pytest.raises(InputError, match=r"HLS L30 files .* are Landsat OLI bands"):
+        SeriesSource.from_arg(landsat, "auto")

@@ -11,7 +11,10 @@ Accepted layouts (:func:`find_s2_products`):
   the scene: Earth Search's COG folders (``S2B_30SYH_20220917_0_L2A/``, offsets from the scene's STAC Item JSON when
   it is saved there), a product name without ``.SAFE``, or AWS's ``tiles/30/S/YH/2022/9/17/0/`` layout (L2A:
   ``R10m``/``R20m``/``R60m``; L1C ``qi/MSK_CLASSI_B00.jp2``). Bare band names in a folder that names no scene are
-  refused (:func:`refuse_unnamed_band_files`): read one by one they would be one-band dates.
+  refused (:func:`refuse_unnamed_band_files`): read one by one they would be one-band dates;
+- a NASA HLS v2 S30 granule (``HLS.S30.T30SYH.2022260T105619.v2.0.B02.tif``, ``….Fmask.tif``): harmonised surface
+  reflectance × 1e4 with no offset at any date, the Fmask's cloud, adjacent-cloud and shadow bits invalid. HLS L30
+  (Landsat OLI band numbers) is refused.
 
 Each product is one date: its bands are identified by their B-codes (``B1``…``B12``, ``B8A``; zero-padded or not),
 at the finest resolution present, and read onto the target grid with bilinear resampling (reflectance; masks use
@@ -60,6 +63,7 @@ _BAND_IDS = {str(i): band for i, band in enumerate(BANDS)}
 OFFSET_BASELINE_DATE = dt.date(2022, 1, 25)  # processing baseline 04.00: offsets of -1000 from this date
 SCL_INVALID = (0, 1, 3, 8, 9, 10)  # no data, saturated/defective, cloud shadow, cloud medium/high, thin cirrus
 MSK_CLASSI_INVALID_BANDS = (1, 2)  # opaque clouds, cirrus (band 3 is snow/ice: valid)
+FMASK_INVALID_BITS = 0b1110  # HLS v2 Fmask: bit 1 cloud, bit 2 adjacent to cloud/shadow, bit 3 cloud shadow
 
 _PRODUCT_NAME = re.compile(
     r"S2[A-D]_MSI(?P<level>L1C|L2A)_(?P<date>\d{8})T\d{6}_N\d{4}_R\d{3}_(?P<tile>T\d{2}[A-Z]{3})_"
@@ -73,6 +77,12 @@ _MASK_FILE = re.compile(r"MSK_CLASSI_B00\.(?:jp2|tif|tiff)$", re.IGNORECASE)
 # bare band names in a folder named for one scene (Earth Search's COGs, AWS's tiles/ layout): B04.tif, SCL_20m.jp2
 _BARE_BAND_FILE = re.compile(
     r"^(?P<band>B(?:0?[1-9]|1[0-2]|8A)|SCL)(?:_(?P<res>\d{2})m)?\.(?:jp2|tif|tiff)$", re.IGNORECASE
+)
+# NASA HLS v2 granules: HLS.S30.T30SYH.2022260T105619.v2.0.B02.tif (S30: Sentinel-2; L30, Landsat, is not read)
+_HLS_FILE = re.compile(
+    r"^HLS\.(?P<sensor>S30|L30)\.(?P<tile>T\d{2}[A-Z]{3})\.(?P<year>\d{4})(?P<doy>\d{3})T(?P<hms>\d{6})\.v\d+\.\d+"
+    r"\.(?P<band>B\d{2}|B8A|Fmask)\.tif$",
+    re.IGNORECASE,
 )
 _EARTH_SEARCH_SCENE = re.compile(r"^S2[A-D]_(?P<tile>\d{1,2}[A-Z]{3})_(?P<date>\d{8})_\d+_(?P<level>L1C|L2A)$")
 _AWS_TILE_PATH = re.compile(
@@ -116,6 +126,7 @@ class S2Product:
     source: Path
     files: tuple[Path, ...]
     assumptions: tuple[str, ...] = field(default=())
+    mask_kind: str = "esa"  # "esa": L2A SCL classes / L1C MSK_CLASSI; "fmask": HLS's Fmask bits
 
     @property
     def sensor(self) -> str:
@@ -173,6 +184,8 @@ class S2Product:
     def _mask_valid(self, grid: Grid) -> np.ndarray:
         """(H, W) bool: False where the cloud mask says cloud, shadow, cirrus or no data."""
         raster = reproject_to_grid(self.mask, grid.crs, grid.transform, grid.shape, "nearest")
+        if self.mask_kind == "fmask":  # HLS: bits 1-3 cloud, adjacent to cloud or shadow, cloud shadow
+            return raster.valid[0] & ((np.nan_to_num(raster.values[0]).astype(np.int64) & FMASK_INVALID_BITS) == 0)
         if self.level == "L2A":  # SCL: one band of classes
             classes = raster.values[0]
             return raster.valid[0] & ~np.isin(classes, SCL_INVALID)
@@ -293,6 +306,11 @@ def band_file(path: str | Path) -> BandFile | None:
     if match := _BAND_FILE.search(name):
         res = int(match["res"]) if match["res"] else None
         return BandFile(band_code(match["band"]), res, match["tile"].upper(), match["time"].upper())
+    if (match := _HLS_FILE.match(name)) and match["sensor"].upper() == "S30":
+        day = dt.date(int(match["year"]), 1, 1) + dt.timedelta(days=int(match["doy"]) - 1)
+        granule = name[: match.start("band") - 1]
+        band = "FMASK" if match["band"].upper() == "FMASK" else band_code(match["band"])
+        return BandFile(band, 30, match["tile"].upper(), f"{day:%Y%m%d}T{match['hms']}", granule, "HLS")
     if (match := _BARE_BAND_FILE.match(name)) and (scene := _scene_of(path)):
         res = int(match["res"]) if match["res"] else None
         return BandFile(band_code(match["band"]), res, scene[1], scene[2], scene[0], scene[3])
@@ -309,7 +327,9 @@ class _Group:
     scl: tuple[int, str] | None = None
 
     def add(self, code: str, resolution: int, path: str) -> None:
-        if code == "SCL":
+        if code == "FMASK":
+            self.scl = (resolution, path)
+        elif code == "SCL":
             if self.scl is None or resolution < self.scl[0]:
                 self.scl = (resolution, path)
         elif code not in self.bands or resolution < self.bands[code][0]:
@@ -387,7 +407,9 @@ def _products_from_listing(
         date = dt.datetime.strptime(time[:8], "%Y%m%d").date()
         assumptions: list[str] = []
         product_files = files
-        if level_meta is not None:
+        if group.level == "HLS":  # harmonised surface reflectance x 1e4: no offset at any date
+            level, quantification, offsets = "L2A", 10000.0, {}
+        elif level_meta is not None:
             level, quantification, offsets, _ = level_meta
         elif (from_item := _scene_item_radiometry(group)) is not None:
             quantification, (offsets, item_json), level = 10000.0, from_item, group.level
@@ -416,8 +438,9 @@ def _products_from_listing(
             assumptions.append(f"no cloud mask ({'SCL' if level == 'L2A' else 'MSK_CLASSI'}): only DN 0 is invalid")
         name = product_name or group.scene or f"{tile}_{time}"
         bands = {code: path for code, (_, path) in group.bands.items()}
+        kind = "fmask" if group.level == "HLS" else "esa"
         products.append(S2Product(name, level, date, tile, bands, quantification, offsets, mask, source, product_files,
-                                  tuple(assumptions)))  # fmt: skip
+                                  tuple(assumptions), kind))  # fmt: skip
     return products
 
 
@@ -487,6 +510,12 @@ def refuse_unnamed_band_files(folder: Path, files: Sequence[Path]) -> None:
     Raises:
         InputError: naming the folder, the files and the two ways to give them.
     """
+    landsat = [f.name for f in files if (m := _HLS_FILE.match(f.name)) and m["sensor"].upper() == "L30"]
+    if landsat:
+        raise InputError(
+            f"{folder}: HLS L30 files ({', '.join(landsat[:2])}{', …' if len(landsat) > 2 else ''}) are Landsat OLI "
+            "bands (their B05 is near infrared, not Sentinel-2's red edge); give the HLS S30 granules for the s2 series"
+        )
     bare = [f.name for f in files if _BARE_BAND_FILE.match(f.name) and band_code(f.stem.split("_")[0]) in BANDS]
     if len(bare) >= 2:
         raise InputError(
