@@ -86,7 +86,7 @@ def test_an_asf_hyp3_rtc_product_folder_reads_its_polarisations_and_skips_its_an
     """An unzipped ASF HyP3 RTC product: ``…_5F0F_VV.tif`` and ``_VH.tif`` beside single-band ``_dem``, ``_area``,
     ``_inc_map``, ``_ls_map`` layers, a 3-band ``_rgb`` and non-raster files. Before: each layer was another date of
     the series (refused as files sharing a date). Now: one acquisition, the layers skipped in one warning line."""
-    stem = "S1A_IW_20190918T060043_DVP_RTC30_G_gpuned_5F0F"
+    stem = "S1A_IW_20190918T060043_DVP_RTC30_G_gduned_5F0F"
     folder = tmp_path / stem
     vv, vh = _write_polarisations(folder, (f"{stem}_VV.tif", f"{stem}_VH.tif"))
     with rasterio.open(vv) as src:
@@ -115,7 +115,7 @@ def test_a_zipped_hyp3_product_is_read_in_place_and_embeds_like_the_folder(tmp_p
     from skysense.models.registry import create_model
     from skysense.models.weights import save_pretrained
 
-    stem = "S1A_IW_20190918T060043_DVP_RTC30_G_gpuned_5F0F"
+    stem = "S1A_IW_20190918T060043_DVP_RTC30_G_gduned_5F0F"
     folder = tmp_path / "unzipped" / stem
     _write_polarisations(folder, (f"{stem}_VV.tif", f"{stem}_VH.tif"))
     with rasterio.open(folder / f"{stem}_VV.tif") as src:
@@ -139,3 +139,26 @@ def test_a_zipped_hyp3_product_is_read_in_place_and_embeds_like_the_folder(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [archive.name, "unzipped", "tiny.safetensors", ".zip.tif", "folder.tif"]
     )
+
+
+@pytest.mark.parametrize(
+    ("scale", "sensor", "message"),
+    [
+        ("a", "s1_grd_linear", r"in amplitude scale, which skysense does not read"),
+        (
+            "p",
+            "s1_grd",
+            r"in power \(linear\) scale \(its name says so\) given as s1_grd; use --s1-sensor s1_grd_linear",
+        ),
+        ("d", "s1_grd_linear", r"in decibel scale \(its name says so\) given as s1_grd_linear; use --s1-sensor s1_grd"),
+    ],
+)
+def test_a_hyp3_scale_the_sensor_does_not_read_is_refused_naming_the_option(
+    tmp_path: Path, scale: str, sensor: str, message: str
+) -> None:
+    """HyP3 names say the scale (`gpuned`: gamma0, power). Amplitude read as power would be silently wrong (the
+    square root of the values); power or dB given as the other sensor is refused with the option to use."""
+    stem = f"S1A_IW_20190918T060043_DVP_RTC30_G_g{scale}uned_5F0F"
+    _write_polarisations(tmp_path / stem, (f"{stem}_VV.tif", f"{stem}_VH.tif"))
+    with pytest.raises(InputError, match=message):
+        SeriesSource.from_arg(tmp_path / stem, sensor)

@@ -40,7 +40,7 @@ from skysense.data.products import (
     mosaic_by_date,
     refuse_unnamed_band_files,
 )
-from skysense.data.products.sentinel1 import S1Pair, check_geocoded, group_polarisations
+from skysense.data.products.sentinel1 import S1Pair, check_geocoded, check_hyp3_scale, group_polarisations
 from skysense.data.products.stac import StacItem, is_stac_path, read_stac
 from skysense.data.raster import RasterFile, check_readable, hr_bands_from_tags, raster_info, resolve_bands
 from skysense.data.raster.archive import on_disk, zip_rasters
@@ -184,6 +184,9 @@ class SeriesSource:
                 check_geocoded(item)
         if sensor.startswith("s1"):  # one file per polarisation → one acquisition
             items, parsed = group_polarisations(items, parsed)
+            for item in items:
+                for file in item.files if isinstance(item, S1Pair) else [item] if isinstance(item, Path) else []:
+                    check_hyp3_scale(file, sensor)
             names = [str(item) if isinstance(item, Path) else str(item.source) for item in items]
         check_series_dates(parsed, names, allow_duplicates=allow_duplicate_dates, what=f"{sensor} series")
         return cls(items, sensor, parsed, allow_duplicate_dates)

@@ -51,6 +51,36 @@ def check_geocoded(path: str | Path) -> None:
             )
 
 
+# ASF HyP3 RTC names: S1A_IW_20190918T060043_DVP_RTC30_G_gpuned_5F0F_VV.tif — the 6 letters after the software
+# letter are radiometry (g/s), scale (p power, d decibel, a amplitude), masking, filtering, area, DEM matching
+_HYP3_NAME = re.compile(r"_RTC\d+_[A-Z]_(?P<radiometry>[gs])(?P<scale>[pda])[uw][nf][ec][dm]_", re.IGNORECASE)
+_HYP3_SCALES = {"p": "power (linear)", "d": "decibel", "a": "amplitude"}
+
+
+def check_hyp3_scale(path: Path, sensor: str) -> None:
+    """Refuse an ASF HyP3 RTC file whose name says a scale the series' sensor does not read: amplitude (neither dB
+    nor power: read as power it would be silently wrong), power given as dB, or dB given as power.
+
+    Raises:
+        InputError: naming the file, its scale and the option to give.
+    """
+    match = _HYP3_NAME.search(path.name)
+    if match is None:
+        return
+    scale = match["scale"].lower()
+    wanted = {"p": "s1_grd_linear", "d": "s1_grd"}.get(scale)
+    if wanted is None:
+        raise InputError(
+            f"{path}: an ASF HyP3 RTC product in amplitude scale, which skysense does not read (it reads power or "
+            "decibels); order the product with scale power or decibel, or square the values into power"
+        )
+    if wanted != sensor:
+        raise InputError(
+            f"{path}: an ASF HyP3 RTC product in {_HYP3_SCALES[scale]} scale (its name says so) given as {sensor}; "
+            f"use --s1-sensor {wanted}"
+        )
+
+
 def polarisation_of(path: Path) -> str | None:
     """ "VV", "VH", "HH" or "HV" for a single-band file that names its polarisation (description, then file name);
     None otherwise."""
