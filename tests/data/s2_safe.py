@@ -109,10 +109,14 @@ def write_safe(
     tile: str = TILE,
     columns: tuple[int, int] | None = None,
     at_most: int | None = None,
+    old_format: bool = False,
 ) -> Path:
     """The chip as a ``.SAFE`` folder under ``root`` sensed at ``time``; returns the folder. ``columns`` (multiples
     of 6): only those columns of the chip, as a tile that covers part of it (two overlapping parts: two MGRS tiles).
-    ``at_most``: the crop's side at most (see :func:`side`)."""
+    ``at_most``: the crop's side at most (see :func:`side`). ``old_format``: named as products were before the
+    compact naming of December 2016 (L1C, baseline 02.xx: ``S2A_OPER_PRD_MSIL1C_PDMC_<processed>_R094_V<sensed>_…``,
+    granule and band files named ``S2A_OPER_MSI_L1C_TL_SGS__<processed>_A…_T30SYH_B01.jp2``, an
+    ``S2A_OPER_MTD_SAFL1C_….xml``), the processing time a day after ``time``."""
     values, profile = chip(at_most)
     if columns is not None:
         values = values[:, :, columns[0] : columns[1]]
@@ -122,9 +126,15 @@ def write_safe(
     baseline = "N0400" if offset else "N0208"
     safe = root / f"S2B_MSI{level}_{time}_{baseline}_R094_{tile}_{time[:8]}T131452.SAFE"
     granule = safe / "GRANULE" / f"{level}_{tile}_A028000_{time}"
+    processed = f"{int(time[:8]) + 1}T151441"  # old names hold the processing time, not the sensing time
+    if old_format:
+        stamp = f"PDMC_{processed}_R094_V{time}_{time}"
+        safe = root / f"S2A_OPER_PRD_MSI{level}_{stamp}.SAFE"
+        granule = safe / "GRANULE" / f"S2A_OPER_MSI_{level}_TL_SGS__{processed}_A003208_{tile}_N02.01"
     (granule / "QI_DATA").mkdir(parents=True)
     if metadata:
-        (safe / f"MTD_MSI{level}.xml").write_text(_metadata(level, offset))
+        name = f"S2A_OPER_MTD_SAF{level}_{stamp}.xml" if old_format else f"MTD_MSI{level}.xml"
+        (safe / name).write_text(_metadata(level, offset))
     for index, band in enumerate(BANDS):
         if level == "L2A" and band == "B10":
             continue  # L2A has no cirrus band
@@ -132,7 +142,9 @@ def write_safe(
         dn = band_at_resolution(plane, band) + (1000 if offset else 0)
         resolution = RESOLUTION.get(band, 20)
         code = band if band == "B8A" else f"B{int(band[1:]):02d}"
-        if level == "L1C":
+        if old_format:
+            folder, name = granule / "IMG_DATA", f"{granule.name[: -len('_N02.01')]}_{code}.jp2"
+        elif level == "L1C":
             folder, name = granule / "IMG_DATA", f"{tile}_{time}_{code}.jp2"
         else:
             folder, name = granule / "IMG_DATA" / f"R{resolution}m", f"{tile}_{time}_{code}_{resolution}m.jp2"

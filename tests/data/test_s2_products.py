@@ -322,3 +322,26 @@ def test_an_hls_s30_granule_folder_reads_like_the_product(tmp_path: Path) -> Non
         shutil.copy(folder / f"{granule}.{band}.tif", landsat / f"{landsat.name}.{band}.tif")
     with pytest.raises(InputError, match=r"HLS L30 files .* are Landsat OLI bands"):
         SeriesSource.from_arg(landsat, "auto")
+
+
+def test_a_product_from_before_the_compact_naming_reads_with_its_sensing_date(tmp_path: Path) -> None:
+    """Products named before December 2016 (S2A_OPER_PRD_MSIL1C_PDMC_…_V20160208T104652_….SAFE, band files named for
+    their granule with its processing time, S2A_OPER_MTD_SAFL1C_….xml) as the long-term archives still hold them.
+    Before: no band file was recognised ("no Sentinel-2 band file found"). The date is the sensing date of the
+    product's name (a day before the processing time in the band names), the metadata its quantification; a loose
+    granule, whose names hold only the processing time, is refused in one line."""
+    values, _ = chip()
+    safe = write_safe(tmp_path, time="20160208T104652", offset=False, cloud=False, old_format=True)
+    (product,) = find_s2_products(safe)
+    assert product.date == dt.date(2016, 2, 8) and product.tile == TILE and product.level == "L1C"
+    assert product.assumptions == ("no cloud mask (MSK_CLASSI): only DN 0 is invalid",) and product.offsets == {}
+    raster = product.read(product.grid(), S2_L1C.bands)
+    for index, band in enumerate(BANDS):
+        if RESOLUTION.get(band, 20) == 10:
+            assert np.array_equal(raster.values[S2_L1C.bands.index(band)], values[index].astype(np.float32))
+    (zipped,) = find_s2_products(zip_safe(safe))
+    assert zipped.date == product.date and zipped.offsets == {} and not zipped.assumptions[:-1]
+    again = write_safe(tmp_path / "again", time="20160208T104652", offset=False, cloud=False, old_format=True)
+    shutil.copytree(next(again.rglob("IMG_DATA")), tmp_path / "IMG_DATA")  # the granule's bands, out of the product
+    with pytest.raises(InputError, match=r"before December 2016 .* give the \.SAFE folder or zip"):
+        SeriesSource.from_arg(tmp_path / "IMG_DATA", "auto")

@@ -12,6 +12,9 @@ Accepted layouts (:func:`find_s2_products`):
   it is saved there), a product name without ``.SAFE``, or AWS's ``tiles/30/S/YH/2022/9/17/0/`` layout (L2A:
   ``R10m``/``R20m``/``R60m``; L1C ``qi/MSK_CLASSI_B00.jp2``). Bare band names in a folder that names no scene are
   refused (:func:`refuse_unnamed_band_files`): read one by one they would be one-band dates;
+- a product from before the compact naming of December 2016 (``S2A_OPER_PRD_MSIL1C_PDMC_…_V20160208T104652_…``,
+  folder or zip): bands named for their granule (``S2A_OPER_MSI_L1C_TL_SGS__<processed>_A…_T31TCJ_B01.jp2``), the
+  sensing time from the product's name, the metadata from ``S2A_OPER_MTD_SAFL1C_….xml``;
 - a NASA HLS v2 S30 granule (``HLS.S30.T30SYH.2022260T105619.v2.0.B02.tif``, ``….Fmask.tif``): harmonised surface
   reflectance × 1e4 with no offset at any date, the Fmask's cloud, adjacent-cloud and shadow bits invalid. HLS L30
   (Landsat OLI band numbers) is refused.
@@ -74,6 +77,15 @@ _BAND_FILE = re.compile(
     re.IGNORECASE,
 )
 _MASK_FILE = re.compile(r"MSK_CLASSI_B00\.(?:jp2|tif|tiff)$", re.IGNORECASE)
+# product metadata: MTD_MSIL1C.xml / MTD_MSIL2A.xml, and before December 2016 S2A_OPER_MTD_SAFL1C_PDMC_….xml
+_METADATA = re.compile(r"(?:MTD_MSIL(?:1C|2A)|_OPER_MTD_SAFL(?:1C|2A)_[^/]*)\.xml$")
+# products before the compact naming of December 2016: bands named for their granule, sensing time in the product's
+# name (S2A_OPER_PRD_MSIL1C_PDMC_20160209T133227_R051_V20160208T104652_20160208T104652.SAFE)
+_OLD_BAND_FILE = re.compile(
+    r"^S2[A-D]_OPER_MSI_(?P<level>L1C|L2A)_TL_\w{4}_\d{8}T\d{6}_A\d{6}_(?P<tile>T\d{2}[A-Z]{3})"
+    r"_(?P<band>B(?:0[1-9]|1[0-2]|8A))(?:_(?P<res>\d{2})m)?\.(?:jp2|tif)$"
+)
+_OLD_PRODUCT = re.compile(r"S2[A-D]_OPER_PRD_MSI(?P<level>L1C|L2A)_\w{4}_\d{8}T\d{6}_R\d{3}_V(?P<time>\d{8}T\d{6})_")
 # bare band names in a folder named for one scene (Earth Search's COGs, AWS's tiles/ layout): B04.tif, SCL_20m.jp2
 _BARE_BAND_FILE = re.compile(
     r"^(?P<band>B(?:0?[1-9]|1[0-2]|8A)|SCL)(?:_(?P<res>\d{2})m)?\.(?:jp2|tif|tiff)$", re.IGNORECASE
@@ -306,6 +318,9 @@ def band_file(path: str | Path) -> BandFile | None:
     if match := _BAND_FILE.search(name):
         res = int(match["res"]) if match["res"] else None
         return BandFile(band_code(match["band"]), res, match["tile"].upper(), match["time"].upper())
+    if (match := _OLD_BAND_FILE.match(name)) and (product := _OLD_PRODUCT.search(path)):
+        res = int(match["res"]) if match["res"] else None
+        return BandFile(band_code(match["band"]), res, match["tile"], product["time"], None, match["level"])
     if (match := _HLS_FILE.match(name)) and match["sensor"].upper() == "S30":
         day = dt.date(int(match["year"]), 1, 1) + dt.timedelta(days=int(match["doy"]) - 1)
         granule = name[: match.start("band") - 1]
@@ -397,7 +412,7 @@ def _products_from_listing(
     """Products from the GDAL paths of one listing (a SAFE folder, a zip, a folder of band files); ``read_text``
     reads a listed metadata file. A scene folder of bare-named bands without product metadata takes its offsets from
     a STAC Item JSON saved in it, when there is one (:func:`_item_radiometry`)."""
-    metadata = sorted(n for n in names if re.search(r"MTD_MSIL(1C|2A)\.xml$", n))
+    metadata = sorted(n for n in names if _METADATA.search(n))
     masks = [n for n in names if _MASK_FILE.search(n)]
     level_meta = None
     if metadata:
@@ -456,11 +471,7 @@ def read_s2_product(path: str | Path) -> list[S2Product]:
         try:
             with zipfile.ZipFile(path) as archive:
                 members = [m for m in archive.namelist() if not m.endswith("/")]
-                texts = {
-                    m: archive.read(m).decode("utf-8", "replace")
-                    for m in members
-                    if m.endswith(".xml") and "MTD_MSIL" in m
-                }
+                texts = {m: archive.read(m).decode("utf-8", "replace") for m in members if _METADATA.search(m)}
         except zipfile.BadZipFile as err:
             raise InputError(f"{path}: not a readable zip ({err}); re-download the product") from None
         names = [f"/vsizip/{{{path.resolve()}}}/{m}" for m in members]
@@ -472,9 +483,9 @@ def read_s2_product(path: str | Path) -> list[S2Product]:
         names = [str(p) for p in files]
         metadata_dirs = [path, *path.parents[:4]]  # a loose IMG_DATA: the product's MTD is up to 4 folders above
         extra = []
-        if not any(re.search(r"MTD_MSIL(1C|2A)\.xml$", n) for n in names):
+        if not any(_METADATA.search(n) for n in names):
             for folder in metadata_dirs[1:]:
-                found = sorted(folder.glob("MTD_MSIL*.xml"))
+                found = sorted(f for f in folder.glob("*.xml") if _METADATA.search(f.name))
                 if found:
                     extra = [str(found[0])]
                     break
@@ -510,6 +521,13 @@ def refuse_unnamed_band_files(folder: Path, files: Sequence[Path]) -> None:
     Raises:
         InputError: naming the folder, the files and the two ways to give them.
     """
+    old_format = [f.name for f in files if _OLD_BAND_FILE.match(f.name)]
+    if old_format:
+        raise InputError(
+            f"{folder}: band files of a Sentinel-2 product from before December 2016 ({old_format[0]}, …) outside "
+            "their .SAFE product, whose name holds the sensing time (their own names hold the processing time); "
+            "give the .SAFE folder or zip"
+        )
     landsat = [f.name for f in files if (m := _HLS_FILE.match(f.name)) and m["sensor"].upper() == "L30"]
     if landsat:
         raise InputError(
