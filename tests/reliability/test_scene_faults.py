@@ -319,6 +319,34 @@ def test_full_disk_in_an_uncompressed_embedding_row_is_not_recorded(tmp_path: Pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.tif", "tiny.safetensors"]
 
 
+def test_an_embedding_that_cannot_fit_on_the_disk_is_refused_before_the_first_tile(
+    capsys, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Embedding rows stay uncompressed until the publish: with less free space than they take (the disk's free
+    space as the OS reports it, set low here), the run is refused at once, naming the output, the GiB needed and
+    free and --dtype float16, and leaves nothing; with enough, it runs."""
+    import skysense.inference.scene as scene_module
+    from skysense.models.registry import create_model
+    from skysense.models.weights import save_pretrained
+
+    weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
+    source = shared_path(*S1_CHIPS, "Spain_6860600_S1Hand.tif")
+    side = min(256, _side(source))
+    chip = crop(source, tmp_path / "small.tif", side)
+    output = tmp_path / "embedding.tif"
+    args = ["embed", "--checkpoint", weights, "--s1", chip, "--s1-dates", "2019-09-18", "--source", "s1",
+            "--output", output, "--no-progress"]  # fmt: skip
+    need = side * side * 128 * 4
+    real = shutil.disk_usage
+    monkeypatch.setattr(scene_module.shutil, "disk_usage", lambda path: real(path)._replace(free=need - 1))
+    code, err = _run(capsys, *args)
+    assert code == 1 and f"embedding.tif: the 128-band rows still to write take {need / 2**30:.2f} GiB" in err
+    assert "give --dtype float16 (half the size)" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.tif", "tiny.safetensors"]
+    code, _ = _run(capsys, *args, "--dtype", "float16")  # half the size fits
+    assert code == 0 and output.is_file()
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Ungeoreferenced scenes, small scenes, all-nodata maps
 # ----------------------------------------------------------------------------------------------------------------

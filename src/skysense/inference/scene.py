@@ -43,12 +43,13 @@ import torch.nn.functional as F
 from skysense.batch import SkySenseInput
 from skysense.data.raster import raster_info
 from skysense.data.sensors import get_sensor
-from skysense.errors import InputError, UsageError
+from skysense.errors import InputError, OutputError, UsageError
 from skysense.inference.models import SceneModel
 from skysense.inference.resume import RunState, fingerprint_changes, fingerprint_files
 from skysense.inference.sources import SceneSources, TileReader, stack_inputs
 from skysense.inference.tiling import ChunkedBlender, TileLayout
 from skysense.inference.writer import (
+    OVERVIEW_BANDS,
     BackgroundWriter,
     SceneWriter,
     check_compress,
@@ -98,6 +99,31 @@ class SceneReport:
 
 
 SENTINEL_TILE = 128  # default tile side on a Sentinel grid (no HR image): 32 × 32 tokens per frame
+
+
+def check_free_space(output: Path, pixels_left: int, channels: int, kind: str, dtype: str) -> None:
+    """Refuse, before any tile runs, a scene whose uncompressed scratch rows cannot fit on the output's disk.
+
+    Outputs of more than :data:`~skysense.inference.writer.OVERVIEW_BANDS` bands (embeddings) keep their rows
+    uncompressed until the publish, so ``pixels_left × channels × value size`` must be free, and then some for the
+    compressed output: a run that started without it would fail hours later, at the row that fills the disk. Rows
+    of class maps and narrow outputs are compressed, and their size is not known before they are written.
+
+    Raises:
+        OutputError: naming the output, the space needed and free, and what to do.
+    """
+    if kind == "classes" or channels <= OVERVIEW_BANDS:
+        return
+    need = pixels_left * channels * (2 if dtype == "float16" else 4)
+    folder = next(p for p in [output.parent, *output.parent.parents] if p.exists())
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        half = "" if dtype == "float16" else "give --dtype float16 (half the size), "
+        raise OutputError(
+            f"{output}: the {channels}-band rows still to write take {need / 2**30:.2f} GiB uncompressed until the "
+            f"output is published, and {free / 2**30:.2f} GiB are free on that disk; free space, {half}or write the "
+            "output to a larger disk"
+        )
 
 
 def scene_alignment(model: SceneModel, sources: SceneSources) -> tuple[int, int]:
@@ -470,6 +496,8 @@ def predict_scene(
             if state is None:
                 shutil.rmtree(scratch, ignore_errors=True)
                 state = RunState(settings, fingerprints)
+            rows_left = max(out_grid.height - (state.rows_done + 1) * chunk, 0)
+            check_free_space(output, out_grid.width * rows_left, model.channels, kind, dtype)
             model.network.to(device)
             n_rows, n_cols = layout.chunk_grid
             row_spans = [(a, a * chunk, min(chunk, out_grid.height - a * chunk)) for a in range(n_rows)]
