@@ -185,7 +185,8 @@ class SeriesSource:
         if sensor.startswith("s1"):  # one file per polarisation → one acquisition
             items, parsed = group_polarisations(items, parsed)
             for item in items:
-                for file in item.files if isinstance(item, S1Pair) else [item] if isinstance(item, Path) else []:
+                files_of_item = item.files if isinstance(item, S1Pair) else (item,) if isinstance(item, Path) else ()
+                for file in files_of_item:
                     check_hyp3_scale(file, sensor)
             names = [str(item) if isinstance(item, Path) else str(item.source) for item in items]
         check_series_dates(parsed, names, allow_duplicates=allow_duplicate_dates, what=f"{sensor} series")

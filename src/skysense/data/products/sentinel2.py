@@ -196,16 +196,24 @@ class S2Product:
     def _mask_valid(self, grid: Grid) -> np.ndarray:
         """(H, W) bool: False where the cloud mask says cloud, shadow, cirrus or no data."""
         raster = reproject_to_grid(self.mask, grid.crs, grid.transform, grid.shape, "nearest")
-        if self.mask_kind == "fmask":  # HLS: bits 1-3 cloud, adjacent to cloud or shadow, cloud shadow
-            return raster.valid[0] & ((np.nan_to_num(raster.values[0]).astype(np.int64) & FMASK_INVALID_BITS) == 0)
-        if self.level == "L2A":  # SCL: one band of classes
-            classes = raster.values[0]
-            return raster.valid[0] & ~np.isin(classes, SCL_INVALID)
-        flagged = np.zeros(grid.shape, dtype=bool)
-        for band in MSK_CLASSI_INVALID_BANDS:
-            if band <= raster.values.shape[0]:
-                flagged |= np.nan_to_num(raster.values[band - 1]) > 0
-        return ~flagged
+        kind = "fmask" if self.mask_kind == "fmask" else "scl" if self.level == "L2A" else "msk_classi"
+        flagged = cloud_flags(raster.values, kind)
+        return ~flagged if kind == "msk_classi" else raster.valid[0] & ~flagged
+
+
+def cloud_flags(values: np.ndarray, kind: str) -> np.ndarray:
+    """(H, W) bool: True where a cloud mask's values (C, H, W) flag a pixel as invalid — ``kind`` "scl": L2A scene
+    classes :data:`SCL_INVALID`; "fmask": HLS Fmask bits :data:`FMASK_INVALID_BITS`; "msk_classi": L1C
+    ``MSK_CLASSI`` bands :data:`MSK_CLASSI_INVALID_BANDS` (its own nodata counts as clear)."""
+    if kind == "fmask":  # bits 1-3: cloud, adjacent to cloud or shadow, cloud shadow
+        return (np.nan_to_num(values[0]).astype(np.int64) & FMASK_INVALID_BITS) != 0
+    if kind == "scl":  # one band of classes
+        return np.isin(values[0], SCL_INVALID)
+    flagged = np.zeros(values.shape[1:], dtype=bool)
+    for band in MSK_CLASSI_INVALID_BANDS:
+        if band <= values.shape[0]:
+            flagged |= np.nan_to_num(values[band - 1]) > 0
+    return flagged
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -370,6 +378,28 @@ def _group_band_files(names: Sequence[str]) -> dict[tuple[str, str, str], _Group
     return groups
 
 
+def processing_baseline(properties: dict, product_id: str = "") -> float | None:
+    """The Sentinel-2 processing baseline a STAC Item's properties state (``s2:processing_baseline``,
+    ``sentinel:processing_baseline``, ``processing:version``) or its product id holds (``…_N0400_…``); None when
+    neither says."""
+    for key in ("s2:processing_baseline", "sentinel:processing_baseline", "processing:version"):
+        try:
+            return float(properties[key])
+        except (KeyError, TypeError, ValueError):
+            continue
+    match = re.search(r"_N(\d{2})(\d{2})_", product_id)
+    return float(f"{match.group(1)}.{match.group(2)}") if match else None
+
+
+def boa_offset_applied(properties: dict) -> bool | None:
+    """Earth Search's flag that the Sentinel-2 offset is already in the stored DN (``earthsearch:boa_offset_applied``,
+    formerly ``sentinel:boa_offset_applied``); None when the Item has none."""
+    for key in ("earthsearch:boa_offset_applied", "sentinel:boa_offset_applied"):
+        if key in properties:
+            return bool(properties[key])
+    return None
+
+
 def _item_radiometry(folder: Path) -> tuple[dict[str, float], str] | None:
     """(offsets, the Item JSON they come from) from a STAC Item JSON saved beside bare-named band files (an Earth
     Search scene folder holds its Item): ``earthsearch:boa_offset_applied`` (the COGs' DN already carry the offset),
@@ -382,14 +412,11 @@ def _item_radiometry(folder: Path) -> tuple[dict[str, float], str] | None:
         properties = item.get("properties") if isinstance(item, dict) and item.get("type") == "Feature" else None
         if not isinstance(properties, dict):
             continue
-        applied = properties.get("earthsearch:boa_offset_applied", properties.get("sentinel:boa_offset_applied"))
-        if applied is True:
+        if boa_offset_applied(properties):
             return {}, str(candidate)
-        baseline = properties.get("s2:processing_baseline", properties.get("sentinel:processing_baseline"))
-        try:
-            return (dict.fromkeys(BANDS, -1000.0) if float(baseline) >= 4.0 else {}), str(candidate)
-        except (TypeError, ValueError):
-            continue
+        baseline = processing_baseline(properties)
+        if baseline is not None:
+            return (dict.fromkeys(BANDS, -1000.0) if baseline >= 4.0 else {}), str(candidate)
     return None
 
 
@@ -443,10 +470,8 @@ def _products_from_listing(
             )
         mask = group.scl[1] if group.scl else None
         if mask is None and level == "L1C":
-            folder = os.path.commonpath([path for _, path in group.bands.values()])
-            parent = folder.rsplit("/", 1)[
-                0
-            ]  # a SAFE granule's IMG_DATA beside QI_DATA; an AWS tile's bands beside qi/
+            # the bands' folder's parent: a SAFE granule's IMG_DATA beside QI_DATA, an AWS tile's bands beside qi/
+            parent = os.path.commonpath([path for _, path in group.bands.values()]).rsplit("/", 1)[0]
             same_granule = [m for m in masks if tile in m or m.startswith(parent + "/") or len(masks) == 1]
             mask = same_granule[0] if same_granule else None
         if mask is None:

@@ -44,13 +44,17 @@ import numpy as np
 
 from skysense.containers import Grid
 from skysense.data.products.sentinel1 import check_geocoded
-from skysense.data.products.sentinel2 import SCL_INVALID, _assumed_radiometry
+from skysense.data.products.sentinel2 import (
+    _assumed_radiometry,
+    boa_offset_applied,
+    cloud_flags,
+    processing_baseline,
+)
 from skysense.data.raster import Raster, raster_info, reproject_to_grid
 from skysense.data.sensors import canonical_band_name
 from skysense.errors import InputError
 
 _SKIP_ROLES = {"visual", "thumbnail", "overview", "metadata"}
-FMASK_INVALID_BITS = 0b1110  # HLS v2 Fmask: bit 1 cloud, bit 2 adjacent to cloud/shadow, bit 3 cloud shadow
 _RASTER_TYPES = ("image/tiff", "image/jp2", "application/x-hdf", "image/vnd.stac.geotiff")
 
 
@@ -146,11 +150,7 @@ class StacItem:
         values_array, valid_array = np.stack(values).astype(np.float32), np.stack(valid)
         if self.mask is not None:
             mask = reproject_to_grid(self.mask, grid.crs, grid.transform, grid.shape, "nearest")
-            if self.mask_kind == "fmask":  # bits 1-3: cloud, adjacent to cloud or shadow, cloud shadow
-                flagged = (np.nan_to_num(mask.values[0]).astype(np.int64) & FMASK_INVALID_BITS) != 0
-            else:
-                flagged = np.isin(mask.values[0], SCL_INVALID)
-            valid_array &= (mask.valid[0] & ~flagged)[None]
+            valid_array &= (mask.valid[0] & ~cloud_flags(mask.values, self.mask_kind))[None]
         values_array[~valid_array] = np.nan
         return Raster(values_array, valid_array, tuple(wanted), grid.crs, grid.transform, self.source)
 
@@ -245,28 +245,6 @@ def _asset_bands(key: str, asset) -> list[tuple[str, int, dict]]:
     return [(name, 1, scaling(0, {}))] if name else []
 
 
-def _processing_baseline(item) -> float | None:
-    """The Sentinel-2 processing baseline an Item states (``s2:processing_baseline``, ``sentinel:processing_baseline``,
-    ``processing:version``) or its product id holds (``…_N0400_…``); None when neither says."""
-    properties = item.properties
-    for key in ("s2:processing_baseline", "sentinel:processing_baseline", "processing:version"):
-        try:
-            return float(properties[key])
-        except (KeyError, TypeError, ValueError):
-            continue
-    match = re.search(r"_N(\d{2})(\d{2})_", str(item.id))
-    return float(f"{match.group(1)}.{match.group(2)}") if match else None
-
-
-def _boa_offset_applied(item) -> bool | None:
-    """Earth Search's flag that the Sentinel-2 offset is already in the stored DN (``earthsearch:boa_offset_applied``,
-    formerly ``sentinel:boa_offset_applied``); None when the Item has none."""
-    for key in ("earthsearch:boa_offset_applied", "sentinel:boa_offset_applied"):
-        if key in item.properties:
-            return bool(item.properties[key])
-    return None
-
-
 def _item(item, source: Path) -> StacItem:
     properties = item.properties
     when = item.datetime or dt.datetime.fromisoformat(str(properties.get("start_datetime")).replace("Z", "+00:00"))
@@ -314,20 +292,19 @@ def _item(item, source: Path) -> StacItem:
     assumptions: list[str] = []
     s2_offset = 0.0
     optical = [b for b in bands if b.startswith("B")]
-    baseline = _processing_baseline(item)
-    applied = _boa_offset_applied(item)
+    baseline = processing_baseline(properties, str(item.id))
+    applied = boa_offset_applied(properties)
     if optical and hls:  # HLS S30: harmonised surface reflectance x 1e4, no offset at any date
         level = "L2A"
-    elif optical and applied is not None:  # Earth Search: its flag and the baseline say what the DN hold, whatever
-        # raster:bands says (it gives offset -0.1 on Items whose COGs already carry the offset)
-        s2_offset = 0.0 if applied or (baseline is not None and baseline < 4.0) else -1000.0
-        bands = {b: BandAsset(a.path, a.index, None, None, a.nodata) if b in optical else a for b, a in bands.items()}
-        if baseline is None and not applied:
-            _, offsets, assumption = _assumed_radiometry(date)
-            s2_offset = offsets.get("B2", 0.0)
-            assumptions.append(assumption.replace("no product metadata (MTD_MSIL*.xml)", "no processing baseline"))
-    elif any(bands[b].scale is None for b in optical):
-        if baseline is not None:
+    elif optical and (applied is not None or any(bands[b].scale is None for b in optical)):
+        if applied is not None:  # Earth Search: its flag and the baseline say what the DN hold, whatever raster:bands
+            # says (it gives offset -0.1 on Items whose COGs already carry the offset)
+            bands = {
+                b: BandAsset(a.path, a.index, None, None, a.nodata) if b in optical else a for b, a in bands.items()
+            }
+        if applied:
+            s2_offset = 0.0
+        elif baseline is not None:
             s2_offset = -1000.0 if baseline >= 4.0 else 0.0
         else:
             _, offsets, assumption = _assumed_radiometry(date)
