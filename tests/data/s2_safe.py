@@ -170,3 +170,96 @@ def zip_safe(safe: Path) -> Path:
     archive = shutil.make_archive(str(safe), "zip", root_dir=safe.parent, base_dir=safe.name)
     shutil.rmtree(safe)
     return Path(archive)
+
+
+def write_eopf_zarr(
+    root: Path,
+    level: str = "L1C",
+    cloud: bool = True,
+    time: str = TIME,
+    tile: str = TILE,
+    crs_on_arrays: bool = True,
+    zipped: bool = False,
+    at_most: int | None = None,
+    utm: bool = False,
+) -> Path:
+    """The chip as an EOPF Zarr product (format 2, consolidated metadata, as the EOPF Sentinel Zarr Samples service
+    publishes them) under ``root``: ``measurements/reflectance/r10m|r20m|r60m/bNN`` uint16 with ``scale_factor``
+    0.0001 and ``add_offset`` -0.1 (the DNs are the chip's + 1000), each band at its native resolution and, as in
+    the real products, resampled copies in the coarser groups (deliberately off by 7 DN, so that reading a copy
+    shows); pixel-centre ``x``/``y`` per group; L1C ``conditions/mask/l1c_classification/r60m/b00`` (flags opaque 1,
+    cirrus 2, snow 4: opaque under :func:`cloud_pixels`, snow on the crop's right half), L2A
+    ``conditions/mask/l2a_classification/r20m/scl``. The CRS is on the arrays (``proj:epsg``) or, with
+    ``crs_on_arrays=False``, only in the root's ``other_metadata.horizontal_CRS_code``. ``zipped``: the
+    ``.zarr.zip`` (the folder is removed). ``at_most``: the crop's side at most (see :func:`side`). ``utm``: the pixels placed on tile T30SYH's
+    own 10 m UTM grid (EPSG:32630, int64 metre coordinates, as every real product has) instead of the chip's degrees."""
+    import zarr
+
+    values, profile = chip(at_most)
+    height, width = values.shape[-2:]
+    epsg = 32630 if utm else profile["crs"].to_epsg()
+    transform = Affine(10, 0, 699960, 0, -10, 4300020) if utm else profile["transform"]
+    coordinates = "int64" if utm else "float64"
+    name = f"S2B_MSI{level}_{time}_N0511_R094_{tile}_{time[:8]}T131452.zarr"
+    product = root / name
+    group = zarr.open_group(product, mode="w", zarr_format=2)
+    sensed = f"{time[:4]}-{time[4:6]}-{time[6:8]}T{time[9:11]}:{time[11:13]}:{time[13:15]}.024000Z"
+    group.attrs.update({
+        "stac_discovery": {"properties": {"start_datetime": sensed, "datetime": sensed, "processing:version": "05.11",
+                                          "product:type": f"S02MSI{level}"}},
+        "other_metadata": {"horizontal_CRS_code": f"EPSG:{epsg}"},
+    })  # fmt: skip
+
+    def resolution_group(path: str, factor: int):
+        sub = group.require_group(path)
+        if "x" not in sub:
+            n_x, n_y = width // factor, height // factor
+            x = sub.create_array("x", shape=(n_x,), dtype=coordinates, attributes={"_ARRAY_DIMENSIONS": ["x"]})
+            x[:] = transform.c + (np.arange(n_x) + 0.5) * transform.a * factor
+            y = sub.create_array("y", shape=(n_y,), dtype=coordinates, attributes={"_ARRAY_DIMENSIONS": ["y"]})
+            y[:] = transform.f + (np.arange(n_y) + 0.5) * transform.e * factor
+        return sub
+
+    def array(path: str, name: str, plane: np.ndarray, factor: int, attributes: dict, dtype: str = "uint16") -> None:
+        attrs = {"_ARRAY_DIMENSIONS": ["y", "x"], **attributes}
+        if crs_on_arrays:
+            attrs["proj:epsg"] = epsg
+        sub = resolution_group(path, factor)
+        stored = sub.create_array(name, shape=plane.shape, chunks=(60, 60), dtype=dtype, fill_value=0,
+                                  attributes=attrs)  # fmt: skip
+        stored[:] = plane.astype(dtype)
+
+    reflectance = {"scale_factor": 0.0001, "add_offset": -0.1, "units": "digital_counts"}
+    for index, band in enumerate(BANDS):
+        if level == "L2A" and band == "B10":
+            continue
+        plane = values[index].astype(np.float64)
+        code = band.lower() if band == "B8A" else f"b{int(band[1:]):02d}"
+        native = RESOLUTION.get(band, 20)
+        for resolution in (10, 20, 60):
+            if resolution < native:
+                continue
+            factor = resolution // 10
+            dn = (plane if factor == 1 else np.rint(block_mean(plane, factor))) + 1000
+            if resolution != native:
+                dn = dn + 7  # a resampled copy: never what is read
+            array(f"measurements/reflectance/r{resolution}m", code, dn, factor, reflectance)
+    rows, cols = cloud_pixels(at_most)
+    if level == "L1C":
+        flags = np.zeros((height // 6, width // 6), np.uint8)
+        flags[:, flags.shape[1] // 2 :] = 4  # snow and ice: valid
+        if cloud:
+            flags[rows.start // 6 : rows.stop // 6, cols.start // 6 : cols.stop // 6] = 1
+        meanings = {"flag_masks": [1, 2, 4], "flag_meanings": "OPAQUE CIRRUS SNOW_ICE"}
+        array("conditions/mask/l1c_classification/r60m", "b00", flags, 6, meanings, "uint8")
+    else:
+        scl = np.full((height // 2, width // 2), 4, np.uint8)
+        if cloud:
+            scl[rows.start // 2 : rows.stop // 2, cols.start // 2 : cols.stop // 2] = 9
+        array("conditions/mask/l2a_classification/r20m", "scl", scl, 2, {"flag_values": list(range(12))}, "uint8")
+    zarr.consolidate_metadata(product)
+    if not zipped:
+        return product
+    archive = shutil.make_archive(str(product), "zip", root_dir=product.parent, base_dir=product.name)
+    shutil.rmtree(product)
+    return Path(archive)

@@ -14,7 +14,7 @@ from skysense.cli import main
 from skysense.inference.sources import SceneSources, SeriesSource, TileReader
 from skysense.models.registry import create_model
 from skysense.models.weights import save_pretrained
-from tests.data.s2_safe import clear_pixels, cloud_pixels, side, two_tiles, write_safe, zip_safe
+from tests.data.s2_safe import clear_pixels, cloud_pixels, side, two_tiles, write_eopf_zarr, write_safe, zip_safe
 
 SIDE = 240  # the chip's crop: three runs of the model over the scene per test, a quarter of the 480² crop's time
 
@@ -45,6 +45,30 @@ def test_embed_reads_safe_folder_zip_and_img_data_alike(capsys, tmp_path: Path) 
     cloudy = np.isnan(outputs["folder"]).all(axis=0)
     (rows, cols), (clear_rows, clear_cols) = cloud_pixels(SIDE), clear_pixels(SIDE)
     assert cloudy[rows, cols].all() and not cloudy[clear_rows, clear_cols].any()
+
+
+@pytest.mark.slow
+def test_embed_reads_an_eopf_zarr_product_like_the_safe_product(capsys, tmp_path: Path) -> None:
+    """`skysense embed --s2 product.zarr` (and its .zarr.zip) writes the embeddings of the same pixels as a SAFE
+    product: the same values, nodata under the clouds."""
+    weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
+    given = {
+        "safe": write_safe(tmp_path / "safe", level="L2A", at_most=SIDE),
+        "zarr": write_eopf_zarr(tmp_path / "zarr", level="L2A", at_most=SIDE),
+        "zip": write_eopf_zarr(tmp_path / "zip", level="L2A", at_most=SIDE, zipped=True),
+    }
+    outputs = {}
+    for name, path in given.items():
+        output = tmp_path / f"{name}.tif"
+        code = main(["embed", "--checkpoint", str(weights), "--s2", str(path), "--source", "s2", "--output",
+                     str(output), "--no-progress", "--tile", "128", "--overlap", "32"])  # fmt: skip
+        assert code == 0, capsys.readouterr().err
+        with rasterio.open(output) as dataset:
+            outputs[name] = dataset.read()
+    assert np.array_equal(outputs["zarr"], outputs["safe"], equal_nan=True)
+    assert np.array_equal(outputs["zip"], outputs["safe"], equal_nan=True)
+    rows, cols = cloud_pixels(SIDE)
+    assert np.isnan(outputs["zarr"][:, rows, cols]).all() and not np.isnan(outputs["zarr"][:, -8:, -8:]).any()
 
 
 @pytest.mark.slow

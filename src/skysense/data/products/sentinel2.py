@@ -17,7 +17,9 @@ Accepted layouts (:func:`find_s2_products`):
   sensing time from the product's name, the metadata from ``S2A_OPER_MTD_SAFL1C_….xml``;
 - a NASA HLS v2 S30 granule (``HLS.S30.T30SYH.2022260T105619.v2.0.B02.tif``, ``….Fmask.tif``): harmonised surface
   reflectance × 1e4 with no offset at any date, the Fmask's cloud, adjacent-cloud and shadow bits invalid. HLS L30
-  (Landsat OLI band numbers) is refused.
+  (Landsat OLI band numbers) is refused;
+- an EOPF Zarr product (``….zarr`` folder or ``.zarr.zip``): read by :mod:`skysense.data.products.eopf` into the same
+  :class:`S2Product`.
 
 Each product is one date: its bands are identified by their B-codes (``B1``…``B12``, ``B8A``; zero-padded or not),
 at the finest resolution present, and read onto the target grid with bilinear resampling (reflectance; masks use
@@ -138,7 +140,8 @@ class S2Product:
     source: Path
     files: tuple[Path, ...]
     assumptions: tuple[str, ...] = field(default=())
-    mask_kind: str = "esa"  # "esa": L2A SCL classes / L1C MSK_CLASSI; "fmask": HLS's Fmask bits
+    mask_kind: str = "esa"  # "esa": L2A SCL classes / L1C MSK_CLASSI; "fmask": HLS's Fmask bits; "bits": mask_bits
+    mask_bits: int = 0  # mask_kind "bits": the flags that make a pixel invalid (an EOPF L1C mask's opaque and cirrus)
 
     @property
     def sensor(self) -> str:
@@ -196,17 +199,21 @@ class S2Product:
     def _mask_valid(self, grid: Grid) -> np.ndarray:
         """(H, W) bool: False where the cloud mask says cloud, shadow, cirrus or no data."""
         raster = reproject_to_grid(self.mask, grid.crs, grid.transform, grid.shape, "nearest")
+        if self.mask_kind == "bits":  # flags only: the mask's fill value (clear) is not a missing pixel
+            return ~cloud_flags(raster.values, "bits", self.mask_bits)
         kind = "fmask" if self.mask_kind == "fmask" else "scl" if self.level == "L2A" else "msk_classi"
         flagged = cloud_flags(raster.values, kind)
         return ~flagged if kind == "msk_classi" else raster.valid[0] & ~flagged
 
 
-def cloud_flags(values: np.ndarray, kind: str) -> np.ndarray:
+def cloud_flags(values: np.ndarray, kind: str, bits: int = 0) -> np.ndarray:
     """(H, W) bool: True where a cloud mask's values (C, H, W) flag a pixel as invalid — ``kind`` "scl": L2A scene
-    classes :data:`SCL_INVALID`; "fmask": HLS Fmask bits :data:`FMASK_INVALID_BITS`; "msk_classi": L1C
-    ``MSK_CLASSI`` bands :data:`MSK_CLASSI_INVALID_BANDS` (its own nodata counts as clear)."""
-    if kind == "fmask":  # bits 1-3: cloud, adjacent to cloud or shadow, cloud shadow
-        return (np.nan_to_num(values[0]).astype(np.int64) & FMASK_INVALID_BITS) != 0
+    classes :data:`SCL_INVALID`; "fmask": HLS Fmask bits :data:`FMASK_INVALID_BITS`; "bits": the flags ``bits`` of
+    one band (an EOPF L1C mask); "msk_classi": L1C ``MSK_CLASSI`` bands :data:`MSK_CLASSI_INVALID_BANDS` (its own
+    nodata counts as clear)."""
+    if kind in ("fmask", "bits"):  # Fmask bits 1-3: cloud, adjacent to cloud or shadow, cloud shadow
+        flags = FMASK_INVALID_BITS if kind == "fmask" else bits
+        return (np.nan_to_num(values[0]).astype(np.int64) & flags) != 0
     if kind == "scl":  # one band of classes
         return np.isin(values[0], SCL_INVALID)
     flagged = np.zeros(values.shape[1:], dtype=bool)
@@ -570,7 +577,12 @@ def refuse_unnamed_band_files(folder: Path, files: Sequence[Path]) -> None:
 
 def is_s2_product_path(path: Path) -> bool:
     """Whether ``path`` is a Sentinel-2 product layout :func:`read_s2_product` reads (a ``.SAFE`` folder or zip, or a
-    folder holding product band files)."""
+    folder holding product band files) or an EOPF Zarr product (:mod:`skysense.data.products.eopf`), or a folder of
+    them."""
+    from skysense.data.products.eopf import is_eopf_zarr  # eopf builds on this module
+
+    if is_eopf_zarr(path) or (path.is_dir() and any(is_eopf_zarr(p) for p in path.iterdir())):
+        return True
     name = path.name
     if (
         name.endswith(".SAFE")
@@ -591,7 +603,12 @@ def find_s2_products(path: str | Path) -> list[S2Product]:
     Raises:
         FileNotFoundError / InputError: see :func:`read_s2_product`.
     """
+    from skysense.data.products.eopf import find_eopf_products
+
     path = Path(path)
+    zarr_products = find_eopf_products(path)
+    if zarr_products:
+        return zarr_products
     if path.is_dir() and not path.name.endswith(".SAFE"):
         inside = sorted(
             p for p in path.iterdir() if p.name.endswith(".SAFE") or p.name.endswith(".SAFE.zip")

@@ -8,6 +8,7 @@ the bands and pixels; GDAL's own message ("Read failed. See previous exception f
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -133,8 +134,21 @@ def _read_error(path: Path, err: Exception, indexes: Sequence[int], window: Wind
     )
 
 
-def _check_exists(path: Path) -> None:
-    if str(path).startswith("/vsi"):  # a GDAL virtual file (inside a zip, on a URL): GDAL says if it is missing
+# a GDAL connection string rather than a file name: vrt://…, ZARR:"…":/array (a Path would collapse its "//")
+_CONNECTION = re.compile(r"^(?:vrt://|[A-Z][A-Z0-9_]+:)")
+
+
+def raster_path(path: str | Path) -> Path | str:
+    """``path`` as a :class:`~pathlib.Path`, or as the string when it is a GDAL connection string (``vrt://…``,
+    ``ZARR:"…":/array``: the EOPF Zarr bands, see :mod:`skysense.data.products.eopf`), which a Path would mangle."""
+    text = str(path)
+    return text if _CONNECTION.match(text) else Path(path)
+
+
+def _check_exists(path: Path | str) -> None:
+    if isinstance(path, str) or str(path).startswith(
+        "/vsi"
+    ):  # a GDAL virtual file (inside a zip, on a URL): GDAL says if it is missing
         return
     if not path.is_file():
         where = "" if path.parent.is_dir() else f" (folder {path.parent} does not exist either)"
@@ -201,6 +215,6 @@ def raster_info(path: str | Path) -> RasterInfo:
         FileNotFoundError: no file at ``path``.
         UnreadableRaster: the file cannot be opened as a raster, naming it.
     """
-    path = Path(path)
+    path = raster_path(path)
     with _open(path) as src:
         return _checked_info(src, path)

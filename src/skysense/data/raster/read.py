@@ -27,7 +27,15 @@ from rasterio.windows import Window
 
 from skysense.containers import Bounds, Grid
 from skysense.data.raster.bands import BandSelection, resolve_bands
-from skysense.data.raster.info import RasterInfo, UnreadableRaster, _checked_info, _open, _read_error, raster_info
+from skysense.data.raster.info import (
+    RasterInfo,
+    UnreadableRaster,
+    _checked_info,
+    _open,
+    _read_error,
+    raster_info,
+    raster_path,
+)
 
 
 @dataclass
@@ -169,7 +177,7 @@ class RasterFile:
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        self.path = raster_path(path)
         self._src = _open(self.path)
         self.info = _checked_info(self._src, self.path)
 

@@ -1,0 +1,106 @@
+"""Sentinel-2 products in ESA's EOPF Zarr format (issue 14: the layout the Copernicus Data Space and the EOPF Sentinel
+Zarr Samples service distribute since 2025), built from the real Sen1Floods11 L1C chip in tmp folders: a ``.zarr``
+folder and its ``.zarr.zip`` read the same pixels, validity and date as the chip written as a SAFE product."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skysense.data.products import find_s2_products
+from skysense.data.sensors import S2_L1C, S2_L2A
+from skysense.errors import InputError
+from skysense.inference.sources import SeriesSource
+from tests.data.s2_safe import TILE, cloud_pixels, side, write_eopf_zarr, write_safe
+
+
+@pytest.mark.parametrize("level", ["L1C", "L2A"])
+def test_an_eopf_zarr_product_reads_like_the_safe_product(tmp_path: Path, level: str) -> None:
+    """Each band from its native resolution group (the coarser groups' resampled copies are 7 DN off in the
+    fixture), the offset from ``add_offset``/``scale_factor``, clouds from the L1C flags or the L2A SCL: the same
+    values and validity as the SAFE product of the same pixels, to the bit."""
+    sensor = S2_L1C if level == "L1C" else S2_L2A
+    (safe,) = find_s2_products(write_safe(tmp_path / "safe", level=level))
+    (product,) = find_s2_products(write_eopf_zarr(tmp_path / "zarr", level=level))
+    assert (product.level, product.tile, product.date) == (level, TILE, dt.date(2022, 9, 17))
+    assert product.quantification == 10000.0 and set(product.offsets.values()) == {-1000.0}
+    assert not product.assumptions and product.mask is not None
+    grid = safe.grid()
+    assert product.grid().shape == grid.shape == (side(), side())
+    assert np.allclose(product.grid().transform, grid.transform, rtol=0, atol=1e-12)
+    got, expected = product.read(grid, sensor.bands), safe.read(grid, sensor.bands)
+    assert np.array_equal(got.valid, expected.valid)
+    assert np.array_equal(got.values, expected.values, equal_nan=True)
+    rows, cols = cloud_pixels()
+    assert not got.valid[:, rows, cols].any()
+    right = slice(side() // 2 + 6, None)  # the L1C fixture's snow and ice: valid
+    assert got.valid[:, rows.stop :, right].all()
+
+
+def test_a_zipped_product_and_a_folder_of_products(tmp_path: Path) -> None:
+    """The ``.zarr.zip`` as downloaded is read in place (GDAL's /vsizip/, nothing extracted) and equals the folder;
+    a folder of products is a series, one date each, the CRS also found in the root's ``other_metadata`` alone."""
+    folder = write_eopf_zarr(tmp_path / "one")
+    zipped = write_eopf_zarr(tmp_path / "zip", zipped=True)
+    (from_folder,), (from_zip,) = find_s2_products(folder), find_s2_products(zipped)
+    assert from_zip.files == (zipped,) and from_zip.bands["B2"].startswith('vrt://ZARR:"/vsizip/')
+    grid = from_folder.grid()
+    a, b = from_folder.read(grid, S2_L1C.bands), from_zip.read(grid, S2_L1C.bands)
+    assert np.array_equal(a.values, b.values, equal_nan=True) and np.array_equal(a.valid, b.valid)
+    series = tmp_path / "series"
+    write_eopf_zarr(series, zipped=True)
+    write_eopf_zarr(series, time="20221007T105619", crs_on_arrays=False)
+    source = SeriesSource.from_arg(series, "auto")
+    assert source.sensor == "s2_l1c" and source.dates == [dt.date(2022, 9, 17), dt.date(2022, 10, 7)]
+    assert all(on_disk.exists() for on_disk in source.paths)
+
+
+def test_a_product_without_a_crs_or_bands_is_refused_in_one_line(tmp_path: Path) -> None:
+    product = write_eopf_zarr(tmp_path, crs_on_arrays=False)
+    metadata = json.loads((product / ".zmetadata").read_text())
+    metadata["metadata"][".zattrs"].pop("other_metadata")
+    (product / ".zmetadata").write_text(json.dumps(metadata))
+    (product / ".zattrs").write_text(json.dumps(metadata["metadata"][".zattrs"]))
+    with pytest.raises(InputError, match=r"\.zarr: no CRS in the product's attributes \(proj:epsg") as err:
+        find_s2_products(product)
+    assert "\n" not in str(err.value)
+    empty = tmp_path / "S2B_MSIL2A_20220917T105619_N0511_R094_T30SYH_20220917T131452.zarr"
+    empty.mkdir()
+    (empty / ".zgroup").write_text('{"zarr_format": 2}')
+    with pytest.raises(InputError, match=r"no Sentinel-2 band arrays under measurements/reflectance"):
+        find_s2_products(empty)
+
+
+def test_utm_metre_coordinates_give_the_tiles_grid(tmp_path: Path) -> None:
+    """Real products: int64 pixel-centre coordinates in metres of the tile's UTM zone; each resolution group's grid
+    is the tile's 10/20/60 m grid (corner 699960, 4300020), and the bands read onto the 10 m grid."""
+    from rasterio.crs import CRS
+    from rasterio.transform import Affine
+
+    (product,) = find_s2_products(write_eopf_zarr(tmp_path, level="L2A", utm=True))
+    grid = product.grid()
+    assert grid.crs == CRS.from_epsg(32630) and grid.transform == Affine(10, 0, 699960, 0, -10, 4300020)
+    raster = product.read(grid, S2_L2A.bands)
+    assert raster.values.shape == (len(S2_L2A.bands), side(), side()) and raster.valid[:, -1, -1].all()
+
+
+def test_index_gives_one_row_per_product_and_the_dataset_reads_them(tmp_path: Path) -> None:
+    """`skysense data index` of a folder of EOPF products (a folder and a zip; hundreds of chunk files each): one s2
+    row per product, not a row per chunk, and ManifestDataset reads both dates."""
+    from skysense.cli import main
+    from skysense.data.manifest import PRODUCT_DRIVER, ManifestDataset, read_manifest
+
+    root = tmp_path / "downloads"
+    write_eopf_zarr(root)
+    write_eopf_zarr(root, time="20221007T105619", zipped=True)
+    manifest = tmp_path / "manifest.csv"
+    assert main(["data", "index", str(root), "-o", str(manifest)]) == 0
+    entries = read_manifest(manifest)
+    assert [e.driver for e in entries] == [PRODUCT_DRIVER] * 2 and {e.modality for e in entries} == {"s2"}
+    assert [e.date for e in entries] == [dt.date(2022, 9, 17), dt.date(2022, 10, 7)]
+    sample = ManifestDataset(manifest)[0]
+    assert sample.s2.values.shape == (2, 10, side(), side())
