@@ -182,6 +182,7 @@ def write_eopf_zarr(
     zipped: bool = False,
     at_most: int | None = None,
     utm: bool = False,
+    zarr_format: int = 2,
 ) -> Path:
     """The chip as an EOPF Zarr product (format 2, consolidated metadata, as the EOPF Sentinel Zarr Samples service
     publishes them) under ``root``: ``measurements/reflectance/r10m|r20m|r60m/bNN`` uint16 with ``scale_factor``
@@ -192,7 +193,8 @@ def write_eopf_zarr(
     ``conditions/mask/l2a_classification/r20m/scl``. The CRS is on the arrays (``proj:epsg``) or, with
     ``crs_on_arrays=False``, only in the root's ``other_metadata.horizontal_CRS_code``. ``zipped``: the
     ``.zarr.zip`` (the folder is removed). ``at_most``: the crop's side at most (see :func:`side`). ``utm``: the pixels placed on tile T30SYH's
-    own 10 m UTM grid (EPSG:32630, int64 metre coordinates, as every real product has) instead of the chip's degrees."""
+    own 10 m UTM grid (EPSG:32630, int64 metre coordinates, as every real product has) instead of the chip's degrees.
+    ``zarr_format`` 3: the format EOPF moves to (``zarr.json`` with consolidated metadata, dimension names)."""
     import zarr
 
     values, profile = chip(at_most)
@@ -202,7 +204,7 @@ def write_eopf_zarr(
     coordinates = "int64" if utm else "float64"
     name = f"S2B_MSI{level}_{time}_N0511_R094_{tile}_{time[:8]}T131452.zarr"
     product = root / name
-    group = zarr.open_group(product, mode="w", zarr_format=2)
+    group = zarr.open_group(product, mode="w", zarr_format=zarr_format)
     sensed = f"{time[:4]}-{time[4:6]}-{time[6:8]}T{time[9:11]}:{time[11:13]}:{time[13:15]}.024000Z"
     group.attrs.update({
         "stac_discovery": {"properties": {"start_datetime": sensed, "datetime": sensed, "processing:version": "05.11",
@@ -210,23 +212,27 @@ def write_eopf_zarr(
         "other_metadata": {"horizontal_CRS_code": f"EPSG:{epsg}"},
     })  # fmt: skip
 
+    def dimensions(names: list[str]) -> dict:  # format 2: xarray's attribute; format 3: the array's own names
+        return {"attributes": {"_ARRAY_DIMENSIONS": names}} if zarr_format == 2 else {"dimension_names": names}
+
     def resolution_group(path: str, factor: int):
         sub = group.require_group(path)
         if "x" not in sub:
             n_x, n_y = width // factor, height // factor
-            x = sub.create_array("x", shape=(n_x,), dtype=coordinates, attributes={"_ARRAY_DIMENSIONS": ["x"]})
+            x = sub.create_array("x", shape=(n_x,), dtype=coordinates, **dimensions(["x"]))
             x[:] = transform.c + (np.arange(n_x) + 0.5) * transform.a * factor
-            y = sub.create_array("y", shape=(n_y,), dtype=coordinates, attributes={"_ARRAY_DIMENSIONS": ["y"]})
+            y = sub.create_array("y", shape=(n_y,), dtype=coordinates, **dimensions(["y"]))
             y[:] = transform.f + (np.arange(n_y) + 0.5) * transform.e * factor
         return sub
 
     def array(path: str, name: str, plane: np.ndarray, factor: int, attributes: dict, dtype: str = "uint16") -> None:
-        attrs = {"_ARRAY_DIMENSIONS": ["y", "x"], **attributes}
+        attrs = {**dimensions(["y", "x"]).get("attributes", {}), **attributes}
         if crs_on_arrays:
             attrs["proj:epsg"] = epsg
         sub = resolution_group(path, factor)
+        names = {} if zarr_format == 2 else {"dimension_names": ["y", "x"]}
         stored = sub.create_array(name, shape=plane.shape, chunks=(60, 60), dtype=dtype, fill_value=0,
-                                  attributes=attrs)  # fmt: skip
+                                  attributes=attrs, **names)  # fmt: skip
         stored[:] = plane.astype(dtype)
 
     reflectance = {"scale_factor": 0.0001, "add_offset": -0.1, "units": "digital_counts"}

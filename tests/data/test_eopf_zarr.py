@@ -41,6 +41,25 @@ def test_an_eopf_zarr_product_reads_like_the_safe_product(tmp_path: Path, level:
     assert got.valid[:, rows.stop :, right].all()
 
 
+def test_zarr_format_3_is_read_or_refused_in_one_line(tmp_path: Path) -> None:
+    """Zarr format 3 (``zarr.json``, the format EOPF moves to): read like format 2 where GDAL decodes its codecs,
+    else refused before any work, naming the GDAL version and the conversion to format 2."""
+    import rasterio
+
+    (v2,) = find_s2_products(write_eopf_zarr(tmp_path / "v2", level="L2A"))
+    product = write_eopf_zarr(tmp_path / "v3", level="L2A", zarr_format=3)
+    assert (product / "zarr.json").is_file()
+    try:
+        (v3,) = find_s2_products(product)
+    except InputError as err:
+        assert f"a Zarr format 3 product that GDAL {rasterio.__gdal_version__} cannot decode" in str(err)
+        assert "zarr_format=2" in str(err) and "\n" not in str(err)
+        return
+    grid = v2.grid()
+    a, b = v3.read(grid, S2_L2A.bands), v2.read(grid, S2_L2A.bands)
+    assert np.array_equal(a.values, b.values, equal_nan=True) and np.array_equal(a.valid, b.valid)
+
+
 def test_a_zipped_product_and_a_folder_of_products(tmp_path: Path) -> None:
     """The ``.zarr.zip`` as downloaded is read in place (GDAL's /vsizip/, nothing extracted) and equals the folder;
     a folder of products is a series, one date each, the CRS also found in the root's ``other_metadata`` alone."""

@@ -2,7 +2,8 @@
 Samples service distribute them (``S2B_MSIL2A_20250101T100309_N0511_R122_T32TQM_20250101T121816.zarr``, a folder or
 its ``.zarr.zip``).
 
-The product is a Zarr group tree (format 2 with consolidated ``.zmetadata``, or format 3): the bands are 2-D arrays
+The product is a Zarr group tree (format 2 with consolidated ``.zmetadata``, as EOPF writes it today; format 3 where
+GDAL decodes its codecs, else refused naming the conversion): the bands are 2-D arrays
 ``measurements/reflectance/r10m|r20m|r60m/b01 … b12, b8a`` (uint16 digital counts; the same band resampled into the
 coarser groups too), each group with its pixel-centre coordinates ``x`` and ``y``; the L2A scene classification is
 ``conditions/mask/l2a_classification/r20m/scl``, the L1C cloud mask ``conditions/mask/l1c_classification/r60m/b00``
@@ -237,6 +238,8 @@ def read_eopf_s2(path: str | Path) -> S2Product:
 
     quantification, offsets, assumptions = _radiometry(arrays, date, str(path))
     bands = {code: gdal_path(found[code][2]) for code in BANDS if code in found}
+    if getattr(root.metadata, "zarr_format", 2) == 3:
+        _check_gdal_reads(next(iter(bands.values())), path)
     mask, mask_kind, mask_bits = None, "esa", 0
     candidates = (
         [(L2A_CLASSIFICATION, g, "scl") for g in ("r20m", "r60m", "r10m")]
@@ -257,6 +260,24 @@ def read_eopf_s2(path: str | Path) -> S2Product:
     tile = named.group("tile") if named else str(properties.get("grid:code", "unknown")).replace("MGRS-", "T")
     return S2Product(stem, level, date, tile, bands, quantification, offsets, mask, path, files, assumptions,
                      mask_kind, mask_bits)  # fmt: skip
+
+
+def _check_gdal_reads(band: str, path: Path) -> None:
+    """Refuse a Zarr format 3 product whose codecs this GDAL does not decode (GDAL 3.10 lacks format 3's ``bytes``
+    codec), in one line, instead of at the first tile."""
+    import rasterio
+
+    from skysense.data.raster import raster_info
+    from skysense.data.raster.info import UnreadableRaster
+
+    try:
+        raster_info(band)
+    except UnreadableRaster as err:
+        raise InputError(
+            f"{path}: a Zarr format 3 product that GDAL {rasterio.__gdal_version__} cannot decode ({err.problem}); "
+            "use a rasterio built on a newer GDAL, or convert the product to Zarr format 2 (xarray: "
+            "open_datatree(product, engine='zarr').to_zarr('product_v2.zarr', zarr_format=2))"
+        ) from None
 
 
 def _used(file: Path, product: Path) -> bool:
