@@ -264,8 +264,4 @@ def write_eopf_zarr(
             scl[rows.start // 2 : rows.stop // 2, cols.start // 2 : cols.stop // 2] = 9
         array("conditions/mask/l2a_classification/r20m", "scl", scl, 2, {"flag_values": list(range(12))}, "uint8")
     zarr.consolidate_metadata(product)
-    if not zipped:
-        return product
-    archive = shutil.make_archive(str(product), "zip", root_dir=product.parent, base_dir=product.name)
-    shutil.rmtree(product)
-    return Path(archive)
+    return zip_safe(product) if zipped else product  # the folder as the zip a download gives
