@@ -314,7 +314,10 @@ def test_full_disk_in_an_uncompressed_embedding_row_is_not_recorded(tmp_path: Pa
     _, err = process.communicate(timeout=300)
     lines = err.strip().splitlines()
     assert process.returncode == 1 and lines[-1].startswith("skysense embed: "), err
-    assert "row_00000.tif.tmp: cannot write chunk row 0 of the output" in lines[-1] and "past the file's end" in err
+    # GDAL either closes the row truncated without an error (caught by check_blocks_written: "past the file's end")
+    # or, depending on where the limit falls between its block writes, raises the OS's EFBIG itself
+    assert "row_00000.tif.tmp: cannot write chunk row 0 of the output" in lines[-1], err
+    assert any(why in err for why in ("past the file's end", "File too large", "EFBIG")), err
     assert "nothing worth resuming" in lines[-1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.tif", "tiny.safetensors"]
 
