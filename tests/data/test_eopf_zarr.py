@@ -123,3 +123,12 @@ def test_index_gives_one_row_per_product_and_the_dataset_reads_them(tmp_path: Pa
     assert [e.date for e in entries] == [dt.date(2022, 9, 17), dt.date(2022, 10, 7)]
     sample = ManifestDataset(manifest)[0]
     assert sample.s2.values.shape == (2, 10, side(), side())
+
+
+def test_a_folder_of_safe_and_zarr_products_reads_them_all(tmp_path: Path) -> None:
+    """Downloads of both formats side by side: every product is a date (none is dropped for the other format)."""
+    write_safe(tmp_path)
+    write_eopf_zarr(tmp_path, time="20221007T105619")
+    products = find_s2_products(tmp_path)
+    assert [p.date for p in products] == [dt.date(2022, 9, 17), dt.date(2022, 10, 7)]
+    assert [p.source.suffix for p in products] == [".SAFE", ".zarr"]

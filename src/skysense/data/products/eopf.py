@@ -93,13 +93,8 @@ def _open_root(path: Path) -> tuple[Any, str]:
         prefix = roots[0]
         store = zarr.storage.ZipStore(path, mode="r")
         gdal_root = f"/vsizip/{{{path.resolve()}}}" + (f"/{prefix}" if prefix else "")
-    try:
-        try:
-            root = zarr.open_consolidated(store, path=prefix, mode="r") if prefix or path.is_dir() else None
-        except Exception:  # noqa: BLE001 - no consolidated metadata: read the tree group by group
-            root = None
-        if root is None:
-            root = zarr.open_group(store, path=prefix, mode="r")
+    try:  # the consolidated metadata when the product has it (EOPF's .zmetadata), else group by group
+        root = zarr.open_group(store, path=prefix, mode="r")
     except Exception as err:  # noqa: BLE001 - zarr raises many kinds for a broken store
         raise InputError(
             f"{path}: not a readable Zarr product ({type(err).__name__}: {err}); download it again"
@@ -284,12 +279,3 @@ def _used(file: Path, product: Path) -> bool:
     """Whether a file of a product folder is read: the Zarr metadata, and the arrays of the bands and masks."""
     parts = file.relative_to(product).parts
     return len(parts) == 1 or "/".join(parts[:2]) in (REFLECTANCE, "conditions/mask")
-
-
-def find_eopf_products(path: Path) -> list[S2Product]:
-    """The EOPF Zarr products of ``path``: the product itself, or the ``*.zarr`` folders and ``*.zarr.zip`` in a
-    folder (sorted by sensing date)."""
-    if is_eopf_zarr(path):
-        return [read_eopf_s2(path)]
-    inside = sorted(p for p in path.iterdir() if is_eopf_zarr(p)) if path.is_dir() else []
-    return sorted((read_eopf_s2(p) for p in inside), key=lambda p: (p.date, p.tile, p.name))

@@ -596,24 +596,25 @@ def is_s2_product_path(path: Path) -> bool:
 
 
 def find_s2_products(path: str | Path) -> list[S2Product]:
-    """Every Sentinel-2 product under ``path``: the path itself when it is a ``.SAFE`` folder or zip, each ``.SAFE``
-    folder or zip inside a folder (sorted by sensing time), or the band files of an ``IMG_DATA`` folder or a folder of
-    loose band files (one product per tile and sensing time).
+    """Every Sentinel-2 product under ``path``: the path itself when it is a ``.SAFE`` folder or zip or an EOPF Zarr
+    product, each of them inside a folder (sorted by sensing time), or the band files of an ``IMG_DATA`` folder or a
+    folder of loose band files (one product per tile and sensing time).
 
     Raises:
-        FileNotFoundError / InputError: see :func:`read_s2_product`.
+        FileNotFoundError / InputError: see :func:`read_s2_product` and
+        :func:`~skysense.data.products.eopf.read_eopf_s2`.
     """
-    from skysense.data.products.eopf import find_eopf_products
+    from skysense.data.products.eopf import is_eopf_zarr, read_eopf_s2  # eopf builds on this module
+
+    def read(item: Path) -> list[S2Product]:
+        return [read_eopf_s2(item)] if is_eopf_zarr(item) else read_s2_product(item)
 
     path = Path(path)
-    zarr_products = find_eopf_products(path)
-    if zarr_products:
-        return zarr_products
-    if path.is_dir() and not path.name.endswith(".SAFE"):
+    if path.is_dir() and not path.name.endswith(".SAFE") and not is_eopf_zarr(path):
         inside = sorted(
-            p for p in path.iterdir() if p.name.endswith(".SAFE") or p.name.endswith(".SAFE.zip")
-        )  # fmt: skip
+            p for p in path.iterdir() if p.name.endswith(".SAFE") or p.name.endswith(".SAFE.zip") or is_eopf_zarr(p)
+        )
         if inside:
-            products = [product for item in inside for product in read_s2_product(item)]
+            products = [product for item in inside for product in read(item)]
             return sorted(products, key=lambda p: (p.date, p.tile, p.name))
-    return read_s2_product(path)
+    return read(path)

@@ -146,9 +146,8 @@ def raster_path(path: str | Path) -> Path | str:
 
 
 def _check_exists(path: Path | str) -> None:
-    if isinstance(path, str) or str(path).startswith(
-        "/vsi"
-    ):  # a GDAL virtual file (inside a zip, on a URL): GDAL says if it is missing
+    # a connection string, or a GDAL virtual file (inside a zip, on a URL): GDAL says if it is missing
+    if isinstance(path, str) or str(path).startswith("/vsi"):
         return
     if not path.is_file():
         where = "" if path.parent.is_dir() else f" (folder {path.parent} does not exist either)"
