@@ -132,3 +132,85 @@ def test_a_folder_of_safe_and_zarr_products_reads_them_all(tmp_path: Path) -> No
     products = find_s2_products(tmp_path)
     assert [p.date for p in products] == [dt.date(2022, 9, 17), dt.date(2022, 10, 7)]
     assert [p.source.suffix for p in products] == [".SAFE", ".zarr"]
+
+
+def _eopf_item(product: Path, json_path: Path, href_root: str | None = None) -> Path:
+    """A STAC Item as the EOPF Sentinel Zarr Samples catalogue describes a product: one asset per band at its native
+    resolution whose href lies inside the product (``…zarr/measurements/reflectance/r10m/b02``), a group asset
+    (``SR_10m``) and the product itself, all ``application/vnd+zarr``; hrefs relative to the JSON unless
+    ``href_root`` replaces the product's location."""
+    from skysense.data.products.eopf import NATIVE_RESOLUTION
+    from skysense.data.products.sentinel2 import BANDS
+
+    root = href_root or f"./{product.relative_to(json_path.parent)}"
+    zarr_type = "application/vnd+zarr"
+    assets: dict = {
+        "product": {"href": root, "type": zarr_type, "roles": ["data", "metadata"], "title": "EOPF product"},
+        "SR_10m": {"href": f"{root}/measurements/reflectance/r10m", "type": zarr_type,
+                   "roles": ["data", "reflectance", "dataset"], "gsd": 10},
+    }  # fmt: skip
+    for band in BANDS:
+        resolution = NATIVE_RESOLUTION.get(band, 10)
+        code = f"b{band[1:].zfill(2).lower()}"
+        assets[f"{band}_{resolution}m"] = {
+            "href": f"{root}/measurements/reflectance/r{resolution}m/{code}", "type": zarr_type,
+            "roles": ["data", "reflectance"], "gsd": resolution, "bands": [{"name": f"B{band[1:].zfill(2)}"}],
+        }  # fmt: skip
+    item = {
+        "type": "Feature", "stac_version": "1.1.0", "id": product.name[: -len(".zarr")],
+        "geometry": {"type": "Point", "coordinates": [-0.78, 38.1]}, "bbox": [-0.79, 38.08, -0.74, 38.13],
+        "properties": {"datetime": "2022-09-17T10:56:19Z", "product:type": "S2MSI1C", "proj:code": "EPSG:4326"},
+        "links": [], "assets": assets, "collection": "sentinel-2-l1c",
+    }  # fmt: skip
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(item))
+    return json_path
+
+
+def test_a_stac_item_of_an_eopf_product_reads_the_product(tmp_path: Path, capsys) -> None:
+    """Input: the real chip as an EOPF L1C product and the STAC Item that the EOPF catalogue gives for it (band assets
+    pointing inside the product, relative hrefs).
+    Expected: the Item reads as that product (same bands, date, values and validity, to the bit); a series of the
+    Item equals the series of the .zarr; `data info` of the JSON describes the product; `data index` of a folder
+    holding both the JSON and the product gives one row, not two."""
+    from skysense.cli import main
+    from skysense.data.manifest import read_manifest
+    from skysense.data.products.stac import read_stac
+
+    product = write_eopf_zarr(tmp_path / "downloads")
+    item_json = _eopf_item(product, tmp_path / "downloads" / "item.json")
+    (direct,) = find_s2_products(product)
+    (from_item,) = read_stac(item_json)
+    assert (from_item.name, from_item.level, from_item.date) == (direct.name, "L1C", dt.date(2022, 9, 17))
+    assert from_item.bands == direct.bands and from_item.mask == direct.mask
+    grid = direct.grid()
+    a, b = from_item.read(grid, S2_L1C.bands), direct.read(grid, S2_L1C.bands)
+    assert np.array_equal(a.values, b.values, equal_nan=True) and np.array_equal(a.valid, b.valid)
+    series = SeriesSource.from_arg(item_json, "auto")
+    assert series.sensor == "s2_l1c" and series.dates == [dt.date(2022, 9, 17)]
+    assert main(["data", "info", str(item_json)]) == 0
+    out = capsys.readouterr().out
+    assert f"STAC Item {direct.name} of an EOPF Zarr product" in out and "Sentinel-2 L1C product" in out
+    manifest = tmp_path / "manifest.csv"
+    assert main(["data", "index", str(tmp_path / "downloads"), "-o", str(manifest)]) == 0
+    assert [e.date for e in read_manifest(manifest)] == [dt.date(2022, 9, 17)]
+
+
+def test_a_stac_item_of_a_remote_or_missing_eopf_product_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Input: the Item with hrefs into the product on the EOPF object store, and with hrefs to a product that is not
+    on disk. Expected: one line each, naming the Item's JSON and the product, and what to do."""
+    from skysense.data.products.stac import read_stac
+
+    product = write_eopf_zarr(tmp_path / "downloads")
+    url = (
+        f"https://objects.eodc.eu/e05ab01a9d56408d82ac32d69a5aae2a:202209-s02msil1c/17/products/cpm_v256/{product.name}"
+    )
+    remote = _eopf_item(product, tmp_path / "remote.json", href_root=url)
+    with pytest.raises(InputError) as caught:
+        read_stac(remote)
+    message = str(caught.value)
+    assert message.startswith(f"{remote}: STAC Item ") and f"remote Zarr product {url}; download" in message
+    assert "\n" not in message
+    missing = _eopf_item(product, tmp_path / "moved" / "item.json", href_root="./elsewhere/" + product.name)
+    with pytest.raises(InputError, match=r"Zarr product .*elsewhere.* is not there; put the product there"):
+        read_stac(missing)

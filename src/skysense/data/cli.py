@@ -17,12 +17,16 @@ import argparse
 import json
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from skysense.data.dates import acquisition_date
 from skysense.data.manifest import MODALITIES, entry_from_info, index_directory, read_manifest, write_manifest
 from skysense.data.raster import check_readable, raster_info
 from skysense.data.stats import compute_stats, format_stats
 from skysense.errors import InputError, int_at_least
+
+if TYPE_CHECKING:
+    from skysense.data.products.sentinel2 import S2Product
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -82,22 +86,32 @@ def _product_info(path: Path) -> None:
     from skysense.data.products import find_s2_products
 
     for product in find_s2_products(path):
-        grid = product.grid()
-        offsets = sorted(set(product.offsets.values())) or [0.0]
-        print(f"{product.source}: Sentinel-2 {product.level} product {product.name}, tile {product.tile}, "
-              f"date {product.date}")  # fmt: skip
-        print(f"  bands {list(product.bands)}; 10 m grid {grid.width}×{grid.height}, CRS {grid.crs}")
-        print(f"  reflectance x 1e4 = (DN + offset {', '.join(f'{o:g}' for o in offsets)}) x 10000 / "
-              f"{product.quantification:g}; cloud mask {product.mask or 'none'}")  # fmt: skip
-        for assumption in product.assumptions:
-            print(f"  assumed: {assumption}")
+        _describe_product(product)
+
+
+def _describe_product(product: S2Product) -> None:
+    """A Sentinel-2 product as `skysense data info` prints it."""
+    grid = product.grid()
+    offsets = sorted(set(product.offsets.values())) or [0.0]
+    print(f"{product.source}: Sentinel-2 {product.level} product {product.name}, tile {product.tile}, "
+          f"date {product.date}")  # fmt: skip
+    print(f"  bands {list(product.bands)}; 10 m grid {grid.width}×{grid.height}, CRS {grid.crs}")
+    print(f"  reflectance x 1e4 = (DN + offset {', '.join(f'{o:g}' for o in offsets)}) x 10000 / "
+          f"{product.quantification:g}; cloud mask {product.mask or 'none'}")  # fmt: skip
+    for assumption in product.assumptions:
+        print(f"  assumed: {assumption}")
 
 
 def _stac_info(path: Path) -> None:
     """What :mod:`skysense.data.products.stac` reads from STAC Item/ItemCollection JSONs."""
+    from skysense.data.products.sentinel2 import S2Product
     from skysense.data.products.stac import read_stac
 
     for item in read_stac(path):
+        if isinstance(item, S2Product):  # an Item whose assets lie in an EOPF Zarr product
+            print(f"{path}: STAC Item {item.name} of an EOPF Zarr product:")
+            _describe_product(item)
+            continue
         grid = item.grid()
         kind = f"Sentinel-2 {item.level}" if item.level else "Sentinel-1" if "VV" in item.bands else "unknown level"
         print(f"{item.source}: STAC Item {item.name}, {kind}, date {item.date}")

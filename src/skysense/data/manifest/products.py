@@ -92,15 +92,22 @@ def stac_entries(root: Path, covered: set[Path]) -> tuple[list[ManifestEntry], s
     entries: list[ManifestEntry] = []
     unreadable: dict[Path, str] = {}
     new_cover: set[Path] = set()
+    resolved: set[Path] | None = None  # the covered files, resolved (only for Items of Zarr products)
     for source in sorted(p for p in root.rglob("*.json") if p.is_file() and p not in covered):
         try:
             items = read_stac(source)
         except InputError:
             continue  # not a STAC Item or ItemCollection
         for item in items:
+            if isinstance(item, S2Product):  # an Item of an EOPF Zarr product: one row for the product, not two
+                if resolved is None:
+                    resolved = {p.resolve() for p in covered}
+                if {Path(f).resolve() for f in item.files} <= resolved:
+                    continue
             try:
                 grid = item.grid()
-                dtype = raster_info(next(iter(item.bands.values())).path).dtypes[0]
+                first = next(iter(item.bands.values()))  # a BandAsset, or an EOPF Zarr product's band (a path)
+                dtype = raster_info(first if isinstance(first, str) else first.path).dtypes[0]
             except (InputError, FileNotFoundError) as err:
                 unreadable[source] = f"Item {item.name}: {err}"
                 continue
@@ -158,7 +165,7 @@ def _s2_products_at(path: str, mtime_ns: int) -> tuple[S2Product, ...]:
 
 
 @functools.lru_cache(maxsize=256)
-def _stac_items_at(path: str, mtime_ns: int) -> tuple[StacItem, ...]:
+def _stac_items_at(path: str, mtime_ns: int) -> tuple[StacItem | S2Product, ...]:
     from skysense.data.products.stac import read_stac
 
     return tuple(read_stac(path))

@@ -21,6 +21,13 @@ one date per Item, its per-band assets read onto any grid.
 - **HLS S30** (NASA's Harmonized Landsat Sentinel-2, an id ``HLS.S30.…`` or a collection ``HLSS30…``): harmonised
   surface reflectance × 1e4 with no offset at any date, read as L2A; its ``Fmask`` asset is the cloud mask (bits
   1–3: cloud, adjacent to cloud or shadow, cloud shadow). HLS L30 Items (Landsat OLI band numbers) are refused.
+- **EOPF Zarr Items** (the EOPF Sentinel Zarr Samples and Copernicus Data Space catalogues since 2025): assets of
+  type ``application/vnd+zarr`` whose hrefs lie inside one product (``…/S2C_MSIL2A_…zarr/measurements/reflectance/
+  r10m/b02``, or the product itself) are read as that product, by :mod:`skysense.data.products.eopf` (native
+  resolutions, scaling, CRS and masks from the product's own metadata): the Item gives an
+  :class:`~skysense.data.products.sentinel2.S2Product`, as the ``.zarr`` folder would. The product must be local (a
+  path relative to the JSON, or ``file://``); an Item pointing at a remote product is refused naming it, since
+  its hrefs lead into a Zarr store, not to files GDAL opens one by one.
 - **Sentinel-1** (``sar:polarizations``, or ``vv``/``vh`` assets): values as stored (dB or linear: the sensor says).
 - CRS: the assets' own (``proj:epsg``/``proj:code`` describe them; the files are read with their georeferencing).
 - Sentinel-1 files in radar geometry (GCPs only: a GRD Item) are refused, naming terrain correction.
@@ -45,6 +52,7 @@ import numpy as np
 from skysense.containers import Grid
 from skysense.data.products.sentinel1 import check_geocoded
 from skysense.data.products.sentinel2 import (
+    S2Product,
     _assumed_radiometry,
     boa_offset_applied,
     cloud_flags,
@@ -55,6 +63,7 @@ from skysense.data.sensors import canonical_band_name
 from skysense.errors import InputError
 
 _SKIP_ROLES = {"visual", "thumbnail", "overview", "metadata"}
+_ZARR_HREF = re.compile(r"^(?P<root>.+?\.zarr(?:\.zip)?)(?:/|$)", re.IGNORECASE)  # the product an href lies in
 _RASTER_TYPES = ("image/tiff", "image/jp2", "application/x-hdf", "image/vnd.stac.geotiff")
 
 
@@ -245,22 +254,51 @@ def _asset_bands(key: str, asset) -> list[tuple[str, int, dict]]:
     return [(name, 1, scaling(0, {}))] if name else []
 
 
-def _item(item, source: Path) -> StacItem:
+def _zarr_product(item, source: Path, roots: list[str]) -> S2Product:
+    """The EOPF Zarr product whose arrays an Item's assets point into, read by
+    :func:`~skysense.data.products.eopf.read_eopf_s2`."""
+    from skysense.data.products.eopf import read_eopf_s2
+
+    if len(roots) > 1:
+        raise InputError(f"{source}: STAC Item {item.id} points into {len(roots)} Zarr products ({', '.join(roots)}); "
+                         "give Items whose assets lie in one product")  # fmt: skip
+    parsed = urlparse(roots[0])
+    if parsed.scheme not in ("", "file"):
+        raise InputError(
+            f"{source}: STAC Item {item.id}'s assets lie in the remote Zarr product {roots[0]}; download the product "
+            f"(its .zarr folder or .zarr.zip) and give it, or this JSON with hrefs to the local copy"
+        )
+    path = Path(parsed.path if parsed.scheme == "file" else roots[0])
+    path = path if path.is_absolute() else source.parent / path
+    if not path.exists():
+        raise InputError(f"{source}: STAC Item {item.id}'s Zarr product {path} is not there; put the product there or "
+                         "correct the Item's hrefs")  # fmt: skip
+    return read_eopf_s2(path)
+
+
+def _item(item, source: Path) -> StacItem | S2Product:
     properties = item.properties
     when = item.datetime or dt.datetime.fromisoformat(str(properties.get("start_datetime")).replace("Z", "+00:00"))
     date = when.date()
     candidates: dict[str, list[_Candidate]] = {}
     files = [source]
+    zarr_roots: dict[str, None] = {}  # the EOPF Zarr products the Item's data assets lie in, in order
     for key, asset in item.assets.items():
         roles = set(asset.roles or [])
         if roles & _SKIP_ROLES and "data" not in roles or _VISUAL.match(key) or "visual" in roles:
+            continue
+        href = asset.get_absolute_href() or asset.href
+        zarr_root = _ZARR_HREF.match(href)
+        if "zarr" in (asset.media_type or "").lower() or zarr_root:
+            if zarr_root:
+                zarr_roots[zarr_root["root"]] = None
             continue
         if asset.media_type and not any(asset.media_type.startswith(t) for t in _RASTER_TYPES):
             continue
         named = _asset_bands(key, asset)
         if not named:
             continue
-        path = _gdal_path(asset.get_absolute_href() or asset.href)
+        path = _gdal_path(href)
         if not path.startswith("/vsi") and not Path(path).is_absolute():  # relative to the JSON (no self link)
             path = str(source.parent / path)
         native = not any(role.startswith("sampling:") for role in roles)
@@ -276,6 +314,8 @@ def _item(item, source: Path) -> StacItem:
     if hls and (".L30." in str(item.id).upper() or "L30" in str(item.collection_id or "").upper()):
         raise InputError(f"{source}: STAC Item {item.id} is HLS L30 (Landsat OLI: its B05 is near infrared, not "
                          "Sentinel-2's red edge); give HLS S30 Items (Sentinel-2) for the s2 series")  # fmt: skip
+    if not chosen and zarr_roots:
+        return _zarr_product(item, source, list(zarr_roots))
     mask_asset, fmask_asset = chosen.pop("SCL", None), chosen.pop("FMASK", None)
     mask_kind = "scl" if mask_asset is not None or fmask_asset is None else "fmask"
     mask_asset = mask_asset or fmask_asset
@@ -319,8 +359,9 @@ def _item(item, source: Path) -> StacItem:
                     mask_kind)  # fmt: skip
 
 
-def read_stac(path: str | Path) -> list[StacItem]:
-    """The Items of a STAC Item or ItemCollection JSON, or of every such JSON in a folder, sorted by date.
+def read_stac(path: str | Path) -> list[StacItem | S2Product]:
+    """The Items of a STAC Item or ItemCollection JSON, or of every such JSON in a folder, sorted by date (an Item
+    whose assets lie in an EOPF Zarr product as that :class:`~skysense.data.products.sentinel2.S2Product`).
 
     Raises:
         InputError: a JSON that is not a STAC Item/ItemCollection, or an Item without band assets.
@@ -329,7 +370,7 @@ def read_stac(path: str | Path) -> list[StacItem]:
 
     path = Path(path)
     sources = sorted(path.glob("*.json")) if path.is_dir() else [path]
-    items: list[StacItem] = []
+    items: list[StacItem | S2Product] = []
     for source in sources:
         try:
             kind = json.loads(source.read_text()).get("type")
