@@ -196,21 +196,64 @@ def test_a_stac_item_of_an_eopf_product_reads_the_product(tmp_path: Path, capsys
     assert [e.date for e in read_manifest(manifest)] == [dt.date(2022, 9, 17)]
 
 
-def test_a_stac_item_of_a_remote_or_missing_eopf_product_is_refused_in_one_line(tmp_path: Path) -> None:
-    """Input: the Item with hrefs into the product on the EOPF object store, and with hrefs to a product that is not
-    on disk. Expected: one line each, naming the Item's JSON and the product, and what to do."""
+@pytest.fixture
+def http_folder(tmp_path: Path):
+    """A folder served over HTTP on this machine (as an object store serves products): (folder, base URL)."""
+    import functools
+    import http.server
+    import threading
+
+    folder = tmp_path / "served"
+    folder.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # no request lines in the test output
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_stac_item_of_a_remote_eopf_product_reads_it_over_http(tmp_path: Path, http_folder) -> None:
+    """Input: the EOPF product served over HTTP (a local server standing in for the EOPF object store) and its STAC
+    Item with absolute https-style hrefs into it, the JSON alone on disk.
+    Expected: the product's metadata read through fsspec and its pixels through GDAL's /vsicurl/: the same values
+    and validity as the product read from disk, to the bit; the product's source is the Item's JSON."""
+    from skysense.data.products.stac import read_stac
+
+    served, base = http_folder
+    product = write_eopf_zarr(served)
+    (local,) = find_s2_products(product)
+    item_json = _eopf_item(product, tmp_path / "item.json", href_root=f"{base}/{product.name}")
+    (remote,) = read_stac(item_json)
+    assert remote.bands["B2"].startswith(f'vrt://ZARR:"/vsicurl/{base}/{product.name}":')
+    assert (remote.name, remote.date, remote.source, remote.files) == (local.name, local.date, item_json, (item_json,))
+    grid = local.grid()
+    a, b = remote.read(grid, S2_L1C.bands), local.read(grid, S2_L1C.bands)
+    assert np.array_equal(a.values, b.values, equal_nan=True) and np.array_equal(a.valid, b.valid)
+
+
+def test_a_stac_item_of_an_unreachable_or_missing_eopf_product_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Input: the Item with hrefs into a product on a server that does not answer, and with hrefs to a product that
+    is not on disk. Expected: one line each, naming the product, and what to do."""
+    import socket
+
     from skysense.data.products.stac import read_stac
 
     product = write_eopf_zarr(tmp_path / "downloads")
-    url = (
-        f"https://objects.eodc.eu/e05ab01a9d56408d82ac32d69a5aae2a:202209-s02msil1c/17/products/cpm_v256/{product.name}"
-    )
-    remote = _eopf_item(product, tmp_path / "remote.json", href_root=url)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/{product.name}"
     with pytest.raises(InputError) as caught:
-        read_stac(remote)
+        read_stac(_eopf_item(product, tmp_path / "remote.json", href_root=url))
     message = str(caught.value)
-    assert message.startswith(f"{remote}: STAC Item ") and f"remote Zarr product {url}; download" in message
-    assert "\n" not in message
+    assert message.startswith(f"{url}: cannot read the remote Zarr product (") and "\n" not in message
+    assert message.endswith("check the address and the network, or download the product and give the .zarr folder")
     missing = _eopf_item(product, tmp_path / "moved" / "item.json", href_root="./elsewhere/" + product.name)
     with pytest.raises(InputError, match=r"Zarr product .*elsewhere.* is not there; put the product there"):
         read_stac(missing)

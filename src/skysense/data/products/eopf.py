@@ -36,6 +36,7 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -67,8 +68,19 @@ def is_eopf_zarr(path: Path) -> bool:
     return name.endswith(".zarr") and path.is_dir() and any((path / m).is_file() for m in _METADATA_FILES)
 
 
-def _open_root(path: Path) -> tuple[Any, str]:
-    """(the product's root zarr group, the GDAL path of that root) of a ``.zarr`` folder or ``.zarr.zip``."""
+def _gdal_url(url: str) -> str | None:
+    """GDAL's path of a product URL (``/vsicurl/`` for http(s), ``/vsis3/`` for s3), or None for a local path."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("http", "https"):
+        return f"/vsicurl/{url}"
+    if parsed.scheme == "s3":
+        return f"/vsis3/{parsed.netloc}{parsed.path}"
+    return None
+
+
+def _open_root(path: Path | str) -> tuple[Any, str]:
+    """(the product's root zarr group, the GDAL path of that root) of a ``.zarr`` folder, a ``.zarr.zip``, or a
+    product URL (http(s), s3: the metadata through fsspec, the pixels through GDAL's ``/vsicurl/``/``/vsis3/``)."""
     try:
         import zarr
     except ImportError:
@@ -76,6 +88,16 @@ def _open_root(path: Path) -> tuple[Any, str]:
             f"{path}: an EOPF Zarr product; reading its metadata needs the zarr package: pip install 'skysense[zarr]'"
         ) from None
 
+    remote = _gdal_url(str(path))
+    if remote is not None:
+        try:  # the consolidated metadata in one request where the product has it
+            return zarr.open_group(str(path), mode="r"), remote
+        except Exception as err:  # noqa: BLE001 - fsspec and zarr raise many kinds for an unreachable store
+            raise InputError(
+                f"{path}: cannot read the remote Zarr product ({type(err).__name__}: {err}); check the address and "
+                "the network, or download the product and give the .zarr folder"
+            ) from None
+    path = Path(path)
     if path.is_dir():
         store, gdal_root, prefix = str(path), str(path.resolve()), ""
     else:
@@ -177,20 +199,28 @@ def _l1c_invalid_bits(attrs: Mapping[str, Any]) -> int:
     return bits or L1C_DEFAULT_BITS
 
 
-def read_eopf_s2(path: str | Path) -> S2Product:
-    """The Sentinel-2 product of an EOPF Zarr ``.zarr`` folder or ``.zarr.zip`` (see the module docstring).
+def read_eopf_s2(path: str | Path, found_as: Path | None = None) -> S2Product:
+    """The Sentinel-2 product of an EOPF Zarr ``.zarr`` folder or ``.zarr.zip`` (see the module docstring), or of a
+    product's URL (``https://…/S2C_MSIL2A_….zarr``, ``s3://…``: read over the network, as the STAC Items of the EOPF
+    catalogue point at it).
+
+    Args:
+        found_as: what the product was found as (its STAC Item's JSON), for the product's ``source``; default the
+            product itself.
 
     Raises:
         InputError: not a readable Zarr product, no Sentinel-2 band arrays, no CRS in its attributes, or bands of
         different scales; each naming the product and what to do.
     """
-    path = Path(path)
-    root, gdal_root = _open_root(path)
+    url = str(path) if _gdal_url(str(path)) is not None else None
+    root, gdal_root = _open_root(url or Path(path))
+    name = url.rstrip("/").rsplit("/", 1)[-1] if url else Path(path).name
+    path = url or Path(path)  # what messages name
     root_attrs = dict(root.attrs)
     stac = root_attrs.get("stac_discovery") if isinstance(root_attrs.get("stac_discovery"), Mapping) else {}
     properties = stac.get("properties", {}) if isinstance(stac.get("properties"), Mapping) else {}
     other = root_attrs.get("other_metadata") if isinstance(root_attrs.get("other_metadata"), Mapping) else {}
-    stem = path.name[: -len(".zip")] if path.name.lower().endswith(".zip") else path.name
+    stem = name[: -len(".zip")] if name.lower().endswith(".zip") else name
     stem = stem[: -len(".zarr")] if stem.lower().endswith(".zarr") else stem
     named = _PRODUCT_NAME.search(stem)
     product_type = str(properties.get("product:type", ""))
@@ -251,13 +281,19 @@ def read_eopf_s2(path: str | Path) -> S2Product:
     if mask is None:
         mask_name = "l2a_classification scl" if level == "L2A" else "l1c_classification b00"
         assumptions = (*assumptions, f"no cloud mask ({mask_name}): only the fill value is invalid")
-    files = (path,) if path.is_file() else tuple(sorted(p for p in path.rglob("*") if p.is_file() and _used(p, path)))
+    if url:
+        files: tuple[Path, ...] = (found_as,) if found_as else ()  # on disk: the Item's JSON at most
+    elif path.is_file():
+        files = (path,)
+    else:
+        files = tuple(sorted(p for p in path.rglob("*") if p.is_file() and _used(p, path)))
     tile = named.group("tile") if named else str(properties.get("grid:code", "unknown")).replace("MGRS-", "T")
-    return S2Product(stem, level, date, tile, bands, quantification, offsets, mask, path, files, assumptions,
+    source = found_as or (Path(name) if url else path)
+    return S2Product(stem, level, date, tile, bands, quantification, offsets, mask, source, files, assumptions,
                      mask_kind, mask_bits)  # fmt: skip
 
 
-def _check_gdal_reads(band: str, path: Path) -> None:
+def _check_gdal_reads(band: str, path: Path | str) -> None:
     """Refuse a Zarr format 3 product whose codecs this GDAL does not decode (GDAL 3.10 lacks format 3's ``bytes``
     codec), in one line, instead of at the first tile."""
     import rasterio

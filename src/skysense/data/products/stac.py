@@ -25,9 +25,10 @@ one date per Item, its per-band assets read onto any grid.
   type ``application/vnd+zarr`` whose hrefs lie inside one product (``…/S2C_MSIL2A_…zarr/measurements/reflectance/
   r10m/b02``, or the product itself) are read as that product, by :mod:`skysense.data.products.eopf` (native
   resolutions, scaling, CRS and masks from the product's own metadata): the Item gives an
-  :class:`~skysense.data.products.sentinel2.S2Product`, as the ``.zarr`` folder would. The product must be local (a
-  path relative to the JSON, or ``file://``); an Item pointing at a remote product is refused naming it, since
-  its hrefs lead into a Zarr store, not to files GDAL opens one by one.
+  :class:`~skysense.data.products.sentinel2.S2Product`, as the ``.zarr`` folder would. A local product (a path
+  relative to the JSON, or ``file://``) is read from disk; a remote one (``https://``, ``s3://``) over the network:
+  its metadata through ``fsspec`` (the consolidated ``.zmetadata``), its pixels through GDAL's ``/vsicurl/`` or
+  ``/vsis3/``.
 - **Sentinel-1** (``sar:polarizations``, or ``vv``/``vh`` assets): values as stored (dB or linear: the sensor says).
 - CRS: the assets' own (``proj:epsg``/``proj:code`` describe them; the files are read with their georeferencing).
 - Sentinel-1 files in radar geometry (GCPs only: a GRD Item) are refused, naming terrain correction.
@@ -263,17 +264,17 @@ def _zarr_product(item, source: Path, roots: list[str]) -> S2Product:
         raise InputError(f"{source}: STAC Item {item.id} points into {len(roots)} Zarr products ({', '.join(roots)}); "
                          "give Items whose assets lie in one product")  # fmt: skip
     parsed = urlparse(roots[0])
+    if parsed.scheme in ("http", "https", "s3"):  # metadata through fsspec, pixels through /vsicurl/ or /vsis3/
+        return read_eopf_s2(roots[0], found_as=source)
     if parsed.scheme not in ("", "file"):
-        raise InputError(
-            f"{source}: STAC Item {item.id}'s assets lie in the remote Zarr product {roots[0]}; download the product "
-            f"(its .zarr folder or .zarr.zip) and give it, or this JSON with hrefs to the local copy"
-        )
+        raise InputError(f"{source}: STAC Item {item.id}'s Zarr product {roots[0]} is behind a {parsed.scheme}:// "
+                         "address skysense cannot open; give http(s)://, s3:// or a local path")  # fmt: skip
     path = Path(parsed.path if parsed.scheme == "file" else roots[0])
     path = path if path.is_absolute() else source.parent / path
     if not path.exists():
         raise InputError(f"{source}: STAC Item {item.id}'s Zarr product {path} is not there; put the product there or "
                          "correct the Item's hrefs")  # fmt: skip
-    return read_eopf_s2(path)
+    return read_eopf_s2(path, found_as=source)
 
 
 def _item(item, source: Path) -> StacItem | S2Product:
