@@ -83,9 +83,11 @@ def _write_jp2(path: Path, planes: np.ndarray, profile: dict, factor: int, dtype
         dst.write(planes.astype(dtype))
 
 
-def _metadata(level: str, offset: bool) -> str:
+def _metadata(level: str, offset: bool, old_format: bool = False) -> str:
     tag = "BOA_ADD_OFFSET" if level == "L2A" else "RADIO_ADD_OFFSET"
     quantification = "BOA_QUANTIFICATION_VALUE" if level == "L2A" else "QUANTIFICATION_VALUE"
+    if old_format and level == "L2A":  # Sen2Cor's PSD 13 metadata
+        quantification = "L2A_BOA_QUANTIFICATION_VALUE"
     offsets = "".join(f'<{tag} band_id="{i}">-1000</{tag}>' for i in range(13)) if offset else ""
     wrapper = "BOA_ADD_OFFSET_VALUES_LIST" if level == "L2A" else "Radiometric_Offset_List"
     return (
@@ -116,7 +118,9 @@ def write_safe(
     ``at_most``: the crop's side at most (see :func:`side`). ``old_format``: named as products were before the
     compact naming of December 2016 (L1C, baseline 02.xx: ``S2A_OPER_PRD_MSIL1C_PDMC_<processed>_R094_V<sensed>_…``,
     granule and band files named ``S2A_OPER_MSI_L1C_TL_SGS__<processed>_A…_T30SYH_B01.jp2``, an
-    ``S2A_OPER_MTD_SAFL1C_….xml``), the processing time a day after ``time``."""
+    ``S2A_OPER_MTD_SAFL1C_….xml``; L2A as Sen2Cor made it from such a product: ``S2A_USER_PRD_MSIL2A_…``, bands
+    ``IMG_DATA/R10m/S2A_USER_MSI_L2A_TL_…_B02_10m.jp2``, ``IMG_DATA/S2A_USER_SCL_L2A_TL_…_20m.jp2``, an
+    ``S2A_USER_MTD_SAFL2A_….xml`` with ``L2A_BOA_QUANTIFICATION_VALUE``), the processing time a day after ``time``."""
     values, profile = chip(at_most)
     if columns is not None:
         values = values[:, :, columns[0] : columns[1]]
@@ -127,14 +131,15 @@ def write_safe(
     safe = root / f"S2B_MSI{level}_{time}_{baseline}_R094_{tile}_{time[:8]}T131452.SAFE"
     granule = safe / "GRANULE" / f"{level}_{tile}_A028000_{time}"
     processed = f"{int(time[:8]) + 1}T151441"  # old names hold the processing time, not the sensing time
+    origin = "USER" if level == "L2A" else "OPER"  # Sen2Cor's L2A products were the user's
     if old_format:
         stamp = f"PDMC_{processed}_R094_V{time}_{time}"
-        safe = root / f"S2A_OPER_PRD_MSI{level}_{stamp}.SAFE"
-        granule = safe / "GRANULE" / f"S2A_OPER_MSI_{level}_TL_SGS__{processed}_A003208_{tile}_N02.01"
+        safe = root / f"S2A_{origin}_PRD_MSI{level}_{stamp}.SAFE"
+        granule = safe / "GRANULE" / f"S2A_{origin}_MSI_{level}_TL_SGS__{processed}_A003208_{tile}_N02.01"
     (granule / "QI_DATA").mkdir(parents=True)
     if metadata:
-        name = f"S2A_OPER_MTD_SAF{level}_{stamp}.xml" if old_format else f"MTD_MSI{level}.xml"
-        (safe / name).write_text(_metadata(level, offset))
+        name = f"S2A_{origin}_MTD_SAF{level}_{stamp}.xml" if old_format else f"MTD_MSI{level}.xml"
+        (safe / name).write_text(_metadata(level, offset, old_format))
     for index, band in enumerate(BANDS):
         if level == "L2A" and band == "B10":
             continue  # L2A has no cirrus band
@@ -142,7 +147,10 @@ def write_safe(
         dn = band_at_resolution(plane, band) + (1000 if offset else 0)
         resolution = RESOLUTION.get(band, 20)
         code = band if band == "B8A" else f"B{int(band[1:]):02d}"
-        if old_format:
+        if old_format and level == "L2A":
+            folder = granule / "IMG_DATA" / f"R{resolution}m"
+            name = f"{granule.name[: -len('_N02.01')]}_{code}_{resolution}m.jp2"
+        elif old_format:
             folder, name = granule / "IMG_DATA", f"{granule.name[: -len('_N02.01')]}_{code}.jp2"
         elif level == "L1C":
             folder, name = granule / "IMG_DATA", f"{tile}_{time}_{code}.jp2"
@@ -160,8 +168,12 @@ def write_safe(
         if cloud:
             rows, cols = cloud_pixels(at_most)
             scl[0, rows.start // 2 : rows.stop // 2, cols.start // 2 : cols.stop // 2] = 9
-        folder = granule / "IMG_DATA" / "R20m"
-        _write_jp2(folder / f"{tile}_{time}_SCL_20m.jp2", scl, profile, 2, "uint8")
+        if old_format:  # in IMG_DATA itself, named for the granule
+            stem = granule.name[: -len("_N02.01")].replace("_MSI_", "_SCL_")
+            _write_jp2(granule / "IMG_DATA" / f"{stem}_20m.jp2", scl, profile, 2, "uint8")
+        else:
+            folder = granule / "IMG_DATA" / "R20m"
+            _write_jp2(folder / f"{tile}_{time}_SCL_20m.jp2", scl, profile, 2, "uint8")
     return safe
 
 

@@ -235,6 +235,8 @@ def test_a_stac_item_of_a_remote_eopf_product_reads_it_over_http(tmp_path: Path,
     grid = local.grid()
     a, b = remote.read(grid, S2_L1C.bands), local.read(grid, S2_L1C.bands)
     assert np.array_equal(a.values, b.values, equal_nan=True) and np.array_equal(a.valid, b.valid)
+    series = SeriesSource.from_arg([f"{base}/{product.name}"], "auto")  # the URL given as `--s2` itself
+    assert series.sensor == "s2_l1c" and series.dates == [local.date] and series.files[0].bands == remote.bands
 
 
 def test_a_stac_item_of_an_unreachable_or_missing_eopf_product_is_refused_in_one_line(tmp_path: Path) -> None:

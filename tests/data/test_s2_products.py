@@ -345,3 +345,30 @@ def test_a_product_from_before_the_compact_naming_reads_with_its_sensing_date(tm
     shutil.copytree(next(again.rglob("IMG_DATA")), tmp_path / "IMG_DATA")  # the granule's bands, out of the product
     with pytest.raises(InputError, match=r"before December 2016 .* give the \.SAFE folder or zip"):
         SeriesSource.from_arg(tmp_path / "IMG_DATA", "auto")
+
+
+def test_a_sen2cor_l2a_of_a_product_from_before_the_compact_naming_reads_like_a_current_one(tmp_path: Path) -> None:
+    """Sen2Cor's L2A of a pre-December-2016 product, as users made them locally (S2A_USER_PRD_MSIL2A_PDMC_….SAFE,
+    bands IMG_DATA/R10m/S2A_USER_MSI_L2A_TL_…_B02_10m.jp2, the scene classification in IMG_DATA itself as
+    S2A_USER_SCL_L2A_TL_…_20m.jp2, S2A_USER_MTD_SAFL2A_….xml with Sen2Cor's L2A_BOA_QUANTIFICATION_VALUE).
+    Before: no band file was recognised. Expected: the sensing date of the product's name, the quantification from
+    its metadata, the SCL as its cloud mask, and the same values and validity as the same pixels in a current L2A
+    product (baseline 02.xx, no offset), to the bit; zipped too."""
+    old = write_safe(tmp_path / "old", level="L2A", time="20160208T104652", offset=False, old_format=True)
+    assert old.name.startswith("S2A_USER_PRD_MSIL2A_PDMC_")
+    current = write_safe(tmp_path / "current", level="L2A", time="20160208T104652", offset=False)
+    (product,), (reference,) = find_s2_products(old), find_s2_products(current)
+    assert (product.level, product.date, product.tile) == ("L2A", dt.date(2016, 2, 8), TILE)
+    assert product.quantification == 10000.0 and product.offsets == {} and not product.assumptions
+    assert (
+        product.mask is not None
+        and "_USER_SCL_L2A_TL_" in product.mask
+        and product.bands.keys() == reference.bands.keys()
+    )
+    grid = reference.grid()
+    got, expected = product.read(grid, S2_L2A.bands), reference.read(grid, S2_L2A.bands)
+    assert np.array_equal(got.valid, expected.valid) and np.array_equal(got.values, expected.values, equal_nan=True)
+    rows, cols = cloud_pixels()
+    assert not got.valid[:, rows, cols].any() and got.valid.any()
+    (zipped,) = find_s2_products(zip_safe(old))
+    assert zipped.date == product.date and zipped.mask is not None and not zipped.assumptions

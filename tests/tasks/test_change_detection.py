@@ -24,6 +24,11 @@ def test_cli_fit_and_test_on_levir(tmp_path: Path, monkeypatch: pytest.MonkeyPat
               "--trainer.enable_progress_bar", "false"]  # fmt: skip
     assert main(["fit", *common, "--trainer.max_epochs", "1"]) == 0
     checkpoint = next(tmp_path.rglob("last.ckpt"))
+    # the kept model is chosen by the changed class's F1 (the reported metric), not by mIoU, which a model that
+    # predicts no change at all maximises when changes are rare
+    callbacks = torch.load(checkpoint, weights_only=False)["callbacks"]
+    (state,) = [value for key, value in callbacks.items() if key.startswith("ModelCheckpoint")]
+    assert state["monitor"] == "val/F1/change" and state["best_model_score"] is not None
     assert main(["test", *common, "--trainer.limit_test_batches", "2", "--ckpt_path", str(checkpoint)]) == 0
     metrics = " ".join(path.read_text() for path in tmp_path.rglob("metrics.csv"))
     for column in ("train/loss", "val/mIoU", "test/F1/change", "test/IoU/change"):

@@ -24,7 +24,8 @@ def _add_scene_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hr", type=Path, help="HR image (GeoTIFF/COG of any size, 0-255 RGB[+NIR])")
     parser.add_argument("--hr-bands", help="HR bands in model order, 1-based indexes or names (e.g. 1,2,3)")
     parser.add_argument("--s2", nargs="+", help="Sentinel-2: .SAFE folders or .SAFE.zip files (or a folder of them), "
-                        "IMG_DATA folders, per-band product files, or per-date GeoTIFFs (files or a folder)")  # fmt: skip
+                        "EOPF .zarr products (folders, zips or https:// / s3:// URLs), STAC Item JSONs, IMG_DATA "
+                        "folders, per-band product files, or per-date GeoTIFFs (files or a folder)")  # fmt: skip
     parser.add_argument("--s2-sensor", default="auto", choices=["auto", "s2_l2a", "s2_l1c"],
                         help="auto: the products' level, else s2_l2a (stacked GeoTIFFs)")  # fmt: skip
     parser.add_argument("--s2-dates", help="comma-separated ISO dates, one per S2 file (default: from the files)")

@@ -18,6 +18,7 @@ sensor's range check (see :mod:`skysense.data.sensors`). Errors name the file an
 from __future__ import annotations
 
 import datetime as dt
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ from skysense.data.raster.pool import RasterPool
 from skysense.data.sensors import HR_RGB, HR_RGBN, Sensor, check_units, get_sensor
 from skysense.data.series import SERIES_SUFFIXES, _series_files, frames_that_count, read_time_series
 from skysense.errors import InputError, UsageError
+
+_REMOTE_ZARR = re.compile(r"^(?:https?|s3)://.+\.zarr/?$", re.IGNORECASE)  # an EOPF product's URL
 
 SENTINEL = ("s2", "s1")
 
@@ -114,6 +117,11 @@ class SeriesSource:
         """
         items: list[Path | S2Product | StacItem] = []
         for given in [files] if isinstance(files, (str, Path)) else list(files):
+            if isinstance(given, str) and _REMOTE_ZARR.match(given):  # an EOPF product where it is stored
+                from skysense.data.products.eopf import read_eopf_s2
+
+                items.append(read_eopf_s2(given))
+                continue
             path = Path(given)
             if is_stac_path(path):
                 items += read_stac(path)

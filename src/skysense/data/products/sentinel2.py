@@ -14,7 +14,10 @@ Accepted layouts (:func:`find_s2_products`):
   refused (:func:`refuse_unnamed_band_files`): read one by one they would be one-band dates;
 - a product from before the compact naming of December 2016 (``S2A_OPER_PRD_MSIL1C_PDMC_…_V20160208T104652_…``,
   folder or zip): bands named for their granule (``S2A_OPER_MSI_L1C_TL_SGS__<processed>_A…_T31TCJ_B01.jp2``), the
-  sensing time from the product's name, the metadata from ``S2A_OPER_MTD_SAFL1C_….xml``;
+  sensing time from the product's name, the metadata from ``S2A_OPER_MTD_SAFL1C_….xml``; and Sen2Cor's L2A of such a
+  product (``S2A_USER_PRD_MSIL2A_PDMC_…``: ``IMG_DATA/R10m/S2A_USER_MSI_L2A_TL_…_B02_10m.jp2``, the scene
+  classification ``IMG_DATA/S2A_USER_SCL_L2A_TL_…_20m.jp2``, ``L2A_BOA_QUANTIFICATION_VALUE`` in
+  ``S2A_USER_MTD_SAFL2A_….xml``);
 - a NASA HLS v2 S30 granule (``HLS.S30.T30SYH.2022260T105619.v2.0.B02.tif``, ``….Fmask.tif``): harmonised surface
   reflectance × 1e4 with no offset at any date, the Fmask's cloud, adjacent-cloud and shadow bits invalid. HLS L30
   (Landsat OLI band numbers) is refused;
@@ -80,14 +83,18 @@ _BAND_FILE = re.compile(
 )
 _MASK_FILE = re.compile(r"MSK_CLASSI_B00\.(?:jp2|tif|tiff)$", re.IGNORECASE)
 # product metadata: MTD_MSIL1C.xml / MTD_MSIL2A.xml, and before December 2016 S2A_OPER_MTD_SAFL1C_PDMC_….xml
-_METADATA = re.compile(r"(?:MTD_MSIL(?:1C|2A)|_OPER_MTD_SAFL(?:1C|2A)_[^/]*)\.xml$")
+_METADATA = re.compile(r"(?:MTD_MSIL(?:1C|2A)|_(?:OPER|USER)_MTD_SAFL(?:1C|2A)_[^/]*)\.xml$")
 # products before the compact naming of December 2016: bands named for their granule, sensing time in the product's
-# name (S2A_OPER_PRD_MSIL1C_PDMC_20160209T133227_R051_V20160208T104652_20160208T104652.SAFE)
+# name (S2A_OPER_PRD_MSIL1C_PDMC_20160209T133227_R051_V20160208T104652_20160208T104652.SAFE); Sen2Cor's L2A of such a
+# product is a USER product (S2A_USER_PRD_MSIL2A_PDMC_…: bands IMG_DATA/R10m/S2A_USER_MSI_L2A_TL_…_B02_10m.jp2, the
+# scene classification IMG_DATA/S2A_USER_SCL_L2A_TL_…_20m.jp2, metadata S2A_USER_MTD_SAFL2A_….xml)
 _OLD_BAND_FILE = re.compile(
-    r"^S2[A-D]_OPER_MSI_(?P<level>L1C|L2A)_TL_\w{4}_\d{8}T\d{6}_A\d{6}_(?P<tile>T\d{2}[A-Z]{3})"
-    r"_(?P<band>B(?:0[1-9]|1[0-2]|8A))(?:_(?P<res>\d{2})m)?\.(?:jp2|tif)$"
+    r"^S2[A-D]_(?:OPER|USER)_(?P<kind>MSI|SCL)_(?P<level>L1C|L2A)_TL_\w{4}_\d{8}T\d{6}_A\d{6}_"
+    r"(?P<tile>T\d{2}[A-Z]{3})(?:_(?P<band>B(?:0[1-9]|1[0-2]|8A)))?(?:_(?P<res>\d{2})m)?\.(?:jp2|tif)$"
 )
-_OLD_PRODUCT = re.compile(r"S2[A-D]_OPER_PRD_MSI(?P<level>L1C|L2A)_\w{4}_\d{8}T\d{6}_R\d{3}_V(?P<time>\d{8}T\d{6})_")
+_OLD_PRODUCT = re.compile(
+    r"S2[A-D]_(?:OPER|USER)_PRD_MSI(?P<level>L1C|L2A)_\w{4}_\d{8}T\d{6}_R\d{3}_V(?P<time>\d{8}T\d{6})_"
+)
 # bare band names in a folder named for one scene (Earth Search's COGs, AWS's tiles/ layout): B04.tif, SCL_20m.jp2
 _BARE_BAND_FILE = re.compile(
     r"^(?P<band>B(?:0?[1-9]|1[0-2]|8A)|SCL)(?:_(?P<res>\d{2})m)?\.(?:jp2|tif|tiff)$", re.IGNORECASE
@@ -248,7 +255,7 @@ def parse_metadata(text: str, source: str) -> tuple[str | None, float, dict[str,
         tag, value = _local(element.tag), (element.text or "").strip()
         if tag == "PRODUCT_TYPE" and value:
             level = "L2A" if "L2A" in value else "L1C" if "L1C" in value else None
-        elif tag in ("QUANTIFICATION_VALUE", "BOA_QUANTIFICATION_VALUE") and value:
+        elif tag in ("QUANTIFICATION_VALUE", "BOA_QUANTIFICATION_VALUE", "L2A_BOA_QUANTIFICATION_VALUE") and value:
             quantification = float(value)
         elif tag in ("RADIO_ADD_OFFSET", "BOA_ADD_OFFSET") and value:
             band = _BAND_IDS.get(element.get("band_id", ""))
@@ -333,9 +340,14 @@ def band_file(path: str | Path) -> BandFile | None:
     if match := _BAND_FILE.search(name):
         res = int(match["res"]) if match["res"] else None
         return BandFile(band_code(match["band"]), res, match["tile"].upper(), match["time"].upper())
-    if (match := _OLD_BAND_FILE.match(name)) and (product := _OLD_PRODUCT.search(path)):
+    if (
+        (match := _OLD_BAND_FILE.match(name))
+        and (match["band"] is None) == (match["kind"] == "SCL")  # a band of the MSI, or the scene classification
+        and (product := _OLD_PRODUCT.search(path))
+    ):
         res = int(match["res"]) if match["res"] else None
-        return BandFile(band_code(match["band"]), res, match["tile"], product["time"], None, match["level"])
+        code = "SCL" if match["kind"] == "SCL" else band_code(match["band"])
+        return BandFile(code, res, match["tile"], product["time"], None, match["level"])
     if (match := _HLS_FILE.match(name)) and match["sensor"].upper() == "S30":
         day = dt.date(int(match["year"]), 1, 1) + dt.timedelta(days=int(match["doy"]) - 1)
         granule = name[: match.start("band") - 1]
