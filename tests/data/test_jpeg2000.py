@@ -69,8 +69,9 @@ def test_every_cut_of_a_tiled_band_is_refused_on_opening(tmp_path: Path, codec: 
 
 
 def test_a_codestream_missing_its_last_tile_is_refused(tmp_path: Path) -> None:
-    """Input: the bare tiled codestream with its last tile-part removed and its end marker (EOC) put back, so every
-    length it still holds is consistent. Expected: the gap counts the missing tile."""
+    """Input: the bare tiled codestream with its last tile-part removed (its end marker EOC put back, or not), so
+    every length it still holds is consistent; and the whole codestream without its end marker.
+    Expected: the gap counts the missing tile; the complete codestream without EOC is accepted."""
     path = tmp_path / "B02.j2k"
     _tiled_band(path, "J2K")
     data = path.read_bytes()
@@ -79,6 +80,11 @@ def test_a_codestream_missing_its_last_tile_is_refused(tmp_path: Path) -> None:
     assert tiles >= 4 and int.from_bytes(data[last + 4 : last + 6], "big") == tiles - 1  # Isot of the last tile
     path.write_bytes(data[:last] + b"\xff\xd9")
     assert codestream_gap(path) == f"1 of its codestream's {tiles} tiles have no data"
+    path.write_bytes(data[:last])  # cut exactly at a tile-part's start, end marker lost too
+    assert codestream_gap(path) == f"1 of its codestream's {tiles} tiles have no data"
+    assert data.endswith(b"\xff\xd9")
+    path.write_bytes(data[:-2])  # complete but for the end marker (a writer that leaves it out): accepted
+    assert codestream_gap(path) is None
 
 
 def test_a_cut_band_inside_a_zipped_safe_product_is_refused(tmp_path: Path) -> None:

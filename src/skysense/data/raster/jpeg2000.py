@@ -93,8 +93,9 @@ def _codestream_bounds(file: BinaryIO, size: int) -> tuple[int, int] | str:
 
 
 def codestream_gap(path: Path | str) -> str | None:
-    """What is missing from a JPEG 2000 file, in words ("its codestream ends at byte …"), or None when every box,
-    tile and tile-part it announces is present and the codestream ends with its ``EOC`` marker.
+    """What is missing from a JPEG 2000 file, in words ("its tile-part at byte … declares … bytes but …"), or None
+    when every box, tile and tile-part it announces is present (the codestream's end marker ``EOC`` is not required
+    where the codestream's box says it ends there: some writers leave it out).
 
     Not checked: the entropy-coded bytes themselves (a corrupt, not truncated, tile fails when it is decoded).
 
@@ -144,14 +145,13 @@ def codestream_gap(path: Path | str) -> str | None:
         parts: dict[int, int] = {}  # tile → tile-parts seen
         announced: dict[int, int] = {}  # tile → its number of tile-parts, where a tile-part says it
         while True:
-            if marker(position, 2) == b"\xff\xd9":
+            # the end marker (EOC), or the end of a codestream whose box says it ends here (a writer that leaves EOC
+            # out): the tiles counted below then say whether anything is missing
+            if position == end or marker(position, 2) == b"\xff\xd9":
                 break
             head = marker(position, 12)
             if len(head) < 12:
-                return (
-                    f"its codestream ends at byte {size} before its end marker (EOC); "
-                    f"{len(parts)} of its {tiles} tiles start before it"
-                )
+                return f"its codestream is cut at byte {end} inside a tile-part header; {len(parts)} of its {tiles} tiles start before it"
             code, _, tile, length, _, count = struct.unpack(">HHHIBB", head)
             if code != _SOT:
                 return f"its codestream has no tile-part marker (SOT) at byte {position} where one should start"
