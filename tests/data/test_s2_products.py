@@ -264,6 +264,43 @@ def test_an_earth_search_scene_folder_reads_like_the_product(tmp_path: Path, wit
         ]
 
 
+@pytest.mark.parametrize("inside", [True, False])
+def test_a_zipped_earth_search_scene_folder_reads_like_the_folder(tmp_path: Path, inside: bool) -> None:
+    """An Earth Search scene folder zipped to be moved (`zip -r S2B_30SYH_20220917_0_L2A.zip S2B_30SYH_…/`, or its
+    files at the zip's root), its STAC Item JSON inside. Before: its bands were read as one-band dates (refused).
+    Expected: read in place through /vsizip/ (nothing extracted) as one product, the offset from the Item inside the
+    zip (no assumption), the same values and validity as the folder, to the bit; `data index` gives one row."""
+    import json
+    import zipfile
+
+    from skysense.cli import main
+    from skysense.data.manifest import PRODUCT_DRIVER, read_manifest
+
+    (product,) = find_s2_products(write_safe(tmp_path, level="L2A"))
+    scene = tmp_path / "folder" / "S2B_30SYH_20220917_0_L2A"
+    _copy_bands(product, scene, ".tif", add=-1000)
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": scene.name, "geometry": None, "links": [], "assets": {},
+            "properties": {"datetime": "2022-09-17T10:56:19Z", "s2:processing_baseline": "04.00",
+                           "earthsearch:boa_offset_applied": True}}  # fmt: skip
+    (scene / f"{scene.name}.json").write_text(json.dumps(item))
+    archive = tmp_path / "downloads" / f"{scene.name}.zip"
+    archive.parent.mkdir()
+    with zipfile.ZipFile(archive, "w") as opened:
+        for file in sorted(scene.iterdir()):
+            opened.write(file, f"{scene.name}/{file.name}" if inside else file.name)
+    (from_folder,) = SeriesSource.from_arg(scene, "auto").files
+    source = SeriesSource.from_arg(archive, "auto")
+    (zipped,) = source.files
+    assert (zipped.name, zipped.tile, zipped.level, zipped.date) == (scene.name, TILE, "L2A", dt.date(2022, 9, 17))
+    assert zipped.offsets == {} and not zipped.assumptions and zipped.mask.startswith("/vsizip/")
+    assert source.paths == [archive]
+    grid = product.grid()
+    a, b = zipped.read(grid, S2_L2A.bands), from_folder.read(grid, S2_L2A.bands)
+    assert np.array_equal(a.valid, b.valid) and np.array_equal(a.values, b.values, equal_nan=True)
+    assert main(["data", "index", str(archive.parent), "-o", str(tmp_path / "m.csv")]) == 0
+    assert [(e.driver, e.date) for e in read_manifest(tmp_path / "m.csv")] == [(PRODUCT_DRIVER, dt.date(2022, 9, 17))]
+
+
 def test_an_aws_l1c_tile_folder_reads_like_the_product(tmp_path: Path) -> None:
     """AWS's sentinel-s2-l1c layout (also what sentinelhub's AWS download writes): tiles/30/S/YH/2022/9/17/0/ with
     B01.jp2 … B12.jp2, B8A.jp2, qi/MSK_CLASSI_B00.jp2 and the tile's metadata.xml; tile and date from the path."""

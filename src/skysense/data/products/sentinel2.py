@@ -316,6 +316,8 @@ def _scene_of(path: str) -> tuple[str, str, str, str | None] | None:
     while folders and re.fullmatch(r"R\d0m|IMG_DATA", folders[-1]):  # L2A's resolution folders
         folders.pop()
     folder = folders[-1] if folders else ""
+    if folder.endswith("}"):  # the zip itself, named for the scene: /vsizip/{…/S2B_30SYH_20220917_0_L2A.zip}/B02.tif
+        folder = folder[:-1].removesuffix(".zip").removesuffix(".ZIP")
     if match := _EARTH_SEARCH_SCENE.match(folder):
         tile = f"T{int(match['tile'][:-3]):02d}{match['tile'][-3:]}"
         return folder, tile, f"{match['date']}T000000", match["level"]
@@ -419,33 +421,40 @@ def boa_offset_applied(properties: dict) -> bool | None:
     return None
 
 
-def _item_radiometry(folder: Path) -> tuple[dict[str, float], str] | None:
+def _item_radiometry(candidates: Sequence[str], read_text) -> tuple[dict[str, float], str] | None:
     """(offsets, the Item JSON they come from) from a STAC Item JSON saved beside bare-named band files (an Earth
     Search scene folder holds its Item): ``earthsearch:boa_offset_applied`` (the COGs' DN already carry the offset),
-    else ``s2:processing_baseline`` (≥ 04.00: −1000); None when no Item there says."""
-    for candidate in sorted(folder.glob("*.json")):
+    else ``s2:processing_baseline`` (≥ 04.00: −1000); None when no Item there says. ``candidates``: the JSON files'
+    paths; ``read_text`` reads one."""
+    for candidate in sorted(candidates):
         try:
-            item = json.loads(candidate.read_text())
-        except (OSError, ValueError):
+            item = json.loads(read_text(candidate))
+        except (OSError, ValueError, KeyError):
             continue
         properties = item.get("properties") if isinstance(item, dict) and item.get("type") == "Feature" else None
         if not isinstance(properties, dict):
             continue
         if boa_offset_applied(properties):
-            return {}, str(candidate)
+            return {}, candidate
         baseline = processing_baseline(properties)
         if baseline is not None:
-            return (dict.fromkeys(BANDS, -1000.0) if baseline >= 4.0 else {}), str(candidate)
+            return (dict.fromkeys(BANDS, -1000.0) if baseline >= 4.0 else {}), candidate
     return None
 
 
-def _scene_item_radiometry(group: _Group) -> tuple[dict[str, float], str] | None:
-    """:func:`_item_radiometry` of the local folder named for ``group``'s scene, if any."""
+def _scene_item_radiometry(group: _Group, names: Sequence[str], read_text) -> tuple[dict[str, float], str] | None:
+    """:func:`_item_radiometry` of the folder named for ``group``'s scene, if any: on disk, or inside the zip whose
+    listing ``names`` is (read with ``read_text``)."""
     if group.scene is None:
         return None
-    paths = [path for _, path in group.bands.values() if not path.startswith("/vsi")]
-    folder = next((f for f in Path(paths[0]).parents if f.name == group.scene), None) if paths else None
-    return _item_radiometry(folder) if folder is not None else None
+    band = next(path for _, path in group.bands.values())
+    if band.startswith("/vsi"):  # a zip: the JSONs of the listing in the bands' own folder
+        folder = band.rsplit("/", 1)[0]
+        return _item_radiometry([n for n in names if n.rsplit("/", 1)[0] == folder and n.endswith(".json")], read_text)
+    folder = next((f for f in Path(band).parents if f.name == group.scene), None)
+    if folder is None:
+        return None
+    return _item_radiometry([str(f) for f in folder.glob("*.json")], lambda n: Path(n).read_text())
 
 
 def _products_from_listing(
@@ -472,7 +481,7 @@ def _products_from_listing(
             level, quantification, offsets = "L2A", 10000.0, {}
         elif level_meta is not None:
             level, quantification, offsets, _ = level_meta
-        elif (from_item := _scene_item_radiometry(group)) is not None:
+        elif (from_item := _scene_item_radiometry(group, names, read_text)) is not None:
             quantification, (offsets, item_json), level = 10000.0, from_item, group.level
             product_files = (*files, Path(item_json))
         else:
@@ -515,7 +524,11 @@ def read_s2_product(path: str | Path) -> list[S2Product]:
         try:
             with zipfile.ZipFile(path) as archive:
                 members = [m for m in archive.namelist() if not m.endswith("/")]
-                texts = {m: archive.read(m).decode("utf-8", "replace") for m in members if _METADATA.search(m)}
+                texts = {  # product metadata, and the STAC Item JSON a zipped Earth Search scene folder holds
+                    m: archive.read(m).decode("utf-8", "replace")
+                    for m in members
+                    if _METADATA.search(m) or m.lower().endswith(".json")
+                }
         except zipfile.BadZipFile as err:
             raise InputError(f"{path}: not a readable zip ({err}); re-download the product") from None
         names = [f"/vsizip/{{{path.resolve()}}}/{m}" for m in members]
@@ -604,6 +617,13 @@ def is_s2_product_path(path: Path) -> bool:
         return True
     if path.is_dir():
         return any(band_file(p) for p in path.rglob("*") if p.is_file())
+    if path.is_file() and path.suffix.lower() == ".zip":  # a zipped scene folder (Earth Search's COGs, bare names)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                members = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return False
+        return any(band_file(f"/vsizip/{{{path.resolve()}}}/{m}") for m in members if not m.endswith("/"))
     return False
 
 
