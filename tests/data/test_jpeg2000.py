@@ -114,3 +114,32 @@ def test_a_file_that_is_not_jpeg2000_is_named_as_such(tmp_path: Path) -> None:
     path = tmp_path / "B02.jp2"
     path.write_bytes(b"<html>Service unavailable</html>")
     assert codestream_gap(path) == "it is neither a JP2 file nor a JPEG 2000 codestream"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"TLM": "YES", "PLT": "YES"},  # tile-part and packet length markers, as large archives write them
+        {"SOP": "YES", "EPH": "YES"},  # packet delimiters inside the tile-parts
+        {"TILEPARTS": "RESOLUTIONS", "PROGRESSION": "RPCL"},  # several tile-parts per tile, resolution first
+        {"CODEC": "J2K", "TLM": "YES"},
+    ],
+    ids=["tlm-plt", "sop-eph", "tile-parts", "j2k-tlm"],
+)
+def test_codestream_options_writers_use_are_read_as_complete(tmp_path: Path, options: dict) -> None:
+    """Input: the real chip's first three bands as one lossless JPEG 2000 file written with options that change the
+    codestream's markers. Expected: no gap for the whole file, the chip's values back, and cuts at 30 and 97 % still
+    found (a check that refused valid files would refuse real products)."""
+    values, profile = chip()
+    planes = values[:3].astype("uint16")
+    path = tmp_path / f"stack.{'j2k' if options.get('CODEC') == 'J2K' else 'jp2'}"
+    with rasterio.open(path, "w", driver="JP2OpenJPEG", width=planes.shape[2], height=planes.shape[1], count=3,
+                       dtype="uint16", crs=profile["crs"], transform=profile["transform"], QUALITY=100,
+                       REVERSIBLE="YES", **options) as dst:  # fmt: skip
+        dst.write(planes)
+    assert codestream_gap(path) is None
+    np.testing.assert_array_equal(read_raster(path).values, planes)
+    data = path.read_bytes()
+    for kept in (0.3, 0.97):
+        path.write_bytes(data[: int(len(data) * kept)])
+        assert codestream_gap(path) is not None
