@@ -162,3 +162,29 @@ def test_a_hyp3_scale_the_sensor_does_not_read_is_refused_naming_the_option(
     _write_polarisations(tmp_path / stem, (f"{stem}_VV.tif", f"{stem}_VH.tif"))
     with pytest.raises(InputError, match=message):
         SeriesSource.from_arg(tmp_path / stem, sensor)
+
+
+@pytest.mark.parametrize("scale", ["dB", "linear", "hyp3 power name"])
+def test_s1_auto_tells_decibels_from_linear_power(tmp_path: Path, scale: str) -> None:
+    """`--s1-sensor auto` (the default of predict/embed): the real VV/VH chip as `vv.tif`/`vh.tif` in dB (as
+    Sen1Floods11 holds it), the same in linear power (10^(dB/10), as Planetary Computer's RTC Items hold it), and
+    power under an ASF HyP3 name that says so. Expected: dB → s1_grd, power → s1_grd_linear, each said in one
+    warning line with its reason, and the values the model gets equal to the dB chip's (to float precision)."""
+    from skysense.data.sensors import get_sensor
+
+    folder = tmp_path / "2019-09-18"
+    stem = "S1A_IW_20190918T060043_DVP_RTC30_G_gpuned_5F0F" if scale == "hyp3 power name" else ""
+    names = (f"{stem}_VV.tif", f"{stem}_VH.tif") if stem else ("vv.tif", "vh.tif")
+    paths = _write_polarisations(folder, names)
+    if scale != "dB":
+        for path in paths:
+            with rasterio.open(path, "r+") as dst:
+                dst.write((10.0 ** (dst.read(1) / 10.0)).astype(np.float32), 1)
+    reason = {"dB": r"\d+% of a sample of its values are ≥ 0: dB", "linear": r"100% of a sample .*: linear power",
+              "hyp3 power name": r"its ASF HyP3 name says power \(linear\)"}[scale]  # fmt: skip
+    with pytest.warns(UserWarning, match=rf"Sentinel-1 read as .*\({reason}\); give --s1-sensor"):
+        source = SeriesSource.from_arg(folder, "s1_auto")
+    assert source.sensor == ("s1_grd" if scale == "dB" else "s1_grd_linear")
+    got = read_time_series(source.files, sensor=get_sensor(source.sensor), dates=source.dates)  # dB for the model
+    stacked = read_time_series([spain("S1")], sensor=S1_GRD, dates=["2019-09-18"])
+    np.testing.assert_allclose(got.values.numpy(), stacked.values.numpy(), rtol=0, atol=1e-4)

@@ -30,7 +30,9 @@ def _add_scene_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: the products' level, else s2_l2a (stacked GeoTIFFs)")  # fmt: skip
     parser.add_argument("--s2-dates", help="comma-separated ISO dates, one per S2 file (default: from the files)")
     parser.add_argument("--s1", nargs="+", help="Sentinel-1 files or a directory of per-date GeoTIFFs")
-    parser.add_argument("--s1-sensor", default="s1_grd", choices=["s1_grd", "s1_grd_linear"])
+    parser.add_argument("--s1-sensor", default="auto", choices=["auto", "s1_grd", "s1_grd_linear"],
+                        help="auto: power or dB from an ASF HyP3 name, else from the values (a sample that is "
+                        "99 %% >= 0 is linear power), said in one line; s1_grd: dB; s1_grd_linear: power")  # fmt: skip
     parser.add_argument("--s1-dates", help="comma-separated ISO dates, one per S1 file (default: from the files)")
     parser.add_argument("--filename-regex", help="regex with a (?P<date>...) group: Sentinel dates from file names")
     parser.add_argument("--date-format", default="%Y%m%d", help="strptime format of that group (default %%Y%%m%%d)")
@@ -71,8 +73,9 @@ def _series(args: argparse.Namespace, name: str):
     if not files:
         return None
     dates = getattr(args, f"{name}_dates")
+    sensor = getattr(args, f"{name}_sensor")
     return SeriesSource.from_arg(
-        files[0] if len(files) == 1 else list(files), getattr(args, f"{name}_sensor"),
+        files[0] if len(files) == 1 else list(files), "s1_auto" if (name, sensor) == ("s1", "auto") else sensor,
         dates.split(",") if dates else None, allow_duplicate_dates=args.allow_duplicate_dates,
         filename_regex=args.filename_regex, date_format=args.date_format, sidecar=args.sidecar,
     )  # fmt: skip

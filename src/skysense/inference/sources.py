@@ -41,7 +41,13 @@ from skysense.data.products import (
     mosaic_by_date,
     refuse_unnamed_band_files,
 )
-from skysense.data.products.sentinel1 import S1Pair, check_geocoded, check_hyp3_scale, group_polarisations
+from skysense.data.products.sentinel1 import (
+    S1Pair,
+    check_geocoded,
+    check_hyp3_scale,
+    group_polarisations,
+    s1_units,
+)
 from skysense.data.products.stac import StacItem, is_stac_path, read_stac
 from skysense.data.raster import RasterFile, check_readable, hr_bands_from_tags, raster_info, resolve_bands
 from skysense.data.raster.archive import on_disk, zip_rasters
@@ -105,7 +111,9 @@ class SeriesSource:
         (:mod:`skysense.data.products.stac`), Sentinel-1 as one file per polarisation
         (:mod:`skysense.data.products.sentinel1`). ``dates`` as ISO strings (default: from the files; products carry
         theirs; ``filename_regex``/``date_format``/``sidecar`` as in :func:`~skysense.data.dates.acquisition_date`).
-        ``sensor`` "auto": the products' level (L1C → "s2_l1c", L2A → "s2_l2a"), else "s2_l2a". Dates are
+        ``sensor`` "auto": the products' level (L1C → "s2_l1c", L2A → "s2_l2a"), else "s2_l2a"; "s1_auto": decibels
+        or linear power ("s1_grd" / "s1_grd_linear", see :func:`~skysense.data.products.sentinel1.s1_units`), said
+        in one warning line. Dates are
         resolved and checked here, before any work: a date in the future, or two items of one date (unless
         ``allow_duplicate_dates``), is refused naming them. What a product's reading assumes (missing metadata or
         cloud mask) is said once, as a warning.
@@ -145,7 +153,14 @@ class SeriesSource:
                 f"{products[0].source} and others: Sentinel-2 products of both levels (L1C and L2A) in one series; "
                 "give the products of one level"
             )
-        if sensor == "auto":
+        if sensor == "s1_auto":  # decibels or linear power: from an ASF HyP3 name, else the values
+            rasters = [r for item in items for r in ((str(item),) if isinstance(item, Path) else item.rasters)]
+            if not rasters:
+                raise InputError(f"{files}: no Sentinel-1 file found")
+            sensor, reason = s1_units(rasters)
+            warnings.warn(f"{rasters[0]}: Sentinel-1 read as {get_sensor(sensor).units} ({reason}); give "
+                          "--s1-sensor s1_grd (dB) or s1_grd_linear (power) to choose", stacklevel=2)  # fmt: skip
+        elif sensor == "auto":
             sensor = levels[0] if levels else "s2_l2a"
         elif levels and levels[0] != sensor:
             leveled = next(p for p in products if p.sensor)

@@ -81,6 +81,37 @@ def check_hyp3_scale(path: Path, sensor: str) -> None:
         )
 
 
+LINEAR_SHARE = 0.99  # a sample this much ≥ 0 is linear power (dB backscatter is mostly negative)
+
+
+def s1_units(files: Sequence[str | Path]) -> tuple[str, str]:
+    """Whether a Sentinel-1 series holds decibels or linear power, for ``--s1-sensor auto``: ("s1_grd" or
+    "s1_grd_linear", the reason in words).
+
+    An ASF HyP3 RTC name says its scale (``…_RTC30_G_gpuned_…``: power; ``…_gduned_…``: decibels; amplitude is
+    refused by :func:`check_hyp3_scale`). Otherwise the values decide: the first file is read decimated (at most
+    256² pixels a band, from its overviews where it has them); dB backscatter is mostly negative (land VV about
+    −5 to −25 dB, VH −15 to −30) and linear power is never negative, so a sample that is at least 99 % ≥ 0 is linear
+    power — the rule :func:`~skysense.data.sensors.check_units` uses to refuse linear values given as dB.
+    """
+    for file in files:
+        match = _HYP3_NAME.search(Path(str(file)).name)
+        if match and match["scale"].lower() in "pd":
+            scale = match["scale"].lower()
+            return ("s1_grd_linear" if scale == "p" else "s1_grd"), f"its ASF HyP3 name says {_HYP3_SCALES[scale]}"
+    first = str(files[0])
+    with rasterio.open(first) as src:
+        shape = (src.count, min(src.height, 256), min(src.width, 256))
+        sample = src.read(out_shape=shape, masked=True)
+    values = sample.compressed() if np.ma.isMaskedArray(sample) else np.ravel(sample)
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return "s1_grd", "no valid value in a sample of it: taken as dB"
+    share = float(np.mean(values >= 0))
+    units = "s1_grd_linear" if share >= LINEAR_SHARE else "s1_grd"
+    return units, f"{share:.0%} of a sample of its values are ≥ 0: {'linear power' if units != 's1_grd' else 'dB'}"
+
+
 def polarisation_of(path: Path) -> str | None:
     """ "VV", "VH", "HH" or "HV" for a single-band file that names its polarisation (description, then file name);
     None otherwise."""
