@@ -299,6 +299,15 @@ def test_a_zipped_earth_search_scene_folder_reads_like_the_folder(tmp_path: Path
     assert np.array_equal(a.valid, b.valid) and np.array_equal(a.values, b.values, equal_nan=True)
     assert main(["data", "index", str(archive.parent), "-o", str(tmp_path / "m.csv")]) == 0
     assert [(e.driver, e.date) for e in read_manifest(tmp_path / "m.csv")] == [(PRODUCT_DRIVER, dt.date(2022, 9, 17))]
+    # a folder of zipped scenes is a series, as `data index` reads it: one date each
+    (second,) = find_s2_products(write_safe(tmp_path / "second", level="L2A", time="20221007T105619"))
+    later = tmp_path / "folder" / "S2B_30SYH_20221007_0_L2A"
+    _copy_bands(second, later, ".tif")
+    shutil.make_archive(str(archive.parent / later.name), "zip", root_dir=later.parent, base_dir=later.name)
+    series = SeriesSource.from_arg(archive.parent, "auto")
+    assert series.dates == [dt.date(2022, 9, 17), dt.date(2022, 10, 7)] and series.paths == sorted(
+        archive.parent.iterdir()
+    )
 
 
 def test_an_aws_l1c_tile_folder_reads_like_the_product(tmp_path: Path) -> None:

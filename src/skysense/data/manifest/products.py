@@ -54,17 +54,9 @@ def _row(path: Path, driver: str, grid: Grid, bands: tuple[str, ...], date: dt.d
 
 def s2_entries(root: Path) -> tuple[list[ManifestEntry], set[Path]]:
     """One row per Sentinel-2 product under ``root``, and the files those rows cover."""
-    from skysense.data.products.eopf import is_eopf_zarr
-    from skysense.data.products.sentinel2 import band_file, find_s2_products, is_s2_product_path
+    from skysense.data.products.sentinel2 import band_file, find_s2_products, is_product_holder
 
-    holders = sorted(
-        p
-        for p in root.rglob("*")
-        if p.name.endswith(".SAFE")
-        or p.name.endswith(".SAFE.zip")
-        or is_eopf_zarr(p)
-        or (p.suffix.lower() == ".zip" and p.is_file() and is_s2_product_path(p))  # a zipped scene folder
-    )
+    holders = sorted(p for p in root.rglob("*") if is_product_holder(p))
     holders = [p for p in holders if not any(h != p and h in p.parents for h in holders)]
     covered: set[Path] = set()
     for holder in holders:

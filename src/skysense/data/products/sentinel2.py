@@ -600,37 +600,44 @@ def refuse_unnamed_band_files(folder: Path, files: Sequence[Path]) -> None:
         )
 
 
-def is_s2_product_path(path: Path) -> bool:
-    """Whether ``path`` is a Sentinel-2 product layout :func:`read_s2_product` reads (a ``.SAFE`` folder or zip, or a
-    folder holding product band files) or an EOPF Zarr product (:mod:`skysense.data.products.eopf`), or a folder of
-    them."""
+def is_product_holder(path: Path) -> bool:
+    """Whether ``path`` is one Sentinel-2 product as downloaded: a ``.SAFE`` folder or ``.SAFE.zip``, an EOPF Zarr
+    product (:mod:`skysense.data.products.eopf`), or a zip named for a product or holding a scene's band files (a
+    zipped Earth Search scene folder)."""
     from skysense.data.products.eopf import is_eopf_zarr  # eopf builds on this module
 
-    if is_eopf_zarr(path) or (path.is_dir() and any(is_eopf_zarr(p) for p in path.iterdir())):
-        return True
     name = path.name
-    if (
-        name.endswith(".SAFE")
-        or name.endswith(".SAFE.zip")
-        or (path.suffix.lower() == ".zip" and _PRODUCT_NAME.search(name))
-    ):
+    if name.endswith(".SAFE") or name.endswith(".SAFE.zip") or is_eopf_zarr(path):
+        return True
+    if path.suffix.lower() != ".zip" or not path.is_file():
+        return False
+    if _PRODUCT_NAME.search(name):
+        return True
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(band_file(f"/vsizip/{{{path.resolve()}}}/{m}") for m in members if not m.endswith("/"))
+
+
+def is_s2_product_path(path: Path) -> bool:
+    """Whether ``path`` is a Sentinel-2 product layout :func:`find_s2_products` reads: a product
+    (:func:`is_product_holder`), a folder of them, or a folder holding product band files."""
+    if is_product_holder(path):
         return True
     if path.is_dir():
-        return any(band_file(p) for p in path.rglob("*") if p.is_file())
-    if path.is_file() and path.suffix.lower() == ".zip":  # a zipped scene folder (Earth Search's COGs, bare names)
-        try:
-            with zipfile.ZipFile(path) as archive:
-                members = archive.namelist()
-        except (zipfile.BadZipFile, OSError):
-            return False
-        return any(band_file(f"/vsizip/{{{path.resolve()}}}/{m}") for m in members if not m.endswith("/"))
+        return any(is_product_holder(p) for p in path.iterdir()) or any(
+            band_file(p) for p in path.rglob("*") if p.is_file()
+        )
     return False
 
 
 def find_s2_products(path: str | Path) -> list[S2Product]:
-    """Every Sentinel-2 product under ``path``: the path itself when it is a ``.SAFE`` folder or zip or an EOPF Zarr
-    product, each of them inside a folder (sorted by sensing time), or the band files of an ``IMG_DATA`` folder or a
-    folder of loose band files (one product per tile and sensing time).
+    """Every Sentinel-2 product under ``path``: the path itself when it is a product (:func:`is_product_holder`: a
+    ``.SAFE`` folder or zip, an EOPF Zarr product, a zipped scene folder), each of them inside a folder (sorted by
+    sensing time), or the band files of an ``IMG_DATA`` folder or a folder of loose band files (one product per tile
+    and sensing time).
 
     Raises:
         FileNotFoundError / InputError: see :func:`read_s2_product` and
@@ -642,10 +649,8 @@ def find_s2_products(path: str | Path) -> list[S2Product]:
         return [read_eopf_s2(item)] if is_eopf_zarr(item) else read_s2_product(item)
 
     path = Path(path)
-    if path.is_dir() and not path.name.endswith(".SAFE") and not is_eopf_zarr(path):
-        inside = sorted(
-            p for p in path.iterdir() if p.name.endswith(".SAFE") or p.name.endswith(".SAFE.zip") or is_eopf_zarr(p)
-        )
+    if path.is_dir() and not is_product_holder(path):
+        inside = sorted(p for p in path.iterdir() if is_product_holder(p))
         if inside:
             products = [product for item in inside for product in read(item)]
             return sorted(products, key=lambda p: (p.date, p.tile, p.name))
