@@ -181,6 +181,9 @@ def get_sensor(key: str) -> Sensor:
 _PLAUSIBILITY_MIN_VALUES = 100
 
 
+LINEAR_POWER_SHARE = 0.99  # a share of values >= 0 that says linear power (dB backscatter is mostly negative)
+
+
 def check_units(values: np.ndarray, sensor: Sensor, source: str = "input", plausibility: bool = True) -> None:
     """Refuse values that cannot be in ``sensor``'s units; NaN is ignored.
 
@@ -212,7 +215,7 @@ def check_units(values: np.ndarray, sensor: Sensor, source: str = "input", plaus
     hint = None
     if "x 1e4" in sensor.units and high <= 1.5:
         hint = "this looks like reflectance on a 0-1 scale: multiply by 10000"
-    elif sensor.units == "dB" and float(np.mean(finite >= 0)) > 0.99:
+    elif sensor.units == "dB" and float(np.mean(finite >= 0)) > LINEAR_POWER_SHARE:
         hint = "almost all values are >= 0 dB, which looks like linear power: convert with linear_to_db"
     elif sensor.units == "DN 0-255" and high <= 1.0:
         hint = "this looks like an image already scaled to 0-1: give the 0-255 values"

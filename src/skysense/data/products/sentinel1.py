@@ -28,7 +28,7 @@ import rasterio
 
 from skysense.containers import Grid
 from skysense.data.raster import Raster, raster_info, reproject_to_grid
-from skysense.data.sensors import canonical_band_name
+from skysense.data.sensors import LINEAR_POWER_SHARE, canonical_band_name
 from skysense.errors import InputError
 
 POLARISATIONS = ("VV", "VH", "HH", "HV")  # in the order an acquisition's files are stacked
@@ -55,6 +55,7 @@ def check_geocoded(path: str | Path) -> None:
 # letter are radiometry (g/s), scale (p power, d decibel, a amplitude), masking, filtering, area, DEM matching
 _HYP3_NAME = re.compile(r"_RTC\d+_[A-Z]_(?P<radiometry>[gs])(?P<scale>[pda])[uw][nf][ec][dm]_", re.IGNORECASE)
 _HYP3_SCALES = {"p": "power (linear)", "d": "decibel", "a": "amplitude"}
+_HYP3_SENSORS = {"p": "s1_grd_linear", "d": "s1_grd"}  # the sensor of each scale skysense reads
 
 
 def check_hyp3_scale(path: Path, sensor: str) -> None:
@@ -68,7 +69,7 @@ def check_hyp3_scale(path: Path, sensor: str) -> None:
     if match is None:
         return
     scale = match["scale"].lower()
-    wanted = {"p": "s1_grd_linear", "d": "s1_grd"}.get(scale)
+    wanted = _HYP3_SENSORS.get(scale)
     if wanted is None:
         raise InputError(
             f"{path}: an ASF HyP3 RTC product in amplitude scale, which skysense does not read (it reads power or "
@@ -79,9 +80,6 @@ def check_hyp3_scale(path: Path, sensor: str) -> None:
             f"{path}: an ASF HyP3 RTC product in {_HYP3_SCALES[scale]} scale (its name says so) given as {sensor}; "
             f"use --s1-sensor {wanted}"
         )
-
-
-LINEAR_SHARE = 0.99  # a sample this much ≥ 0 is linear power (dB backscatter is mostly negative)
 
 
 def s1_units(files: Sequence[str | Path]) -> tuple[str, str]:
@@ -96,9 +94,9 @@ def s1_units(files: Sequence[str | Path]) -> tuple[str, str]:
     """
     for file in files:
         match = _HYP3_NAME.search(Path(str(file)).name)
-        if match and match["scale"].lower() in "pd":
+        if match and match["scale"].lower() in _HYP3_SENSORS:
             scale = match["scale"].lower()
-            return ("s1_grd_linear" if scale == "p" else "s1_grd"), f"its ASF HyP3 name says {_HYP3_SCALES[scale]}"
+            return _HYP3_SENSORS[scale], f"its ASF HyP3 name says {_HYP3_SCALES[scale]}"
     first = str(files[0])
     with rasterio.open(first) as src:
         shape = (src.count, min(src.height, 256), min(src.width, 256))
@@ -108,7 +106,7 @@ def s1_units(files: Sequence[str | Path]) -> tuple[str, str]:
     if not values.size:
         return "s1_grd", "no valid value in a sample of it: taken as dB"
     share = float(np.mean(values >= 0))
-    units = "s1_grd_linear" if share >= LINEAR_SHARE else "s1_grd"
+    units = "s1_grd_linear" if share >= LINEAR_POWER_SHARE else "s1_grd"
     return units, f"{share:.0%} of a sample of its values are ≥ 0: {'linear power' if units != 's1_grd' else 'dB'}"
 
 
