@@ -248,7 +248,7 @@ def bare_forward(model, sources, args: argparse.Namespace) -> tuple[int, float]:
     batch size: (tiles, seconds)."""
     import torch
 
-    from skysense.inference.scene import scene_alignment
+    from skysense.inference.plan import scene_alignment
     from skysense.inference.sources import TileReader, stack_inputs
     from skysense.inference.tiling import TileLayout
 

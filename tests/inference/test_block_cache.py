@@ -9,7 +9,7 @@ import numpy as np
 import rasterio
 
 from skysense.inference import SceneSources, SeriesSource
-from skysense.inference.scene import MIN_CACHE_MB, block_cache_mb, input_rasters
+from skysense.inference.plan import MIN_CACHE_MB, block_cache_mb, input_rasters
 from tests.data.s2_safe import write_safe
 
 

@@ -76,12 +76,12 @@ def test_tiles_cut_from_a_warped_region_equal_tiles_read_alone(tmp_path: Path) -
 def test_regions_hold_a_chunk_of_tiles_within_the_memory_budget(tmp_path: Path) -> None:
     """A region spans as many rows of a chunk's tiles as the series fit in REGION_MB: 3 SAFE products (13 bands) on
     a 640-px chunk row hold a whole chunk of 96-px tile rows; 60 dates, one row of tiles; no Sentinel input, one."""
-    from skysense.inference.scene import REGION_MB, _tile_rows_per_region
+    from skysense.inference.plan import REGION_MB, tile_rows_per_region
 
     product = write_safe(tmp_path / "a", time="20220917T105619")
     three = SceneSources(s2=SeriesSource.from_arg([product] * 3, "s2_l1c", allow_duplicate_dates=True))
-    rows = _tile_rows_per_region(three, ["s2"], 640, 96)
+    rows = tile_rows_per_region(three, ["s2"], 640, 96)
     assert rows >= 640 // 96 and 3 * 4 * 96 * 640 * 13 * 3 * rows <= REGION_MB * 2**20
     many = SceneSources(s2=SeriesSource.from_arg([product] * 60, "s2_l1c", allow_duplicate_dates=True))
-    assert _tile_rows_per_region(many, ["s2"], 640, 96) == 1
-    assert _tile_rows_per_region(three, ["hr"], 640, 96) == 1
+    assert tile_rows_per_region(many, ["s2"], 640, 96) == 1
+    assert tile_rows_per_region(three, ["hr"], 640, 96) == 1

@@ -109,7 +109,8 @@ def _resume_command(command: str, argv: Sequence[str]) -> str:
 
 def _run(args: argparse.Namespace, kind: str, command: str, argv: Sequence[str]) -> int:
     from skysense.inference.models import load_scene_model
-    from skysense.inference.scene import check_output_path, input_files, predict_scene
+    from skysense.inference.plan import check_output_path, input_files
+    from skysense.inference.scene import predict_scene
 
     sources = _sources(args)
     check_output_path(args.output, {**input_files(sources), "checkpoint": [args.checkpoint]})  # before any work
