@@ -243,6 +243,34 @@ def warm_up(model, sources, args: argparse.Namespace) -> None:
     synchronize(args.device)
 
 
+def time_forwards(model, device: str) -> list[float]:
+    """Time every forward of ``model`` from now on (on a CPU, where a call returns when its work is done; on a GPU
+    the pipeline's "run on device" stage is the model's time): the list the seconds are appended to. The model's
+    share of a pipeline run, measured in the run itself, is free of the CPU's drift between a pipeline run and the
+    bare run it is paired with."""
+    times: list[float] = []
+    if torch_device_type(device) != "cpu":
+        return times
+    base = type(model)
+
+    class Timed(base):
+        def __call__(self, inputs, tile):
+            began = time.perf_counter()
+            try:
+                return base.__call__(self, inputs, tile)
+            finally:
+                times.append(time.perf_counter() - began)
+
+    model.__class__ = Timed
+    return times
+
+
+def torch_device_type(device: str) -> str:
+    import torch
+
+    return torch.device(device).type
+
+
 def bare_forward(model, sources, args: argparse.Namespace) -> tuple[int, float]:
     """The model alone on the scene's first ``--bare-tiles`` tiles of the same layout, pre-read into memory, same
     batch size: (tiles, seconds)."""
@@ -332,29 +360,34 @@ def measure(args: argparse.Namespace) -> dict:
         seconds = time.perf_counter() - start
         del classes
         tiles, skipped = 0, 0  # its own tiling (crops with a trimmed border): compare MP/s, not tiles/s
+        bare, inside = None, None
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
     elif args.mode in ("scene", "fused", "s2only", "s1only"):
         warm_up(model, sources, args)  # the bare forward below is timed after its warm-up: so is the pipeline
-        pairs = []  # (pipeline report, bare tiles/s): alternated, since this CPU's speed drifts by ±25 %
+        pairs = []  # (pipeline report, bare tiles/s, the pipeline's forwards' seconds): alternated (CPU drift)
         peak = None
+        forwards = time_forwards(model, args.device)
         for _ in range(args.repeat):
+            forwards.clear()
             report = predict_scene(model, sources, Path(args.out) / f"{args.mode}_{hr.stem}.tif", tile=args.tile,
                                    overlap=args.overlap, batch_size=args.batch_size, progress=False,
                                    device=args.device, precision=args.precision, workers=args.workers,
                                    dtype=args.dtype, compress=args.compress)  # fmt: skip
             peak = peak or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # MiB, before any bare run
+            inside = sum(forwards) if forwards else report.stages.get("run on device")
             bare_tiles, bare_seconds = bare_forward(model, sources, args)
-            pairs.append((report, bare_tiles / bare_seconds))
+            pairs.append((report, bare_tiles / bare_seconds, inside))
         # the pair of the median ratio (its pipeline run's stages with it)
         pairs.sort(key=lambda pair: pair[1] * pair[0].seconds)
-        report, bare = pairs[len(pairs) // 2]
+        report, bare, inside = pairs[len(pairs) // 2]
         tiles, seconds, skipped = report.tiles - report.skipped, report.seconds, report.skipped
         stages = report.stages
     else:
         tiles, seconds = bare_forward(model, sources, args)
-        skipped, bare = 0, None
+        skipped, bare, inside = 0, None, None
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
     return {"mode": args.mode, "scene": hr.stem, "tiles": tiles, "skipped": skipped, "seconds": seconds,
-            "bare_tiles_per_s": bare,
+            "bare_tiles_per_s": bare, "model_seconds": inside,
             "tiles_per_s": tiles / seconds if tiles else None, "megapixels": None if args.mode == "bare" else
             int(hr.stem.split("_")[1]) ** 2 / 1e6, "peak_rss_mib": peak, "tile": args.tile,
             "stages": stages}  # fmt: skip
@@ -468,9 +501,10 @@ def main() -> None:
         f"{args.workers if args.workers is not None else 'default'}\n"
     )
     print(
-        "| run | scene | tiles run | seconds | tiles/s | MP/s (scene) | × bare forward (same process) | peak RSS MiB |"
+        "| run | scene | tiles run | seconds | tiles/s | MP/s (scene) | × bare forward (same process) "
+        "| model's share of the run | peak RSS MiB |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for run in runs:
         scene = run["scene"].replace("hr_", "").split("_")[-1] + "²"
         mp = f"{run['megapixels'] / run['seconds']:.2f}" if run["megapixels"] else "–"
@@ -482,8 +516,9 @@ def main() -> None:
                  "s1only": f"skysense embed (S1 only, 3 dates, fused; tile {run['tile']})"}[run["mode"]]  # fmt: skip
         ratio = f"{run['tiles_per_s'] / run['bare_tiles_per_s']:.2f}" if run.get("bare_tiles_per_s") else "–"
         tiles_per_s = f"{run['tiles_per_s']:.2f}" if run["tiles_per_s"] else "–"
+        share = f"{run['model_seconds'] / run['seconds']:.2f}" if run.get("model_seconds") else "–"
         print(f"| {label} | {scene} | {run['tiles'] or '–'} | {run['seconds']:.1f} | {tiles_per_s} | {mp} | "
-              f"{ratio} | {run['peak_rss_mib']:.0f} |")  # fmt: skip
+              f"{ratio} | {share} | {run['peak_rss_mib']:.0f} |")  # fmt: skip
     staged = [run for run in runs if run.get("stages")]
     if staged:  # where each pipeline run's time went (SceneReport.stages)
         names = list(staged[0]["stages"])
