@@ -418,3 +418,31 @@ def test_a_sen2cor_l2a_of_a_product_from_before_the_compact_naming_reads_like_a_
     assert not got.valid[:, rows, cols].any() and got.valid.any()
     (zipped,) = find_s2_products(zip_safe(old))
     assert zipped.date == product.date and zipped.mask is not None and not zipped.assumptions
+
+
+def test_a_downloads_folder_reads_every_product_however_it_is_named(tmp_path: Path) -> None:
+    """A downloads folder as users keep one: a .SAFE folder, one renamed .safe, one without its suffix, a .SAFE.ZIP,
+    a product .zip, an Earth Search scene folder and a granule's IMG_DATA copied out. Before, only the .SAFE folder
+    and the .SAFE.zip were read when any was there, and the rest dropped without a word. Loose band files beside
+    the products are refused in one line, naming them."""
+    downloads = tmp_path / "downloads"
+    times = [f"2022{month}T105619" for month in ("0917", "1007", "1017", "1027", "1106", "1116", "1126")]
+    write_safe(downloads, at_most=60, time=times[0])
+    renamed = write_safe(downloads, at_most=60, time=times[1])
+    renamed.rename(renamed.with_name(renamed.name[: -len(".SAFE")] + ".safe"))
+    bare = write_safe(downloads, at_most=60, time=times[2])
+    bare.rename(bare.with_name(bare.name[: -len(".SAFE")]))
+    upper = zip_safe(write_safe(downloads, at_most=60, time=times[3]))
+    upper.rename(upper.with_name(upper.name.replace(".SAFE.zip", ".SAFE.ZIP")))
+    plain = zip_safe(write_safe(downloads, at_most=60, time=times[4]))
+    plain.rename(plain.with_name(plain.name.replace(".SAFE.zip", ".zip")))
+    (scene,) = find_s2_products(write_safe(tmp_path / "scene", time=times[5]))
+    _copy_bands(scene, downloads / "S2B_30SYH_20221116_0_L1C", ".tif")
+    copied = write_safe(tmp_path / "granule", at_most=60, time=times[6])
+    shutil.copytree(next(copied.rglob("IMG_DATA")), downloads / "IMG_DATA")
+    expected = [dt.date(int(t[:4]), int(t[4:6]), int(t[6:8])) for t in times]
+    assert [p.date for p in find_s2_products(downloads)] == expected
+    assert SeriesSource.from_arg(downloads, "auto").dates == expected
+    shutil.copy(next(copied.rglob("*_B02.jp2")), downloads)
+    with pytest.raises(InputError, match=r"loose band files beside them \(T30SYH_20221126T105619_B02.jp2\)"):
+        find_s2_products(downloads)

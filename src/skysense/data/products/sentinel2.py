@@ -81,6 +81,7 @@ _BAND_FILE = re.compile(
     r"\.(?:jp2|tif|tiff)$",
     re.IGNORECASE,
 )
+_SAFE_SUFFIX = re.compile(r"\.SAFE(?:\.zip)?$", re.IGNORECASE)  # S2A_….SAFE, ….SAFE.zip, ….safe (any case)
 _MASK_FILE = re.compile(r"MSK_CLASSI_B00\.(?:jp2|tif|tiff)$", re.IGNORECASE)
 # product metadata: MTD_MSIL1C.xml / MTD_MSIL2A.xml, and before December 2016 S2A_OPER_MTD_SAFL1C_PDMC_….xml
 _METADATA = re.compile(r"(?:MTD_MSIL(?:1C|2A)|_(?:OPER|USER)_MTD_SAFL(?:1C|2A)_[^/]*)\.xml$")
@@ -323,7 +324,7 @@ def _scene_of(path: str) -> tuple[str, str, str, str | None] | None:
         return folder, tile, f"{match['date']}T000000", match["level"]
     if match := _PRODUCT_NAME.search(folder):
         time = re.search(r"_(\d{8}T\d{6})_", folder)
-        return folder.removesuffix(".SAFE"), match["tile"], time.group(1), match["level"]
+        return re.sub(r"\.SAFE$", "", folder, flags=re.IGNORECASE), match["tile"], time.group(1), match["level"]
     if match := _AWS_TILE_PATH.search("/".join(parts)):
         tile = f"T{int(match['zone']):02d}{match['band']}{match['square']}"
         day = dt.date(int(match["y"]), int(match["m"]), int(match["d"]))
@@ -553,7 +554,7 @@ def read_s2_product(path: str | Path) -> list[S2Product]:
                     extra.append(str(found[0]))
                     break
         names += extra
-        product_name = _product_name(next((p.name for p in [path, *path.parents] if p.suffix == ".SAFE"), ""))
+        product_name = _product_name(next((p.name for p in [path, *path.parents] if p.suffix.upper() == ".SAFE"), ""))
         products = _products_from_listing(names, lambda n: Path(n).read_text(), path,
                                           tuple(files) + tuple(Path(e) for e in extra), product_name)  # fmt: skip
     else:
@@ -568,7 +569,9 @@ def read_s2_product(path: str | Path) -> list[S2Product]:
 
 def _product_name(name: str) -> str | None:
     stem = name[: -len(".zip")] if name.lower().endswith(".zip") else name
-    return stem[: -len(".SAFE")] if stem.endswith(".SAFE") else (stem or None) if _PRODUCT_NAME.search(stem) else None
+    if stem.upper().endswith(".SAFE"):
+        return stem[: -len(".SAFE")]
+    return (stem or None) if _PRODUCT_NAME.search(stem) or _OLD_PRODUCT.search(stem) else None
 
 
 def refuse_unnamed_band_files(folder: Path, files: Sequence[Path]) -> None:
@@ -607,8 +610,10 @@ def is_product_holder(path: Path) -> bool:
     from skysense.data.products.eopf import is_eopf_zarr  # eopf builds on this module
 
     name = path.name
-    if name.endswith(".SAFE") or name.endswith(".SAFE.zip") or is_eopf_zarr(path):
+    if _SAFE_SUFFIX.search(name) or is_eopf_zarr(path):
         return True
+    if path.is_dir():  # a product folder renamed without its suffix, or an Earth Search scene folder (B02.tif, …)
+        return bool(_PRODUCT_NAME.search(name) or _OLD_PRODUCT.search(name) or _EARTH_SEARCH_SCENE.match(name))
     if path.suffix.lower() != ".zip" or not path.is_file():
         return False
     if _PRODUCT_NAME.search(name):
@@ -650,8 +655,24 @@ def find_s2_products(path: str | Path) -> list[S2Product]:
 
     path = Path(path)
     if path.is_dir() and not is_product_holder(path):
-        inside = sorted(p for p in path.iterdir() if is_product_holder(p))
-        if inside:
-            products = [product for item in inside for product in read(item)]
+        entries = sorted(path.iterdir())
+        inside = [p for p in entries if is_product_holder(p)]
+        if inside:  # products, and folders of band files beside them (an IMG_DATA copied out): each read
+            others = [p for p in entries if p not in inside and _holds_band_files(p)]
+            loose = [p.name for p in others if p.is_file()]
+            if loose:
+                raise InputError(
+                    f"{path}: holds Sentinel-2 products ({inside[0].name}{', …' * (len(inside) > 1)}) and loose band "
+                    f"files beside them ({', '.join(loose[:3])}{', …' * (len(loose) > 3)}), which would be read as "
+                    "neither; move the loose files into a folder of their own, or give the products alone"
+                )
+            products = [product for item in inside + others for product in read(item)]
             return sorted(products, key=lambda p: (p.date, p.tile, p.name))
     return read(path)
+
+
+def _holds_band_files(path: Path) -> bool:
+    """Whether ``path`` is a Sentinel-2 band file, or a folder with one somewhere inside."""
+    if path.is_file():
+        return band_file(path) is not None
+    return path.is_dir() and any(band_file(p) is not None for p in path.rglob("*") if p.is_file())
