@@ -446,3 +446,19 @@ def test_a_downloads_folder_reads_every_product_however_it_is_named(tmp_path: Pa
     shutil.copy(next(copied.rglob("*_B02.jp2")), downloads)
     with pytest.raises(InputError, match=r"loose band files beside them \(T30SYH_20221126T105619_B02.jp2\)"):
         find_s2_products(downloads)
+
+
+def test_a_reprocessed_product_without_metadata_takes_the_offset_of_the_baseline_in_its_name(tmp_path: Path) -> None:
+    """A 2021 scene of the Collection-1 reprocessing (``…_N0500_…``) carries the -1000 offset although it was sensed
+    before 2022-01-25. Without its MTD file the offset was assumed from the date: every value 1000 DN too high,
+    silently. The name's baseline decides now, and the assumption says so; zipped alike."""
+    safe = write_safe(tmp_path, time="20210917T105619", metadata=False, cloud=False)  # DN = chip + 1000
+    reprocessed = safe.rename(safe.with_name(safe.name.replace("_N0400_", "_N0500_")))
+    values, _ = chip()
+    for zipped in (False, True):
+        (product,) = find_s2_products(zip_safe(reprocessed) if zipped else reprocessed)
+        assert product.date == dt.date(2021, 9, 17) and product.offsets["B2"] == -1000
+        assert "offset -1000 (processing baseline 05.00 in the product's name)" in product.assumptions[0]
+        raster = product.read(product.grid(), ["B2", "B8"])
+        for index, band in enumerate(["B2", "B8"]):
+            assert np.array_equal(raster.values[index], values[BANDS.index(band)].astype(np.float32)), band

@@ -46,6 +46,7 @@ from skysense.data.products.sentinel2 import (
     S2Product,
     _assumed_radiometry,
     band_code,
+    processing_baseline,
 )
 from skysense.errors import InputError
 
@@ -174,7 +175,9 @@ def _radiometry(arrays: Mapping[str, Any], date: dt.date, name: str) -> tuple[fl
             scales[code] = float(scale)
             offsets[code] = float(offset or 0.0) / float(scale)
     if not scales:
-        quantification, assumed, assumption = _assumed_radiometry(date)
+        named = Path(name).name  # the product's name holds its baseline (…_N0511_…)
+        baseline = processing_baseline({}, named) if _PRODUCT_NAME.search(named) else None
+        quantification, assumed, assumption = _assumed_radiometry(date, baseline)
         return quantification, assumed, (assumption.replace("MTD_MSIL*.xml", "scale_factor/add_offset"),)
     if len(set(scales.values())) > 1 or len(scales) < len(arrays):
         missing = sorted(set(arrays) - set(scales))

@@ -272,7 +272,17 @@ def parse_metadata(text: str, source: str) -> tuple[str | None, float, dict[str,
     return level, quantification, offsets, baseline
 
 
-def _assumed_radiometry(date: dt.date) -> tuple[float, dict[str, float], str]:
+def _assumed_radiometry(date: dt.date, baseline: float | None = None) -> tuple[float, dict[str, float], str]:
+    """(quantification, offsets, the assumption said) of a product without metadata: the offset from its processing
+    baseline when its name gives one (a 2021 scene reprocessed at N0500 carries the offset), else from its date."""
+    if baseline is not None:
+        offsets, said = (dict.fromkeys(BANDS, -1000.0), "offset -1000") if baseline >= 4.0 else ({}, "no offset")
+        return (
+            10000.0,
+            offsets,
+            f"no product metadata (MTD_MSIL*.xml): assumed quantification 10000 and {said} (processing baseline "
+            f"{baseline:05.2f} in the product's name)",
+        )
     if date >= OFFSET_BASELINE_DATE:
         return (
             10000.0,
@@ -458,6 +468,15 @@ def _scene_item_radiometry(group: _Group, names: Sequence[str], read_text) -> tu
     return _item_radiometry([str(f) for f in folder.glob("*.json")], lambda n: Path(n).read_text())
 
 
+def _named_baseline(product_name: str | None, group: _Group) -> float | None:
+    """The processing baseline in the name of the product the group's bands lie in (``…_N0500_…``), if any."""
+    band = next((path for _, path in group.bands.values()), "")
+    for name in [product_name or "", *band.replace("\\", "/").split("/")]:
+        if _PRODUCT_NAME.search(name):
+            return processing_baseline({}, name)
+    return None
+
+
 def _products_from_listing(
     names: Sequence[str],
     read_text,
@@ -486,7 +505,7 @@ def _products_from_listing(
             quantification, (offsets, item_json), level = 10000.0, from_item, group.level
             product_files = (*files, Path(item_json))
         else:
-            quantification, offsets, assumption = _assumed_radiometry(date)
+            quantification, offsets, assumption = _assumed_radiometry(date, _named_baseline(product_name, group))
             if group.scene is not None:
                 assumption += "; the scene's STAC Item JSON saved in its folder would say"
             assumptions.append(assumption)
