@@ -42,7 +42,9 @@ def _s2_item(safe: Path, when: str, href_style: str) -> pystac.Item:
 
 @pytest.mark.parametrize("href_style", ["relative", "file://"])
 def test_s2_item_reads_like_the_product(tmp_path: Path, href_style: str) -> None:
-    safe = write_safe(tmp_path, level="L2A")
+    """Also under a folder whose name has a space and a non-ASCII letter, which file:// hrefs percent-encode (read
+    as the encoded path before: "no raster at …/with%20space%20%C3%A9/…")."""
+    safe = write_safe(tmp_path / "with space é", level="L2A")
     item = _s2_item(safe, "2022-09-17", href_style)
     item_path = safe / "item.json"
     item.set_self_href(str(item_path))

@@ -46,7 +46,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import numpy as np
 
@@ -171,8 +171,8 @@ def _gdal_path(href: str) -> str:
         return f"/vsicurl?url={quote(href, safe='')}"  # where it folds the "//" of "/vsicurl/https://…"
     if parsed.scheme == "s3":
         return f"/vsis3/{parsed.netloc}{parsed.path}"
-    if parsed.scheme == "file":
-        return parsed.path
+    if parsed.scheme == "file":  # a URI: spaces and non-ASCII characters percent-encoded (Path.as_uri, pystac)
+        return unquote(parsed.path)
     return href
 
 
