@@ -109,6 +109,35 @@ def test_a_cut_band_inside_a_zipped_safe_product_is_refused(tmp_path: Path) -> N
             check_readable(path)
 
 
+def test_damaged_bytes_inside_a_zipped_band_are_one_line_not_a_traceback(capsys, tmp_path: Path) -> None:
+    """Input: the real chip as an L1C .SAFE.zip, 200 bytes in the middle of its B08 member's compressed data zeroed
+    (the zip's size and listing intact: a bad sector, a flipped download). Python's zipfile then fails the member's
+    checksum or inflation; that escaped as a traceback (zipfile.BadZipFile) from `embed` and `data stats`.
+    Expected: one line naming the member, from `check_readable` and from `skysense embed` (exit 1, no output)."""
+    from skysense.cli import main
+    from skysense.models.registry import create_model
+    from skysense.models.weights import save_pretrained
+
+    archive = zip_safe(write_safe(tmp_path))
+    with zipfile.ZipFile(archive) as opened:
+        info = next(i for i in opened.infolist() if i.filename.endswith("_B08.jp2"))
+    data = bytearray(archive.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)  # the member's data
+    middle = start + info.compress_size // 2
+    data[middle : middle + 200] = bytes(200)
+    archive.write_bytes(bytes(data))
+    member = f"/vsizip/{{{archive.resolve()}}}/{info.filename}"
+    with pytest.raises(UnreadableRaster, match=r"_B08.jp2: cannot read its JPEG 2000 codestream: its bytes in the zip"):
+        check_readable(member)
+    weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
+    output = tmp_path / "embedding.tif"
+    code = main(["embed", "--checkpoint", str(weights), "--s2", str(archive), "--source", "s2", "--output",
+                 str(output), "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "_B08.jp2: cannot read its JPEG 2000 codestream" in err and "Traceback" not in err
+    assert not output.exists()
+
+
 def test_a_file_that_is_not_jpeg2000_is_named_as_such(tmp_path: Path) -> None:
     """Input: bytes that are neither a JP2 file nor a codestream. Expected: the gap says so (no exception)."""
     path = tmp_path / "B02.jp2"

@@ -55,6 +55,7 @@ import os
 import re
 import xml.etree.ElementTree as ET
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -549,7 +550,7 @@ def read_s2_product(path: str | Path) -> list[S2Product]:
                     for m in members
                     if _METADATA.search(m) or m.lower().endswith(".json")
                 }
-        except zipfile.BadZipFile as err:
+        except (zipfile.BadZipFile, zlib.error) as err:  # a damaged archive, or a damaged metadata member
             raise InputError(f"{path}: not a readable zip ({err}); re-download the product") from None
         names = [f"/vsizip/{{{path.resolve()}}}/{m}" for m in members]
         by_name = {f"/vsizip/{{{path.resolve()}}}/{m}": text for m, text in texts.items()}

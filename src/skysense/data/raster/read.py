@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,6 +183,8 @@ def _jpeg2000_error(driver: str, path: Path | str) -> UnreadableRaster | None:
         gap = codestream_gap(path)
     except OSError as err:
         gap = f"{err.strerror or err}"
+    except (zipfile.BadZipFile, zlib.error) as err:  # a member whose compressed bytes or checksum are damaged
+        gap = f"its bytes in the zip are damaged ({err})"
     if gap is None:
         return None
     problem = f"cannot read its JPEG 2000 codestream: {gap}"
