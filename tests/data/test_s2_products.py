@@ -462,3 +462,39 @@ def test_a_reprocessed_product_without_metadata_takes_the_offset_of_the_baseline
         raster = product.read(product.grid(), ["B2", "B8"])
         for index, band in enumerate(["B2", "B8"]):
             assert np.array_equal(raster.values[index], values[BANDS.index(band)].astype(np.float32)), band
+
+
+def test_a_product_copied_from_a_mac_reads_like_the_product(tmp_path: Path) -> None:
+    """A .SAFE copied from a Mac onto an exFAT drive: an AppleDouble ``._<name>`` (4 KB of resource fork) beside
+    every file and folder, a .DS_Store, and the same zipped by Finder (``__MACOSX/``). Before, ``._MTD_MSIL1C.xml``
+    was read as the product's metadata and ``._T30SYH_…_B01.jp2`` as its band, and the product was refused. Now
+    they are ignored everywhere a listing is made: the product, a folder of products, and `data index`."""
+    import zipfile
+
+    from skysense.cli import main
+    from skysense.data.manifest import read_manifest
+
+    downloads = tmp_path / "downloads"
+    safe = write_safe(downloads, at_most=60)
+    (clean,) = find_s2_products(safe)
+    apple_double = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(4050)
+    for path in [safe, *safe.rglob("*")]:
+        (path.parent / f"._{path.name}").write_bytes(apple_double)
+    (safe / ".DS_Store").write_bytes(bytes(6148))
+    for found in (find_s2_products(safe), find_s2_products(downloads)):
+        (product,) = found
+        assert product.bands == clean.bands and product.mask == clean.mask and product.offsets == clean.offsets
+    assert main(["data", "index", str(downloads), "-o", str(tmp_path / "m.csv")]) == 0
+    assert len(read_manifest(tmp_path / "m.csv")) == 1
+    archive = tmp_path / f"{safe.name}.zip"  # Finder's zip: every file's AppleDouble under __MACOSX/
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in sorted(safe.rglob("*")):
+            member = path.relative_to(downloads).as_posix()
+            if path.name.startswith("._"):
+                zipped.writestr(f"__MACOSX/{member}", apple_double)
+            elif path.is_file():
+                zipped.write(path, member)
+    (from_zip,) = find_s2_products(archive)
+    assert sorted(from_zip.bands) == sorted(clean.bands) and from_zip.offsets == clean.offsets
+    b2 = from_zip.read(from_zip.grid(), ["B2"]).values
+    assert np.array_equal(b2, clean.read(clean.grid(), ["B2"]).values, equal_nan=True) and not np.isnan(b2).all()

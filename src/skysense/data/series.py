@@ -32,6 +32,7 @@ from skysense.data.frames import frames_that_count  # noqa: F401 - part of this 
 from skysense.data.products.mosaic import mosaic_by_date
 from skysense.data.raster.bands import BandSelection, resolve_bands, sensor_bands
 from skysense.data.raster.info import RasterInfo, raster_info
+from skysense.data.raster.litter import is_litter
 from skysense.data.raster.read import Raster, read_raster
 from skysense.data.raster.warp import reproject_to_grid
 from skysense.data.sensors import SENSORS, Sensor, s2_l1c_to_model_bands, to_model
@@ -56,15 +57,17 @@ def _series_files(files: str | Path | Sequence[str | Path], pattern: str | None 
         if not folder.is_dir():
             raise FileNotFoundError(f"no file or directory at {folder}")
         if pattern is not None:
-            found = sorted(p for p in folder.glob(pattern) if p.is_file())
+            found = sorted(p for p in folder.glob(pattern) if p.is_file() and not is_litter(p))
             what = f"matching {pattern!r}"
         else:
-            found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SERIES_SUFFIXES)
+            found = sorted(
+                p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SERIES_SUFFIXES and not is_litter(p)
+            )
             what = f"with a raster suffix ({', '.join(SERIES_SUFFIXES)})"
             skipped = sorted(
                 p.name
                 for p in folder.iterdir()
-                if p.is_file() and p not in found and not p.name.lower().endswith(_SIDECARS)
+                if p.is_file() and p not in found and not p.name.lower().endswith(_SIDECARS) and not is_litter(p)
             )
             if skipped and found:
                 shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")

@@ -42,6 +42,7 @@ from skysense.data.manifest.guess import entry_from_info, name_key
 from skysense.data.manifest.products import pair_polarisations, s2_entries, stac_entries
 from skysense.data.manifest.schema import RASTER_SUFFIXES, ManifestEntry, _relative
 from skysense.data.raster import UnreadableRaster, check_readable
+from skysense.data.raster.litter import is_litter
 from skysense.errors import InputError
 
 
@@ -145,7 +146,7 @@ def find_rasters(root: str | Path, pattern: str | None = None) -> list[Path]:
         files = root.glob(pattern)
     else:
         files = (p for p in root.rglob("*") if p.suffix.lower() in RASTER_SUFFIXES)
-    return sorted(p for p in files if p.is_file() and not p.name.endswith(".aux.xml"))
+    return sorted(p for p in files if p.is_file() and not p.name.endswith(".aux.xml") and not is_litter(p))
 
 
 def index_directory(

@@ -37,6 +37,7 @@ from skysense.data.products.sentinel1 import POLARISATIONS, S1Pair, acquisition_
 from skysense.data.products.sentinel2 import S2Product
 from skysense.data.products.stac import StacItem
 from skysense.data.raster import raster_info
+from skysense.data.raster.litter import is_litter
 from skysense.errors import InputError
 
 Product = S2Product | S1Pair | StacItem
@@ -90,7 +91,7 @@ def stac_entries(root: Path, covered: set[Path]) -> tuple[list[ManifestEntry], s
     unreadable: dict[Path, str] = {}
     new_cover: set[Path] = set()
     resolved: set[Path] | None = None  # the covered files, resolved (only for Items of Zarr products)
-    for source in sorted(p for p in root.rglob("*.json") if p.is_file() and p not in covered):
+    for source in sorted(p for p in root.rglob("*.json") if p.is_file() and p not in covered and not is_litter(p)):
         try:
             items = read_stac(source)
         except InputError:

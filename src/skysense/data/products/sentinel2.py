@@ -64,6 +64,7 @@ import numpy as np
 
 from skysense.containers import Grid
 from skysense.data.raster import Raster, raster_info, reproject_to_grid
+from skysense.data.raster.litter import is_litter
 from skysense.errors import InputError
 
 BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
@@ -351,6 +352,8 @@ def band_file(path: str | Path) -> BandFile | None:
     ``SCL.tif``) in a folder named for its scene (see :func:`_scene_of`); None for anything else."""
     path = str(path)
     name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    if is_litter(path):  # ._T30SYH_20220917T105619_B02.jp2: a Mac's AppleDouble file, not the band
+        return None
     if match := _BAND_FILE.search(name):
         res = int(match["res"]) if match["res"] else None
         return BandFile(band_code(match["band"]), res, match["tile"].upper(), match["time"].upper())
@@ -488,6 +491,7 @@ def _products_from_listing(
     """Products from the GDAL paths of one listing (a SAFE folder, a zip, a folder of band files); ``read_text``
     reads a listed metadata file. A scene folder of bare-named bands without product metadata takes its offsets from
     a STAC Item JSON saved in it, when there is one (:func:`_item_radiometry`)."""
+    names = [n for n in names if not is_litter(n)]
     metadata = sorted(n for n in names if _METADATA.search(n))
     masks = [n for n in names if _MASK_FILE.search(n)]
     level_meta = None
@@ -544,7 +548,7 @@ def read_s2_product(path: str | Path) -> list[S2Product]:
     if path.is_file() and path.suffix.lower() == ".zip":
         try:
             with zipfile.ZipFile(path) as archive:
-                members = [m for m in archive.namelist() if not m.endswith("/")]
+                members = [m for m in archive.namelist() if not m.endswith("/") and not is_litter(m)]
                 texts = {  # product metadata, and the STAC Item JSON a zipped Earth Search scene folder holds
                     m: archive.read(m).decode("utf-8", "replace")
                     for m in members
@@ -557,13 +561,13 @@ def read_s2_product(path: str | Path) -> list[S2Product]:
         product_name = _product_name(path.name)
         products = _products_from_listing(names, by_name.__getitem__, path, (path,), product_name)
     elif path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not is_litter(p))
         names = [str(p) for p in files]
         metadata_dirs = [path, *path.parents[:4]]  # a loose IMG_DATA: the product's MTD is up to 4 folders above
         extra = []
         if not any(_METADATA.search(n) for n in names):
             for folder in metadata_dirs[1:]:
-                found = sorted(f for f in folder.glob("*.xml") if _METADATA.search(f.name))
+                found = sorted(f for f in folder.glob("*.xml") if _METADATA.search(f.name) and not is_litter(f))
                 if found:
                     extra = [str(found[0])]
                     break
@@ -630,6 +634,8 @@ def is_product_holder(path: Path) -> bool:
     from skysense.data.products.eopf import is_eopf_zarr  # eopf builds on this module
 
     name = path.name
+    if is_litter(path):
+        return False
     if _SAFE_SUFFIX.search(name) or is_eopf_zarr(path):
         return True
     if path.is_dir():  # a product folder renamed without its suffix, or an Earth Search scene folder (B02.tif, …)

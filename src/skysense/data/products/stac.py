@@ -60,6 +60,7 @@ from skysense.data.products.sentinel2 import (
     processing_baseline,
 )
 from skysense.data.raster import Raster, raster_info, reproject_to_grid
+from skysense.data.raster.litter import is_litter
 from skysense.data.sensors import canonical_band_name
 from skysense.errors import InputError
 
@@ -370,7 +371,7 @@ def read_stac(path: str | Path) -> list[StacItem | S2Product]:
     import pystac
 
     path = Path(path)
-    sources = sorted(path.glob("*.json")) if path.is_dir() else [path]
+    sources = sorted(p for p in path.glob("*.json") if not is_litter(p)) if path.is_dir() else [path]
     items: list[StacItem | S2Product] = []
     for source in sources:
         try:

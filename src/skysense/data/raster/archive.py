@@ -14,6 +14,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from skysense.data.raster.litter import is_litter
 from skysense.errors import InputError
 
 _VSIZIP = re.compile(r"^/vsizip/\{(?P<archive>[^}]+)\}/")
@@ -28,7 +29,7 @@ def zip_rasters(archive: Path, suffixes: Sequence[str]) -> list[Path]:
     """
     try:
         with zipfile.ZipFile(archive) as opened:
-            members = [m for m in opened.namelist() if not m.endswith("/")]
+            members = [m for m in opened.namelist() if not m.endswith("/") and not is_litter(m)]
     except (zipfile.BadZipFile, OSError) as err:
         raise InputError(f"{archive}: not a readable zip ({err}); download it again") from None
     rasters = sorted(m for m in members if Path(m).suffix.lower() in suffixes)
