@@ -306,3 +306,30 @@ def test_an_hls_s30_item_has_no_offset_and_its_fmask_clouds_are_invalid(tmp_path
     landsat.add_asset("B05", pystac.Asset(str(hls / f"{hls.name}.B05.tif"), media_type="image/tiff", roles=["data"]))
     with pytest.raises(InputError, match=r"HLS L30 \(Landsat OLI: its B05 is near infrared"):
         read_stac(_saved(landsat, tmp_path / "l30.json"))
+
+
+def test_data_index_of_an_item_beside_its_bands_gives_one_row_from_any_root(monkeypatch, tmp_path: Path) -> None:
+    """An Item JSON saved beside its band files (relative hrefs ``./B02.tif``), indexed by a relative root, ``.``
+    and an absolute one: one row, the Item. Before, under a relative root every band was listed again as a one-band
+    ``label`` row (pystac makes the hrefs absolute, the listing was relative, and they never matched)."""
+    from skysense.cli import main
+    from skysense.data.manifest import read_manifest
+    from tests.data.test_s2_products import _copy_bands
+
+    (product,) = find_s2_products(write_safe(tmp_path / "safe", level="L2A"))
+    scene = tmp_path / "work" / "scene"
+    _copy_bands(product, scene, ".tif")
+    item = pystac.Item("S2B_30SYH_20220917_0_L2A", None, None, dt.datetime(2022, 9, 17, 10, 56, 19, tzinfo=dt.UTC),
+                       {"s2:processing_baseline": "04.00"})  # fmt: skip
+    for path in sorted(scene.glob("*.tif")):
+        band = path.stem
+        extra = {} if band == "SCL" else {"eo:bands": [{"name": band}]}
+        item.add_asset(band, pystac.Asset(str(path), media_type="image/tiff", roles=["data"], extra_fields=extra))
+    item.set_self_href(str(scene / "item.json"))
+    item.make_asset_hrefs_relative()
+    item.save_object(include_self_link=False)
+    monkeypatch.chdir(tmp_path / "work")
+    for root in ("scene", ".", str(scene)):
+        assert main(["data", "index", root, "-o", str(tmp_path / "m.csv")]) == 0
+        (entry,) = read_manifest(tmp_path / "m.csv")
+        assert entry.date == dt.date(2022, 9, 17) and entry.modality == "s2", root

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -189,8 +190,11 @@ def index_directory(
         entries += stac_rows
         covered |= stac_files
         unreadable.update(stac_unreadable)
+    # a band, mask or metadata file of a product row: compared as absolute paths, since pystac makes a STAC Item's
+    # hrefs absolute where the listing under a relative root is relative
+    covered = {Path(os.path.abspath(p)) for p in covered}
     for path in find_rasters(root, pattern):
-        if path in covered:  # a band, mask or metadata file of a product row
+        if Path(os.path.abspath(path)) in covered:
             continue
         folders = path.relative_to(root).parts[:-1]
         try:
