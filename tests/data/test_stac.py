@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -333,3 +334,21 @@ def test_data_index_of_an_item_beside_its_bands_gives_one_row_from_any_root(monk
         assert main(["data", "index", root, "-o", str(tmp_path / "m.csv")]) == 0
         (entry,) = read_manifest(tmp_path / "m.csv")
         assert entry.date == dt.date(2022, 9, 17) and entry.modality == "s2", root
+    # `--s2 scene` reads the folder through its Item (before: the JSON skipped, the bare band names refused), and a
+    # second Item with its own files in the same folder is a second date; other JSON files are skipped, said once
+    (scene / "tileinfo_metadata.json").write_text(json.dumps({"path": "tiles/30/S/YH/2022/9/17/0"}))
+    later = item.clone()
+    later.id, later.datetime = "S2B_30SYH_20221007_0_L2A", dt.datetime(2022, 10, 7, 10, 56, 19, tzinfo=dt.UTC)
+    for key, asset in later.assets.items():
+        copy = scene / f"later_{key}.tif"
+        shutil.copy(scene / f"{key}.tif", copy)
+        asset.href = str(copy)
+    later.set_self_href(str(scene / "later.json"))
+    later.make_asset_hrefs_relative()
+    later.save_object(include_self_link=False)
+    with pytest.warns(UserWarning, match="skipped 1 JSON files that are no STAC Item: tileinfo_metadata.json"):
+        source = SeriesSource.from_arg(Path("scene"), "auto")
+    assert source.dates == [dt.date(2022, 9, 17), dt.date(2022, 10, 7)] and source.sensor == "s2_l2a"
+    grid = product.grid()
+    from_item, from_product = source.files[0].read(grid, S2_L2A.bands), product.read(grid, S2_L2A.bands)
+    assert np.array_equal(from_item.values, from_product.values, equal_nan=True)

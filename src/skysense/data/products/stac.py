@@ -42,7 +42,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -373,6 +375,7 @@ def read_stac(path: str | Path) -> list[StacItem | S2Product]:
     path = Path(path)
     sources = sorted(p for p in path.glob("*.json") if not is_litter(p)) if path.is_dir() else [path]
     items: list[StacItem | S2Product] = []
+    skipped: list[str] = []  # a folder's other JSON files (tileinfo_metadata.json, …)
     for source in sources:
         try:
             kind = json.loads(source.read_text()).get("type")
@@ -382,18 +385,62 @@ def read_stac(path: str | Path) -> list[StacItem | S2Product]:
                 parsed = list(pystac.ItemCollection.from_file(str(source)))
             else:
                 raise ValueError(f"type {kind!r}")
-        except (ValueError, KeyError, pystac.STACError) as err:
+        except (ValueError, KeyError, AttributeError, pystac.STACError) as err:
+            if len(sources) > 1:
+                skipped.append(f"{source.name} ({err})")
+                continue
             raise InputError(f"{source}: not a STAC Item or ItemCollection ({err}); give the Items' JSON") from None
         items += [_item(item, source) for item in parsed]
     if not items:
-        raise InputError(f"{path}: no STAC Item JSON found")
+        found = f" ({'; '.join(skipped)})" if skipped else ""
+        raise InputError(f"{path}: no STAC Item JSON found{found}")
+    if skipped:
+        warnings.warn(f"{path}: skipped {len(skipped)} JSON files that are no STAC Item: {', '.join(skipped)}",
+                      stacklevel=2)  # fmt: skip
     return sorted(items, key=lambda i: (i.date, i.name))
 
 
+_RASTERS = (".tif", ".tiff", ".jp2", ".vrt")
+
+
 def is_stac_path(path: Path) -> bool:
-    """A ``.json`` file, or a folder holding ``.json`` files and no rasters."""
+    """A ``.json`` file; a folder holding ``.json`` files and no rasters; or a folder of STAC Items saved beside
+    the rasters they describe (``stac-asset download``: ``item.json`` with hrefs ``./B04.tif``), where every raster
+    of the folder is an asset of one of its Items. A scene folder whose Item points at its original remote assets
+    (Earth Search's) is not: its bands are read as the scene's product."""
     if path.is_file():
         return path.suffix.lower() == ".json"
-    return path.is_dir() and any(path.glob("*.json")) and not any(
-        p.suffix.lower() in (".tif", ".tiff", ".jp2", ".vrt") for p in path.iterdir()
-    )  # fmt: skip
+    if not path.is_dir():
+        return False
+    jsons = [p for p in path.glob("*.json") if not is_litter(p)]
+    if not jsons:
+        return False
+    rasters = [p for p in path.iterdir() if p.suffix.lower() in _RASTERS and p.is_file() and not is_litter(p)]
+    if not rasters:
+        return True
+    assets = _local_assets(jsons)
+    return all(Path(os.path.abspath(p)) in assets for p in rasters)
+
+
+def _local_assets(jsons: Sequence[Path]) -> set[Path]:
+    """The local files the STAC Items and ItemCollections among ``jsons`` point at (other JSONs are skipped)."""
+    import pystac
+
+    found: set[Path] = set()
+    for source in jsons:
+        try:
+            kind = json.loads(source.read_text()).get("type")
+            if kind == "Feature":
+                items = [pystac.Item.from_file(str(source))]
+            elif kind == "FeatureCollection":
+                items = list(pystac.ItemCollection.from_file(str(source)))
+            else:
+                continue
+        except (ValueError, KeyError, AttributeError, OSError, pystac.STACError):
+            continue
+        for item in items:
+            for asset in item.assets.values():
+                href = _gdal_path(asset.get_absolute_href() or asset.href)
+                if not href.startswith("/vsi"):
+                    found.add(Path(os.path.abspath(href)))
+    return found
