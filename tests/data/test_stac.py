@@ -352,3 +352,35 @@ def test_data_index_of_an_item_beside_its_bands_gives_one_row_from_any_root(monk
     grid = product.grid()
     from_item, from_product = source.files[0].read(grid, S2_L2A.bands), product.read(grid, S2_L2A.bands)
     assert np.array_equal(from_item.values, from_product.values, equal_nan=True)
+
+
+def test_an_item_collection_of_two_tiles_on_one_date_is_one_mosaic(tmp_path: Path) -> None:
+    """An ItemCollection of the two MGRS tiles that cover a place on one date (two Items of one date, as a STAC search
+    returns them; the tile from the id, ``s2:mgrs_tile`` or ``grid:code``): one frame on the union of the tiles,
+    equal to the whole chip. Before, the two Items were refused as sharing a date, where the same tiles as SAFE
+    products were mosaicked."""
+    from skysense.data.products import S2Mosaic
+    from skysense.data.products.stac import mgrs_tile
+    from tests.data.s2_safe import two_tiles
+
+    whole = find_s2_products(write_safe(tmp_path / "whole", level="L2A", cloud=False))
+    left, right = two_tiles()
+    items = []
+    for tile, columns in (("T30SYH", left), ("T30SYJ", right)):
+        safe = write_safe(tmp_path / tile, level="L2A", cloud=False, tile=tile, columns=columns)
+        item = _s2_item(safe, "2022-09-17", "file://")
+        item.id = f"S2B_{tile[1:]}_20220917_0_L2A"
+        items.append(item)
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps(pystac.ItemCollection(items).to_dict()))
+    source = SeriesSource.from_arg(path, "auto")
+    (mosaic,) = source.files
+    assert isinstance(mosaic, S2Mosaic) and mosaic.tile == "T30SYH+T30SYJ" and source.dates == [dt.date(2022, 9, 17)]
+    series = read_time_series(source.files, sensor=S2_L2A, dates=source.dates)
+    reference = read_time_series(whole, sensor=S2_L2A)
+    assert series.values.shape == reference.values.shape and bool(series.valid.all())
+    assert np.allclose(series.values.numpy(), reference.values.numpy(), atol=1e-4)
+    assert mgrs_tile({"grid:code": "MGRS-30SYH"}) == mgrs_tile({"s2:mgrs_tile": "30SYH"}) == "T30SYH"
+    assert mgrs_tile({"mgrs:utm_zone": 9, "mgrs:latitude_band": "U", "mgrs:grid_square": "XA"}) == "T09UXA"
+    assert mgrs_tile({}, "S2B_MSIL2A_20220917T105619_R094_T30SYH_20220918T010203") == "T30SYH"
+    assert mgrs_tile({}, "S1A_IW_GRDH_1SDV_20190918") == ""

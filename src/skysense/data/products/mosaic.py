@@ -1,4 +1,4 @@
-"""Sentinel-2 products of one date from several MGRS tiles, read as one frame.
+"""Sentinel-2 products (or STAC Items) of one date from several MGRS tiles, read as one frame.
 
 A place near a tile edge, or a scene larger than a tile, is covered by two or more tiles of the same orbit: ESA
 delivers them as separate products of the same sensing date (often in different UTM zones). A series of such
@@ -27,18 +27,19 @@ from rasterio.warp import transform_bounds
 
 from skysense.containers import Grid
 from skysense.data.products.sentinel2 import S2Product
+from skysense.data.products.stac import StacItem
 from skysense.data.raster import Raster
 
 
 @dataclass(frozen=True)
 class S2Mosaic:
-    """Sentinel-2 products of one date and level from different tiles, read as one acquisition.
+    """Sentinel-2 products (or STAC Items) of one date and level from different tiles, read as one acquisition.
 
     Attributes:
         parts: the products, in tile-name order.
     """
 
-    parts: tuple[S2Product, ...]
+    parts: tuple[S2Product | StacItem, ...]
 
     @property
     def date(self) -> dt.date:
@@ -147,12 +148,18 @@ def _depth(footprint: Grid, grid: Grid) -> np.ndarray:
     return np.where(outside, -1.0, depth)
 
 
+def _tiled(item: object) -> bool:
+    """A Sentinel-2 product, or a Sentinel-2 STAC Item that names its tile."""
+    return isinstance(item, S2Product) or (isinstance(item, StacItem) and bool(item.tile) and bool(item.level))
+
+
 def mosaic_by_date(items: Sequence) -> list:
-    """Sentinel-2 products of one date, level and several tiles → one :class:`S2Mosaic`; everything else (files,
-    other products, one tile twice on a date) passes through, in the given order."""
-    groups: dict[tuple[dt.date, str], list[S2Product]] = {}
+    """Sentinel-2 products (and STAC Items that name their tile) of one date, level and several tiles → one
+    :class:`S2Mosaic`; everything else (files, other products, one tile twice on a date) passes through, in the
+    given order."""
+    groups: dict[tuple[dt.date, str], list[S2Product | StacItem]] = {}
     for item in items:
-        if isinstance(item, S2Product):
+        if _tiled(item):
             groups.setdefault((item.date, item.level), []).append(item)
     merged: dict[tuple[dt.date, str], S2Mosaic] = {}
     for key, products in groups.items():
@@ -161,7 +168,7 @@ def mosaic_by_date(items: Sequence) -> list:
             merged[key] = S2Mosaic(tuple(sorted(products, key=lambda p: p.tile)))
     out, placed = [], set()
     for item in items:
-        key = (item.date, item.level) if isinstance(item, S2Product) else None
+        key = (item.date, item.level) if _tiled(item) else None
         if key in merged:
             if key not in placed:
                 out.append(merged[key])

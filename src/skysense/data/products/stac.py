@@ -96,6 +96,9 @@ class StacItem:
         s2_offset: for Sentinel-2 bands without ``raster:bands`` scaling, the offset added to the DN before / 10000.
         files: local files (the JSON and local assets), for fingerprints.
         assumptions: what was assumed where the Item is silent.
+        mask_kind: "scl" (L2A scene classes) or "fmask" (HLS's Fmask bits: cloud, adjacent, shadow).
+        tile: the MGRS tile (``T30SYH``) when the Item says it (:func:`mgrs_tile`), else "": one date's Items of
+            different tiles are read as one mosaic (:mod:`skysense.data.products.mosaic`).
     """
 
     name: str
@@ -108,7 +111,8 @@ class StacItem:
     s2_offset: float
     files: tuple[Path, ...]
     assumptions: tuple[str, ...] = field(default=())
-    mask_kind: str = "scl"  # "scl": L2A scene classes; "fmask": HLS's Fmask bits (cloud, adjacent, shadow)
+    mask_kind: str = "scl"
+    tile: str = ""
 
     @property
     def rasters(self) -> list[str]:
@@ -360,7 +364,26 @@ def _item(item, source: Path) -> StacItem | S2Product:
             if not path.startswith("/vsi"):
                 check_geocoded(path)
     return StacItem(item.id, source, date, bands, mask, sensor, level, s2_offset, tuple(files), tuple(assumptions),
-                    mask_kind)  # fmt: skip
+                    mask_kind, mgrs_tile(properties, str(item.id)) if optical else "")  # fmt: skip
+
+
+_MGRS = re.compile(r"^T?(\d{1,2})([C-X])([A-Z]{2})$")
+_MGRS_IN_ID = re.compile(r"_T?(\d{2}[C-X][A-Z]{2})_")  # S2B_30SYH_20220917_0_L2A, S2B_MSIL2A_…_T30SYH_…
+
+
+def mgrs_tile(properties: dict, item_id: str = "") -> str:
+    """The MGRS tile (``T30SYH``) a Sentinel-2 Item's properties state (``grid:code`` "MGRS-30SYH", ``s2:mgrs_tile``,
+    ``tileId``, or Earth Search's ``mgrs:utm_zone`` + ``mgrs:latitude_band`` + ``mgrs:grid_square``) or its id
+    holds; "" when neither says."""
+    named = [str(properties.get(key) or "") for key in ("grid:code", "s2:mgrs_tile", "tileId", "tile_id")]
+    parts = [properties.get(f"mgrs:{key}") for key in ("utm_zone", "latitude_band", "grid_square")]
+    if all(part is not None for part in parts):
+        named.append("".join(str(part) for part in parts))
+    for name in named:
+        if match := _MGRS.match(name.removeprefix("MGRS-")):
+            return f"T{int(match[1]):02d}{match[2]}{match[3]}"
+    match = _MGRS_IN_ID.search(f"_{item_id}_")
+    return f"T{match[1]}" if match else ""
 
 
 def read_stac(path: str | Path) -> list[StacItem | S2Product]:
