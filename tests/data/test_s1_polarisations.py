@@ -60,6 +60,19 @@ def test_polarisation_files_read_as_the_stacked_chip(tmp_path: Path, layout: str
     assert series.dates == stacked.dates
 
 
+def test_a_folder_of_per_date_folders_is_a_series(tmp_path: Path) -> None:
+    """``--s1 s1`` where ``s1/20190918/`` and ``s1/20190930/`` each hold ``vv.tif`` and ``vh.tif`` (as RTC downloads are
+    often kept): two dates, each the stacked chip. Before: "no file with a raster suffix in s1"."""
+    stacked = read_time_series([spain("S1")], sensor=S1_GRD, dates=["2019-09-18"])
+    for day in ("20190918", "20190930"):
+        _write_polarisations(tmp_path / "s1" / day, ("vv.tif", "vh.tif"))
+    source = SeriesSource.from_arg(tmp_path / "s1", "s1_grd")
+    assert source.dates == [dt.date(2019, 9, 18), dt.date(2019, 9, 30)]
+    series = read_time_series(source.files, sensor=S1_GRD, dates=source.dates)
+    for frame in range(2):
+        assert np.array_equal(series.values.numpy()[frame], stacked.values.numpy()[0], equal_nan=True)
+
+
 def test_a_lone_polarisation_and_radar_geometry_are_refused(tmp_path: Path) -> None:
     (vv,) = _write_polarisations(tmp_path / "lone", ("S1_20190918_vv.tif",))[:1]
     with pytest.raises(InputError, match=r"S1_20190918_vv\.tif: the only polarisation file \(VV\)"):

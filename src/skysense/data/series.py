@@ -42,10 +42,16 @@ SERIES_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")  # per-date rasters in a ser
 _SIDECARS = (".aux.xml", ".ovr", ".msk")  # GDAL's own sidecar files: never reported as skipped
 
 
+def _rasters_in(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SERIES_SUFFIXES and not is_litter(p)
+    )
+
+
 def _series_files(files: str | Path | Sequence[str | Path], pattern: str | None = None) -> list[Path]:
-    """A directory (every ``.tif``, ``.tiff``, ``.jp2`` or ``.vrt`` in it, any case, or a glob ``pattern`` such as
-    "**/*.tif") or a list of files → sorted paths; other files in the directory are skipped with a warning that
-    names them.
+    """A directory (every ``.tif``, ``.tiff``, ``.jp2`` or ``.vrt`` in it, any case — or, when it holds none, in each
+    of its folders: one folder per date —, or a glob ``pattern`` such as "**/*.tif") or a list of files → sorted
+    paths; other files in the directory are skipped with a warning that names them.
 
     Raises:
         FileNotFoundError: the directory does not exist, or holds no matching file.
@@ -60,10 +66,11 @@ def _series_files(files: str | Path | Sequence[str | Path], pattern: str | None 
             found = sorted(p for p in folder.glob(pattern) if p.is_file() and not is_litter(p))
             what = f"matching {pattern!r}"
         else:
-            found = sorted(
-                p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SERIES_SUFFIXES and not is_litter(p)
-            )
-            what = f"with a raster suffix ({', '.join(SERIES_SUFFIXES)})"
+            found = _rasters_in(folder)
+            if not found:  # a folder of per-date folders (20190918/vv.tif, 20190918/vh.tif, 20190930/…)
+                subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not is_litter(p))
+                found = [p for sub in subfolders for p in _rasters_in(sub)]
+            what = f"with a raster suffix ({', '.join(SERIES_SUFFIXES)}), nor in its folders"
             skipped = sorted(
                 p.name
                 for p in folder.iterdir()
