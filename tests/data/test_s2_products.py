@@ -498,3 +498,20 @@ def test_a_product_copied_from_a_mac_reads_like_the_product(tmp_path: Path) -> N
     assert sorted(from_zip.bands) == sorted(clean.bands) and from_zip.offsets == clean.offsets
     b2 = from_zip.read(from_zip.grid(), ["B2"]).values
     assert np.array_equal(b2, clean.read(clean.grid(), ["B2"]).values, equal_nan=True) and not np.isnan(b2).all()
+
+
+def test_a_product_whose_granule_folder_is_a_link_reads_like_the_product(tmp_path: Path) -> None:
+    """A .SAFE whose GRANULE/<granule> folder is a symbolic link to where the bands are stored (a data store shared
+    between products): read like the product. Before: "no Sentinel-2 band file found" (the folder listing did not
+    follow links to folders)."""
+    safe = write_safe(tmp_path / "products", at_most=60)
+    (clean,) = find_s2_products(safe)
+    granule = next((safe / "GRANULE").iterdir())
+    store = tmp_path / "store" / granule.name
+    shutil.move(granule, store)
+    granule.symlink_to(store, target_is_directory=True)
+    (linked,) = find_s2_products(safe)
+    assert sorted(linked.bands) == sorted(clean.bands) and linked.mask is not None
+    assert linked.offsets == clean.offsets and linked.date == clean.date
+    assert np.array_equal(linked.read(linked.grid(), ["B2"]).values, clean.read(clean.grid(), ["B2"]).values,
+                          equal_nan=True)  # fmt: skip

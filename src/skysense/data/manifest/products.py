@@ -55,14 +55,14 @@ def _row(path: Path, driver: str, grid: Grid, bands: tuple[str, ...], date: dt.d
 
 def s2_entries(root: Path) -> tuple[list[ManifestEntry], set[Path]]:
     """One row per Sentinel-2 product under ``root``, and the files those rows cover."""
-    from skysense.data.products.sentinel2 import band_file, find_s2_products, is_product_holder
+    from skysense.data.products.sentinel2 import band_file, files_under, find_s2_products, is_product_holder
 
     holders = sorted(p for p in root.rglob("*") if is_product_holder(p))
     holders = [p for p in holders if not any(h != p and h in p.parents for h in holders)]
     covered: set[Path] = set()
     for holder in holders:
         if holder.is_dir():
-            covered |= {p for p in holder.rglob("*") if p.is_file()}
+            covered |= set(files_under(holder))
         else:
             covered.add(holder)
     loose: dict[Path, None] = {}

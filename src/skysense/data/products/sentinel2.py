@@ -56,7 +56,7 @@ import re
 import xml.etree.ElementTree as ET
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -561,7 +561,7 @@ def read_s2_product(path: str | Path) -> list[S2Product]:
         product_name = _product_name(path.name)
         products = _products_from_listing(names, by_name.__getitem__, path, (path,), product_name)
     elif path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not is_litter(p))
+        files = sorted(p for p in files_under(path) if not is_litter(p))
         names = [str(p) for p in files]
         metadata_dirs = [path, *path.parents[:4]]  # a loose IMG_DATA: the product's MTD is up to 4 folders above
         extra = []
@@ -627,6 +627,16 @@ def refuse_unnamed_band_files(folder: Path, files: Sequence[Path]) -> None:
         )
 
 
+def files_under(folder: Path) -> Iterator[Path]:
+    """Every file under ``folder``, through symbolic links to folders too (a granule folder linked from a store;
+    ``Path.rglob`` does not follow them before Python 3.13)."""
+    for parent, _, names in os.walk(folder, followlinks=True):
+        for name in names:
+            path = Path(parent) / name
+            if path.is_file():
+                yield path
+
+
 def is_product_holder(path: Path) -> bool:
     """Whether ``path`` is one Sentinel-2 product as downloaded: a ``.SAFE`` folder or ``.SAFE.zip``, an EOPF Zarr
     product (:mod:`skysense.data.products.eopf`), or a zip named for a product or holding a scene's band files (a
@@ -658,9 +668,7 @@ def is_s2_product_path(path: Path) -> bool:
     if is_product_holder(path):
         return True
     if path.is_dir():
-        return any(is_product_holder(p) for p in path.iterdir()) or any(
-            band_file(p) for p in path.rglob("*") if p.is_file()
-        )
+        return any(is_product_holder(p) for p in path.iterdir()) or any(band_file(p) for p in files_under(path))
     return False
 
 
@@ -701,4 +709,4 @@ def _holds_band_files(path: Path) -> bool:
     """Whether ``path`` is a Sentinel-2 band file, or a folder with one somewhere inside."""
     if path.is_file():
         return band_file(path) is not None
-    return path.is_dir() and any(band_file(p) is not None for p in path.rglob("*") if p.is_file())
+    return path.is_dir() and any(band_file(p) is not None for p in files_under(path))
