@@ -107,8 +107,12 @@ def test_l2a_product_with_resolution_folders_and_scl(tmp_path: Path) -> None:
             assert np.array_equal(raster.values[index][clear], values[BANDS.index(band)][clear].astype(np.float32))
     (rows, cols), (clear_rows, clear_cols) = cloud_pixels(), clear_pixels()
     assert not raster.valid[:, rows, cols].any() and raster.valid[:, clear_rows, clear_cols].all()
-    with pytest.raises(InputError, match="has no band B10"):
+    with pytest.raises(InputError, match=r"has no band B10 .*; use the sensor of its level \(--s2-sensor s2_l2a\)"):
         product.read(product.grid(), S2_L1C.bands)
+    next(write_safe(tmp_path / "incomplete", level="L2A", at_most=60).rglob("*_B11_20m.jp2")).unlink()
+    (incomplete,) = find_s2_products(tmp_path / "incomplete")
+    with pytest.raises(InputError, match=r"has no band B11 .*; the product is incomplete: re-download it"):
+        incomplete.read(incomplete.grid(), S2_L2A.bands)
 
 
 def test_products_in_a_series(tmp_path: Path) -> None:

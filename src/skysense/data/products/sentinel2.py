@@ -180,10 +180,16 @@ class S2Product:
         codes = [band_code(b) for b in bands]
         missing = [b for b in codes if b not in self.bands]
         if missing:
+            from skysense.data.sensors import get_sensor
+
+            has = ", ".join(b for b in BANDS if b in self.bands)
+            if set(missing) <= set(get_sensor(self.sensor).bands):  # bands its own level has: files are missing
+                fix = "the product is incomplete: re-download it"
+            else:
+                fix = f"use the sensor of its level (--s2-sensor {self.sensor})"
             raise InputError(
-                f"{self.source}: the {self.level} product {self.name} has no band {', '.join(missing)} (it has "
-                f"{', '.join(b for b in BANDS if b in self.bands)}); use the sensor of its level (--s2-sensor "
-                f"{self.sensor})"
+                f"{self.source}: the {self.level} product {self.name} has no band {', '.join(missing)} (it has {has}); "
+                f"{fix}"
             )
         by_grid: dict[Grid, list[str]] = {}  # bands of one resolution are put onto the grid in one warp
         for code in codes:
