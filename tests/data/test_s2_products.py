@@ -445,7 +445,9 @@ def test_a_downloads_folder_reads_every_product_however_it_is_named(tmp_path: Pa
     copied = write_safe(tmp_path / "granule", at_most=60, time=times[6])
     shutil.copytree(next(copied.rglob("IMG_DATA")), downloads / "IMG_DATA")
     expected = [dt.date(int(t[:4]), int(t[4:6]), int(t[6:8])) for t in times]
-    assert [p.date for p in find_s2_products(downloads)] == expected
+    products = find_s2_products(downloads)
+    assert [p.date for p in products] == expected
+    assert all(p.name.startswith("S2B_MSIL1C_2022") and p.name.endswith("T131452") for p in products[:5])  # named
     assert SeriesSource.from_arg(downloads, "auto").dates == expected
     shutil.copy(next(copied.rglob("*_B02.jp2")), downloads)
     with pytest.raises(InputError, match=r"loose band files beside them \(T30SYH_20221126T105619_B02.jp2\)"):

@@ -584,7 +584,7 @@ def read_s2_product(path: str | Path) -> list[S2Product]:
                     extra.append(str(found[0]))
                     break
         names += extra
-        product_name = _product_name(next((p.name for p in [path, *path.parents] if p.suffix.upper() == ".SAFE"), ""))
+        product_name = next((n for n in (_product_name(p.name) for p in [path, *path.parents]) if n), None)
         products = _products_from_listing(names, lambda n: Path(n).read_text(), path,
                                           tuple(files) + tuple(Path(e) for e in extra), product_name)  # fmt: skip
     else:
