@@ -521,3 +521,51 @@ def test_a_product_whose_granule_folder_is_a_link_reads_like_the_product(tmp_pat
     assert linked.offsets == clean.offsets and linked.date == clean.date
     assert np.array_equal(linked.read(linked.grid(), ["B2"]).values, clean.read(clean.grid(), ["B2"]).values,
                           equal_nan=True)  # fmt: skip
+
+
+def _write_manifest(safe: Path) -> None:
+    """The product's manifest.safe as ESA writes it: an XFDU data object per file, its size and MD5."""
+    import hashlib
+
+    objects = []
+    for index, path in enumerate(sorted(p for p in safe.rglob("*") if p.is_file())):
+        data = path.read_bytes()
+        objects.append(
+            f'<dataObject ID="obj_{index}"><byteStream mimeType="application/octet-stream" size="{len(data)}">'
+            f'<fileLocation locatorType="URL" href="./{path.relative_to(safe).as_posix()}"/>'
+            f'<checksum checksumName="MD5">{hashlib.md5(data).hexdigest()}</checksum></byteStream></dataObject>'
+        )
+    (safe / "manifest.safe").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?><xfdu:XFDU xmlns:xfdu="urn:ccsds:schema:xfdu:1" '
+        'version="esa/safe/sentinel/1.1/sentinel-2/msi/archive_l1c_user_product"><informationPackageMap/>'
+        f"<dataObjectSection>{''.join(objects)}</dataObjectSection></xfdu:XFDU>"
+    )
+
+
+def test_data_info_checks_a_product_against_its_manifest_checksums(capsys, tmp_path: Path) -> None:
+    """A band whose bytes were damaged in place (500 bytes overwritten mid-file, size unchanged) keeps its JPEG 2000
+    markers and decodes without an error into wrong pixels. `skysense data info` checks every file of the product
+    against the MD5s of its manifest.safe: the intact product (folder and zip) passes, saying how many files; the
+    damaged one is refused in one line naming the band (exit 1)."""
+    from skysense.cli import main
+
+    safe = write_safe(tmp_path / "ok", at_most=60)
+    _write_manifest(safe)
+    files = sum(1 for p in safe.rglob("*") if p.is_file()) - 1
+    assert main(["data", "info", str(safe)]) == 0
+    assert f"checksums: the {files} files its manifest.safe lists match (MD5)" in capsys.readouterr().out
+    assert main(["data", "info", str(zip_safe(safe))]) == 0
+    assert f"checksums: the {files} files its manifest.safe lists match (MD5)" in capsys.readouterr().out
+    damaged = write_safe(tmp_path / "damaged", at_most=60)
+    _write_manifest(damaged)
+    band = next(damaged.rglob("*_B03.jp2"))
+    data = bytearray(band.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 500] = bytes(500)
+    band.write_bytes(bytes(data))
+    (product,) = find_s2_products(damaged)
+    product.read(product.grid(), ["B3"])  # GDAL decodes it without a word
+    assert main(["data", "info", str(damaged)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 of its" in err[0] and "_B03.jp2: its MD5 differs" in err[0]
+    assert "re-download it" in err[0]

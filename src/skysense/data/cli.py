@@ -84,9 +84,16 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def _product_info(path: Path) -> None:
     """What :mod:`skysense.data.products.sentinel2` reads from a Sentinel-2 product path."""
     from skysense.data.products import find_s2_products
+    from skysense.data.products.safe_manifest import has_manifest, verify_manifest
 
+    verified: set[Path] = set()
     for product in find_s2_products(path):
         _describe_product(product)
+        source = Path(product.source)
+        if source not in verified and has_manifest(source):  # every file against the product's own checksums
+            check = verify_manifest(source)
+            verified.add(source)
+            print(f"  checksums: the {check.files} files its manifest.safe lists match ({check.algorithm})")
 
 
 def _describe_product(product: S2Product) -> None:
