@@ -102,7 +102,8 @@ def _describe_product(product: S2Product) -> None:
     offsets = sorted(set(product.offsets.values())) or [0.0]
     print(f"{product.source}: Sentinel-2 {product.level} product {product.name}, tile {product.tile}, "
           f"date {product.date}")  # fmt: skip
-    print(f"  bands {list(product.bands)}; 10 m grid {grid.width}×{grid.height}, CRS {grid.crs}")
+    print(f"  bands {list(product.bands)}; grid {grid.width}×{grid.height} of its finest band ({grid.res[0]:g} CRS "
+          f"units a pixel), CRS {grid.crs}")  # fmt: skip
     print(f"  reflectance x 1e4 = (DN + offset {', '.join(f'{o:g}' for o in offsets)}) x 10000 / "
           f"{product.quantification:g}; cloud mask {product.mask or 'none'}")  # fmt: skip
     for assumption in product.assumptions:
