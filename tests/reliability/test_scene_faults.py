@@ -162,6 +162,20 @@ def test_output_that_is_an_input_is_refused_before_any_work(
     assert not scratch_path(cogeo).exists() and not scratch_path(tmp_path / output.name).exists()
 
 
+def test_output_that_a_vrt_input_reads_is_refused(capsys, hr_checkpoint: Path, cogeo: Path, tmp_path: Path) -> None:
+    """--hr scene.vrt whose source is the real aerial COG, --output that COG: refused before any work (exit 2), the
+    COG untouched. Before, the run wrote the class map over the VRT's source (exit 0)."""
+    import rasterio.shutil
+
+    source = Path(shutil.copy(cogeo, tmp_path / "tile.tif"))
+    vrt = tmp_path / "scene.vrt"
+    rasterio.shutil.copy(source, vrt, driver="VRT")
+    digest = sha256(source)
+    code, err = _run(capsys, *_predict(hr_checkpoint, vrt, source))
+    assert code == 2 and f"--output {source} is {source}, a file the input --hr {vrt} reads" in err
+    assert sha256(source) == digest and not scratch_path(source).exists()
+
+
 def test_output_equal_to_a_sentinel_input_is_refused(capsys, s1_checkpoint: Path, tmp_path: Path) -> None:
     chip = Path(shutil.copy(shared_path(*S1_CHIPS, "Spain_6860600_S1Hand.tif"), tmp_path / "s1.tif"))
     digest = sha256(chip)

@@ -14,7 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import rasterio
 import torch
+from rasterio.errors import RasterioError
 
 from skysense.containers import Grid
 from skysense.data.raster import raster_info
@@ -102,13 +104,28 @@ def tile_rows_per_region(
 
 
 def input_files(sources: SceneSources) -> dict[str, list[Path]]:
-    """The files on disk each input reads ({"hr": [...], "s2": [...], "s1": [...]}: products' files included)."""
-    files = {"hr": [sources.hr]} if sources.hr is not None else {}
+    """The files on disk each input reads ({"hr": [...], "s2": [...], "s1": [...]}: products' files included, and
+    the files a VRT or another multi-file raster reads: :func:`gdal_files`)."""
+    files = {"hr": gdal_files(Path(sources.hr))} if sources.hr is not None else {}
     for name in ("s2", "s1"):
         series = getattr(sources, name)
         if series is not None:
-            files[name] = series.paths
+            files[name] = list(dict.fromkeys(f for path in series.paths for f in gdal_files(path)))
     return files
+
+
+def gdal_files(path: Path) -> list[Path]:
+    """``path`` and the other files GDAL reads for it (a VRT's sources, overviews and sidecars: the dataset's file
+    list), so that an output is never one of them and a resume sees them change; ``[path]`` when GDAL cannot open
+    it (the reader refuses it in its own words later) or it is no raster (a product's metadata)."""
+    if not path.is_file() or path.suffix.lower() not in (".vrt", ".tif", ".tiff", ".img", ".jp2"):
+        return [path]
+    try:
+        with rasterio.open(path) as dataset:
+            listed = [Path(f) for f in dataset.files if not str(f).startswith("/vsi")]
+    except (RasterioError, OSError):
+        return [path]
+    return list(dict.fromkeys([path, *listed]))
 
 
 def input_rasters(sources: SceneSources) -> list[str | Path]:
@@ -165,9 +182,11 @@ def check_output_path(output: str | Path, inputs: dict[str, list[Path]]) -> Path
                 same = os.path.samefile(output, path)
             if same:
                 flag = "--checkpoint" if role == "checkpoint" else f"--{role}"
+                given = path == Path(paths[0]) or role != "hr"  # the HR path itself, or one of its VRT's sources
+                what = f"the input {flag} {path}" if given else f"{path}, a file the input {flag} {paths[0]} reads"
                 raise UsageError(
-                    f"--output {output} is the input {flag} {path} (both resolve to {resolved}); writing the map "
-                    "would destroy the input: choose another output file"
+                    f"--output {output} is {what} (both resolve to {resolved}); writing the map would destroy the "
+                    "input: choose another output file"
                 )
     return output
 
