@@ -424,3 +424,31 @@ def test_index_notes_and_dataset_refuses_a_date_in_the_future(
     assert f"{future}: date: 2099-09-17 is after today (" in out
     with pytest.raises(InputError, match=rf"^the s1 series of sample 'spain_7370579' of {manifest}: {future} "):
         ManifestDataset(manifest)
+
+
+def test_index_and_stats_never_write_over_what_they_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`data index -o` naming one of the folder's rasters (or a .txt), and `data stats -o` naming the manifest or a
+    listed raster: refused before anything is written (exit 2, one line), every file as it was. Before, the raster
+    became a CSV, the manifest a JSON. A manifest written where one was is replaced whole (written aside, renamed)."""
+    import hashlib
+
+    folder = tmp_path / "chips"
+    folder.mkdir()
+    raster = Path(
+        shutil.copy(shared_path("sen1floods11_samples", "sample_data", "S1", "Spain_6860600_S1Hand.tif"), folder)
+    )
+    digest = hashlib.sha256(raster.read_bytes()).hexdigest()
+    for output in (raster, tmp_path / "manifest.txt"):
+        assert main(["data", "index", str(folder), "-o", str(output)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"-o {output}" in err[0]
+    manifest = tmp_path / "manifest.csv"
+    assert main(["data", "index", str(folder), "-o", str(manifest)]) == 0
+    text = manifest.read_text()
+    assert main(["data", "index", str(folder), "-o", str(manifest)]) == 0 and manifest.read_text() == text
+    capsys.readouterr()
+    for output in (manifest, raster, tmp_path / "stats.csv"):
+        assert main(["data", "stats", str(manifest), "--modality", "s1", "-o", str(output)]) == 2
+        assert f"-o {output}" in capsys.readouterr().err
+    assert manifest.read_text() == text and hashlib.sha256(raster.read_bytes()).hexdigest() == digest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chips", "manifest.csv"]

@@ -15,23 +15,46 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from skysense.data.dates import acquisition_date
 from skysense.data.manifest import MODALITIES, entry_from_info, index_directory, read_manifest, write_manifest
+from skysense.data.manifest.schema import write_atomically
 from skysense.data.raster import check_readable, raster_info
 from skysense.data.stats import compute_stats, format_stats
-from skysense.errors import InputError, int_at_least
+from skysense.errors import InputError, UsageError, int_at_least
 
 if TYPE_CHECKING:
     from skysense.data.products.sentinel2 import S2Product
 
 
+def _check_output(output: Path, suffixes: tuple[str, ...], inputs: Iterable[Path]) -> None:
+    """Refuse an ``-o`` output of another kind than ``suffixes``, or that is one of ``inputs`` (a file the command
+    reads: a listed raster, an Item JSON, the manifest, the sidecar), before it is written.
+
+    Raises:
+        UsageError: naming the option and the file.
+    """
+    if output.suffix.lower() not in suffixes:
+        raise UsageError(f"-o {output}: give a {' or '.join(suffixes)} file (e.g. {output.with_suffix(suffixes[0])})")
+    if output.is_dir():
+        raise UsageError(f"-o {output}: is a folder; give a file name such as {output / ('out' + suffixes[0])}")
+    if not output.exists():
+        return
+    for path in inputs:
+        if Path(path).exists() and os.path.samefile(output, path):
+            raise UsageError(f"-o {output} is {path}, which this command reads; writing it would destroy it: choose "
+                             "another output file")  # fmt: skip
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     """Index a folder into a manifest (CSV, or JSON by extension) and print a summary; files that cannot be read
     stop it (default) or, with ``--no-strict``, are left out of the manifest and listed."""
+    _check_output(args.output, (".csv", ".json"), [args.sidecar] if args.sidecar else [])
     skipped: dict[Path, str] = {}
     entries = index_directory(
         args.directory,
@@ -46,6 +69,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         pattern = f"pattern {args.pattern!r}" if args.pattern else "any raster suffix"
         found = f"all {len(skipped)} rasters found cannot be read" if skipped else f"no raster found ({pattern})"
         raise InputError(f"{args.directory}: {found}; check the folder and --pattern")
+    _check_output(args.output, (".csv", ".json"), [Path(e.path) for e in entries])
     output = write_manifest(entries, args.output)
     modalities = Counter(e.modality for e in entries)
     samples = {e.sample for e in entries}
@@ -72,11 +96,12 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     """Per-band statistics of one modality's files, streamed window by window."""
     entries = read_manifest(args.manifest)
+    if args.output:
+        _check_output(args.output, (".json",), [Path(args.manifest), *(Path(e.path) for e in entries)])
     result = compute_stats(entries, args.modality, tile=args.tile)
     print(format_stats(result))
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
+        write_atomically(args.output, json.dumps(result, indent=1) + "\n")
         print(f"wrote {args.output}")
     return 0
 

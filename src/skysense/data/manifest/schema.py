@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 import math
 import os
@@ -174,16 +175,34 @@ def write_manifest(entries: Iterable[ManifestEntry], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [e.to_row(path.parent) for e in entries]
     if path.suffix.lower() == ".json":
-        path.write_text(json.dumps({"version": 1, "entries": rows}, indent=1) + "\n")
+        write_atomically(path, json.dumps({"version": 1, "entries": rows}, indent=1) + "\n")
         return path
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            row = dict(row)
-            row["band_names"] = "|".join(row["band_names"])
-            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=_COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        row = dict(row)
+        row["band_names"] = "|".join(row["band_names"])
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    write_atomically(path, text.getvalue())
     return path
+
+
+def write_atomically(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` under a temporary name in the same folder, then rename it into place: a failed
+    write (a full disk) leaves the previous file, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def read_manifest(path: str | Path) -> list[ManifestEntry]:
