@@ -211,3 +211,34 @@ def test_manifest_dataset_hr_sizes(folder: Path) -> None:
     assert cropped[0].lat == pytest.approx(landsat.center_lat_lon()[0], abs=0.5)  # ≈ 24.6 N (the excerpt: 25.0)
     photo = cropped[1]  # a JPEG without georeferencing: no coordinates, size cropped to the ratio
     assert tuple(photo.hr.shape) == (3, 128, 128) and photo.lat is None
+
+
+def test_manifest_dataset_reads_hr_bands_by_their_colour_tags(tmp_path: Path) -> None:
+    """The real Landsat RGB crop written blue, green, red and tagged so by colour interpretation only (no band
+    descriptions): the dataset's sample equals the RGB file's, as scene inference reads it. Before, ManifestDataset
+    read it by position (red and blue swapped) and warned that the bands had no names; an RGB JPEG (AID) warned
+    the same although its colour interpretation says RGB."""
+    import warnings
+
+    from rasterio.enums import ColorInterp
+
+    with rasterio.open(shared_path("rasterio_testdata", "tests", "data", "RGB.byte.tif")) as src:
+        window = Window(100, 100, 128, 128)
+        values, profile = src.read(window=window), src.profile
+        profile.update(width=128, height=128, transform=src.window_transform(window))
+    hr = {}
+    for order, colours in (("rgb", "red green blue"), ("bgr", "blue green red")):
+        folder = tmp_path / order
+        folder.mkdir()
+        with rasterio.open(folder / "scene.tif", "w", **profile) as dst:
+            dst.write(values if order == "rgb" else values[::-1])
+            dst.colorinterp = [ColorInterp[colour] for colour in colours.split()]
+        if order == "bgr":
+            shutil.copy(shared_path("aid_150px_subset", "AID", "Airport", "airport_1.jpg"), folder / "airport_1.jpg")
+        manifest = write_manifest(index_directory(folder), tmp_path / f"{order}.csv")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "read by position" warning: every file is tagged
+            dataset = ManifestDataset(manifest, crop=True)
+            hr.update({f"{order}/{s}": dataset[i].hr for i, s in enumerate(dataset.sample_ids)})
+    assert torch.equal(hr["bgr/scene"].nan_to_num(-1), hr["rgb/scene"].nan_to_num(-1))
+    assert hr["bgr/airport_1"].shape == (3, 128, 128)

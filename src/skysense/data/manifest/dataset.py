@@ -23,6 +23,7 @@ from skysense.data.manifest.schema import PRODUCT_DRIVERS, ManifestEntry, read_m
 from skysense.data.raster import (
     RasterInfo,
     coregistered_grids,
+    hr_bands_from_tags,
     raster_info,
     read_raster,
     reproject_to_grid,
@@ -158,14 +159,14 @@ class ManifestDataset(Dataset):
             info = raster_info(hr_entries[0].path)
             hr_grid, sentinel_grid = coregistered_grids(info, self.ratio, self.crop)
             sensor = self.hr_sensor
-            raster = read_raster(info.path, sensor_bands(info, sensor), _top_left(hr_grid.shape))
+            raster = read_raster(info.path, _hr_bands(info, sensor), _top_left(hr_grid.shape))
             values, valid = raster.values, raster.valid
             hr = torch.from_numpy(values)
             hr_valid = torch.from_numpy(valid.all(axis=0))
             hr_date = hr_entries[0].date
             if len(hr_entries) == 2:
                 second = raster_info(hr_entries[1].path)
-                bands = sensor_bands(second, sensor)
+                bands = _hr_bands(second, sensor)
                 if hr_grid.crs is not None:
                     other = reproject_to_grid(second.path, hr_grid.crs, hr_grid.transform, hr_grid.shape, bands=bands)
                 else:
@@ -248,3 +249,12 @@ def _by_date(entry: ManifestEntry) -> tuple[dt.date, str]:
 
 def _top_left(shape: tuple[int, int]) -> Window:
     return Window(0, 0, shape[1], shape[0])
+
+
+def _hr_bands(info: RasterInfo, sensor: Sensor) -> list[int]:
+    """An HR file's bands in the sensor's order (red, green, blue[, nir]): from its colour interpretation and band
+    descriptions, as scene inference reads them (:func:`~skysense.data.raster.hr_bands_from_tags`: a BGR file
+    tagged blue, green, red is reordered, an RGB JPEG is read without a word), by position only when nothing tags
+    them (:func:`~skysense.data.raster.sensor_bands`, which warns)."""
+    tagged = hr_bands_from_tags(info, len(sensor.bands))
+    return tagged if tagged is not None else sensor_bands(info, sensor)
