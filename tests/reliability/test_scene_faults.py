@@ -381,6 +381,27 @@ def test_an_image_without_georeferencing_is_refused_unless_allowed(capsys, hr_ch
         assert out.tags()["SKYSENSE_GEOREFERENCED"].startswith("no")
 
 
+def test_a_fused_embedding_of_an_image_without_georeferencing_is_refused_before_any_work(
+    capsys, tmp_path: Path
+) -> None:
+    """`embed --allow-ungeoreferenced` of a real NWPU JPEG with the default --source auto (the fused embedding,
+    whose geo-context prototypes are picked by latitude/longitude): refused before any tile (exit 2) naming
+    --source hr, nothing left. Before, the output was planned and the first tiles ran, then it failed with a
+    message naming no option. With --source hr it is written."""
+    from skysense.models.registry import create_model
+    from skysense.models.weights import save_pretrained
+
+    weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
+    jpeg = next(iter(sorted(shared_path("nwpu_vhr10").rglob("*.jpg"))))
+    output = tmp_path / "embedding.tif"
+    args = ["embed", "--checkpoint", weights, "--hr", jpeg, "--output", output, "--allow-ungeoreferenced",
+            "--no-progress"]  # fmt: skip
+    code, err = _run(capsys, *args)
+    assert code == 2 and "geo-context prototypes" in err and "give --source hr" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.safetensors"]
+    assert _run(capsys, *args, "--source", "hr")[0] == 0 and output.is_file()
+
+
 def _side(source: Path) -> int:
     """The side of a square chip: 512 for Sen1Floods11, 128 for its excerpt in tests/fixtures."""
     with rasterio.open(source) as src:

@@ -336,6 +336,13 @@ def plan_scene(
             "georeference it first (e.g. `gdal_translate -a_srs EPSG:32633 -a_ullr ...`) or pass "
             "--allow-ungeoreferenced for a map in pixel coordinates"
         )
+    if grid.crs is None and model.kind == "embedding" and model.source == "fused":
+        if getattr(model.network, "geo", None) is not None:  # its prototypes are picked by latitude/longitude
+            raise UsageError(
+                f"{sources.reference_file}: has no CRS, so the fused embedding's geo-context prototypes (picked by "
+                "latitude/longitude) cannot be found; give --source hr for the HR encoder's features, or "
+                "georeference the image"
+            )
     origin_align, size_align = scene_alignment(model, sources)
     if tile % size_align or overlap % origin_align or 2 * overlap > tile:
         raise UsageError(
