@@ -242,3 +242,14 @@ def test_manifest_dataset_reads_hr_bands_by_their_colour_tags(tmp_path: Path) ->
             hr.update({f"{order}/{s}": dataset[i].hr for i, s in enumerate(dataset.sample_ids)})
     assert torch.equal(hr["bgr/scene"].nan_to_num(-1), hr["rgb/scene"].nan_to_num(-1))
     assert hr["bgr/airport_1"].shape == (3, 128, 128)
+
+
+def test_a_stack_of_several_dates_and_sensors_is_indexed_as_unknown_with_a_note(tmp_path: Path) -> None:
+    """Presto's real CropHarvest export: one GeoTIFF of 12 months of VV/VH, Sentinel-2 bands, ERA5 and SRTM (206
+    bands named VV, VH, B2, …, VV_1, …). Before, it was indexed as s1 (rule: VV/VH names), and reading it failed with
+    a line of kilobytes listing every band. Now it is unknown, its notes say why and what to do."""
+    source = shared_path("presto_s1s2_timeseries", "cropharvest_test_tif")
+    stack = next(iter(sorted(source.glob("*.tif"))))
+    (entry,) = index_directory(source, pattern=stack.name)
+    assert entry.modality == "unknown"
+    assert "several dates in one file: not read as a series; export one file per date and sensor" in entry.notes

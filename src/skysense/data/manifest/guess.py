@@ -52,6 +52,9 @@ def entry_from_info(
     today = dt.datetime.now(dt.timezone.utc).date()
     if date is not None and date > today:
         notes.append(f"date: {date.isoformat()} is after today ({today.isoformat()} UTC); fix the name, tag or sidecar")
+    stacked = stacked_kinds(info)
+    if stacked:
+        notes.append(f"{stacked}: not read as a series; export one file per date and sensor")
     left, bottom, right, top = info.bounds
     res_x, res_y = info.res
     return ManifestEntry(
@@ -101,6 +104,27 @@ def _modality_from_words(text: str) -> str | None:
     return None
 
 
+def stacked_kinds(info: RasterInfo) -> str:
+    """What makes a file a stack of several dates or sensors in one raster ("" when it is not): band names repeated
+    with a suffix (``VV``, ``VV_1``, …: one per date, as Presto's and CropHarvest's exports are), or Sentinel-1
+    polarisations beside Sentinel-2 bands. Such a file is no one date of one modality, so it is indexed as unknown,
+    with this said in its notes."""
+    bases: dict[str, int] = {}
+    for description in info.descriptions:
+        name = re.sub(r"^B0+(?=\d)", "B", (description or "").strip().upper())
+        if name:
+            base = re.sub(r"[_-]\d+$", "", name)
+            bases[base] = bases.get(base, 0) + 1
+    repeated = sorted(b for b, n in bases.items() if n > 1 and (b in _S1_BANDS or b in _S2_BANDS))
+    if repeated:
+        return (
+            f"bands {', '.join(repeated[:4])} repeat (e.g. {repeated[0]}, {repeated[0]}_1): several dates in one file"
+        )
+    if set(bases) & _S1_BANDS and len(set(bases) & _S2_BANDS) >= 4:
+        return "Sentinel-1 and Sentinel-2 bands in one file"
+    return ""
+
+
 def infer_modality(info: RasterInfo, folders: Sequence[str] = ()) -> str:
     """Guess a file's modality from its name, folders, band names and structure (rules in the module docstring).
 
@@ -108,6 +132,8 @@ def infer_modality(info: RasterInfo, folders: Sequence[str] = ()) -> str:
         info: the file's metadata.
         folders: the folder names between the indexed root and the file, outermost first.
     """
+    if stacked_kinds(info):  # several dates or sensors in one file: no modality reads it
+        return "unknown"
     from_name = _modality_from_words(info.path.stem)
     if from_name:
         return from_name

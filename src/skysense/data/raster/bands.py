@@ -103,6 +103,15 @@ def resolve_bands(info: RasterInfo, bands: BandSelection | None) -> list[int]:
     return indexes
 
 
+def _few(values: Sequence, shown: int = 16) -> str:
+    """A list as a message shows it: whole up to ``shown`` items, else the first ones and a count (a 206-band
+    stack's names would make a line of kilobytes)."""
+    values = list(values)
+    if len(values) <= shown:
+        return str(values)
+    return f"{str(values[:shown])[:-1]}, … and {len(values) - shown} more]"
+
+
 def sensor_bands(info: RasterInfo, sensor: Sensor) -> list[int]:
     """The 1-based indexes of ``sensor``'s bands, in the sensor's order.
 
@@ -130,14 +139,15 @@ def sensor_bands(info: RasterInfo, sensor: Sensor) -> list[int]:
     if twice:
         band, indexes = next(iter(twice.items()))
         raise InputError(
-            f"{info.path}: bands {indexes} are all named {band} (names {list(info.band_names)}); fix the band "
+            f"{info.path}: bands {_few(indexes)} are all named {band} (names {_few(info.band_names)}); a file of "
+            "several dates or sensors in one raster is not read: export one file per date, or fix the band "
             "descriptions so that each band is named once"
         )
     if named:
         missing = [b for b, w in zip(sensor.bands, wanted, strict=True) if w not in named]
         if missing:
             raise InputError(
-                f"{info.path}: its band names {list(info.band_names)} do not include {', '.join(missing)} of the "
+                f"{info.path}: its band names {_few(info.band_names)} do not include {', '.join(missing)} of the "
                 f"{len(sensor.bands)} {sensor.name} bands {list(sensor.bands)} ({sensor.units}); give a file with "
                 "every band (named by B-code or STAC common name), or fix its band descriptions"
             )
@@ -151,7 +161,7 @@ def sensor_bands(info: RasterInfo, sensor: Sensor) -> list[int]:
         return data
     raise InputError(
         f"{info.path}: expected the {len(sensor.bands)} bands {list(sensor.bands)} of {sensor.name} "
-        f"({sensor.units}), by band name or by count; found {len(data)} bands named {list(info.band_names)}"
+        f"({sensor.units}), by band name or by count; found {len(data)} bands named {_few(info.band_names)}"
     )
 
 
