@@ -176,6 +176,38 @@ def test_output_that_a_vrt_input_reads_is_refused(capsys, hr_checkpoint: Path, c
     assert sha256(source) == digest and not scratch_path(source).exists()
 
 
+@pytest.mark.parametrize("how", ["under a file", "read-only folder", "another format", "no suffix"])
+def test_an_output_that_cannot_be_a_map_is_refused_before_any_work(
+    capsys, hr_checkpoint: Path, cogeo: Path, tmp_path: Path, how: str
+) -> None:
+    """--output under a file (scene.tif/map.tif), in a folder without write permission, named .png, or without a
+    suffix: one line naming --output and what to do (exit 2), nothing written. Before: a raw "[Errno 2] … .partial.d"
+    that claimed it removed a folder that never existed; .png and bare names got a GeoTIFF under that name."""
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    output = {"under a file": cogeo / "map.tif", "read-only folder": folder / "map.tif",
+              "another format": folder / "map.png", "no suffix": folder / "map"}[how]  # fmt: skip
+    if how == "read-only folder":
+        if os.geteuid() == 0:
+            pytest.skip("root writes in any folder")
+        folder.chmod(0o500)
+    try:
+        code, err = _run(capsys, *_predict(hr_checkpoint, cogeo, output))
+    finally:
+        folder.chmod(0o700)
+    why = {"under a file": "is a file, not a folder", "read-only folder": "no permission",
+           "another format": "give e.g.", "no suffix": "give e.g."}[how]  # fmt: skip
+    assert code == 2 and f"--output {output}" in err and why in err and "removed" not in err
+    assert list(folder.iterdir()) == []
+
+
+def test_an_output_on_a_filesystem_that_takes_no_files_is_one_line(capsys, hr_checkpoint: Path, cogeo: Path) -> None:
+    """--output /proc/map.tif (a folder that refuses new files even to root, as a read-only mount does): one line
+    naming --output and its working folder (exit 1), and no claim of a folder removed."""
+    code, err = _run(capsys, *_predict(hr_checkpoint, cogeo, Path("/proc/map.tif")))
+    assert code in (1, 2) and "--output /proc/map.tif" in err and "removed" not in err
+
+
 def test_output_equal_to_a_sentinel_input_is_refused(capsys, s1_checkpoint: Path, tmp_path: Path) -> None:
     chip = Path(shutil.copy(shared_path(*S1_CHIPS, "Spain_6860600_S1Hand.tif"), tmp_path / "s1.tif"))
     digest = sha256(chip)

@@ -173,6 +173,12 @@ def check_output_path(output: str | Path, inputs: dict[str, list[Path]]) -> Path
         check_zarr_output(output)
     elif output.is_dir():
         raise UsageError(f"--output {output}: is a folder; give a file name such as {output / 'map.tif'}")
+
+    folder = next(f for f in [output.parent, *output.parent.parents] if f.exists() or f == f.parent)
+    if not folder.is_dir():
+        raise UsageError(f"--output {output}: {folder} is a file, not a folder; give an output in a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--output {output}: cannot write in {folder} (no permission); choose a folder you can write")
     resolved = output.resolve()
     for role, paths in inputs.items():
         for path in paths:
@@ -188,6 +194,11 @@ def check_output_path(output: str | Path, inputs: dict[str, list[Path]]) -> Path
                     f"--output {output} is {what} (both resolve to {resolved}); writing the map would destroy the "
                     "input: choose another output file"
                 )
+    if not is_zarr(output) and output.suffix.lower() not in (".tif", ".tiff"):
+        raise UsageError(
+            f"--output {output}: skysense writes a Cloud-Optimized GeoTIFF (.tif, .tiff) or a Zarr store (.zarr); "
+            f"give e.g. {output.with_suffix('.tif')}"
+        )
     return output
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 import rasterio
 import torch
 
-from skysense.errors import InputError, UsageError
+from skysense.errors import InputError, OutputError, UsageError
 from skysense.inference.models import SceneModel
 from skysense.inference.plan import ScenePlan, block_cache_mb, check_free_space, input_rasters, plan_scene
 from skysense.inference.resume import RunState, fingerprint_changes, fingerprint_files
@@ -201,7 +201,14 @@ def predict_scene(
         background: BackgroundWriter | None = None
         rows: ChunkRows | None = None
         try:
-            scratch.mkdir(parents=True, exist_ok=True)
+            try:
+                scratch.mkdir(parents=True, exist_ok=True)
+            except OSError as err:  # a folder that refuses new files (/proc, a read-only mount)
+                discard = True
+                raise OutputError(
+                    f"--output {output}: cannot create its working folder {scratch} ({err.strerror or err}); choose "
+                    "a folder you can write"
+                ) from None
             writer = SceneWriter(output, out_grid, plan.kind, model.channels, scratch, model.class_names, plan.tags,
                                  plan.compress, plan.block, plan.dtype, plan.chunk)  # fmt: skip
             if progress:  # what will be written, before writing it
@@ -262,7 +269,7 @@ def predict_scene(
             if state.rows_done >= 0 and not discard:
                 _add_note(err, f"kept {state.rows_done + 1} of {n_rows} finished chunk rows in {scratch}; add "
                                "--resume to the same command to continue")  # fmt: skip
-            else:
+            elif scratch.exists():
                 shutil.rmtree(scratch, ignore_errors=True)
                 _add_note(err, f"nothing worth resuming: removed {scratch}")
             raise
