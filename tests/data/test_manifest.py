@@ -253,3 +253,16 @@ def test_a_stack_of_several_dates_and_sensors_is_indexed_as_unknown_with_a_note(
     (entry,) = index_directory(source, pattern=stack.name)
     assert entry.modality == "unknown"
     assert "several dates in one file: not read as a series; export one file per date and sensor" in entry.notes
+
+
+def test_manifest_dataset_refuses_undated_sentinel_files_when_built(tmp_path: Path) -> None:
+    """Real Sen1Floods11 S1 chips whose names hold no date, indexed without --filename-regex or --sidecar: the
+    dataset is refused when built, naming the files and what to do. Before, it was built and the first sample
+    failed."""
+    folder = tmp_path / "undated"
+    folder.mkdir()
+    for name in ("Spain_6860600_S1Hand.tif", "Ghana_53713_S1Hand.tif"):
+        shutil.copy(shared_path("sen1floods11_samples", "sample_data", "S1", name), folder / name)
+    manifest = write_manifest(index_directory(folder), tmp_path / "m.csv")
+    with pytest.raises(InputError, match=r"2 Sentinel files have no date .*--filename-regex or --sidecar"):
+        ManifestDataset(manifest)

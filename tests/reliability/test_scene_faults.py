@@ -569,3 +569,23 @@ def test_a_bgr_scene_is_mapped_as_rgb_and_contradicting_tags_are_refused(
     assert code == 1 and str(odd) in err and "--hr-bands" in err and not (tmp_path / "odd_map.tif").exists()
     assert _run(capsys, *_predict(hr_checkpoint, odd, tmp_path / "odd_map.tif", "--hr-bands", "3,2,1"))[0] == 0
     assert np.array_equal(read_all(tmp_path / "rgb_map.tif"), read_all(tmp_path / "odd_map.tif"))
+
+
+def test_a_single_band_image_names_the_remedy_and_resume_without_a_run_says_so(
+    capsys, hr_checkpoint: Path, cogeo: Path, tmp_path: Path
+) -> None:
+    """The real aerial COG's first band alone (a panchromatic image): refused naming --hr-bands 1,1,1, which then
+    maps it. --resume with no interrupted run starts over and says so in one warning line (it was silent)."""
+    with rasterio.open(cogeo) as src:
+        profile = src.profile
+        band = src.read(1, window=rasterio.windows.Window(0, 0, 256, 256))
+        profile.update(count=1, width=256, height=256, transform=src.window_transform(((0, 256), (0, 256))))
+    profile.pop("photometric", None)
+    gray = tmp_path / "gray.tif"
+    with rasterio.open(gray, "w", **profile) as dst:
+        dst.write(band, 1)
+    output = tmp_path / "map.tif"
+    code, err = _run(capsys, *_predict(hr_checkpoint, gray, output))
+    assert code == 1 and "has 1 data bands" in err and "--hr-bands 1,1,1" in err
+    code, err = _run(capsys, *_predict(hr_checkpoint, gray, output, "--hr-bands", "1,1,1", "--resume"))
+    assert code == 0 and output.is_file() and "--resume: no interrupted run" in err

@@ -281,7 +281,7 @@ class ScenePlan:
     @property
     def resolution(self) -> tuple[float, float]:
         """Output pixel size (x, y) in CRS units."""
-        return abs(self.out_grid.transform.a), abs(self.out_grid.transform.e)
+        return pixel_size(self.out_grid)
 
     @property
     def on_gpu(self) -> bool:
@@ -292,6 +292,13 @@ class ScenePlan:
         """(chunk row, its first output row, its height in output rows) for every chunk row."""
         chunk, height = self.chunk, self.out_grid.height
         return [(a, a * chunk, min(chunk, height - a * chunk)) for a in range(self.layout.chunk_grid[0])]
+
+
+def pixel_size(grid: Grid) -> tuple[float, float]:
+    """A grid's pixel size (x, y) in CRS units, also when its geotransform is rotated (the length of each pixel
+    side, not the transform's a and e terms)."""
+    t = grid.transform
+    return math.hypot(t.a, t.d), math.hypot(t.b, t.e)
 
 
 def plan_scene(
@@ -375,7 +382,7 @@ def plan_scene(
     layout = TileLayout(
         out_grid.height, out_grid.width, tile_out, tile_out - overlap_out, chunk, origin_align // stride
     )
-    resolution = (abs(out_grid.transform.a), abs(out_grid.transform.e))
+    resolution = pixel_size(out_grid)
     tags = {
         "SKYSENSE_MODEL": model.description,
         "SKYSENSE_INPUTS": ",".join(modalities),

@@ -31,6 +31,7 @@ import math
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,6 +321,7 @@ def _resume_state(scratch: Path, settings: dict, fingerprints: dict) -> RunState
     """
     state = RunState.load(scratch)
     if state is None:
+        warnings.warn(f"--resume: no interrupted run at {scratch}; starting from the beginning", stacklevel=3)
         return None
     if state.settings != settings:
         differ = sorted(k for k in set(state.settings) | set(settings) if state.settings.get(k) != settings.get(k))

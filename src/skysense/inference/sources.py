@@ -376,9 +376,11 @@ class TileReader:
             else:
                 data = info.data_bands
                 if len(data) < channels:
-                    raise ValueError(
+                    repeat = ",".join(str(data[0]) for _ in range(channels)) if data else "1,1,1"
+                    raise InputError(
                         f"{sources.hr}: the model's HR encoder takes {channels} bands "
-                        f"{list(self.hr_sensor.bands)} but the file has {len(data)} data bands"
+                        f"{list(self.hr_sensor.bands)} but the file has {len(data)} data bands; give an image with "
+                        f"them, or --hr-bands {repeat} to feed a single band as every channel (a panchromatic image)"
                     )
                 self.hr_bands = data[:channels]
             if len(self.hr_bands) != channels:

@@ -108,6 +108,14 @@ class ManifestDataset(Dataset):
         self.groups = groups
         self.sample_ids = list(samples)
         self.allow_duplicate_dates = allow_duplicate_dates
+        undated = [str(e.path) for s in self.sample_ids for m in ("s2", "s1") for e in groups[s].files.get(m, [])
+                   if e.date is None]  # fmt: skip
+        if undated:  # refused here, not at the first sample: a series needs each frame's day of year
+            raise InputError(
+                f"{self.source}: {len(undated)} Sentinel files have no date ({', '.join(undated[:3])}"
+                f"{', …' * (len(undated) > 3)}); index the folder again with --filename-regex or --sidecar "
+                "(skysense data index), or fill the manifest's date column"
+            )
         for sample_id in self.sample_ids:
             for name in ("s2", "s1"):
                 series = sorted(groups[sample_id].files.get(name, []), key=_by_date)
