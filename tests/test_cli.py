@@ -1,8 +1,12 @@
 """Each command run in-process, as a user would."""
 
+import os
+from pathlib import Path
+
 import pytest
 
 from skysense.cli import main
+from tests.conftest import shared_path
 
 
 def test_models_lists_presets_with_counts(capsys) -> None:
@@ -118,3 +122,19 @@ def test_scene_prediction_has_its_own_name_and_help(capsys) -> None:
         main(["predict", "--help"])
     out = capsys.readouterr().out
     assert out.splitlines()[0].endswith("skysense predict-scene --help") and "--trainer" in out
+
+
+def test_gdal_prints_nothing_of_its_own_beside_the_output(tmp_path: Path) -> None:
+    """eo-learn's real 5-band float GeoTIFF makes libtiff warn on opening ("Warning 1: TIFFReadDirectory: Sum of
+    Photometric type-related color channels …"), which GDAL printed on stderr before skysense's own lines; `--debug`
+    keeps it."""
+    import subprocess
+    import sys
+
+    tiff = shared_path("eolearn_testeopatch", "example_data", "import-tiff-test2.tiff")
+    command = [sys.executable, "-m", "skysense.cli", "data", "info", str(tiff)]
+    env = {k: v for k, v in os.environ.items() if k != "CPL_LOG"}
+    quiet = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert quiet.returncode == 0 and "TIFFReadDirectory" not in quiet.stderr, quiet.stderr
+    loud = subprocess.run([*command, "--debug"], capture_output=True, text=True, env=env)
+    assert "TIFFReadDirectory" in loud.stderr

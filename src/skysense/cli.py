@@ -231,6 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = _command_name(argv)
     if not debug:  # GDAL's messages reach the user as the one-line error they cause, not as log lines before it
         logging.getLogger("rasterio").setLevel(logging.CRITICAL)
+        # and those GDAL prints itself outside rasterio's handler ("Warning 1: TIFFReadDirectory: …" when a file is
+        # opened): its log file, unless the user set one
+        os.environ.setdefault("CPL_LOG", os.devnull)
     try:
         with warnings.catch_warnings():
             if not debug:  # a warning (an assumption made about the data) is one line too
