@@ -401,13 +401,7 @@ def read_stac(path: str | Path) -> list[StacItem | S2Product]:
     skipped: list[str] = []  # a folder's other JSON files (tileinfo_metadata.json, …)
     for source in sources:
         try:
-            kind = json.loads(source.read_text()).get("type")
-            if kind == "Feature":
-                parsed = [pystac.Item.from_file(str(source))]
-            elif kind == "FeatureCollection":
-                parsed = list(pystac.ItemCollection.from_file(str(source)))
-            else:
-                raise ValueError(f"type {kind!r}")
+            parsed = _stac_items(source)
         except (ValueError, KeyError, AttributeError, pystac.STACError) as err:
             if len(sources) > 1:
                 skipped.append(f"{source.name} ({err})")
@@ -421,6 +415,22 @@ def read_stac(path: str | Path) -> list[StacItem | S2Product]:
         warnings.warn(f"{path}: skipped {len(skipped)} JSON files that are no STAC Item: {', '.join(skipped)}",
                       stacklevel=2)  # fmt: skip
     return sorted(items, key=lambda i: (i.date, i.name))
+
+
+def _stac_items(source: Path) -> list:
+    """The pystac Items of an Item or ItemCollection JSON.
+
+    Raises:
+        ValueError: a JSON of another type (or not JSON); pystac's errors for a malformed Item.
+    """
+    import pystac
+
+    kind = json.loads(source.read_text()).get("type")
+    if kind == "Feature":
+        return [pystac.Item.from_file(str(source))]
+    if kind == "FeatureCollection":
+        return list(pystac.ItemCollection.from_file(str(source)))
+    raise ValueError(f"type {kind!r}")
 
 
 _RASTERS = (".tif", ".tiff", ".jp2", ".vrt")
@@ -452,13 +462,7 @@ def _local_assets(jsons: Sequence[Path]) -> set[Path]:
     found: set[Path] = set()
     for source in jsons:
         try:
-            kind = json.loads(source.read_text()).get("type")
-            if kind == "Feature":
-                items = [pystac.Item.from_file(str(source))]
-            elif kind == "FeatureCollection":
-                items = list(pystac.ItemCollection.from_file(str(source)))
-            else:
-                continue
+            items = _stac_items(source)
         except (ValueError, KeyError, AttributeError, OSError, pystac.STACError):
             continue
         for item in items:
