@@ -547,10 +547,13 @@ def scene_section(check: Check) -> None:
         found = False
         for line in done.stdout.splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if len(cells) == 8 and cells[0] == "skysense predict (HR)" and re.fullmatch(r"[0-9.]+", cells[4]):
+            if len(cells) == 9 and cells[0] == "skysense predict (HR)" and re.fullmatch(r"[0-9.]+", cells[4]):
                 ratio = float(cells[6]) if re.fullmatch(r"[0-9.]+", cells[6]) else None
                 check.rows.append(Row("scene", f"predict {cells[1]} {preset} HR segmenter, tile {tile} B{batch}: tiles/s",
                                       float(cells[4]), "bare forward (same tiles)", ratio, digits=2))  # fmt: skip
+                if re.fullmatch(r"[0-9.]+", cells[7]):  # the model's own time (on a GPU: CUDA events) in the run
+                    check.rows.append(Row("scene", f"predict {cells[1]} {preset}: the model's share of the run",
+                                          float(cells[7]), "–", None, digits=2))  # fmt: skip
                 found = True
             elif cells[0].startswith("scene tile"):  # the table of seconds per stage
                 check.notes.append(f"scene stages ({preset}): {line.strip()}")
