@@ -138,3 +138,25 @@ def test_gdal_prints_nothing_of_its_own_beside_the_output(tmp_path: Path) -> Non
     assert quiet.returncode == 0 and "TIFFReadDirectory" not in quiet.stderr, quiet.stderr
     loud = subprocess.run([*command, "--debug"], capture_output=True, text=True, env=env)
     assert "TIFFReadDirectory" in loud.stderr
+
+
+def test_a_warning_is_said_once(capsys) -> None:
+    """The same warning raised by each read of a file (rasterio's, ours) is one line, not one per read."""
+    import warnings
+
+    from skysense import cli
+
+    def warn_twice(argv: list[str]) -> int:  # from three places, as three reads of one file warn
+        message = "a.tif: its bands have no names; read by position"
+        warnings.warn(message, stacklevel=1)
+        warnings.warn(message, stacklevel=1)
+        warnings.warn(message, stacklevel=1)
+        return 0
+
+    original = cli._dispatch
+    cli._dispatch = warn_twice
+    try:
+        assert main(["models"]) == 0
+    finally:
+        cli._dispatch = original
+    assert capsys.readouterr().err.count("its bands have no names") == 1

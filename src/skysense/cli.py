@@ -236,10 +236,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("CPL_LOG", os.devnull)
     try:
         with warnings.catch_warnings():
-            if not debug:  # a warning (an assumption made about the data) is one line too
-                warnings.showwarning = lambda message, *rest, **kw: print(
-                    f"{command}: warning: {message}", file=sys.stderr
-                )
+            if not debug:  # a warning (an assumption made about the data) is one line too, and said once
+                said: set[str] = set()
+
+                def show(message: Warning | str, *rest: object, **kw: object) -> None:
+                    line = f"{command}: warning: {message}"
+                    if line not in said:  # the same file's warning from each of its reads (rasterio's, ours)
+                        said.add(line)
+                        print(line, file=sys.stderr)
+
+                warnings.showwarning = show
+                # rasterio's notes on files without georeferencing: skysense refuses them in its own line, or the
+                # user allowed them (--allow-ungeoreferenced) and the output's tags say so
+                warnings.filterwarnings("ignore", message="Dataset has no geotransform, gcps, or rpcs")
+                warnings.filterwarnings("ignore", message="The given matrix is equal to Affine.identity")
             return _dispatch(argv)
     except KeyboardInterrupt:
         if debug:

@@ -407,7 +407,8 @@ def test_an_image_without_georeferencing_is_refused_unless_allowed(capsys, hr_ch
     code, err = _run(capsys, *_predict(hr_checkpoint, jpeg, output))
     assert code == 1 and f"{jpeg}: has no georeferencing (no CRS)" in err and "--allow-ungeoreferenced" in err
     assert not output.exists() and not scratch_path(output).exists()
-    assert _run(capsys, *_predict(hr_checkpoint, jpeg, output, "--allow-ungeoreferenced"))[0] == 0
+    code, err = _run(capsys, *_predict(hr_checkpoint, jpeg, output, "--allow-ungeoreferenced"))
+    assert code == 0 and "warning" not in err  # rasterio's notes on the missing geotransform are not the user's
     with rasterio.open(jpeg) as src, rasterio.open(output) as out:
         assert out.crs is None and out.shape == src.shape
         assert out.tags()["SKYSENSE_GEOREFERENCED"].startswith("no")
