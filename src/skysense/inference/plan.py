@@ -115,10 +115,10 @@ def input_files(sources: SceneSources) -> dict[str, list[Path]]:
 
 
 def gdal_files(path: Path) -> list[Path]:
-    """``path`` and the other files GDAL reads for it (a VRT's sources, overviews and sidecars: the dataset's file
-    list), so that an output is never one of them and a resume sees them change; ``[path]`` when GDAL cannot open
-    it (the reader refuses it in its own words later) or it is no raster (a product's metadata)."""
-    if not path.is_file() or path.suffix.lower() not in (".vrt", ".tif", ".tiff", ".img", ".jp2"):
+    """``path`` and, for a VRT, the files GDAL reads for it (its sources: the dataset's file list), so that an output
+    is never one of them and a resume sees them change; ``[path]`` for other files (opening every band of a year of
+    products here would cost seconds for nothing) and when GDAL cannot open it (the reader refuses it later)."""
+    if not path.is_file() or path.suffix.lower() != ".vrt":
         return [path]
     try:
         with rasterio.open(path) as dataset:
