@@ -118,3 +118,35 @@ def test_a_series_file_without_the_sensors_bands_is_refused_before_any_work(caps
     sources = SceneSources(s2=SeriesSource.from_arg(series, "s2_l1c"))
     with pytest.raises(ValueError, match="Spain_20190911.tif has 4"):
         TileReader(sources, ["s2"])  # opening the scene's reader, before any tile
+
+
+def test_fused_embedding_of_s2_and_an_s1_that_covers_part_of_the_scene(capsys, tmp_path: Path) -> None:
+    """The real Spain S2 chip as an L1C SAFE (a cloud over its corner) and the co-registered real S1 chip cut to its
+    left 128 columns, embedded together (fused, no HR image). Before: the run failed at the first batch of tiles without S1
+    ("every s1 frame of the batch is marked invalid"), and the cloud was nodata although S1 sees through it. Now the
+    tiles without S1 run on S2 alone (said in one warning line), and a pixel counts where either series sees it."""
+    from rasterio.windows import Window
+
+    from tests.data.test_readers import spain
+
+    weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
+    safe = write_safe(tmp_path / "products", at_most=SIDE, time="20190918T105619")
+    folder = tmp_path / "s1"
+    folder.mkdir()
+    with rasterio.open(spain("S1")) as src:
+        window = Window(0, 0, src.width // 4, src.height)  # 128 columns: the left of the 240² scene
+        profile = src.profile
+        profile.update(width=window.width, transform=src.window_transform(window))
+        with rasterio.open(folder / "S1_20190917.tif", "w", **profile) as dst:
+            dst.write(src.read(window=window))
+    output = tmp_path / "fused.tif"
+    code = main(["embed", "--checkpoint", str(weights), "--s2", str(safe), "--s1", str(folder), "--output",
+                 str(output), "--no-progress", "--tile", "128", "--overlap", "32"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert err.count("s1: no kept frame over some tiles") == 1
+    with rasterio.open(output) as dataset:
+        values = dataset.read(1)
+    rows, cols = cloud_pixels(SIDE)
+    assert not np.isnan(values[rows, cols]).any()  # under the S2 cloud, S1 sees: valid
+    assert not np.isnan(values[:, -16:]).any()  # where only S2 is (no S1 there): valid

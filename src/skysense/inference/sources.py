@@ -514,8 +514,10 @@ class TileReader:
             fields[name] = frames
             fields[f"{name}_day_of_year"] = days
             fields[f"{name}_valid"] = frame_ok
-            if pixel_valid is None:  # Sentinel reference grid: the first Sentinel modality decides validity
-                pixel_valid = np.kron(sentinel_valid, np.ones((self.sources.sentinel_scale,) * 2, dtype=bool))
+            if "hr" not in self.modalities:  # Sentinel reference grid: a pixel counts where any series sees it (S1
+                # through an S2 cloud), as the fusion uses every kept frame
+                seen = np.kron(sentinel_valid, np.ones((self.sources.sentinel_scale,) * 2, dtype=bool))
+                pixel_valid = seen if pixel_valid is None else pixel_valid | seen
         if self.grid.crs is not None:
             tile = Grid(self.grid.crs, self.grid.transform @ Affine.translation(col, row), size, size)
             lat, lon = tile.center_lat_lon()
@@ -524,6 +526,19 @@ class TileReader:
 
 
 def stack_inputs(samples: Sequence[dict[str, torch.Tensor]]) -> SkySenseInput:
-    """Tiles read by :meth:`TileReader.read` → one batch (every tile of a scene has the same frames)."""
-    keys = samples[0].keys()
+    """Tiles read by :meth:`TileReader.read` → one batch (every tile of a scene has the same frames).
+
+    A Sentinel series with no kept frame in any tile of the batch (an S1 file that covers part of the S2 scene) is
+    left out of the batch, which then runs on the other inputs, as the fusion takes any of them; one warning says
+    so."""
+    keys = list(samples[0].keys())
+    for name in SENTINEL:
+        valid = f"{name}_valid"
+        if valid in keys and not any(bool(s[valid].any()) for s in samples):
+            others = [k for k in SENTINEL if k != name and f"{k}_valid" in keys] + (["hr"] if "hr" in keys else [])
+            if others:
+                keys = [k for k in keys if k not in (name, f"{name}_day_of_year", valid)]
+                warnings.warn(f"{name}: no kept frame over some tiles of the scene (outside the {name} files, or "
+                              f"below the valid fraction); those tiles use {' and '.join(others)} alone",
+                              stacklevel=2)  # fmt: skip
     return SkySenseInput(**{key: torch.stack([s[key] for s in samples]) for key in keys})
