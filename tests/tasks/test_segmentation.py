@@ -100,3 +100,18 @@ def test_temporal_segmentation_through_the_fusion() -> None:
         assert not torch.allclose(task(moved, size=(8, 8))["logits"], reference)
         s2_only = dataclasses.replace(inputs, s1=None, s1_day_of_year=None)
         assert task(s2_only, size=(8, 8))["logits"].shape == (2, 3, 8, 8)
+
+
+def test_one_class_is_refused_in_one_line(capsys) -> None:
+    """`--model.init_args.num_classes 1` (binary segmentation given as one class): one line naming num_classes and
+    what to give, exit 2, before any data is read; it was a torchmetrics traceback at the first step."""
+    from skysense.cli import main
+
+    code = main(["fit", "--config", "configs/segmentation/sen1floods11_s1s2.yaml", "--model.init_args.num_classes",
+                 "1", "--model.init_args.class_names", "[water]", "--trainer.max_steps", "1"])  # fmt: skip
+    err = [
+        line
+        for line in capsys.readouterr().err.splitlines()
+        if line.startswith("skysense") and ": warning:" not in line
+    ]
+    assert code == 2 and len(err) == 1 and "num_classes: 1; give at least 2" in err[0]

@@ -23,6 +23,7 @@ from torchmetrics.wrappers import ClasswiseWrapper
 
 from skysense.batch import SkySenseInput, SkySenseOutput
 from skysense.containers import Batch
+from skysense.errors import UsageError
 from skysense.heads.classification import build_classification_head
 from skysense.tasks.base import BackboneTask, resolve_class_names
 
@@ -107,6 +108,8 @@ class ClassificationTask(BackboneTask):
     ) -> None:
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise UsageError(f"num_classes: {num_classes!r}; give at least 2 (a binary task is 2 classes)")
         if class_weights is not None and len(class_weights) != num_classes:
             raise ValueError(f"class_weights has {len(class_weights)} entries for {num_classes} classes")
         super().__init__()

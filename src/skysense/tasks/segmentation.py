@@ -24,6 +24,7 @@ from torchmetrics.wrappers import ClasswiseWrapper
 
 from skysense.batch import SkySenseInput, SkySenseOutput
 from skysense.containers import Batch
+from skysense.errors import UsageError
 from skysense.heads.classification import masked_mean
 from skysense.heads.segmentation import FCNHead, UperNetHead, single_map_pyramid
 from skysense.tasks.base import BackboneTask, resolve_class_names
@@ -94,6 +95,10 @@ class SegmentationTask(BackboneTask):
     ) -> None:
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise UsageError(
+                f"num_classes: {num_classes!r}; give at least 2 (binary segmentation is 2 classes: background and the class)"
+            )
         if class_weights is not None and len(class_weights) != num_classes:
             raise ValueError(f"class_weights has {len(class_weights)} entries for {num_classes} classes")
         if 0 <= ignore_index < num_classes:
