@@ -590,3 +590,18 @@ def test_a_single_band_image_names_the_remedy_and_resume_without_a_run_says_so(
     assert code == 1 and "has 1 data bands" in err and "--hr-bands 1,1,1" in err
     code, err = _run(capsys, *_predict(hr_checkpoint, gray, output, "--hr-bands", "1,1,1", "--resume"))
     assert code == 0 and output.is_file() and "--resume: no interrupted run" in err
+
+
+@pytest.mark.parametrize(("dates", "why"), [("17/09/2019", "cannot parse date"), ("2030-01-01", "is after today"),
+                                            ("", "empty")])  # fmt: skip
+def test_bad_dates_options_are_refused_naming_the_option(
+    capsys, s1_checkpoint: Path, tmp_path: Path, dates: str, why: str
+) -> None:
+    """--s1-dates that cannot be parsed, lie in the future or are empty: one line naming --s1-dates (exit 2), before
+    any work. Before, a bad value was reported against the S1 file (with a fix about its name or sidecar), and an
+    empty one was ignored."""
+    chip = shared_path(*S1_CHIPS, "Spain_6860600_S1Hand.tif")
+    output = tmp_path / "water.tif"
+    code, err = _run(capsys, "predict", "--checkpoint", s1_checkpoint, "--s1", chip, "--s1-dates", dates,
+                     "--output", output)  # fmt: skip
+    assert code == 2 and "--s1-dates" in err and why in err and not output.exists()

@@ -16,7 +16,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from skysense.errors import ArgumentParser, Interrupted, int_at_least
+from skysense.errors import ArgumentParser, Interrupted, UsageError, int_at_least
 
 
 def _add_scene_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,12 +73,39 @@ def _series(args: argparse.Namespace, name: str):
     if not files:
         return None
     dates = getattr(args, f"{name}_dates")
+    if dates is not None:
+        dates = _option_dates(dates, f"--{name}-dates")
     sensor = getattr(args, f"{name}_sensor")
     return SeriesSource.from_arg(
         files[0] if len(files) == 1 else list(files), "s1_auto" if (name, sensor) == ("s1", "auto") else sensor,
-        dates.split(",") if dates else None, allow_duplicate_dates=args.allow_duplicate_dates,
+        dates, allow_duplicate_dates=args.allow_duplicate_dates,
         filename_regex=args.filename_regex, date_format=args.date_format, sidecar=args.sidecar,
     )  # fmt: skip
+
+
+def _option_dates(text: str, option: str) -> list[str]:
+    """``--s2-dates``/``--s1-dates`` checked as given: each an ISO date (or another form
+    :func:`~skysense.data.dates.parse_date` reads), none after today.
+
+    Raises:
+        UsageError: naming the option and the value.
+    """
+    import datetime as dt
+
+    from skysense.data.dates import parse_date
+
+    values = [v.strip() for v in text.split(",")]
+    if not any(values):
+        raise UsageError(f"{option}: empty; give one ISO date per file, comma-separated (e.g. 2019-09-17,2019-09-29)")
+    today = dt.datetime.now(dt.timezone.utc).date()
+    for value in values:
+        try:
+            day = parse_date(value, source=option)
+        except ValueError as err:
+            raise UsageError(f"{err}; give ISO dates such as 2019-09-17, comma-separated") from None
+        if day > today:
+            raise UsageError(f"{option}: {value} is after today ({today} UTC); give the acquisition dates")
+    return values
 
 
 def _bands(text: str | None) -> list[int | str] | None:
