@@ -150,3 +150,26 @@ def test_fused_embedding_of_s2_and_an_s1_that_covers_part_of_the_scene(capsys, t
     rows, cols = cloud_pixels(SIDE)
     assert not np.isnan(values[rows, cols]).any()  # under the S2 cloud, S1 sees: valid
     assert not np.isnan(values[:, -16:]).any()  # where only S2 is (no S1 there): valid
+
+
+def test_an_s1_series_of_another_place_is_refused(capsys, tmp_path: Path) -> None:
+    """The real S1 chip moved half a degree east of the real S2 SAFE's place: refused before any work (exit 1),
+    naming --s1 and the files; it only warned, and the whole scene ran without S1."""
+    from rasterio.transform import Affine
+
+    from tests.data.test_readers import spain
+
+    weights = save_pretrained(create_model("tiny"), tmp_path / "tiny.safetensors")
+    safe = write_safe(tmp_path / "products", at_most=SIDE, time="20190918T105619")
+    far = tmp_path / "s1" / "S1_20190917.tif"
+    far.parent.mkdir()
+    with rasterio.open(spain("S1")) as src:
+        profile = src.profile
+        profile.update(transform=Affine.translation(0.5, 0) * src.transform)
+        with rasterio.open(far, "w", **profile) as dst:
+            dst.write(src.read())
+    output = tmp_path / "fused.tif"
+    code = main(["embed", "--checkpoint", str(weights), "--s2", str(safe), "--s1", str(far.parent), "--output",
+                 str(output), "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and f"the --s1 files ({far}) do not overlap the scene" in err and not output.exists()

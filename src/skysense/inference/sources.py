@@ -394,6 +394,8 @@ class TileReader:
             try:
                 for name in SENTINEL:
                     if name in self.modalities:
+                        if self.grid.crs is not None:
+                            _check_overlap(getattr(sources, name), name, self.grid, sources.reference_file)
                         with self._pool.active():  # the blocks decoded by the checks stay in GDAL's cache
                             for path in getattr(sources, name).rasters:
                                 check_readable(path)
@@ -523,6 +525,31 @@ class TileReader:
             lat, lon = tile.center_lat_lon()
             fields["lat"], fields["lon"] = torch.tensor(lat), torch.tensor(lon)
         return fields, pixel_valid
+
+
+def _check_overlap(series: SeriesSource, name: str, grid: Grid, reference: Path | str | None) -> None:
+    """Refuse a Sentinel series none of whose files overlaps the scene (an S1 file of another place beside an S2 or
+    HR scene): every tile would run without it, and the output would not say so.
+
+    Raises:
+        InputError: naming the files, the scene and the option.
+    """
+    from rasterio.warp import transform_bounds
+
+    left, bottom, right, top = grid.bounds
+    for item in series.files:
+        path = str(item) if isinstance(item, Path) else item.rasters[0]
+        info = raster_info(path)
+        if info.crs is None:
+            return  # placed by the reference's grid alone: nothing to compare
+        bounds = info.bounds if info.crs == grid.crs else transform_bounds(info.crs, grid.crs, *info.bounds)
+        if bounds[0] < right and bounds[2] > left and bounds[1] < top and bounds[3] > bottom:
+            return
+    shown = ", ".join(str(p) for p in series.paths[:3]) + (", …" if len(series.paths) > 3 else "")
+    raise InputError(
+        f"the --{name} files ({shown}) do not overlap the scene of {reference}; give files of the same place, or "
+        f"leave --{name} out"
+    )
 
 
 def stack_inputs(samples: Sequence[dict[str, torch.Tensor]]) -> SkySenseInput:
