@@ -496,8 +496,8 @@ def _products_from_listing(
 ) -> list[S2Product]:
     """Products from the GDAL paths of one listing (a SAFE folder, a zip, a folder of band files); ``read_text``
     reads a listed metadata file. A scene folder of bare-named bands without product metadata takes its offsets from
-    a STAC Item JSON saved in it, when there is one (:func:`_item_radiometry`)."""
-    names = [n for n in names if not is_litter(n)]
+    a STAC Item JSON saved in it, when there is one (:func:`_item_radiometry`). The listing holds no OS litter
+    (:func:`~skysense.data.raster.litter.is_litter`: its callers drop it)."""
     metadata = sorted(n for n in names if _METADATA.search(n))
     masks = [n for n in names if _MASK_FILE.search(n)]
     level_meta = None
@@ -674,7 +674,7 @@ def is_s2_product_path(path: Path) -> bool:
     if is_product_holder(path):
         return True
     if path.is_dir():
-        return any(is_product_holder(p) for p in path.iterdir()) or any(band_file(p) for p in files_under(path))
+        return any(is_product_holder(p) for p in path.iterdir()) or _holds_band_files(path)
     return False
 
 
