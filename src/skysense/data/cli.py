@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from skysense.data.dates import acquisition_date
 from skysense.data.manifest import MODALITIES, entry_from_info, index_directory, read_manifest, write_manifest
-from skysense.data.manifest.schema import write_atomically
+from skysense.data.manifest.schema import SPLITS, write_atomically
 from skysense.data.raster import check_readable, raster_info
 from skysense.data.stats import compute_stats, format_stats
 from skysense.errors import InputError, UsageError, int_at_least
@@ -76,7 +76,9 @@ def cmd_index(args: argparse.Namespace) -> int:
     undated = [e for e in entries if e.date is None and e.modality in ("s2", "s1")]
     print(f"indexed {len(entries)} files under {args.directory} into {output}")
     print("modalities: " + ", ".join(f"{m} {modalities[m]}" for m in MODALITIES if modalities[m]))
-    print(f"samples: {len(samples)}")
+    by_split = Counter(split for _, split in {(e.sample, e.split) for e in entries} if split)
+    print(f"samples: {len(samples)}" + (f" (by folder: {', '.join(f'{s} {by_split[s]}' for s in SPLITS if by_split[s])})"
+                                        if by_split else ""))  # fmt: skip
     if undated:
         print(f"{len(undated)} Sentinel files without a date (give --filename-regex or --sidecar):")
         for entry in undated[:10]:

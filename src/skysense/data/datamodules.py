@@ -37,7 +37,9 @@ from skysense.containers import Batch
 from skysense.data import datasets
 from skysense.data.collate import collate
 from skysense.data.datasets.base import SkySenseDataset, Transform
-from skysense.data.transforms import Compose, FillInvalid, Normalize, RandomFlipRotate
+from skysense.data.manifest import ManifestDataset
+from skysense.data.transforms import Compose, FillInvalid, Normalize, RandomCrop, RandomFlipRotate
+from skysense.errors import UsageError
 
 DEFAULT = "default"
 
@@ -357,3 +359,75 @@ class ChangeDetectionDataModule(SkySenseDataModule):
             num_workers=num_workers,
             **kwargs,
         )
+
+
+class ManifestDataModule(SkySenseDataModule):
+    """Your own files, through a manifest written by ``skysense data index`` (see
+    :class:`~skysense.data.manifest.ManifestDataset`): segmentation (a label raster per sample), change detection (two
+    HR images and a label) or time-series mapping (S2/S1 series and a label), e.g.::
+
+        skysense data index my_tiles/ -o manifest.csv
+        skysense fit --config configs/segmentation/manifest.yaml --data.init_args.manifest manifest.csv
+
+    Splits come from the manifest's ``split`` column (filled from ``train/``, ``val/``, ``test/`` folders, or by
+    hand), else from ``split_fractions`` over a seeded hash of the sample ids. ``crop_size`` adds a random crop of
+    that many pixels (of the coarsest modality) to the training transforms, for samples larger than a training
+    batch should be; validation and test read whole samples (give ``eval_batch_size: 1`` when they differ in
+    size). Invalid label pixels get the task's ``ignore_index`` (:meth:`use_ignore_index`; -1 outside a task).
+    """
+
+    def __init__(
+        self,
+        manifest: str | Path,
+        label_values: list[float] | None = None,
+        split_fractions: dict[str, float] | None = None,
+        crop_size: int | None = None,
+        ratio: int = 32,
+        crop: bool = False,
+        hr_sensor: str = "hr_rgb",
+        s2_sensor: str | None = None,
+        s1_sensor: str = "s1_grd",
+        label_nodata: float | None = None,
+        ignore_index: int | None = None,
+        allow_duplicate_dates: bool = False,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        dataset_kwargs = dict(
+            manifest=manifest, label_values=label_values, split_fractions=split_fractions, seed=seed, ratio=ratio,
+            crop=crop, hr_sensor=hr_sensor, s2_sensor=s2_sensor, s1_sensor=s1_sensor, label_nodata=label_nodata,
+            ignore_index=-1 if ignore_index is None else ignore_index, allow_duplicate_dates=allow_duplicate_dates,
+        )  # fmt: skip
+        self.ignore_index = ignore_index
+        if crop_size is not None and crop_size < 1:
+            raise UsageError(f"crop_size {crop_size}: give a positive number of pixels, or null for whole samples")
+        self.crop_size = crop_size
+        super().__init__(
+            ManifestDataset, dataset_kwargs, batch_size=batch_size, num_workers=num_workers, seed=seed, **kwargs
+        )
+
+    def use_ignore_index(self, value: int) -> None:
+        """Fill invalid label pixels with the task's ``ignore_index`` (segmentation tasks call this in their
+        ``setup``), so that a valid pixel holding that value is refused by the dataset instead of silently ignored.
+
+        Raises:
+            UsageError: this module was given another ``ignore_index``.
+        """
+        if self.ignore_index is not None and self.ignore_index != value:
+            raise UsageError(
+                f"the data's ignore_index {self.ignore_index} is not the task's {value}; give one value (or leave "
+                "the data's out: it takes the task's)"
+            )
+        self.dataset_kwargs["ignore_index"] = value
+        for dataset in self.datasets.values():
+            dataset.ignore_index = value
+
+    def build_dataset(self, stage: str) -> Any:
+        built = stage in self.datasets
+        dataset = super().build_dataset(stage)
+        if not built and stage == "train" and self.crop_size is not None and self.train_transforms == DEFAULT:
+            crop = RandomCrop(self.crop_size, generator=self.augment_generator)
+            dataset.transforms = Compose([crop, *dataset.transforms.transforms])
+        return dataset

@@ -24,7 +24,7 @@ from torchmetrics.wrappers import ClasswiseWrapper
 
 from skysense.batch import SkySenseInput, SkySenseOutput
 from skysense.containers import Batch
-from skysense.errors import UsageError
+from skysense.errors import InputError, UsageError
 from skysense.heads.classification import masked_mean
 from skysense.heads.segmentation import FCNHead, UperNetHead, single_map_pyramid
 from skysense.tasks.base import BackboneTask, resolve_class_names
@@ -189,11 +189,41 @@ class SegmentationTask(BackboneTask):
         target = batch.target
         if not isinstance(target, torch.Tensor) or target.ndim != 3:
             raise ValueError(f"{stage} batch needs (B, H, W) mask targets, got {type(target).__name__}")
+        self._check_classes(batch)
         outputs = self.batch_outputs(batch, size=tuple(target.shape[-2:]))
         loss = self.loss(outputs, target)
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=len(batch))
         self.stage_metrics(stage).update(outputs["logits"].detach().argmax(dim=1), target)
         return loss
+
+    def setup(self, stage: str) -> None:
+        """Tell a data module that fills invalid label pixels with a value of its choosing (a
+        :class:`~skysense.data.datamodules.ManifestDataModule`) this task's ``ignore_index``."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if hasattr(datamodule, "use_ignore_index"):
+            datamodule.use_ignore_index(self.hparams.ignore_index)
+
+    def _check_classes(self, batch: Batch) -> None:
+        """Refuse label values that are no class (0 … K-1) and not ``ignore_index``, naming the samples' label files:
+        cross-entropy would fail with an index error, and metrics would count them wrongly.
+
+        Raises:
+            InputError: naming the values, the first such sample's files, and what to do.
+        """
+        target, k, ignore = batch.target, self.hparams.num_classes, self.hparams.ignore_index
+        outside = (target != ignore) & ((target < 0) | (target >= k))
+        if not bool(outside.any()):
+            return
+        values = torch.unique(target[outside]).tolist()
+        first = int(outside.flatten(1).any(dim=1).nonzero()[0])
+        meta = batch.meta[first] if first < len(batch.meta) else {}
+        files = meta.get("files", {}).get("label") or meta.get("source") or meta.get("id", "a sample")
+        shown = ", ".join(map(str, values[:8])) + (", …" if len(values) > 8 else "")
+        raise InputError(
+            f"label values {shown} (in {files}) are not classes 0 … {k - 1} of num_classes {k} nor ignore_index "
+            f"{ignore}; map the stored values to classes (a manifest's data module: label_values, e.g. [0, 255] for "
+            "a 0/255 mask), or set num_classes"
+        )
 
     def predict_step(self, batch: Batch, batch_index: int) -> dict[str, Any]:
         """{"probabilities": (B, K, H, W), "prediction": (B, H, W), "meta": provenance} at the label's size when

@@ -233,7 +233,7 @@ def hash_order(keys: Sequence[Hashable], seed: int) -> list[int]:
     return sorted(range(len(keys)), key=lambda i: (digests[i], i))
 
 
-def _cut(order: Sequence[int], fractions: dict[str, float]) -> dict[str, list[int]]:
+def cut_in_order(order: Sequence[int], fractions: dict[str, float]) -> dict[str, list[int]]:
     """Cut an ordered list at the rounded cumulative fractions (disjoint, covering)."""
     total = len(order)
     out, start, cumulative = {}, 0, 0.0
@@ -266,7 +266,7 @@ def stratified_split(
     out: dict[str, list[int]] = {name: [] for name in fractions}
     for members in by_class.values():
         order = [members[i] for i in hash_order([ids[m] for m in members], seed)]
-        for name, chosen in _cut(order, fractions).items():
+        for name, chosen in cut_in_order(order, fractions).items():
             out[name].extend(chosen)
     return {name: sorted(chosen) for name, chosen in out.items()}
 

@@ -6,7 +6,9 @@ uses).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+import warnings
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from rasterio.windows import Window
 from torch.utils.data import Dataset
 
 from skysense.containers import Sample
+from skysense.data.datasets.base import check_fractions, cut_in_order, hash_order
 from skysense.data.dates import check_series_dates
 from skysense.data.manifest.products import product_of
 from skysense.data.manifest.schema import PRODUCT_DRIVERS, ManifestEntry, read_manifest
@@ -31,7 +34,7 @@ from skysense.data.raster import (
 )
 from skysense.data.sensors import HR_RGB, S1_GRD, S2_L1C, S2_L2A, SENSORS, Sensor
 from skysense.data.series import read_time_series
-from skysense.errors import InputError
+from skysense.errors import InputError, UsageError
 
 
 def _auto_s2_sensor(info: RasterInfo) -> Sensor:
@@ -43,6 +46,9 @@ def _auto_s2_sensor(info: RasterInfo) -> Sensor:
 class _Group:
     sample: str
     files: dict[str, list[ManifestEntry]] = field(default_factory=dict)
+
+
+DEFAULT_SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 
 
 class ManifestDataset(Dataset):
@@ -71,6 +77,17 @@ class ManifestDataset(Dataset):
         allow_duplicate_dates: keep S2 (or S1) files of one sample that share a date as separate frames; by default
             such a sample is refused, as is a date after today (:func:`~skysense.data.dates.check_series_dates`,
             checked on the manifest's dates when the dataset is made, and on the files' dates when read).
+        split: "all" (every sample), or "train", "val", "test": the samples of that split. A manifest whose
+            ``split`` column names splits (``skysense data index`` fills it from ``train/``, ``val/``, ``test/``
+            folders; it can be edited) is split by it, and samples it leaves empty belong to no split (a warning
+            counts them). A manifest without any is split by ``split_fractions``: the samples in a seeded hash order
+            of their ids (:func:`~skysense.data.datasets.base.hash_order`) cut at the rounded fractions. A split
+            without any sample is refused, naming the split.
+        split_fractions: train/val/test fractions for a manifest without a ``split`` column.
+        seed: the seed of that hash order.
+        label_values: the label files' values in class order (``[0, 255]`` for a binary mask stored 0/255:
+            255 becomes class 1). Valid label pixels holding another value are refused, naming the file and the
+            values. Default: the values are the class indices.
 
     Attributes:
         sensors: the model sensors of "hr", "s2", "s1" (what :class:`~skysense.data.transforms.Normalize` needs).
@@ -84,17 +101,26 @@ class ManifestDataset(Dataset):
         ratio: int = 32,
         crop: bool = False,
         transforms: Callable[[Sample], Sample] | None = None,
-        hr_sensor: Sensor = HR_RGB,
-        s2_sensor: Sensor | None = None,
-        s1_sensor: Sensor = S1_GRD,
+        hr_sensor: Sensor | str = HR_RGB,
+        s2_sensor: Sensor | str | None = None,
+        s1_sensor: Sensor | str = S1_GRD,
         label_nodata: float | None = None,
         ignore_index: int = -1,
         resampling: str = "bilinear",
         samples: Sequence[str] | None = None,
         allow_duplicate_dates: bool = False,
+        split: str = "all",
+        split_fractions: Mapping[str, float] | None = None,
+        seed: int = 0,
+        label_values: Sequence[float] | None = None,
     ) -> None:
         entries = read_manifest(manifest) if isinstance(manifest, (str, Path)) else list(manifest)
         self.source = str(manifest) if isinstance(manifest, (str, Path)) else "manifest entries"
+        hr_sensor, s1_sensor = _sensor(hr_sensor, "hr_sensor"), _sensor(s1_sensor, "s1_sensor")
+        s2_sensor = None if s2_sensor is None else _sensor(s2_sensor, "s2_sensor")
+        if split not in self.splits:
+            raise UsageError(f"{self.source}: split {split!r}; give one of {', '.join(self.splits)}")
+        self.split = split
         groups: dict[str, _Group] = {}
         for entry in entries:
             if not entry.sample:
@@ -105,6 +131,8 @@ class ManifestDataset(Dataset):
         missing = [s for s in samples if s not in groups]
         if missing:
             raise KeyError(f"{self.source}: no sample {missing[:5]} (of {len(missing)} missing) in the manifest")
+        if split != "all":
+            samples = self._split_samples(groups, list(samples), split, split_fractions, seed)
         self.groups = groups
         self.sample_ids = list(samples)
         self.allow_duplicate_dates = allow_duplicate_dates
@@ -128,16 +156,71 @@ class ManifestDataset(Dataset):
         self.ratio, self.crop, self.transforms = ratio, crop, transforms
         self.hr_sensor, self.s2_sensor, self.s1_sensor = hr_sensor, s2_sensor, s1_sensor
         self.label_nodata, self.ignore_index, self.resampling = label_nodata, ignore_index, resampling
+        self.label_values = None if label_values is None else [float(v) for v in label_values]
+        if self.label_values is not None and len(set(self.label_values)) != len(self.label_values):
+            raise UsageError(f"label_values {list(label_values or [])} lists a value twice; list each value once")
         model = {"hr": hr_sensor, "s2": s2_sensor, "s1": s1_sensor}
         self.sensors = {k: (SENSORS[s.model_sensor] if s and s.model_sensor else s) for k, s in model.items()}
         if self.sensors["s2"] is None:
             self.sensors["s2"] = S2_L2A  # both automatic choices end in the model's L2A bands
 
+    splits = ("all", "train", "val", "test")
+
+    def _split_samples(
+        self,
+        groups: dict[str, _Group],
+        samples: list[str],
+        split: str,
+        fractions: Mapping[str, float] | None,
+        seed: int,
+    ) -> list[str]:
+        """The samples of ``split``: by the manifest's ``split`` column when it names any, else by a seeded hash
+        split of the sample ids (see the class docstring)."""
+        named: dict[str, str] = {}
+        for sample_id in samples:
+            found = {e.split for es in groups[sample_id].files.values() for e in es if e.split}
+            if len(found) > 1:
+                raise InputError(
+                    f"{self.source}: sample {sample_id!r} has files in the splits {', '.join(sorted(found))}; give "
+                    "all its files one split (the manifest's split column)"
+                )
+            if found:
+                named[sample_id] = found.pop()
+        if named:
+            unassigned = len(samples) - len(named)
+            if unassigned:
+                warnings.warn(
+                    f"{self.source}: {unassigned} of {len(samples)} samples have no split in the manifest's split "
+                    "column and belong to no split (only to 'all'); fill the column to use them",
+                    stacklevel=3,
+                )
+            chosen = [s for s in samples if named.get(s) == split]
+            if not chosen:
+                counts = Counter(named.values())
+                raise InputError(
+                    f"{self.source}: no sample of split {split!r} (its split column: "
+                    f"{', '.join(f'{k} {counts[k]}' for k in self.splits if counts[k])}); fill the column for some "
+                    f"samples, or leave the {split} split out (a data module's {split}_split: null)"
+                )
+            return chosen
+        fractions = check_fractions(fractions if fractions is not None else DEFAULT_SPLIT_FRACTIONS)
+        unknown = sorted(set(fractions) - set(self.splits[1:]))
+        if unknown:
+            raise UsageError(f"split_fractions names {unknown}; name only train, val and test")
+        chosen = sorted(cut_in_order(hash_order(samples, seed), fractions).get(split, []))
+        if not chosen:
+            raise InputError(
+                f"{self.source}: split_fractions {fractions} leave no sample of its {len(samples)} for split "
+                f"{split!r}; raise that fraction, or leave the {split} split out (a data module's {split}_split: null)"
+            )
+        return [samples[i] for i in chosen]
+
     def __len__(self) -> int:
         return len(self.sample_ids)
 
     def __repr__(self) -> str:
-        return f"ManifestDataset({self.source}, {len(self)} samples, ratio {self.ratio})"
+        split = "" if self.split == "all" else f", split {self.split!r}"
+        return f"ManifestDataset({self.source}{split}, {len(self)} samples, ratio {self.ratio})"
 
     def __getitem__(self, index: int) -> Sample:
         sample = self.load(self.sample_ids[index])
@@ -231,7 +314,8 @@ class ManifestDataset(Dataset):
                 label = read_raster(label_entry.path, None, _top_left(grid.shape), nodata=self.label_nodata)
             if label.values.shape[0] != 1:
                 raise InputError(f"{where}: label {label_entry.path} has {label.values.shape[0]} bands, expected 1")
-            classes = np.where(label.valid[0], label.values[0], self.ignore_index)
+            classes = np.where(label.valid[0], self._classes(label.values[0], label.valid[0], label_entry.path),
+                               self.ignore_index)  # fmt: skip
             target = torch.from_numpy(classes.astype(np.int64))
         lat = lon = None
         grid = hr_grid or sentinel_grid
@@ -249,6 +333,54 @@ class ManifestDataset(Dataset):
             target=target,
             meta=meta,
         )
+
+    def _classes(self, values: np.ndarray, valid: np.ndarray, path: Path) -> np.ndarray:
+        """A label band's class indices (where ``valid``): its values, or their positions in ``label_values``.
+
+        Raises:
+            InputError: a valid pixel holds a value that ``label_values`` does not list, or a value that is not a
+                whole number, naming the file and the values.
+        """
+        found = np.unique(values[valid])
+        if self.label_values is None:
+            if not np.array_equal(found, np.round(found)):
+                raise InputError(
+                    f"label {path}: values {_few(found[found != np.round(found)])} are not class indices; give "
+                    "label_values (the values in class order) or a label of whole numbers"
+                )
+            if (found == self.ignore_index).any():  # it would be ignored without a word: a 0/255 mask's change
+                raise InputError(
+                    f"label {path}: valid pixels hold {self.ignore_index:g}, the ignore_index; give label_values "
+                    f"(the values in class order, e.g. [0, 255] for a 0/255 mask) to make it a class, or label_nodata "
+                    f"{self.ignore_index:g} if it means no data"
+                )
+            return values
+        listed = np.asarray(self.label_values, dtype=np.float64)
+        unlisted = found[~np.isin(found, listed)]
+        if unlisted.size:
+            raise InputError(
+                f"label {path}: values {_few(unlisted)} are not in label_values {_few(listed)}; add them (in class "
+                "order), or declare the file's nodata value (label_nodata)"
+            )
+        classes = np.zeros(values.shape, dtype=np.int64)
+        for index, value in enumerate(listed):
+            classes[values == value] = index
+        return classes
+
+
+def _few(values: np.ndarray) -> str:
+    """At most 8 values, as numbers without a trailing .0: "[0, 255]", "[1, 2, 3, … (12 values)]"."""
+    shown = [f"{v:g}" for v in values[:8]]
+    return f"[{', '.join(shown)}{f', … ({len(values)} values)' if len(values) > 8 else ''}]"
+
+
+def _sensor(sensor: Sensor | str, name: str) -> Sensor:
+    """A sensor, or its name in :data:`~skysense.data.sensors.SENSORS` (config files give names)."""
+    if isinstance(sensor, Sensor):
+        return sensor
+    if sensor not in SENSORS:
+        raise UsageError(f"{name} {sensor!r}; give one of {', '.join(SENSORS)}")
+    return SENSORS[sensor]
 
 
 def _by_date(entry: ManifestEntry) -> tuple[dt.date, str]:

@@ -18,9 +18,17 @@ is indexed, not in the middle of training: by default the folder is refused, nam
 ``strict=False`` (CLI ``--no-strict``) they are left out of the manifest and listed. Dates after today, and S2/S1
 files of one sample that share a date, are noted in the ``notes`` column (:class:`ManifestDataset` refuses them).
 
-A group's sample id is its most common name key, else ``lat<lat>_lon<lon>`` of its footprint centre, else the file
-stem; clashes get ``_2``, ``_3``, ... in path order. A large file covering several places is one sample: crop per
-place first.
+Files without a footprint (PNGs, JPEGs, GeoTIFFs without a CRS) that share a name key are one sample, unless that
+sample would hold what no sample can (more than two HR images, more than one label): then they are told apart by the
+folder above their own, as in a change-detection dataset laid out ``train/A/0.png``, ``train/B/0.png``,
+``train/label/0.png``, ``test/A/0.png``, ...: ``train_0`` and ``test_0``, not one sample of four images.
+
+A group's sample id is its most common name key (prefixed by that folder when files were told apart by it), else
+``lat<lat>_lon<lon>`` of its footprint centre, else the file stem; clashes get ``_2``, ``_3``, ... in path order.
+A large file covering several places is one sample: crop per place first.
+
+Each row's ``split`` is "train", "val" or "test" when a folder of its path below the indexed folder names one
+(:func:`split_of`), which is how most labelled datasets are laid out.
 """
 
 from __future__ import annotations
@@ -100,11 +108,17 @@ def assign_samples(entries: Sequence[ManifestEntry]) -> list[ManifestEntry]:
     for i, key in enumerate(keys):
         if key:
             by_key.setdefault(key, []).append(i)
+    context: dict[int, Path] = {}  # the folder that tells apart same-named files without a footprint
     for members in by_key.values():
+        unplaced = [i for i in members if footprints[i] is None]
+        if _overfull([entries[i] for i in unplaced]):
+            context.update({i: Path(entries[i].path).parent.parent for i in unplaced})
         clusters: list[tuple[int, tuple[float, ...] | None]] = []  # (representative, footprint)
         for i in members:
             fp = footprints[i][0] if footprints[i] else None
             for representative, cluster_fp in clusters:
+                if fp is None and cluster_fp is None and context.get(i) != context.get(representative):
+                    continue
                 if fp is None or cluster_fp is None or _intersect(fp, cluster_fp):
                     union(i, representative)
                     break
@@ -122,6 +136,9 @@ def assign_samples(entries: Sequence[ManifestEntry]) -> list[ManifestEntry]:
         if named:
             top = max(named.values())
             base = sorted(k for k, c in named.items() if c == top)[0]
+            folders = {context[i].name for i in members if i in context}
+            if len(folders) == 1 and folders != {""}:
+                base = f"{folders.pop()}_{base}"
         elif any(footprints[i] for i in members):
             bounds = next(footprints[i][0] for i in members if footprints[i])
             base = f"lat{(bounds[1] + bounds[3]) / 2:.5f}_lon{(bounds[0] + bounds[2]) / 2:.5f}"
@@ -132,6 +149,32 @@ def assign_samples(entries: Sequence[ManifestEntry]) -> list[ManifestEntry]:
         for i in members:
             sample_of[i] = sample_id
     return [replace(e, sample=sample_of[i]) for i, e in enumerate(entries)]
+
+
+_MOST_PER_SAMPLE = {"hr": 2, "label": 1}  # two dates for change detection, one label (ManifestDataset's rule)
+
+
+def _overfull(entries: Sequence[ManifestEntry]) -> bool:
+    """Whether these files, as one sample, would hold more HR images or labels than a sample can."""
+    counts = Counter(e.modality for e in entries)
+    return any(counts[modality] > most for modality, most in _MOST_PER_SAMPLE.items())
+
+
+_SPLIT_FOLDERS = {
+    "train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "test": "test",
+    "testing": "test",
+}  # fmt: skip
+
+
+def split_of(path: str | Path, root: str | Path) -> str:
+    """The split a folder of ``path`` below ``root`` names ("train", "val", "test"; the deepest such folder wins),
+    else "". Only whole folder names count: ``test/train_tiles/x.tif`` is "test"."""
+    try:
+        parts = Path(os.path.abspath(path)).relative_to(Path(os.path.abspath(root))).parts[:-1]
+    except ValueError:  # outside root (a STAC asset elsewhere)
+        return ""
+    splits = [_SPLIT_FOLDERS[part.lower()] for part in parts if part.lower() in _SPLIT_FOLDERS]
+    return splits[-1] if splits else ""
 
 
 def find_rasters(root: str | Path, pattern: str | None = None) -> list[Path]:
@@ -224,6 +267,7 @@ def index_directory(
             warnings.warn(
                 f"{root}: left out {len(unreadable)} of {total} rasters that cannot be read: {listed}", stacklevel=2
             )
+    entries = [replace(e, split=split_of(e.path, root)) for e in entries]
     return _note_shared_dates(assign_samples(pair_polarisations(entries)))
 
 

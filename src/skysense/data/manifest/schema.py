@@ -46,6 +46,10 @@ class ManifestEntry:
         item: for a product row (``driver`` one of :data:`PRODUCT_DRIVERS`), what identifies the product within
             ``path``: a STAC Item's id (``path`` its JSON), a Sentinel-1 pair's file names joined by "|" (``path``
             their folder, or its first file); "" for a file row and a Sentinel-2 product (its date identifies it).
+        split: "train", "val" or "test" when a folder of the file's path (below the indexed folder) names one
+            (``train``/``training``, ``val``/``valid``/``validation``, ``test``/``testing``), else "" (edit the column
+            to assign samples by hand; :class:`~skysense.data.manifest.ManifestDataset` splits the samples of a
+            manifest without any by a seeded hash of their ids).
     """
 
     path: Path
@@ -68,6 +72,7 @@ class ManifestEntry:
     sample: str = ""
     notes: str = ""
     item: str = ""
+    split: str = ""
 
     @property
     def georeferenced(self) -> bool:
@@ -121,11 +126,23 @@ class ManifestEntry:
                 sample=str(row.get("sample") or ""),
                 notes=str(row.get("notes") or ""),
                 item=str(row.get("item") or ""),
+                split=_split(row.get("split")),
             )
         except (KeyError, ValueError, TypeError) as err:
             raise InputError(
                 f"{where}: bad row {row!r} ({err!r}); fix the row, or index the folder again with `skysense data index`"
             ) from err
+
+
+SPLITS = ("train", "val", "test")
+
+
+def _split(value: Any) -> str:
+    """A manifest's split cell: "", or one of :data:`SPLITS` (case and spaces ignored)."""
+    split = str(value or "").strip().lower()
+    if split and split not in SPLITS:
+        raise ValueError(f"split {value!r} is not one of {', '.join(SPLITS)} (or empty)")
+    return split
 
 
 def _float(value: Any) -> float:

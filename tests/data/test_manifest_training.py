@@ -1,0 +1,148 @@
+"""Your own labelled files through a manifest into training (`skysense data index` → `ManifestDataModule` →
+`skysense fit`), on the real LEVIR-CD and DSIFN pairs (0/255 change masks) laid out as the full datasets are:
+``train/A``, ``train/B``, ``train/label``, ``test/...``, with file names repeated across splits."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from skysense.cli import main
+from skysense.data.datamodules import ManifestDataModule
+from skysense.data.manifest import ManifestDataset, index_directory, read_manifest, write_manifest
+from skysense.errors import InputError, UsageError
+from tests.conftest import shared_path
+
+CONFIG = Path(__file__).parents[2] / "configs" / "change_detection" / "levir.yaml"
+
+
+def _split_layout(root: Path, per_split: dict[str, list[str]]) -> Path:
+    """The DSIFN pairs named ``0.png``, ``1.png``, ... again in each split folder (as DSIFN-CD, WHU-CD and S2Looking
+    ship): ``root/<split>/{A,B,label}/<i>.png``."""
+    source = shared_path("change_detection_samples", "samples_DSIFN")
+    for split, names in per_split.items():
+        for i, name in enumerate(names):
+            for role in ("A", "B", "label"):
+                (root / split / role).mkdir(parents=True, exist_ok=True)
+                shutil.copy(source / role / f"{name}.png", root / split / role / f"{i}.png")
+    return root
+
+
+def test_index_tells_apart_same_named_pairs_of_different_splits(tmp_path: Path) -> None:
+    root = _split_layout(tmp_path / "dsifn", {"train": ["7_4", "2_4"], "val": ["9_3"], "test": ["3_4"]})
+    entries = index_directory(root)
+    samples = {}
+    for entry in entries:
+        samples.setdefault(entry.sample, set()).add((entry.split, Path(entry.path).relative_to(root).as_posix()))
+    # 0.png exists in three splits: three samples, each with its own A, B and label, named by their folder
+    assert samples["train_0"] == {("train", f"train/{r}/0.png") for r in ("A", "B", "label")}
+    assert samples["val_0"] == {("val", f"val/{r}/0.png") for r in ("A", "B", "label")}
+    assert samples["test_0"] == {("test", f"test/{r}/0.png") for r in ("A", "B", "label")}
+    assert samples["1"] == {("train", f"train/{r}/1.png") for r in ("A", "B", "label")}  # no clash: unchanged
+    assert len(samples) == 4
+    # the same pairs without split folders keep the old grouping: one sample per name, no split
+    flat = index_directory(shared_path("change_detection_samples", "samples_DSIFN"))
+    assert {e.split for e in flat} == {""} and len({e.sample for e in flat}) == 10
+    assert all(e.sample == Path(e.path).stem for e in flat)
+
+
+def test_manifest_dataset_splits_by_folder_and_maps_label_values(tmp_path: Path) -> None:
+    root = _split_layout(tmp_path / "dsifn", {"train": ["7_4", "2_4"], "val": ["9_3"], "test": ["3_4"]})
+    manifest = write_manifest(index_directory(root), tmp_path / "manifest.csv")
+    assert {e.split for e in read_manifest(manifest)} == {"train", "val", "test"}  # the column round-trips
+    train = ManifestDataset(manifest, split="train", label_values=[0, 255])
+    assert sorted(train.sample_ids) == ["1", "train_0"]
+    assert ManifestDataset(manifest, split="test", label_values=[0, 255]).sample_ids == ["test_0"]
+    sample = train.load("train_0")
+    assert sample.hr.shape == sample.hr_t2.shape == (3, 256, 256)
+    raw = torch.from_numpy(np.array(Image.open(root / "train" / "label" / "0.png")))
+    assert set(raw.unique().tolist()) == {0, 255}
+    assert torch.equal(sample.target, (raw == 255).long())  # 255 → class 1, 0 → class 0, every pixel
+    # without label_values, 255 is a valid value that a task would ignore (its ignore_index): refused by name
+    with pytest.raises(InputError, match=r"train/label/0\.png: valid pixels hold 255, the ignore_index.*label_values"):
+        ManifestDataset(manifest, split="train", ignore_index=255).load("train_0")
+    with pytest.raises(InputError, match=r"values \[255\] are not in label_values \[0\]"):
+        ManifestDataset(manifest, split="train", label_values=[0]).load("train_0")
+    with pytest.raises(UsageError, match="split 'training'"):
+        ManifestDataset(manifest, split="training")
+
+
+def test_manifest_without_split_column_is_split_by_hash_and_refuses_empty_splits(tmp_path: Path) -> None:
+    manifest = write_manifest(index_directory(shared_path("change_detection_samples", "samples_LEVIR")),
+                              tmp_path / "levir.csv")  # fmt: skip
+    every = ManifestDataset(manifest).sample_ids
+    parts = {s: ManifestDataset(manifest, split=s, seed=1).sample_ids for s in ("train", "val", "test")}
+    assert sorted(sum(parts.values(), [])) == sorted(every)  # disjoint and covering
+    assert [len(p) for p in parts.values()] == [9, 1, 1]  # 11 samples at 0.8/0.1/0.1
+    assert parts["train"] == ManifestDataset(manifest, split="train", seed=1).sample_ids  # seeded: the same again
+    assert parts != {s: ManifestDataset(manifest, split=s, seed=2).sample_ids for s in ("train", "val", "test")}
+    with pytest.raises(InputError, match="leave no sample of its 11 for split 'val'"):
+        ManifestDataset(manifest, split="val", split_fractions={"train": 0.98, "val": 0.01, "test": 0.01})
+    # a folder-split manifest without a val folder: the val split is refused, naming the column's splits
+    root = _split_layout(tmp_path / "dsifn", {"train": ["7_4"], "test": ["3_4"]})
+    split_manifest = write_manifest(index_directory(root), tmp_path / "split.csv")
+    with pytest.raises(InputError, match=r"no sample of split 'val' \(its split column: train 1, test 1\)"):
+        ManifestDataset(split_manifest, split="val")
+    # a sample whose files sit in two splits is refused by name
+    entries = read_manifest(split_manifest)
+    entries[0].split = "val" if entries[0].split == "train" else "train"
+    with pytest.raises(InputError, match=f"sample '{entries[0].sample}' has files in the splits"):
+        ManifestDataset(entries, split="train")
+
+
+def test_manifest_data_module_takes_the_task_ignore_index_and_crops_training_samples(tmp_path: Path) -> None:
+    root = _split_layout(tmp_path / "dsifn", {"train": ["7_4", "2_4"], "val": ["9_3"]})
+    manifest = write_manifest(index_directory(root), tmp_path / "manifest.csv")
+    datamodule = ManifestDataModule(manifest, label_values=[0, 255], crop_size=64, batch_size=2, val_split="val",
+                                    test_split=None)  # fmt: skip
+    datamodule.setup("fit")
+    datamodule.use_ignore_index(255)
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch.inputs.hr.shape == batch.hr_t2.shape == (2, 3, 64, 64) and batch.target.shape == (2, 64, 64)
+    assert set(batch.target.unique().tolist()) <= {0, 1}
+    assert datamodule.datasets["train"].ignore_index == 255
+    with pytest.raises(UsageError, match="the data's ignore_index -1 is not the task's 255"):
+        ManifestDataModule(manifest, ignore_index=-1).use_ignore_index(255)
+
+
+@pytest.mark.slow
+def test_fit_on_an_indexed_folder_of_change_pairs(tmp_path: Path, capsys) -> None:
+    """`skysense data index` then `skysense fit` with the manifest's data module: trains and tests; the same
+    command without label_values stops at the first batch with one line naming the label file."""
+    root = _split_layout(tmp_path / "dsifn", {"train": ["7_4", "2_4", "9_3"], "val": ["3_4"], "test": ["0_2"]})
+    manifest = tmp_path / "manifest.csv"
+    assert main(["data", "index", str(root), "-o", str(manifest)]) == 0
+    assert "samples: 5 (by folder: train 3, val 1, test 1)" in capsys.readouterr().out
+    common = ["--config", str(CONFIG), "--data", "skysense.data.datamodules.ManifestDataModule",
+              "--data.manifest", str(manifest), "--data.batch_size", "2", "--trainer.default_root_dir", str(tmp_path),
+              "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+              "--trainer.max_epochs", "1"]  # fmt: skip
+    assert main(["fit", *common]) == 1
+    err = capsys.readouterr().err
+    assert "valid pixels hold 255, the ignore_index" in err and "Traceback" not in err
+    assert main(["fit", *common, "--data.label_values", "[0, 255]"]) == 0
+    checkpoint = next(tmp_path.rglob("last.ckpt"))
+    assert main(["test", *common, "--data.label_values", "[0, 255]", "--ckpt_path", str(checkpoint)]) == 0
+    metrics = " ".join(path.read_text() for path in tmp_path.rglob("metrics.csv"))
+    assert "test/F1/change" in metrics
+
+
+def test_task_refuses_label_values_that_are_no_class_naming_the_file(tmp_path: Path) -> None:
+    """A 0/255 mask under a task whose ignore_index is not 255: cross-entropy would fail with an index error; the
+    task names the value, the sample's label file and label_values instead."""
+    from skysense.tasks.change_detection import ChangeDetectionTask
+
+    root = _split_layout(tmp_path / "dsifn", {"train": ["7_4"]})
+    manifest = write_manifest(index_directory(root), tmp_path / "manifest.csv")
+    datamodule = ManifestDataModule(manifest, batch_size=1, val_split=None, test_split=None)
+    datamodule.setup("fit")
+    task = ChangeDetectionTask(preset="tiny", ignore_index=-1, freeze="full")
+    task.configure_models()
+    batch = next(iter(datamodule.train_dataloader()))
+    with pytest.raises(InputError, match=r"label values 255 \(in \[.*train/label/0\.png'\]\) are not classes 0 … 1"):
+        task.training_step(batch, 0)
