@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -415,7 +416,7 @@ def test_change_detection_pairs(tmp_path) -> None:
     assert set(changed.target.unique().tolist()) == {0, 1} and not torch.equal(changed.hr, changed.hr_t2)
     batch = _normalized_batch([levir[0], levir[1]], hr=HR_RGB)
     assert batch.hr_t2.shape == (2, 3, *size) and abs(batch.hr_t2.mean()) < 2  # both dates normalised
-    with pytest.raises(ValueError, match="split must be one of"):
+    with pytest.raises(FileNotFoundError, match=r"no split folders \(train/, val/, test/\) and no list/train\.txt"):
         DSIFN(base / "samples_DSIFN", split="train")
 
     Image.fromarray(np.full((4, 4), 128, dtype=np.uint8)).save(tmp_path / "mask.png")
@@ -438,3 +439,55 @@ def test_sen1floods11_chip_cache_gives_identical_tiles() -> None:
     first = cached[0]
     first.s1.values.fill_(123.0)  # changing a sample must not change the cache behind the next reads
     assert not torch.equal(cached[0].s1.values, first.s1.values)
+
+
+def test_change_detection_reads_the_official_split_folder_and_list_layouts(tmp_path) -> None:
+    """The real DSIFN/LEVIR pairs laid out as the datasets ship: LEVIR-CD's ``train/A/train_1.png`` folders,
+    DSIFN-CD's ``t1``/``t2`` JPEGs with ``mask`` PNGs (TIFF masks in ``test``), and BIT/ChangeFormer's one folder
+    with ``list/<split>.txt``. Each pair reads as the original pair; ids tell apart names repeated across splits."""
+    from PIL import Image
+
+    source = shared_path("change_detection_samples", "samples_DSIFN")
+    names = sorted(p.stem for p in (source / "A").glob("*.png"))[:3]
+    levir = tmp_path / "LEVIR-CD"
+    for split, name in zip(("train", "val", "test"), names, strict=True):
+        for role in ("A", "B", "label"):
+            (levir / split / role).mkdir(parents=True)
+            shutil.copy(source / role / f"{name}.png", levir / split / role / f"{split}_1.png")
+    dsifn = tmp_path / "DSIFN"
+    for split, name in zip(("train", "val", "test"), names, strict=True):
+        for role, folder in (("A", "t1"), ("B", "t2")):
+            (dsifn / split / folder).mkdir(parents=True)
+            Image.open(source / role / f"{name}.png").convert("RGB").save(dsifn / split / folder / "0.jpg", quality=95)
+        (dsifn / split / "mask").mkdir()
+        Image.open(source / "label" / f"{name}.png").save(
+            dsifn / split / "mask" / f"0.{'tif' if split == 'test' else 'png'}"
+        )
+    listed = tmp_path / "DSIFN-256"
+    shutil.copytree(source, listed)
+    (listed / "list").mkdir()
+    for split, chosen in (("train", names[:2]), ("val", names[2:3]), ("test", names[2:3])):
+        (listed / "list" / f"{split}.txt").write_text("".join(f"{n}.png\n" for n in chosen))
+
+    expected = {name: DSIFN(source)[DSIFN(source).ids.index(name)] for name in names}
+    for split, name in zip(("train", "val", "test"), names, strict=True):
+        pair = LEVIRCD(levir, split=split)
+        assert len(pair) == 1 and pair.ids == [f"{split}_1"]
+        assert torch.equal(pair[0].hr, expected[name].hr) and torch.equal(pair[0].target, expected[name].target)
+        pair = DSIFN(dsifn, split=split)
+        assert len(pair) == 1 and torch.equal(pair[0].target, expected[name].target)  # the .tif mask too
+        assert (pair[0].hr - expected[name].hr).abs().mean() < 3  # JPEG at quality 95: close, not equal
+    assert DSIFN(dsifn).ids == ["train/0", "val/0", "test/0"]  # "all": every split folder, ids by folder
+    assert sorted(DSIFN(listed, split="train").ids) == sorted(names[:2]) and DSIFN(listed, split="val").ids == [
+        names[2]
+    ]
+    assert DSIFN.has_splits(dsifn) and DSIFN.has_splits(listed) and not DSIFN.has_splits(source)
+    with pytest.raises(FileNotFoundError, match="no val folder in .*DSIFN"):
+        shutil.rmtree(dsifn / "val")
+        DSIFN(dsifn, split="val")
+    (listed / "list" / "test.txt").write_text("missing.png\n")
+    with pytest.raises(FileNotFoundError, match=r"test\.txt lists 1 images that are not in"):
+        DSIFN(listed, split="test")
+    (dsifn / "train" / "mask" / "0.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"change mask of .*train/t1/0\.jpg not found"):
+        DSIFN(dsifn, split="train")

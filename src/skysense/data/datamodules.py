@@ -331,8 +331,10 @@ class NWPUVHR10DataModule(SkySenseDataModule):
 
 
 class ChangeDetectionDataModule(SkySenseDataModule):
-    """Bi-temporal change pairs: ``dataset`` "levir" (:class:`~skysense.data.datasets.LEVIRCD`, splits from the file
-    names) or "dsifn" (:class:`~skysense.data.datasets.DSIFN`: every split defaults to "all", a demo set only)."""
+    """Bi-temporal change pairs: ``dataset`` "levir" (:class:`~skysense.data.datasets.LEVIRCD`) or "dsifn"
+    (:class:`~skysense.data.datasets.DSIFN`), in their official split-folder layout or as one-folder crop sets
+    (splits from ``list/<split>.txt``, or LEVIR's file names). A DSIFN folder without splits (the shared sample)
+    defaults every split to "all", a demo set only."""
 
     def __init__(
         self,
@@ -348,7 +350,8 @@ class ChangeDetectionDataModule(SkySenseDataModule):
         classes = {"levir": datasets.LEVIRCD, "dsifn": datasets.DSIFN}
         if dataset not in classes:
             raise ValueError(f"dataset must be one of {list(classes)}, got {dataset!r}")
-        defaults = ("train", "val", "test") if dataset == "levir" else ("all", "all", "all")
+        split = dataset == "levir" or classes[dataset].has_splits(root)  # the shared DSIFN sample has no split
+        defaults = ("train", "val", "test") if split else ("all", "all", "all")
         super().__init__(
             classes[dataset],
             dict(root=root),

@@ -47,27 +47,44 @@ def read_change_mask(path: Path) -> torch.Tensor:
     return torch.from_numpy((values == 255).astype(np.int64))
 
 
+FIRST_FOLDERS = ("A", "t1", "im1", "time1")  # LEVIR-CD, WHU-CD, S2Looking … / DSIFN-CD / SECOND
+SECOND_FOLDERS = ("B", "t2", "im2", "time2")
+LABEL_FOLDERS = ("label", "OUT", "mask", "mask1", "gt")  # ChangeFormer/BIT name the masks label (or OUT); DSIFN mask
+SPLIT_FOLDERS = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "testing")}
+
+
+def _first_folder(parent: Path, names: tuple[str, ...]) -> Path | None:
+    return next((parent / n for n in names if (parent / n).is_dir()), None)
+
+
 class BitemporalChangeDataset(SkySenseDataset):
-    """Pairs ``root/A/<name>``, ``root/B/<name>``, ``root/label/<name>`` as change-detection samples.
+    """Pairs of a first-date image, a second-date image and a change mask as change-detection samples, in the layouts
+    the datasets ship:
 
-    Each sample: ``hr`` (3, H, W) float32 DN 0–255 = image A (first date), ``hr_t2`` the same for B (second date),
-    ``target`` (H, W) int64, 1 = changed, 0 = unchanged (from 255 / 0), no date (only year ranges are known) and no
-    coordinates. The ChangeFormer/BIT folder name ``label`` (or ``OUT``) is accepted for the masks.
+    - split folders (the official LEVIR-CD, WHU-CD and DSIFN-CD downloads): ``root/<split>/A``, ``B``, ``label``
+      (DSIFN-CD: ``t1``, ``t2``, ``mask``; its test masks are ``.tif`` where the images are ``.jpg``: files are
+      paired by name without suffix). ``split="all"`` takes every split folder.
+    - one folder of each (ChangeFormer's and BIT's 256² crops): ``root/A``, ``root/B``, ``root/label`` (or ``OUT``),
+      the splits listed in ``root/list/<split>.txt`` (one file name per line), else from the file names
+      (:class:`LEVIRCD`: ``<split>_…``).
 
-    Splits: "all"; subclasses may add named splits.
+    Each sample: ``hr`` (3, H, W) float32 DN 0–255 = the first date, ``hr_t2`` the same for the second, ``target``
+    (H, W) int64, 1 = changed, 0 = unchanged (from 255 / 0), no date (only year ranges are known) and no coordinates.
 
     Args:
-        root: the folder holding ``A``, ``B`` and ``label``.
-        split: a split name.
+        root: the dataset's folder (holding the split folders, or ``A``, ``B`` and ``label``).
+        split: "all", "train", "val" or "test".
         transforms: ``Sample -> Sample`` applied to each sample.
         download: must stay False: nothing is downloaded.
+
+    Raises:
+        FileNotFoundError: a folder, an image's partner or its mask is missing, or the split has no pair; naming it.
     """
 
     sensors = {"hr": HR_RGB}
-    splits = ("all",)
+    splits = ("all", "train", "val", "test")
     classes = ("unchanged", "changed")
-    suffixes = (".png", ".jpg", ".tif")
-    label_folders = ("label", "OUT")
+    suffixes = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
     def __init__(
         self,
@@ -77,49 +94,109 @@ class BitemporalChangeDataset(SkySenseDataset):
         download: bool = False,
     ) -> None:
         super().__init__(root, split, transforms, download)
-        self.dir_a = require_path(self.root / "A", "first-date image folder")
-        self.dir_b = require_path(self.root / "B", "second-date image folder")
-        label_dirs = [self.root / n for n in self.label_folders if (self.root / n).is_dir()]
-        if not label_dirs:
-            raise FileNotFoundError(f"change-mask folder not found: expected {self.root / 'label'}")
-        self.dir_label = label_dirs[0]
-        names = [p.name for p in list_files(self.dir_a, self.suffixes) if self._in_split(p.name)]
-        if not names:
-            raise FileNotFoundError(f"no images for split {split!r} in {self.dir_a}")
-        for name in names:
-            require_path(self.dir_b / name, "second-date image")
-            require_path(self.dir_label / name, "change mask")
-        self.names = names
+        by_split = self.split_folders(self.root)
+        if by_split:
+            if split != "all" and split not in by_split:
+                raise FileNotFoundError(
+                    f"{type(self).__name__}: no {split} folder in {self.root} (its split folders: "
+                    f"{', '.join(p.name for p in by_split.values())})"
+                )
+            folders = list(by_split.items()) if split == "all" else [(split, by_split[split])]
+        else:
+            folders = [("", self.root)]
+        self.pairs: list[tuple[Path, Path, Path]] = []
+        self.ids: list[str] = []
+        for name, folder in folders:
+            first = require_path(_first_folder(folder, FIRST_FOLDERS) or folder / FIRST_FOLDERS[0],
+                                 "first-date image folder")  # fmt: skip
+            second = require_path(_first_folder(folder, SECOND_FOLDERS) or folder / SECOND_FOLDERS[0],
+                                  "second-date image folder")  # fmt: skip
+            labels = _first_folder(folder, LABEL_FOLDERS)
+            if labels is None:
+                raise FileNotFoundError(
+                    f"change-mask folder not found in {folder}: expected one of {', '.join(LABEL_FOLDERS)}"
+                )
+            images = list_files(first, self.suffixes)
+            if not name and split != "all":
+                images = self._select(images, split)
+            seconds, masks = _by_stem(list_files(second, self.suffixes)), _by_stem(list_files(labels, self.suffixes))
+            for image in images:
+                partner, mask = seconds.get(image.stem), masks.get(image.stem)
+                if partner is None:
+                    raise FileNotFoundError(f"second-date image of {image} not found in {second}")
+                if mask is None:
+                    raise FileNotFoundError(f"change mask of {image} not found in {labels}")
+                self.pairs.append((image, partner, mask))
+                self.ids.append(f"{name}/{image.stem}" if len(folders) > 1 else image.stem)
+        if not self.pairs:
+            raise FileNotFoundError(f"{type(self).__name__}: no image pairs for split {split!r} in {self.root}")
+        self.names = [a.name for a, _, _ in self.pairs]
 
-    def _in_split(self, name: str) -> bool:
-        return True
+    @classmethod
+    def split_folders(cls, root: str | Path) -> dict[str, Path]:
+        """{split: folder} of the split folders under ``root`` that hold a first-date image folder."""
+        found = {}
+        for split, names in SPLIT_FOLDERS.items():
+            for name in names:
+                folder = Path(root) / name
+                if _first_folder(folder, FIRST_FOLDERS) is not None:
+                    found[split] = folder
+                    break
+        return found
+
+    @classmethod
+    def has_splits(cls, root: str | Path) -> bool:
+        """Whether ``root`` is split by folders or list files (else only "all", or the file names, can split it)."""
+        return bool(cls.split_folders(root)) or (Path(root) / "list").is_dir()
+
+    def _select(self, images: list[Path], split: str) -> list[Path]:
+        """The images of ``split`` in a one-folder layout: by ``root/list/<split>.txt``, else :meth:`_in_split`."""
+        listing = self.root / "list" / f"{split}.txt"
+        if listing.is_file():
+            listed = {Path(line.strip()).stem for line in listing.read_text().splitlines() if line.strip()}
+            chosen = [p for p in images if p.stem in listed]
+            missing = len(listed) - len(chosen)
+            if missing:
+                raise FileNotFoundError(f"{listing} lists {missing} images that are not in {images[0].parent}")
+            return chosen
+        return [p for p in images if self._in_split(p.name, split)]
+
+    def _in_split(self, name: str, split: str) -> bool:
+        raise FileNotFoundError(
+            f"{type(self).__name__}: {self.root} has no split folders (train/, val/, test/) and no list/{split}.txt; "
+            "give split='all', or add the list files"
+        )
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.pairs)
 
     def _load(self, index: int) -> Sample:
-        name = self.names[index]
-        paths = [self.dir_a / name, self.dir_b / name, self.dir_label / name]
+        paths = self.pairs[index]
         first, second, mask = read_rgb(paths[0]), read_rgb(paths[1]), read_change_mask(paths[2])
         if first.shape != second.shape or tuple(mask.shape) != tuple(first.shape[-2:]):
             raise ValueError(
-                f"pair {name} in {self.root}: A {tuple(first.shape)}, B {tuple(second.shape)} and mask "
+                f"pair {self.ids[index]} in {self.root}: A {tuple(first.shape)}, B {tuple(second.shape)} and mask "
                 f"{tuple(mask.shape)} differ in size"
             )
         return Sample(
-            hr=first, hr_t2=second, target=mask, meta={"source": [str(p) for p in paths], "id": Path(name).stem}
+            hr=first, hr_t2=second, target=mask, meta={"source": [str(p) for p in paths], "id": self.ids[index]}
         )
 
 
+def _by_stem(files: list[Path]) -> dict[str, Path]:
+    return {p.stem: p for p in files}
+
+
 class LEVIRCD(BitemporalChangeDataset):
-    """LEVIR-CD pairs (building change). Splits: "all", or "train"/"val"/"test" from the file-name prefix
-    ``<split>_...`` (LEVIR-CD's own split of its 1024² tiles, kept by the 256² crops)."""
+    """LEVIR-CD pairs (building change): the official download (``train/``, ``val/``, ``test/`` folders of 1024²
+    tiles), or a one-folder crop set whose splits come from ``list/<split>.txt`` or from the file-name prefix
+    ``<split>_...`` (LEVIR-CD's own split, kept by the 256² crops' names)."""
 
-    splits = ("all", "train", "val", "test")
-
-    def _in_split(self, name: str) -> bool:
-        return self.split == "all" or name.startswith(f"{self.split}_")
+    def _in_split(self, name: str, split: str) -> bool:
+        return name.startswith(f"{split}_")
 
 
 class DSIFN(BitemporalChangeDataset):
-    """DSIFN-CD pairs (land-cover change). Split: "all" only (the sample names carry no split)."""
+    """DSIFN-CD pairs (land-cover change): the official download (``train/``, ``val/``, ``test/``, each with ``t1``,
+    ``t2`` and ``mask``), or a one-folder crop set with ``list/<split>.txt``; the shared sample (one folder, no lists)
+    has "all" only."""
