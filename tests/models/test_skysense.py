@@ -75,6 +75,21 @@ def test_padded_batch_equals_unpadded_samples(model: skysense.SkySense) -> None:
     assert torch.equal(padded.s2_features[1, 1:], torch.zeros_like(padded.s2_features[1, 1:]))
 
 
+def test_sentinel_features_are_the_encoder_output_and_the_date_encoding_is_not_added_to_them(
+    model: skysense.SkySense,
+) -> None:
+    """With every frame valid the encoder's output is returned as it is (no zeroed copy), and with one modality the
+    fused stack is a new tensor: ``s2_features`` stays the head's output, equal to a frame encoded alone."""
+    inputs = {k: v for k, v in _inputs().items() if not k.startswith(("hr", "s1"))}
+    with torch.no_grad():
+        out = model(**inputs)
+        alone = model.s2_head(model.s2.forward_features(inputs["s2"][1, 2:3]))
+        masked = model(**inputs, s2_valid=torch.tensor([[True, True, False], [True, True, True]]))
+    assert torch.allclose(out.s2_features[1, 2], alone[0], atol=1e-5)  # batched BLAS: not bit for bit
+    assert torch.allclose(masked.s2_features[1], out.s2_features[1], atol=1e-6)  # the same frames, one path each
+    assert torch.equal(masked.s2_features[0, 2], torch.zeros_like(alone[0]))
+
+
 def test_every_parameter_gets_a_gradient_and_checkpointing_matches() -> None:
     torch.manual_seed(1)
     net = create_model("tiny").train()

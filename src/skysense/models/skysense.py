@@ -152,8 +152,11 @@ class SkySense(nn.Module):
         features = encoder.forward_features(flat[keep])  # (N_valid, D, h/p, w/p)
         if head is not None:
             features = head(features)  # (N_valid, C', h, w)
-        out = features.new_zeros((batch * steps, *features.shape[1:]))
-        out[keep] = features
+        if bool(keep.all()):  # no padded frame: no zeroed copy (on a CPU a new tensor's page faults cost most)
+            out = features
+        else:
+            out = features.new_zeros((batch * steps, *features.shape[1:]))
+            out[keep] = features
         return rearrange(out, "(b t) c h w -> b t c h w", b=batch)
 
     def fusion_chunk(self, device: torch.device) -> int:
@@ -276,8 +279,12 @@ class SkySense(nn.Module):
         # The date encoding is added to the (B, L, C, Gh, Gw) stack, one row of days per sample broadcast over the
         # grid, rather than to (B·Gh·Gw, L, C) with a gathered day row per location: 3 passes over the largest
         # tensor less (the fusion is told its tokens are dated).
-        stacked = torch.cat(tokens, dim=1)  # (B, L, C, Gh, Gw), a new tensor: the in-place add is safe
-        stacked.add_(self.fusion.date_encoding.rows(torch.cat(days, dim=1))[..., None, None].to(stacked.dtype))
+        encoding = self.fusion.date_encoding.rows(torch.cat(days, dim=1))[..., None, None].to(tokens[0].dtype)
+        if len(tokens) == 1:  # one pass: the sum is the new tensor (the features stay as ``out`` holds them)
+            stacked = tokens[0] + encoding
+        else:
+            stacked = torch.cat(tokens, dim=1)  # (B, L, C, Gh, Gw), a new tensor: the in-place add is safe
+            stacked.add_(encoding)
         out.fused = self.fuse_locations(stacked, torch.cat(valids, dim=1))
         out.features = out.fused
 
