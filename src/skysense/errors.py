@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import re
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -86,8 +87,21 @@ def raised_in(err: BaseException, directory: Path) -> bool:
 
 
 def _raised_by_skysense(err: BaseException) -> bool:
-    """True when the innermost frame of ``err``'s traceback is skysense code (a deliberate, worded check)."""
+    """True when the innermost frame of ``err``'s traceback is skysense code (a deliberate, worded check), also for an
+    error raised in a DataLoader worker (re-raised by torch with the worker's traceback as its message)."""
+    worker = _worker_traceback(err)
+    if worker is not None:
+        files = re.findall(r'File "([^"]+)"', worker)
+        return bool(files) and Path(files[-1]).resolve().is_relative_to(PACKAGE_DIR)
     return raised_in(err, PACKAGE_DIR)
+
+
+def _worker_traceback(err: BaseException) -> str | None:
+    """The worker's traceback text of an error torch's DataLoader re-raised in the main process, else None."""
+    text = str(err.args[0]) if len(err.args) == 1 and isinstance(err.args[0], str) else ""
+    if text.startswith("Caught ") and " in DataLoader worker process " in text and "Original Traceback" in text:
+        return text
+    return None
 
 
 def expected_exit_code(err: BaseException) -> int | None:
@@ -118,6 +132,9 @@ def one_line(err: BaseException) -> str:
         text = f"{where}{err.strerror or err}; free space (or raise the file-size limit) and run again"
     else:
         text = str(err) or type(err).__name__
+    worker = _worker_traceback(err)
+    if worker is not None:  # the worker's own message: the traceback's last line, without the exception's name
+        text = re.sub(r"^[\w.]+: ", "", worker.rstrip().splitlines()[-1], count=1)
     notes = [str(n) for n in getattr(err, "__notes__", []) or []]
     return " ".join("; ".join([text, *notes]).split())
 

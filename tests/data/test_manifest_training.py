@@ -146,3 +146,62 @@ def test_task_refuses_label_values_that_are_no_class_naming_the_file(tmp_path: P
     batch = next(iter(datamodule.train_dataloader()))
     with pytest.raises(InputError, match=r"label values 255 \(in \[.*train/label/0\.png'\]\) are not classes 0 … 1"):
         task.training_step(batch, 0)
+
+
+def _sen1floods11_manifest(tmp_path: Path) -> Path:
+    """The real Sen1Floods11 S1 chips and hand labels indexed with a date sidecar built from the dataset's own
+    metadata (each event's S1 date), as a user would."""
+    import json
+
+    root = shared_path("sen1floods11_samples")
+    events = json.loads((root / "Sen1Floods11_Metadata.geojson").read_text())["features"]
+    dates = {
+        e["properties"]["location"].replace(" ", "-"): e["properties"]["s1_date"].replace("/", "-") for e in events
+    }
+    dates["Mekong"] = dates["Cambodia"]  # the chips' name for the Cambodia event
+    chips = root / "sample_data"
+    sidecar = tmp_path / "dates.csv"
+    sidecar.write_text("file,date\n" + "".join(f"{p.name},{dates[p.name.split('_')[0]]}\n"
+                                               for p in sorted((chips / "S1").glob("*.tif"))))  # fmt: skip
+    manifest = tmp_path / "manifest.csv"
+    assert main(["data", "index", str(chips), "--sidecar", str(sidecar), "-o", str(manifest)]) == 0
+    return manifest
+
+
+@pytest.mark.slow
+def test_fit_and_predict_on_georeferenced_chips_writes_geotiff_masks(tmp_path: Path, capsys) -> None:
+    """Flood mapping from the real Sen1Floods11 S1 chips through a manifest: the labels' -1 must be declared nodata
+    (it is the task's ignore_index), the real all-NaN Paraguay chip is named, and `skysense predict` writes each mask
+    as a GeoTIFF on its label's grid."""
+    import rasterio
+
+    manifest = _sen1floods11_manifest(tmp_path)
+    capsys.readouterr()
+    with pytest.raises(InputError, match=r"paraguay_34417.*no valid pixel in any input .*Paraguay_34417_S1Hand\.tif"):
+        ManifestDataset(manifest, label_nodata=-1).load("paraguay_34417")
+    kept = [e for e in read_manifest(manifest) if e.sample != "paraguay_34417"]
+    manifest = write_manifest(kept, tmp_path / "kept.csv")
+    common = ["--config", str(CONFIG.parents[1] / "segmentation" / "sen1floods11.yaml"),
+              "--data", "skysense.data.datamodules.ManifestDataModule", "--data.manifest", str(manifest),
+              "--data.crop_size", "64", "--data.batch_size", "4", "--data.eval_batch_size", "1",
+              "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
+              "--trainer.enable_progress_bar", "false"]  # fmt: skip
+    fit = ["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2"]
+    assert main(fit) == 1  # -1 in the labels without label_nodata: one line, from the loader's worker
+    err = capsys.readouterr().err
+    assert "valid pixels hold -1, the ignore_index" in err and "label_nodata -1" in err
+    assert "DataLoader worker" not in err and "Traceback" not in err
+    assert main([*fit, "--data.label_nodata", "-1"]) == 0
+    checkpoint = next(tmp_path.rglob("last.ckpt"))
+    written = tmp_path / "predictions"
+    assert main(["predict", *common, "--data.label_nodata", "-1", "--ckpt_path", str(checkpoint),
+                 "--trainer.callbacks.output_dir", str(written)]) == 0  # fmt: skip
+    masks = sorted((written / "masks").glob("*.tif"))
+    assert masks
+    labels = {e.sample: e.path for e in kept if e.modality == "label"}
+    for mask in masks:
+        with rasterio.open(mask) as predicted, rasterio.open(labels[mask.stem]) as truth:
+            assert predicted.crs == truth.crs and predicted.shape == truth.shape
+            assert predicted.transform.almost_equals(truth.transform)
+            assert set(predicted.read(1).flatten().tolist()) <= {0, 1}
+            assert predicted.tags(1) == {"CLASS_0": "not_water", "CLASS_1": "water"}

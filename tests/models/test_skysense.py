@@ -90,6 +90,18 @@ def test_sentinel_features_are_the_encoder_output_and_the_date_encoding_is_not_a
     assert torch.equal(masked.s2_features[0, 2], torch.zeros_like(alone[0]))
 
 
+def test_a_modality_without_any_valid_frame_counts_as_absent(model: skysense.SkySense) -> None:
+    """A batch whose S1 frames are all invalid (a chip of NaNs, as the real Paraguay_34417 one) fuses its S2 alone, as
+    an all-invalid HR image is left out; with no valid input at all the error says so."""
+    inputs = {k: v for k, v in _inputs().items() if not k.startswith("hr")}
+    with torch.no_grad():
+        without = model(**{k: v for k, v in inputs.items() if not k.startswith("s1")})
+        invalid = model(**inputs, s1_valid=torch.zeros(2, 2, dtype=torch.bool))
+        with pytest.raises(ValueError, match="no valid input in the batch"):
+            model(**inputs, s1_valid=torch.zeros(2, 2, dtype=torch.bool), s2_valid=torch.zeros(2, 3, dtype=torch.bool))
+    assert torch.equal(invalid.features, without.features) and invalid.s1_features is None
+
+
 def test_every_parameter_gets_a_gradient_and_checkpointing_matches() -> None:
     torch.manual_seed(1)
     net = create_model("tiny").train()

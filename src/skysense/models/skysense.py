@@ -253,6 +253,8 @@ class SkySense(nn.Module):
             if day is None:
                 raise ValueError(f"{name} frames need {name}_day_of_year (B, T); use -1 for frames without a date")
             valid = _default_mask(getattr(batch, f"{name}_valid"), (size, steps), frames.device, f"{name}_valid")
+            if not bool(valid.any()):  # no valid frame in the whole batch: as if absent (as an all-invalid HR image)
+                continue
             features = self.encode_sentinel(name, frames, valid)
             setattr(out, f"{name}_features", features)
             tokens.append(features)
@@ -261,6 +263,11 @@ class SkySense(nn.Module):
 
         if self.fusion is None:
             return out
+        if not tokens:
+            raise ValueError(
+                "no valid input in the batch: every HR image and every Sentinel frame is marked invalid (all nodata); "
+                "leave such samples out"
+            )
 
         grid = tuple(tokens[0].shape[-2:])
         for index, token in enumerate(tokens):

@@ -7,7 +7,9 @@ Add it to a config's ``trainer.callbacks`` (or ``--trainer.callbacks+ skysense.t
   ``source`` file and ``id``, and the task's prediction — the class (and its name) with the class probabilities,
   the multi-label classes, the detections (boxes in the input's and in the source file's pixels, labels, names,
   scores), or, for segmentation and change detection, the path of the mask written beside it;
-- ``masks/<id>.png``: the predicted class map of each segmentation/change sample (8-bit, the class index per pixel).
+- ``masks/<id>.png``: the predicted class map of each segmentation/change sample (8-bit, the class index per pixel);
+  ``masks/<id>.tif``, a GeoTIFF on the sample's grid, for samples that say where they lie (``meta["grid"]``: a
+  :class:`~skysense.data.manifest.ManifestDataset` sample of georeferenced files).
 
 Georeferenced output of whole scenes (GeoTIFF, tiling and stitching) is the scene-inference command's job.
 """
@@ -72,10 +74,14 @@ class PredictionWriter(BasePredictionWriter):
             if "detections" in prediction:
                 record.update(_detection_record(prediction["detections"][index], names))
             elif prediction["probabilities"].ndim == 4:  # (B, K, H, W): segmentation or change masks
-                mask = prediction["prediction"][index].to(torch.uint8).cpu().numpy()
-                path = self.output_dir / "masks" / f"{sample_id}.png"
+                mask = np.ascontiguousarray(prediction["prediction"][index].to(torch.uint8).cpu().numpy())
+                grid = meta.get("grid")
+                path = self.output_dir / "masks" / f"{sample_id}.{'tif' if grid else 'png'}"
                 path.parent.mkdir(exist_ok=True)
-                Image.fromarray(np.ascontiguousarray(mask)).save(path)
+                if grid:
+                    _write_geotiff(path, mask, grid, names)
+                else:
+                    Image.fromarray(mask).save(path)
                 record["mask"] = str(path.relative_to(self.output_dir))
             else:
                 record.update(_class_record(prediction, index, names))
@@ -83,6 +89,21 @@ class PredictionWriter(BasePredictionWriter):
         with self._lines_path(trainer).open("a") as handle:
             for record in records:
                 handle.write(json.dumps(record) + "\n")
+
+
+def _write_geotiff(path: Path, mask: np.ndarray, grid: dict[str, Any], names: list[str] | None) -> None:
+    """A class map (H, W) uint8 as a GeoTIFF on the sample's grid (``meta["grid"]``: crs, transform, height, width),
+    the pixel size scaled when the map's size is not the grid's (a prediction at the head's resolution)."""
+    import rasterio
+    from rasterio.transform import Affine
+
+    transform = Affine(*grid["transform"]) * Affine.scale(grid["width"] / mask.shape[1], grid["height"] / mask.shape[0])
+    profile = dict(driver="GTiff", width=mask.shape[1], height=mask.shape[0], count=1, dtype="uint8",
+                   crs=grid["crs"], transform=transform, compress="deflate")  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dataset:
+        dataset.write(mask, 1)
+        if names:
+            dataset.update_tags(1, **{f"CLASS_{i}": name for i, name in enumerate(names)})
 
 
 def _batch_length(prediction: dict[str, Any]) -> int:

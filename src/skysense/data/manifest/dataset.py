@@ -300,6 +300,15 @@ class ManifestDataset(Dataset):
                 resampling=self.resampling,
                 allow_duplicate_dates=self.allow_duplicate_dates,
             )
+        valid_anywhere = (hr_valid is not None and bool(hr_valid.any())) or any(
+            series_.valid is not None and bool(series_.valid.any()) for series_ in series.values()
+        )
+        if (hr_entries or series) and not valid_anywhere:
+            inputs = [path for m in ("hr", "s2", "s1") for path in meta["files"].get(m, [])]
+            raise InputError(
+                f"{where}: no valid pixel in any input ({', '.join(inputs)}: all nodata); nothing can be learnt or "
+                "predicted from it: delete its rows from the manifest, or replace its files"
+            )
         target = None
         if files.get("label"):
             label_entry = files["label"][0]
@@ -321,6 +330,9 @@ class ManifestDataset(Dataset):
         grid = hr_grid or sentinel_grid
         if grid is not None and grid.crs is not None:
             lat, lon = grid.center_lat_lon()
+            # where the sample lies, for outputs written as GeoTIFFs (skysense.tasks.writer.PredictionWriter)
+            meta["grid"] = {"crs": grid.crs.to_wkt(), "transform": list(grid.transform)[:6], "height": grid.height,
+                            "width": grid.width}  # fmt: skip
         return Sample(
             hr=hr,
             hr_valid=hr_valid,
