@@ -195,9 +195,10 @@ def test_manifest_dataset_builds_collatable_samples(folder: Path) -> None:
     assert batch.inputs.s2_valid.tolist() == [[True, True]] and tuple(batch.target.shape) == (1, 128, 128)
     assert batch.inputs.lat is not None
 
-    # the all-NaN Paraguay crop: a sample whose only frame is masked, not filled
-    paraguay = collate([ManifestDataset(manifest, transforms=prepare, samples=["paraguay_34417"])[0]])
-    assert paraguay.inputs.s1_valid.tolist() == [[False]] and paraguay.inputs.hr is None
+    # the all-NaN Paraguay crop: nothing to learn or predict from, refused by name (it was a sample whose only frame
+    # is masked, which trained a model on a target it had no input for)
+    with pytest.raises(InputError, match=r"'paraguay_34417'.*no valid pixel in any input .*Paraguay_34417_S1Hand"):
+        ManifestDataset(manifest, transforms=prepare, samples=["paraguay_34417"])[0]
 
 
 def test_manifest_dataset_hr_sizes(folder: Path) -> None:

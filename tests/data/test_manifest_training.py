@@ -205,3 +205,36 @@ def test_fit_and_predict_on_georeferenced_chips_writes_geotiff_masks(tmp_path: P
             assert predicted.transform.almost_equals(truth.transform)
             assert set(predicted.read(1).flatten().tolist()) <= {0, 1}
             assert predicted.tags(1) == {"CLASS_0": "not_water", "CLASS_1": "water"}
+
+
+def test_index_reads_image_and_mask_layouts_of_segmentation_datasets(tmp_path: Path) -> None:
+    """Two layouts that labelled datasets ship, built from the real LEVIR pairs: ``images/x.png`` + ``masks/x.png``
+    (Inria, LoveDA, many others), and ``train/123_sat.jpg`` + ``train/123_mask.png`` in one folder (DeepGlobe). The
+    masks are labels (a `mask` word, or a one-band PNG), not HR images; each image and its mask are one sample."""
+    source = shared_path("change_detection_samples", "samples_LEVIR")
+    names = sorted(p.name for p in (source / "A").glob("*.png"))[:3]
+    folders = tmp_path / "folders"
+    for folder in ("images", "masks"):
+        (folders / folder).mkdir(parents=True)
+    flat = tmp_path / "flat" / "train"
+    flat.mkdir(parents=True)
+    for i, name in enumerate(names):
+        shutil.copy(source / "A" / name, folders / "images" / name)
+        shutil.copy(source / "label" / name, folders / "masks" / name)
+        Image.open(source / "A" / name).save(flat / f"{i}_sat.jpg", quality=95)
+        shutil.copy(source / "label" / name, flat / f"{i}_mask.png")
+    for root in (folders, flat.parent):
+        entries = index_directory(root)
+        by_sample: dict[str, dict[str, int]] = {}
+        for entry in entries:
+            counts = by_sample.setdefault(entry.sample, {})
+            counts[entry.modality] = counts.get(entry.modality, 0) + 1
+        assert len(by_sample) == 3 and all(c == {"hr": 1, "label": 1} for c in by_sample.values()), by_sample
+        dataset = ManifestDataset(entries, label_values=[0, 255])
+        sample = dataset[0]
+        assert sample.hr.shape == (3, 256, 256) and set(sample.target.unique().tolist()) <= {0, 1}
+    # a one-band PNG without any label word is a label too (a class map or a palette PNG)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    shutil.copy(source / "label" / names[0], plain / "x.png")
+    assert [e.modality for e in index_directory(plain)] == ["label"]

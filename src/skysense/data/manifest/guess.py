@@ -3,12 +3,14 @@
 Modality inference (:func:`infer_modality`), first rule that fires:
 
 1. Words in the file name, then in its folders (nearest first; the indexed root's own path is not used):
-   ``label``/``labels``/``LabelHand``/``annotation``/``groundtruth``/``gt``/``target`` → "label";
+   ``label``/``labels``/``LabelHand``/``annotation``/``groundtruth``/``gt``/``target``/``mask``/``masks``/``lbl``/
+   ``seg`` → "label";
    ``s1``/``S1A``/``S1Hand``/``sentinel1``/``sar``/``grd`` → "s1"; ``s2``/``S2B``/``S2Hand``/``sentinel2``/``MSIL2A``/
    ``HLS.S30`` → "s2"; ``hr``/``vhr``/``aerial``/``ortho``/``naip``/``rgb``/``rgbn``/``uav``/``drone`` → "hr".
 2. Band descriptions: VV/VH/HH/HV → "s1"; at least four Sentinel-2 band names (B2, B02, B8A, ...) → "s2";
    red/green/blue → "hr".
-3. Structure: JPEG/PNG → "hr"; 10, 12 or 13 bands → "s2"; 2 float bands → "s1"; 1 integer band → "label";
+3. Structure: a one-band integer PNG (a class map, or a palette PNG) → "label"; other JPEG/PNG → "hr"; 10, 12 or
+   13 bands → "s2"; 2 float bands → "s1"; 1 integer band → "label";
    3 or 4 bands of 8-bit data, or of any type at ≤ 5 m pixels in a projected CRS → "hr".
 4. Otherwise "unknown" (kept in the manifest, ignored by :class:`ManifestDataset`; edit the column to fix it).
 
@@ -83,7 +85,12 @@ _B = r"(?<![a-z0-9])"  # token start
 
 
 _NAME_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("label", re.compile(rf"label|annotation|groundtruth|ground_truth|{_B}(gt|target|targets)(?![a-z0-9])")),
+    (
+        "label",
+        re.compile(
+            rf"label|annotation|groundtruth|ground_truth|{_B}(gt|gts|target|targets|masks?|lbl|seg|segmentation)(?![a-z0-9])"
+        ),
+    ),  # fmt: skip
     ("s1", re.compile(rf"{_B}s1[a-d]?(?![0-9])|sentinel[-_ ]?1|{_B}(sar|grd|grdh)(?![a-z0-9])")),
     ("s2", re.compile(rf"{_B}s2[a-d]?(?![0-9])|sentinel[-_ ]?2|msil1c|msil2a|{_B}hls\.s30")),
     ("hr", re.compile(rf"{_B}(hr|vhr|aerial|ortho|orthophoto|naip|rgb|rgbn|uav|drone)(?![a-z0-9])")),
@@ -152,6 +159,8 @@ def infer_modality(info: RasterInfo, folders: Sequence[str] = ()) -> str:
         return "hr"
     data_bands = len(info.data_bands)
     dtype = np.dtype(info.dtypes[0]) if info.dtypes else np.dtype("float32")
+    if info.driver == "PNG" and data_bands == 1 and dtype.kind in "iub":  # a class map (or palette) PNG
+        return "label"
     if info.driver in ("JPEG", "PNG"):
         return "hr"
     if data_bands in (10, 12, 13):
@@ -177,8 +186,8 @@ _DROP_SUBSTRINGS = re.compile(  # date-times, dates (YYYYMMDD, YYYY-MM-DD, YYYY_
 
 
 _DROP_TOKENS = re.compile(
-    r"s[12][a-d]?(hand)?|labelhand|labels?|label_?hand|hr|vhr|gt|sar|grdh?|l1c|l2a|msil1c|msil2a|rgbn?|"
-    r"n\d{4}|r\d{3}|hls|s30|l30|v\d+|image|img"
+    r"s[12][a-d]?(hand)?|labelhand|labels?|label_?hand|hr|vhr|gts?|sar|grdh?|l1c|l2a|msil1c|msil2a|rgbn?|"
+    r"n\d{4}|r\d{3}|hls|s30|l30|v\d+|images?|img|masks?|lbl|seg|segmentation|sat|annotations?|targets?"
 )
 
 
