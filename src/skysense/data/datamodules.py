@@ -207,6 +207,13 @@ class SkySenseDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict")
 
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The class names of the data (index = class), from the first dataset built; () when it has none."""
+        for dataset in self.datasets.values():
+            return tuple(getattr(dataset, "classes", ()))
+        return ()
+
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """Move a :class:`~skysense.containers.Batch`, including list targets (boxes) that ``Batch.to`` keeps."""
         if isinstance(batch, Batch):
@@ -236,6 +243,37 @@ class EuroSATDataModule(SkySenseDataModule):
         dataset_kwargs = dict(root=root, split_fractions=split_fractions, seed=seed, image_size=image_size)
         super().__init__(
             datasets.EuroSAT, dataset_kwargs, batch_size=batch_size, num_workers=num_workers, seed=seed, **kwargs
+        )
+
+
+class SceneFolderDataModule(SkySenseDataModule):
+    """Your own scene classes: :class:`~skysense.data.datasets.SceneFolder` (``root/<ClassName>/*.jpg``, or
+    ``root/train/<ClassName>/…`` split folders; seeded stratified 0.6/0.2/0.2 split otherwise), e.g.::
+
+        skysense fit --config configs/classification/eurosat.yaml --data skysense.data.datamodules.SceneFolderDataModule \\
+            --data.root my_scenes/ --data.image_size 128 --model.init_args.num_classes 21 \\
+            --model.init_args.class_names null
+
+    A classification task checks its ``num_classes`` and ``class_names`` against :attr:`classes` when it starts, and
+    takes the data's names when it has none.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        classes: list[str] | None = None,
+        image_size: int | None = None,
+        resize: str = "resize",
+        split_fractions: tuple[float, float, float] | None = None,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        dataset_kwargs = dict(root=root, classes=classes, image_size=image_size, resize=resize,
+                              split_fractions=split_fractions, seed=seed)  # fmt: skip
+        super().__init__(
+            datasets.SceneFolder, dataset_kwargs, batch_size=batch_size, num_workers=num_workers, seed=seed, **kwargs
         )
 
 

@@ -162,6 +162,41 @@ class ClassificationTask(BackboneTask):
         return backbone.fusion.config.embed_dim * (2 if self._use_geo else 1)
 
     # ------------------------------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Check ``num_classes`` and ``class_names`` against the data module's classes (when it has them): a model of
+        10 classes on a folder of 21 would fail at its first batch with an index error, and names in another order
+        would mislabel every per-class metric. Without ``class_names`` the data's are taken.
+
+        Raises:
+            UsageError: naming the data's classes and the options to set.
+        """
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        classes = tuple(getattr(datamodule, "classes", ()) or ())
+        if not classes or self.hparams.multilabel:
+            return
+        listed = ", ".join(classes[:12]) + (", …" if len(classes) > 12 else "")
+        if len(classes) != self.hparams.num_classes:
+            raise UsageError(
+                f"the data has {len(classes)} classes ({listed}) and the model num_classes {self.hparams.num_classes}; "
+                f"give --model.init_args.num_classes {len(classes)} (and --model.init_args.class_names null, or the "
+                "data's names in their order)"
+            )
+        names = self.hparams.class_names
+        if names is None:  # the data's names for per-class metrics and predictions (and in the checkpoint)
+            self.hparams.class_names = list(classes)
+            self.class_names = list(classes)
+            self.configure_metrics()
+            return
+
+        def key(name: str) -> str:
+            return "".join(c for c in str(name).lower() if c.isalnum())
+
+        if [key(n) for n in names] != [key(c) for c in classes]:
+            raise UsageError(
+                f"class_names {list(names)[:12]} are not the data's classes in their order ({listed}); give "
+                "--model.init_args.class_names null (the data's names are then taken) or list them in that order"
+            )
+
     def forward(self, inputs: SkySenseInput) -> torch.Tensor:
         """Inputs → (B, K) logits."""
         with torch.set_grad_enabled(self.backbone_grad):

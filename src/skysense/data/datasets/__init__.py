@@ -20,6 +20,7 @@ downloads anything.
 from skysense.data.datasets.aid import AID
 from skysense.data.datasets.base import (
     ImageFolderClassification,
+    SceneFolder,
     SkySenseDataset,
     grouped_split,
     hash_order,
@@ -43,6 +44,7 @@ __all__ = [
     "BitemporalChangeDataset",
     "EuroSAT",
     "ImageFolderClassification",
+    "SceneFolder",
     "PrestoAlgaeBlooms",
     "PrestoFuelMoisture",
     "PrestoTimeSeries",

@@ -19,6 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from skysense.containers import Sample
+from skysense.data.raster.litter import is_litter
 from skysense.data.sensors import HR_RGB, Sensor
 
 Transform = Callable[[Sample], Sample]
@@ -99,10 +100,12 @@ def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
 
 
 def list_files(folder: Path, suffixes: Sequence[str]) -> list[Path]:
-    """Files in ``folder`` whose suffix (case-insensitive) is in ``suffixes``, in natural order (no decoding)."""
+    """Files in ``folder`` whose suffix (case-insensitive) is in ``suffixes``, in natural order (no decoding); copy
+    litter (a Mac's ``._x.jpg``) left out."""
     wanted = {s.lower() for s in suffixes}
     return sorted(
-        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in wanted), key=lambda p: natural_key(p.name)
+        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in wanted and not is_litter(p)),
+        key=lambda p: natural_key(p.name),
     )
 
 
@@ -298,14 +301,32 @@ def grouped_split(groups: Sequence[Hashable], fractions: Mapping[str, float], se
 # ----------------------------------------------------------------------------------------------------------------
 # Scene classification from class folders
 # ----------------------------------------------------------------------------------------------------------------
+_SPLIT_FOLDER_NAMES = {"train": ("train", "training"), "val": ("val", "valid", "validation"),
+                       "test": ("test", "testing")}  # fmt: skip
+_SPLIT_NAMES = {name for names in _SPLIT_FOLDER_NAMES.values() for name in names}
+
+
+def _split_folders(folder: Path) -> dict[str, Path]:
+    """{split: path} of the split folders (train/, val/, test/, …) directly under ``folder``."""
+    found = {}
+    for split, names in _SPLIT_FOLDER_NAMES.items():
+        path = next((folder / n for n in names if (folder / n).is_dir()), None)
+        if path is not None:
+            found[split] = path
+    return found
+
+
 class ImageFolderClassification(SkySenseDataset):
     """Scene classification from ``root/<ClassName>/*.jpg``: the HR role, target a class index.
 
     Subclasses set ``classes`` (index = sorted order), ``image_folder`` (the folder under ``root`` holding the class
-    folders, "" for root itself) and ``default_fractions``.
+    folders, "" for root itself) and ``default_fractions``; without them (:class:`SceneFolder`) the classes are the
+    class folders found, in sorted order, or the ``classes`` given.
 
-    Splits: "all", or "train"/"val"/"test" cut per class by ``split_fractions`` in a seeded hash order of the files'
-    relative paths (see :func:`stratified_split`): deterministic, stratified, disjoint, covering.
+    Splits: "all", or "train"/"val"/"test": from split folders when the dataset ships them
+    (``root/train/<ClassName>/…``, ``root/val/…``, ``root/test/…``; also ``training``/``validation``/``testing``),
+    else cut per class by ``split_fractions`` in a seeded hash order of the files' relative paths (see
+    :func:`stratified_split`): deterministic, stratified, disjoint, covering.
     """
 
     sensors = {"hr": HR_RGB}
@@ -324,6 +345,7 @@ class ImageFolderClassification(SkySenseDataset):
         resize: str = "resize",
         transforms: Transform | None = None,
         download: bool = False,
+        classes: Sequence[str] | None = None,
     ) -> None:
         super().__init__(root, split, transforms, download)
         if resize not in ("resize", "center_crop"):
@@ -334,22 +356,55 @@ class ImageFolderClassification(SkySenseDataset):
             raise ValueError(f"split_fractions must be (train, val, test), got {self.split_fractions}")
         self.seed = seed
         folder = require_path(self.root / self.image_folder, f"{type(self).__name__} image folder")
+        by_split = {name: path for name, path in _split_folders(folder).items() if self._class_folders(path)}
+        sources = list(by_split.values()) if split == "all" or not by_split else [by_split.get(split)]
+        if sources == [None]:
+            raise FileNotFoundError(
+                f"{type(self).__name__}: no {split} folder in {folder} (its split folders: "
+                f"{', '.join(p.name for p in by_split.values())})"
+            )
+        sources = sources or [folder]
+        if classes is not None:
+            self.classes = tuple(classes)
+        elif not self.classes:
+            every = list(by_split.values()) or [folder]  # every split's folders: the same indices in each split
+            self.classes = tuple(sorted({c.name for source in every for c in self._class_folders(source)}))
+            if not self.classes:
+                raise FileNotFoundError(
+                    f"{type(self).__name__}: no class folders with {list(self.suffixes)} images in {folder}; expected "
+                    f"{folder}/<ClassName>/<image> (or train/, val/, test/ folders of them)"
+                )
         files: list[Path] = []
         labels: list[int] = []
-        for label, name in enumerate(self.classes):
-            class_dir = require_path(folder / name, f"{type(self).__name__} class folder {name!r}")
-            found = list_files(class_dir, self.suffixes)
-            if not found:
-                raise FileNotFoundError(f"{type(self).__name__}: no {list(self.suffixes)} images in {class_dir}")
-            files += found
-            labels += [label] * len(found)
-        if split != "all":
+        for source in sources:
+            for label, name in enumerate(self.classes):
+                class_dir = source / name
+                found = list_files(class_dir, self.suffixes) if class_dir.is_dir() else []
+                if by_split and not found:  # a split folder may lack a class
+                    continue
+                require_path(class_dir, f"{type(self).__name__} class folder {name!r}")
+                if not found:
+                    raise FileNotFoundError(f"{type(self).__name__}: no {list(self.suffixes)} images in {class_dir}")
+                files += found
+                labels += [label] * len(found)
+        if split != "all" and not by_split:
             ids = [str(p.relative_to(folder)) for p in files]
             chosen = stratified_split(
                 ids, labels, dict(zip(("train", "val", "test"), self.split_fractions, strict=True)), seed
             )[split]
             files, labels = [files[i] for i in chosen], [labels[i] for i in chosen]
+        if not files:
+            raise FileNotFoundError(f"{type(self).__name__}: no images for split {split!r} in {folder}")
         self.files, self.targets = files, labels
+
+    def _class_folders(self, folder: Path) -> list[Path]:
+        """The sub-folders of ``folder`` that hold images (class folders), sorted; split folders are not classes."""
+        if not folder.is_dir():
+            return []
+        return sorted(
+            d for d in folder.iterdir()
+            if d.is_dir() and not is_litter(d) and d.name.lower() not in _SPLIT_NAMES and list_files(d, self.suffixes)
+        )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.files)
@@ -368,3 +423,15 @@ class ImageFolderClassification(SkySenseDataset):
             target=label,
             meta={"source": str(path), "id": path.stem, "class_name": self.classes[label]},
         )
+
+
+class SceneFolder(ImageFolderClassification):
+    """Your own scene-classification images, one folder per class (``root/<ClassName>/*.jpg``, as UC Merced,
+    RESISC45, PatternNet, WHU-RS19 and EuroSAT ship), or split folders of them (``root/train/<ClassName>/…``).
+
+    The classes are the class folders found, in sorted order (or ``classes``, to fix the order or keep a subset).
+    RGB images (JPEG, PNG, 8-bit TIFF) in the HR role; ``image_size`` resizes (or centre-crops) them to a side the
+    HR encoder takes. Splits as :class:`ImageFolderClassification` (default 0.6/0.2/0.2 without split folders).
+    """
+
+    suffixes = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
