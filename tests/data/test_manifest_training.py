@@ -125,6 +125,8 @@ def test_fit_on_an_indexed_folder_of_change_pairs(tmp_path: Path, capsys) -> Non
     assert main(["fit", *common]) == 1
     err = capsys.readouterr().err
     assert "valid pixels hold 255, the ignore_index" in err and "Traceback" not in err
+    assert main(["fit", *common, "--data.label_values", "[0, 128, 255]"]) == 2  # 3 classes for a 2-class model
+    assert "the data has 3 classes (0, 128, 255) and the model num_classes 2" in capsys.readouterr().err
     assert main(["fit", *common, "--data.label_values", "[0, 255]"]) == 0
     checkpoint = next(tmp_path.rglob("last.ckpt"))
     assert main(["test", *common, "--data.label_values", "[0, 255]", "--ckpt_path", str(checkpoint)]) == 0

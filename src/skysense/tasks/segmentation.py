@@ -198,10 +198,21 @@ class SegmentationTask(BackboneTask):
 
     def setup(self, stage: str) -> None:
         """Tell a data module that fills invalid label pixels with a value of its choosing (a
-        :class:`~skysense.data.datamodules.ManifestDataModule`) this task's ``ignore_index``."""
+        :class:`~skysense.data.datamodules.ManifestDataModule`) this task's ``ignore_index``, and check
+        ``num_classes`` against the data's classes when it has them (a manifest's: its ``label_values``).
+
+        Raises:
+            UsageError: the counts differ, naming the data's classes and the option to set.
+        """
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         if hasattr(datamodule, "use_ignore_index"):
             datamodule.use_ignore_index(self.hparams.ignore_index)
+        classes = tuple(getattr(datamodule, "classes", ()) or ())
+        if classes and len(classes) != self.hparams.num_classes:
+            raise UsageError(
+                f"the data has {len(classes)} classes ({', '.join(classes[:12])}{', …' * (len(classes) > 12)}) and "
+                f"the model num_classes {self.hparams.num_classes}; give --model.init_args.num_classes {len(classes)}"
+            )
 
     def _check_classes(self, batch: Batch) -> None:
         """Refuse label values that are no class (0 … K-1) and not ``ignore_index``, naming the samples' label files:

@@ -157,6 +157,8 @@ class ManifestDataset(Dataset):
         self.hr_sensor, self.s2_sensor, self.s1_sensor = hr_sensor, s2_sensor, s1_sensor
         self.label_nodata, self.ignore_index, self.resampling = label_nodata, ignore_index, resampling
         self.label_values = None if label_values is None else [float(v) for v in label_values]
+        # the classes a task must have: one per listed value (unknown without label_values)
+        self.classes = tuple(f"{v:g}" for v in self.label_values) if self.label_values is not None else ()
         if self.label_values is not None and len(set(self.label_values)) != len(self.label_values):
             raise UsageError(f"label_values {list(label_values or [])} lists a value twice; list each value once")
         model = {"hr": hr_sensor, "s2": s2_sensor, "s1": s1_sensor}
