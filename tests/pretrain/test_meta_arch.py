@@ -73,11 +73,49 @@ def test_weights_switch_objectives_off_and_infonce_option() -> None:
 
 
 def test_teacher_targets_are_deterministic_in_training() -> None:
-    """The teacher stays in eval mode (no stochastic depth) while the student trains."""
+    """The teacher stays in eval mode (no stochastic depth) while the student trains (the tiny preset has no
+    BatchNorm; the conv stem's are in train mode: next test)."""
     meta = _meta().train()
     assert meta.student.training and not any(m.training for m in meta.teacher.modules())
     meta.eval()
     assert not meta.student.training
+
+
+def test_teacher_batchnorm_statistics_are_the_students_or_its_own() -> None:
+    """The `cpu` preset's conv stem has BatchNorms. With ``teacher_batchnorm="own"`` the teacher's normalise with the
+    batch in training and keep running statistics of the teacher's own activations; the EMA step leaves them. The
+    default (``"student"``) copies the student's at every EMA step and keeps the teacher in eval mode."""
+
+    def meta_of(**overrides) -> SSLMetaArch:
+        torch.manual_seed(0)
+        return SSLMetaArch(create_model("cpu"), get_config("cpu").projection, PretrainConfig(**overrides)).train()
+
+    def norms(module: torch.nn.Module) -> list[torch.nn.BatchNorm2d]:
+        return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+    meta = meta_of(teacher_batchnorm="own")
+    teacher_norms, student_norms = norms(meta.teacher), norms(meta.student)
+    assert teacher_norms and all(m.training for m in teacher_norms)
+    assert not any(m.training for m in meta.teacher.modules() if not isinstance(m, torch.nn.BatchNorm2d))
+    views = (SkySenseInput(hr=torch.randn(4, 3, 64, 64) * 2 + 1), SkySenseInput(hr=torch.randn(4, 3, 64, 64)))
+    meta(views)["loss"].backward()
+    own = [m.running_mean.clone() for m in teacher_norms]
+    assert not any(torch.equal(m.running_mean, torch.zeros_like(m.running_mean)) for m in teacher_norms)
+    with torch.no_grad():
+        for m in student_norms:
+            m.running_mean.add_(5.0)
+    meta.update_teacher(0.99)
+    assert all(torch.equal(m.running_mean, o) for m, o in zip(teacher_norms, own, strict=True))
+    copied = meta_of()
+    assert not any(m.training for m in copied.teacher.modules())
+    with torch.no_grad():
+        for m in norms(copied.student):
+            m.running_mean.add_(5.0)
+    copied.update_teacher(0.99)
+    assert all(torch.equal(t.running_mean, s.running_mean)
+               for t, s in zip(norms(copied.teacher), norms(copied.student), strict=True))  # fmt: skip
+    with pytest.raises(ValueError, match="teacher_batchnorm"):
+        meta_of(teacher_batchnorm="ema")
 
 
 def test_teacher_ema_and_momentum_schedule() -> None:

@@ -74,6 +74,11 @@ class PretrainConfig:
     # the two views through the student (and the teacher) in one call when their shapes match: half the kernel
     # launches, which is what a step at the recipe's small per-GPU batch is bound by on a GPU (issue 15)
     join_views: bool = True
+    # the teacher's BatchNorms (the conv stem's): "student" copy the student's running statistics at every EMA step
+    # and normalise with them; "own" normalise with the batch and keep running statistics of the teacher's own
+    # activations, as DINO's teacher (in train mode) does. At 20 CPU-minutes "own" probed 0.4 points lower for the
+    # teacher (75.4 against 75.8; docs/benchmarks.md, issue 16, tenth day)
+    teacher_batchnorm: str = "student"
 
 
 class SSLMetaArch(nn.Module):
@@ -84,6 +89,8 @@ class SSLMetaArch(nn.Module):
         self.config = config = config or PretrainConfig()
         if config.contrast not in ("dino", "infonce"):
             raise ValueError(f"contrast must be 'dino' or 'infonce', got {config.contrast!r}")
+        if config.teacher_batchnorm not in ("own", "student"):
+            raise ValueError(f"teacher_batchnorm must be 'own' or 'student', got {config.teacher_batchnorm!r}")
         present = {"hr": backbone.hr, "s2": backbone.s2, "s1": backbone.s1, "fused": backbone.geo}
         heads = dataclasses.replace(
             heads, source_dims={k: v for k, v in heads.source_dims.items() if present.get(k) is not None}
@@ -92,6 +99,16 @@ class SSLMetaArch(nn.Module):
         self.teacher = copy.deepcopy(self.student)
         for parameter in self.teacher.parameters():
             parameter.requires_grad_(False)
+        # the buffers the EMA step leaves to the teacher: the prototype bank (its own update) and, with
+        # teacher_batchnorm "own", the BatchNorms' running statistics
+        self._teacher_own_buffers = {name for name, _ in self.teacher.named_buffers() if name.endswith("bank")}
+        if config.teacher_batchnorm == "own":
+            self._teacher_own_buffers |= {
+                f"{prefix}.{name}" if prefix else name
+                for prefix, module in self.teacher.named_modules()
+                if isinstance(module, nn.modules.batchnorm._BatchNorm)
+                for name, _ in module.named_buffers(recurse=False)
+            }
         self.dino = nn.ModuleDict(
             {
                 name: DINOLoss(
@@ -114,10 +131,17 @@ class SSLMetaArch(nn.Module):
         self.alignment = InfoNCELoss(config.infonce_temperature)
 
     def train(self, mode: bool = True) -> SSLMetaArch:
-        """The teacher always runs in eval mode: no stochastic depth or dropout in the targets (as in DINO/DINOv2,
-        whose teacher is built without drop path)."""
+        """The teacher runs in eval mode: no stochastic depth or dropout in the targets (as in DINO/DINOv2, whose
+        teacher is built without drop path). With ``teacher_batchnorm="own"`` its BatchNorms follow ``mode``: in
+        training they normalise with the batch's statistics and keep running statistics of the teacher's own
+        activations, which a lagging average of the student's weights does not share with the student (DINO's
+        teacher, in train mode, does the same)."""
         super().train(mode)
         self.teacher.eval()
+        if mode and self.config.teacher_batchnorm == "own":
+            for module in self.teacher.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.train()
         return self
 
     # ------------------------------------------------------------------------------------------------------------
@@ -368,7 +392,8 @@ class SSLMetaArch(nn.Module):
 
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
-        """Teacher ← momentum · teacher + (1 − momentum) · student (parameters); buffers copied."""
+        """Teacher ← momentum · teacher + (1 − momentum) · student (parameters); buffers copied, but for the
+        prototype bank and (``teacher_batchnorm="own"``) the teacher's BatchNorm statistics."""
         for module in self.modules():  # FSDP2: every unit back to its shard, so that student and teacher shards pair
             if callable(getattr(module, "reshard", None)):
                 module.reshard()
@@ -379,7 +404,7 @@ class SSLMetaArch(nn.Module):
         for (name, s_buffer), (_, t_buffer) in zip(
             self.student.named_buffers(), self.teacher.named_buffers(), strict=True
         ):
-            if not name.endswith("bank"):
+            if name not in self._teacher_own_buffers:
                 t_buffer.copy_(s_buffer)
 
     @torch.no_grad()
