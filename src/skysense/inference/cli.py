@@ -23,6 +23,8 @@ def _add_scene_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True, help="task/pretraining .ckpt or .safetensors")
     parser.add_argument("--hr", type=Path, help="HR image (GeoTIFF/COG of any size, 0-255 RGB[+NIR])")
     parser.add_argument("--hr-bands", help="HR bands in model order, 1-based indexes or names (e.g. 1,2,3)")
+    parser.add_argument("--hr-range", help="HR imagery that is not 8-bit: LOW,HIGH (the values that become 0 and "
+                        "255, e.g. 0,2047 for 11-bit DN), or auto (each band's 2-98 %% percentiles over the scene)")
     parser.add_argument("--s2", nargs="+", help="Sentinel-2: .SAFE folders or .SAFE.zip files (or a folder of them), "
                         "EOPF .zarr products (folders, zips or https:// / s3:// URLs), STAC Item JSONs, IMG_DATA "
                         "folders, per-band product files, or per-date GeoTIFFs (files or a folder)")  # fmt: skip
@@ -114,12 +116,24 @@ def _bands(text: str | None) -> list[int | str] | None:
     return [int(b) if b.strip().isdigit() else b.strip() for b in text.split(",")]
 
 
+def _hr_range(text: str | None) -> tuple[float, float] | str | None:
+    """``--hr-range``: "auto", or LOW,HIGH as two numbers."""
+    if text is None or text.strip().lower() == "auto":
+        return None if text is None else "auto"
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--hr-range: {text!r}; give LOW,HIGH (two numbers, e.g. 0,2047) or auto") from None
+    return low, high
+
+
 def _sources(args: argparse.Namespace):
     from skysense.inference.sources import SceneSources
 
     return SceneSources(
         hr=args.hr,
         hr_bands=_bands(args.hr_bands),
+        hr_range=_hr_range(args.hr_range),
         s2=_series(args, "s2"),
         s1=_series(args, "s1"),
         ratio=args.ratio,

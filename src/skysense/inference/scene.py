@@ -178,6 +178,8 @@ def predict_scene(
         try:  # until the read stage takes ``first`` over, it is closed here on a failure (a refused resume)
             if "hr" in plan.modalities:
                 plan.tags["SKYSENSE_HR_BANDS"] = ",".join(map(str, first.hr_bands))
+                if first.hr_stretch is not None:  # the values read as 0 and 255 (a resume must use the same)
+                    plan.tags["SKYSENSE_HR_RANGE"] = first.hr_stretch.describe()
             settings = _settings(plan, model, checkpoint)
             fingerprints = fingerprint_files(plan.inputs)
             scratch = scratch_path(output)
@@ -296,6 +298,7 @@ def _settings(plan: ScenePlan, model: SceneModel, checkpoint: str | Path | None)
         "chunk": plan.chunk, "block": plan.block, "compress": plan.compress, "batch_size": plan.batch_size,
         "precision": plan.precision, "dtype": plan.dtype, "grid": [grid.height, grid.width, list(grid.transform),
         str(grid.crs)], "weights": None if checkpoint else _weights_digest(model),
+        "hr_range": plan.tags.get("SKYSENSE_HR_RANGE"),
     }))  # fmt: skip
 
 

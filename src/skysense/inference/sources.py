@@ -229,10 +229,15 @@ class SceneSources:
         ratio: HR pixels per Sentinel pixel along each axis.
         min_valid_fraction: a Sentinel frame counts for a tile when at least this share of its pixels inside the
             scene is valid.
+        hr_range: HR values that become 0 and 255 (a linear stretch, clipped), for imagery that is not 8-bit (11-,
+            12- or 16-bit DN of WorldView, Pléiades, SPOT …; the HR encoder's statistics are those of 0–255 RGB):
+            (low, high) for every band, or "auto" for each band's 2nd and 98th percentiles over a scene-wide sample
+            (QGIS's cumulative count cut). None: the values are taken as 0–255 DN, and others are refused.
     """
 
     hr: Path | None = None
     hr_bands: list[int | str] | None = None
+    hr_range: tuple[float, float] | str | None = None
     s2: SeriesSource | None = None
     s1: SeriesSource | None = None
     ratio: int = 32
@@ -250,6 +255,11 @@ class SceneSources:
             raise UsageError(
                 f"min_valid_fraction: {self.min_valid_fraction!r} is out of range; give a number in [0, 1]"
             )
+        if self.hr_range is not None and self.hr_range != "auto":
+            low, high = self.hr_range
+            if not (np.isfinite(low) and np.isfinite(high) and low < high):
+                raise UsageError(f"--hr-range: {low:g},{high:g}; give LOW,HIGH with LOW < HIGH, or auto")
+            self.hr_range = (float(low), float(high))
         if self.hr is not None:
             self.hr = Path(self.hr)
             if not self.hr.is_file():
@@ -295,17 +305,77 @@ def _hr_sensor(channels: int) -> Sensor:
     raise ValueError(f"the HR encoder takes {channels} channels; only RGB (3) and RGB+NIR (4) have statistics")
 
 
-def check_hr_scene(path: Path, bands: list[int], sensor: Sensor, sample: int = 1024, max_blocks: int = 8) -> None:
-    """Check a scene-wide sample of the HR image against the sensor's units, with the plausibility checks that single
-    dark tiles could fail (e.g. a 0–1 image).
-
-    The sample is a decimated read of the whole image when the file has overviews (GDAL reads them), otherwise up to
-    ``max_blocks`` × ``max_blocks`` of its blocks spread evenly over the scene (first and last rows and columns
-    included), each decimated: a decimated read of a file without overviews decodes every block, which for an 8k²
-    scene cost more than the model on a GPU. Each tile's values are range-checked again as it is read.
+def check_hr_scene(
+    path: Path, bands: list[int], sensor: Sensor, stretch: HRStretch | None = None, sample: int = 1024
+) -> None:
+    """Check a scene-wide sample of the HR image (:func:`hr_scene_sample`), stretched by ``stretch`` when given,
+    against the sensor's units, with the plausibility checks that single dark tiles could fail (e.g. a 0–1 image).
+    Each tile's values are range-checked again as it is read.
 
     Raises:
-        ValueError: naming the file, the bands and the values' span.
+        ValueError: naming the file, the bands and the values' span, and ``--hr-range`` for values above 255.
+    """
+    values = hr_scene_sample(path, bands, sample)
+    if stretch is not None:
+        values = stretch(values)
+    try:
+        check_units(values, sensor, f"{path} (bands {bands})")
+    except ValueError as err:
+        if stretch is None and np.nanmax(values, initial=0.0) > sensor.valid_range[1]:
+            raise InputError(
+                f"{err}; for imagery that is not 8-bit give --hr-range LOW,HIGH (the values that become 0 and 255, "
+                "e.g. 0,2047 for 11-bit DN) or --hr-range auto (each band's 2-98 % percentiles)"
+            ) from None
+        raise
+
+
+class HRStretch:
+    """A linear stretch of HR values onto 0–255, clipped (``--hr-range``): per band ``low`` → 0, ``high`` → 255.
+
+    Args:
+        low, high: (C,) values per band (or scalars for every band).
+    """
+
+    def __init__(self, low: np.ndarray | float, high: np.ndarray | float) -> None:
+        self.low = np.asarray(low, dtype=np.float32).reshape(-1, 1, 1) if np.ndim(low) else np.float32(low)
+        self.high = np.asarray(high, dtype=np.float32).reshape(-1, 1, 1) if np.ndim(high) else np.float32(high)
+
+    @classmethod
+    def of(cls, hr_range: tuple[float, float] | str, path: Path, bands: list[int]) -> HRStretch:
+        """The stretch ``hr_range`` asks for: fixed, or "auto" from a scene-wide sample's 2nd and 98th percentiles."""
+        if hr_range != "auto":
+            return cls(*hr_range)
+        values = hr_scene_sample(path, bands)
+        low, high = np.nanpercentile(values, 2, axis=1), np.nanpercentile(values, 98, axis=1)
+        flat = ~(high > low)
+        if flat.any():
+            raise InputError(
+                f"{path}: --hr-range auto: bands {[b for b, f in zip(bands, flat, strict=True) if f]} hold one value "
+                "over the scene's sample (nothing to stretch); give --hr-range LOW,HIGH"
+            )
+        return cls(low, high)
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        """(C, ...) values → (C, ...) float32 in [0, 255] (NaN stays NaN)."""
+        shape = values.shape
+        flat = values.reshape(shape[0], -1, 1) if values.ndim == 2 else values
+        scaled = (flat.astype(np.float32) - self.low) * (255.0 / (self.high - self.low))
+        return np.clip(scaled, 0.0, 255.0).reshape(shape)
+
+    def describe(self) -> str:
+        """The stretch as written into the output's tags: "low,high" or "low1,low2,…;high1,high2,…"."""
+        if np.ndim(self.low) == 0:
+            return f"{float(self.low):g},{float(self.high):g}"
+        return ",".join(f"{v:g}" for v in self.low.ravel()) + ";" + ",".join(f"{v:g}" for v in self.high.ravel())
+
+
+def hr_scene_sample(path: Path, bands: list[int], sample: int = 1024, max_blocks: int = 8) -> np.ndarray:
+    """A scene-wide sample of the HR image's values: (C, N) float32, NaN where masked.
+
+    A decimated read of the whole image when the file has overviews (GDAL reads them), otherwise up to
+    ``max_blocks`` × ``max_blocks`` of its blocks spread evenly over the scene (first and last rows and columns
+    included), each decimated: a decimated read of a file without overviews decodes every block, which for an 8k²
+    scene cost more than the model on a GPU.
     """
     with rasterio.open(path) as src:
         if src.overviews(bands[0]):
@@ -326,14 +396,13 @@ def check_hr_scene(path: Path, bands: list[int], sensor: Sensor, sample: int = 1
                         Window(0, 0, src.width, src.height)
                     )
                     parts.append(src.read(bands, window=window, masked=True)[:, ::step, ::step])
-    values = np.concatenate(
+    return np.concatenate(
         [
             np.where(np.ma.getmaskarray(p), np.nan, np.asarray(p.data, dtype=np.float32)).reshape(len(bands), -1)
             for p in parts
         ],
         axis=1,
     )
-    check_units(values, sensor, f"{path} (bands {bands})")
 
 
 class TileReader:
@@ -364,6 +433,7 @@ class TileReader:
         self._regions: dict[str, tuple[tuple[int, int, int, int], np.ndarray, np.ndarray, list]] = {}
         self._hr: RasterFile | None = None
         self.hr_sensor: Sensor | None = None
+        self.hr_stretch: HRStretch | None = None
         if "hr" in self.modalities:
             self._hr = RasterFile(sources.hr)
             info = self._hr.info
@@ -385,11 +455,14 @@ class TileReader:
                 self.hr_bands = data[:channels]
             if len(self.hr_bands) != channels:
                 raise ValueError(f"{sources.hr}: {len(self.hr_bands)} HR bands selected, the model takes {channels}")
+            self.hr_stretch = (
+                HRStretch.of(sources.hr_range, sources.hr, self.hr_bands) if sources.hr_range is not None else None
+            )
             if check_scene:
                 unreadable = self._hr.unreadable_block()  # a truncated scene is refused before any work
                 if unreadable is not None:
                     raise unreadable
-                check_hr_scene(sources.hr, self.hr_bands, self.hr_sensor)
+                check_hr_scene(sources.hr, self.hr_bands, self.hr_sensor, self.hr_stretch)
         if check_scene:
             try:
                 for name in SENTINEL:
@@ -504,6 +577,8 @@ class TileReader:
             raster = self._hr.read(self.hr_bands, Window(col, row, size, size), boundless=True)
             valid = raster.valid.all(axis=0)  # a pixel counts when every band is valid
             values = np.where(valid[None], raster.values, np.nan)
+            if self.hr_stretch is not None:
+                values = self.hr_stretch(values)
             normalised = self.hr_sensor.normalize(values, f"{self.sources.hr} window ({row}, {col})", False)
             fields["hr"] = torch.from_numpy(np.where(valid[None], normalised, 0.0).astype(np.float32))
             pixel_valid = valid
