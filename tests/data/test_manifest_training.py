@@ -240,3 +240,29 @@ def test_index_reads_image_and_mask_layouts_of_segmentation_datasets(tmp_path: P
     plain.mkdir()
     shutil.copy(source / "label" / names[0], plain / "x.png")
     assert [e.modality for e in index_directory(plain)] == ["label"]
+
+
+def test_manifest_dataset_stretches_hr_imagery_that_is_not_8_bit(tmp_path: Path) -> None:
+    """The real Landsat RGB crop as 11-bit DN (× 8, uint16): ``hr_range=(0, 2040)`` reads it as the 8-bit original,
+    which the Normalize transform takes; without it Normalize refuses the values."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from skysense.data.sensors import HR_RGB
+    from skysense.data.transforms import Normalize
+
+    with rasterio.open(shared_path("rasterio_testdata", "tests", "data", "RGB.byte.tif")) as src:
+        window = Window(300, 300, 128, 128)  # inside the scene (its borders are nodata)
+        values, profile = src.read(window=window), src.profile
+        profile.update(width=128, height=128, transform=src.window_transform(window))
+    for name, data, dtype in (("byte", values, "uint8"), ("dn11", values.astype(np.uint16) * 8, "uint16")):
+        (tmp_path / name).mkdir()
+        with rasterio.open(tmp_path / name / "scene_hr.tif", "w", **{**profile, "dtype": dtype}) as dst:
+            dst.write(data)
+    byte = ManifestDataset(index_directory(tmp_path / "byte"))[0]
+    wide = ManifestDataset(index_directory(tmp_path / "dn11"), hr_range=[0, 2040])[0]
+    torch.testing.assert_close(wide.hr, byte.hr, rtol=0, atol=0, equal_nan=True)  # nodata stays NaN in both
+    with pytest.raises(ValueError, match=r"hr values span \[.*, 2040\]"):
+        Normalize(hr=HR_RGB)(ManifestDataset(index_directory(tmp_path / "dn11"))[0])
+    with pytest.raises(UsageError, match="hr_range"):
+        ManifestDataset(index_directory(tmp_path / "dn11"), hr_range=[10, 1])

@@ -429,6 +429,7 @@ class ManifestDataModule(SkySenseDataModule):
         s2_sensor: str | None = None,
         s1_sensor: str = "s1_grd",
         label_nodata: float | None = None,
+        hr_range: list[float] | None = None,
         ignore_index: int | None = None,
         allow_duplicate_dates: bool = False,
         batch_size: int = 8,
@@ -439,6 +440,7 @@ class ManifestDataModule(SkySenseDataModule):
         dataset_kwargs = dict(
             manifest=manifest, label_values=label_values, split_fractions=split_fractions, seed=seed, ratio=ratio,
             crop=crop, hr_sensor=hr_sensor, s2_sensor=s2_sensor, s1_sensor=s1_sensor, label_nodata=label_nodata,
+            hr_range=hr_range,
             ignore_index=-1 if ignore_index is None else ignore_index, allow_duplicate_dates=allow_duplicate_dates,
         )  # fmt: skip
         self.ignore_index = ignore_index

@@ -23,8 +23,11 @@ def _add_scene_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True, help="task/pretraining .ckpt or .safetensors")
     parser.add_argument("--hr", type=Path, help="HR image (GeoTIFF/COG of any size, 0-255 RGB[+NIR])")
     parser.add_argument("--hr-bands", help="HR bands in model order, 1-based indexes or names (e.g. 1,2,3)")
-    parser.add_argument("--hr-range", help="HR imagery that is not 8-bit: LOW,HIGH (the values that become 0 and "
-                        "255, e.g. 0,2047 for 11-bit DN), or auto (each band's 2-98 %% percentiles over the scene)")
+    parser.add_argument(
+        "--hr-range",
+        help="HR imagery that is not 8-bit: LOW,HIGH (the values that become 0 and "
+        "255, e.g. 0,2047 for 11-bit DN), or auto (each band's 2-98 %% percentiles over the scene)",
+    )
     parser.add_argument("--s2", nargs="+", help="Sentinel-2: .SAFE folders or .SAFE.zip files (or a folder of them), "
                         "EOPF .zarr products (folders, zips or https:// / s3:// URLs), STAC Item JSONs, IMG_DATA "
                         "folders, per-band product files, or per-date GeoTIFFs (files or a folder)")  # fmt: skip

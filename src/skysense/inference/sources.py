@@ -54,6 +54,7 @@ from skysense.data.raster.archive import on_disk, zip_rasters
 from skysense.data.raster.pool import RasterPool
 from skysense.data.sensors import HR_RGB, HR_RGBN, Sensor, check_units, get_sensor
 from skysense.data.series import SERIES_SUFFIXES, _series_files, frames_that_count, read_time_series
+from skysense.data.stretch import HRStretch
 from skysense.errors import InputError, UsageError
 
 _REMOTE_ZARR = re.compile(r"^(?:https?|s3)://.+\.zarr/?$", re.IGNORECASE)  # an EOPF product's URL
@@ -329,44 +330,24 @@ def check_hr_scene(
         raise
 
 
-class HRStretch:
-    """A linear stretch of HR values onto 0–255, clipped (``--hr-range``): per band ``low`` → 0, ``high`` → 255.
+def hr_stretch(hr_range: tuple[float, float] | str, path: Path, bands: list[int]) -> HRStretch:
+    """The stretch ``hr_range`` asks for: fixed, or "auto" from a scene-wide sample's 2nd and 98th percentiles
+    (:func:`hr_scene_sample`).
 
-    Args:
-        low, high: (C,) values per band (or scalars for every band).
+    Raises:
+        InputError: "auto" on a band that holds one value over the sample (nothing to stretch).
     """
-
-    def __init__(self, low: np.ndarray | float, high: np.ndarray | float) -> None:
-        self.low = np.asarray(low, dtype=np.float32).reshape(-1, 1, 1) if np.ndim(low) else np.float32(low)
-        self.high = np.asarray(high, dtype=np.float32).reshape(-1, 1, 1) if np.ndim(high) else np.float32(high)
-
-    @classmethod
-    def of(cls, hr_range: tuple[float, float] | str, path: Path, bands: list[int]) -> HRStretch:
-        """The stretch ``hr_range`` asks for: fixed, or "auto" from a scene-wide sample's 2nd and 98th percentiles."""
-        if hr_range != "auto":
-            return cls(*hr_range)
-        values = hr_scene_sample(path, bands)
-        low, high = np.nanpercentile(values, 2, axis=1), np.nanpercentile(values, 98, axis=1)
-        flat = ~(high > low)
-        if flat.any():
-            raise InputError(
-                f"{path}: --hr-range auto: bands {[b for b, f in zip(bands, flat, strict=True) if f]} hold one value "
-                "over the scene's sample (nothing to stretch); give --hr-range LOW,HIGH"
-            )
-        return cls(low, high)
-
-    def __call__(self, values: np.ndarray) -> np.ndarray:
-        """(C, ...) values → (C, ...) float32 in [0, 255] (NaN stays NaN)."""
-        shape = values.shape
-        flat = values.reshape(shape[0], -1, 1) if values.ndim == 2 else values
-        scaled = (flat.astype(np.float32) - self.low) * (255.0 / (self.high - self.low))
-        return np.clip(scaled, 0.0, 255.0).reshape(shape)
-
-    def describe(self) -> str:
-        """The stretch as written into the output's tags: "low,high" or "low1,low2,…;high1,high2,…"."""
-        if np.ndim(self.low) == 0:
-            return f"{float(self.low):g},{float(self.high):g}"
-        return ",".join(f"{v:g}" for v in self.low.ravel()) + ";" + ",".join(f"{v:g}" for v in self.high.ravel())
+    if hr_range != "auto":
+        return HRStretch(*hr_range)
+    values = hr_scene_sample(path, bands)
+    low, high = np.nanpercentile(values, 2, axis=1), np.nanpercentile(values, 98, axis=1)
+    flat = ~(high > low)
+    if flat.any():
+        raise InputError(
+            f"{path}: --hr-range auto: bands {[b for b, f in zip(bands, flat, strict=True) if f]} hold one value "
+            "over the scene's sample (nothing to stretch); give --hr-range LOW,HIGH"
+        )
+    return HRStretch(low, high)
 
 
 def hr_scene_sample(path: Path, bands: list[int], sample: int = 1024, max_blocks: int = 8) -> np.ndarray:
@@ -456,7 +437,7 @@ class TileReader:
             if len(self.hr_bands) != channels:
                 raise ValueError(f"{sources.hr}: {len(self.hr_bands)} HR bands selected, the model takes {channels}")
             self.hr_stretch = (
-                HRStretch.of(sources.hr_range, sources.hr, self.hr_bands) if sources.hr_range is not None else None
+                hr_stretch(sources.hr_range, sources.hr, self.hr_bands) if sources.hr_range is not None else None
             )
             if check_scene:
                 unreadable = self._hr.unreadable_block()  # a truncated scene is refused before any work

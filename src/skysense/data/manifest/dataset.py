@@ -34,6 +34,7 @@ from skysense.data.raster import (
 )
 from skysense.data.sensors import HR_RGB, S1_GRD, S2_L1C, S2_L2A, SENSORS, Sensor
 from skysense.data.series import read_time_series
+from skysense.data.stretch import HRStretch
 from skysense.errors import InputError, UsageError
 
 
@@ -85,6 +86,8 @@ class ManifestDataset(Dataset):
             without any sample is refused, naming the split.
         split_fractions: train/val/test fractions for a manifest without a ``split`` column.
         seed: the seed of that hash order.
+        hr_range: (low, high): HR values that become 0 and 255 (a linear stretch, clipped), for HR imagery that is
+            not 8-bit (11-bit DN: ``(0, 2047)``); the same for every sample, as scene inference's ``--hr-range``.
         label_values: the label files' values in class order (``[0, 255]`` for a binary mask stored 0/255:
             255 becomes class 1). Valid label pixels holding another value are refused, naming the file and the
             values. Default: the values are the class indices.
@@ -113,6 +116,7 @@ class ManifestDataset(Dataset):
         split_fractions: Mapping[str, float] | None = None,
         seed: int = 0,
         label_values: Sequence[float] | None = None,
+        hr_range: Sequence[float] | None = None,
     ) -> None:
         entries = read_manifest(manifest) if isinstance(manifest, (str, Path)) else list(manifest)
         self.source = str(manifest) if isinstance(manifest, (str, Path)) else "manifest entries"
@@ -121,6 +125,9 @@ class ManifestDataset(Dataset):
         if split not in self.splits:
             raise UsageError(f"{self.source}: split {split!r}; give one of {', '.join(self.splits)}")
         self.split = split
+        if hr_range is not None and (len(hr_range) != 2 or not float(hr_range[0]) < float(hr_range[1])):
+            raise UsageError(f"hr_range {list(hr_range)}; give [low, high] with low < high (e.g. [0, 2047])")
+        self.hr_stretch = HRStretch(*hr_range) if hr_range is not None else None
         groups: dict[str, _Group] = {}
         for entry in entries:
             if not entry.sample:
@@ -253,7 +260,7 @@ class ManifestDataset(Dataset):
             hr_grid, sentinel_grid = coregistered_grids(info, self.ratio, self.crop)
             sensor = self.hr_sensor
             raster = read_raster(info.path, _hr_bands(info, sensor), _top_left(hr_grid.shape))
-            values, valid = raster.values, raster.valid
+            values, valid = self._stretched(raster.values), raster.valid
             hr = torch.from_numpy(values)
             hr_valid = torch.from_numpy(valid.all(axis=0))
             hr_date = hr_entries[0].date
@@ -269,7 +276,7 @@ class ManifestDataset(Dataset):
                         f"{where}: the second HR image {second.path} has shape {other.values.shape}, expected "
                         f"{values.shape}"
                     )
-                hr_t2 = torch.from_numpy(other.values)
+                hr_t2 = torch.from_numpy(self._stretched(other.values))
                 hr_valid = hr_valid & torch.from_numpy(other.valid.all(axis=0))
         series = {}
         for name in ("s2", "s1"):
@@ -347,6 +354,10 @@ class ManifestDataset(Dataset):
             target=target,
             meta=meta,
         )
+
+    def _stretched(self, values: np.ndarray) -> np.ndarray:
+        """HR values through ``hr_range``'s stretch (as they are without one)."""
+        return values if self.hr_stretch is None else self.hr_stretch(values)
 
     def _classes(self, values: np.ndarray, valid: np.ndarray, path: Path) -> np.ndarray:
         """A label band's class indices (where ``valid``): its values, or their positions in ``label_values``.
