@@ -258,6 +258,8 @@ class SceneFolderDataModule(SkySenseDataModule):
     takes the data's names when it has none.
     """
 
+    scene_dataset: type[SkySenseDataset] = datasets.SceneFolder
+
     def __init__(
         self,
         root: str | Path,
@@ -273,30 +275,18 @@ class SceneFolderDataModule(SkySenseDataModule):
         dataset_kwargs = dict(root=root, classes=classes, image_size=image_size, resize=resize,
                               split_fractions=split_fractions, seed=seed)  # fmt: skip
         super().__init__(
-            datasets.SceneFolder, dataset_kwargs, batch_size=batch_size, num_workers=num_workers, seed=seed, **kwargs
+            self.scene_dataset, dataset_kwargs, batch_size=batch_size, num_workers=num_workers, seed=seed, **kwargs
         )
 
 
-class AIDDataModule(SkySenseDataModule):
-    """:class:`~skysense.data.datasets.AID` (resized to 128² by default; seeded stratified 0.4/0.1/0.5 split)."""
+class AIDDataModule(SceneFolderDataModule):
+    """:class:`~skysense.data.datasets.AID` (resized to 128² by default; seeded stratified 0.4/0.1/0.5 split); the
+    arguments are :class:`SceneFolderDataModule`'s."""
 
-    def __init__(
-        self,
-        root: str | Path,
-        image_size: int | None = 128,
-        resize: str = "resize",
-        split_fractions: tuple[float, float, float] | None = None,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        seed: int = 0,
-        **kwargs: Any,
-    ) -> None:
-        dataset_kwargs = dict(
-            root=root, image_size=image_size, resize=resize, split_fractions=split_fractions, seed=seed
-        )
-        super().__init__(
-            datasets.AID, dataset_kwargs, batch_size=batch_size, num_workers=num_workers, seed=seed, **kwargs
-        )
+    scene_dataset = datasets.AID
+
+    def __init__(self, root: str | Path, image_size: int | None = 128, **kwargs: Any) -> None:
+        super().__init__(root, image_size=image_size, **kwargs)
 
 
 class Sen1Floods11DataModule(SkySenseDataModule):

@@ -9,6 +9,7 @@ results on it are not comparable to published AID numbers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from skysense.data.datasets.base import ImageFolderClassification, Transform
@@ -39,6 +40,7 @@ class AID(ImageFolderClassification):
         resize: "resize" or "center_crop".
         transforms: ``Sample -> Sample`` applied to each sample.
         download: must stay False: nothing is downloaded.
+        classes: a subset of the classes, in the order of their indices (default: all 30).
     """
 
     classes = (
@@ -85,7 +87,8 @@ class AID(ImageFolderClassification):
         resize: str = "resize",
         transforms: Transform | None = None,
         download: bool = False,
+        classes: Sequence[str] | None = None,
     ) -> None:
         if root is not None and (Path(root) / "AID").is_dir():
             self.image_folder = "AID"
-        super().__init__(root, split, split_fractions, seed, image_size, resize, transforms, download)
+        super().__init__(root, split, split_fractions, seed, image_size, resize, transforms, download, classes)
