@@ -216,6 +216,8 @@ def run_demo(
         "\nNext: the full recipes read ../shared/data or your own data: `skysense pretrain --config "
         "configs/pretrain/tiny.yaml`, then `skysense fit --config configs/classification/eurosat.yaml "
         "--model.init_args.preset cpu --model.init_args.pretrained <checkpoint>` (configs/ has one per task and "
-        "dataset)."
+        "dataset). Your own scenes, one folder per class: add `--data skysense.data.datamodules.SceneFolderDataModule "
+        "--data.root my_scenes/`; labelled rasters: `skysense data index my_data/ -o manifest.csv` and "
+        "`--data skysense.data.datamodules.ManifestDataModule --data.manifest manifest.csv` (docs/data.md)."
     )
     return results
