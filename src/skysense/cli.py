@@ -57,6 +57,7 @@ def _lightning_cli(argv: Sequence[str]) -> type:
     """LightningCLI where ``--trainer.default_root_dir`` moves logs and checkpoints: on the command line without a
     logger ``save_dir`` of its own, it replaces the config's logger ``save_dir`` (Lightning's checkpoints follow the
     logger's directory), as a user who moves the root expects."""
+    from lightning.pytorch import Trainer
     from lightning.pytorch.cli import LightningCLI
 
     def given(option: str) -> bool:
@@ -67,6 +68,13 @@ def _lightning_cli(argv: Sequence[str]) -> type:
     )
 
     class SkySenseCLI(LightningCLI):
+        def instantiate_trainer(self, **kwargs: object) -> Trainer:
+            from skysense.tasks.cleanup import FailedRunCleanup
+
+            trainer = super().instantiate_trainer(**kwargs)
+            trainer.callbacks.append(FailedRunCleanup())  # a run that fails before it trains leaves no folder
+            return trainer
+
         def before_instantiate_classes(self) -> None:
             config = self.config[self.subcommand] if self.subcommand else self.config
             root = config.trainer.default_root_dir

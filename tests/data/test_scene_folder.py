@@ -65,6 +65,7 @@ def test_data_module_batches_and_the_task_checks_its_classes(tmp_path: Path, cap
     assert main(common) == 2  # EuroSAT's 10 classes against AID's 30: named before any step
     err = capsys.readouterr().err
     assert "the data has 30 classes (Airport, BareLand" in err and "--model.init_args.num_classes 30" in err
+    assert not list(tmp_path.rglob("version_*"))  # the failed run's folder (its saved config) is not left behind
     assert main([*common, "--model.init_args.num_classes", "30", "--model.init_args.class_names", "null"]) == 0
     metrics = " ".join(path.read_text() for path in tmp_path.rglob("metrics.csv"))
     assert "val/accuracy/Airport" in metrics and "val/accuracy/Viaduct" in metrics  # the data's names were taken
