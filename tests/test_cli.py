@@ -160,3 +160,29 @@ def test_a_warning_is_said_once(capsys) -> None:
     finally:
         cli._dispatch = original
     assert capsys.readouterr().err.count("its bands have no names") == 1
+
+
+def test_library_deprecation_notes_are_not_the_users_warnings(capsys) -> None:
+    """jsonargparse's and torch's deprecation notes (emitted through Lightning) are for their developers: a command
+    prints none of them, and the warnings it prints are one line each."""
+    import warnings as _warnings
+
+    from skysense.cli import main
+
+    def noisy(argv: list[str]) -> int:
+        _warnings.warn("\n    ``instantiate_classes`` was deprecated in v4.49.0\n", DeprecationWarning, stacklevel=1)
+        _warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated", FutureWarning, stacklevel=1)
+        _warnings.warn("\n  a note about the data:\n  over two lines", UserWarning, stacklevel=1)
+        return 0
+
+    import skysense.cli as cli
+
+    original = cli._dispatch
+    cli._dispatch = noisy
+    try:
+        assert main(["version"]) == 0
+    finally:
+        cli._dispatch = original
+    err = capsys.readouterr().err
+    assert "deprecated" not in err
+    assert "skysense version: warning: a note about the data: over two lines\n" in err

@@ -248,12 +248,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 said: set[str] = set()
 
                 def show(message: Warning | str, *rest: object, **kw: object) -> None:
-                    line = f"{command}: warning: {message}"
+                    line = f"{command}: warning: {' '.join(str(message).split())}"
                     if line not in said:  # the same file's warning from each of its reads (rasterio's, ours)
                         said.add(line)
                         print(line, file=sys.stderr)
 
                 warnings.showwarning = show
+                # libraries' notes to their developers (jsonargparse's, torch's pytree through Lightning): not the
+                # user's to act on; skysense says nothing in these categories (--debug shows them)
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
+                warnings.filterwarnings("ignore", category=FutureWarning)
                 # rasterio's notes on files without georeferencing: skysense refuses them in its own line, or the
                 # user allowed them (--allow-ungeoreferenced) and the output's tags say so
                 warnings.filterwarnings("ignore", message="Dataset has no geotransform, gcps, or rpcs")
