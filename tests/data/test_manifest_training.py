@@ -266,3 +266,28 @@ def test_manifest_dataset_stretches_hr_imagery_that_is_not_8_bit(tmp_path: Path)
         Normalize(hr=HR_RGB)(ManifestDataset(index_directory(tmp_path / "dn11"))[0])
     with pytest.raises(UsageError, match="hr_range"):
         ManifestDataset(index_directory(tmp_path / "dn11"), hr_range=[10, 1])
+
+
+def test_samples_of_different_sizes_are_named_with_what_to_do(tmp_path: Path) -> None:
+    """Two real LEVIR images of 256² and a 128² crop of another in one manifest: a batch of both sizes is refused
+    naming the samples, crop_size and batch_size; with crop_size the batch is made."""
+    source = shared_path("change_detection_samples", "samples_LEVIR")
+    names = sorted(p.name for p in (source / "A").glob("*.png"))[:2]
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for i, name in enumerate(names):
+        image, mask = Image.open(source / "A" / name), Image.open(source / "label" / name)
+        if i:
+            image, mask = image.crop((0, 0, 128, 128)), mask.crop((0, 0, 128, 128))
+        image.save(tmp_path / "images" / name)
+        mask.save(tmp_path / "masks" / name)
+    manifest = write_manifest(index_directory(tmp_path), tmp_path / "manifest.csv")
+    loose = ManifestDataModule(manifest, label_values=[0, 255], batch_size=2, split_fractions={"train": 1.0},
+                               val_split=None, test_split=None)  # fmt: skip
+    loose.setup("fit")
+    with pytest.raises(ValueError, match=r"hr images differ in shape within the batch \(.*\(3, 256, 256\).*crop_size"):
+        next(iter(loose.train_dataloader()))
+    cropped = ManifestDataModule(manifest, label_values=[0, 255], batch_size=2, crop_size=96,
+                                 split_fractions={"train": 1.0}, val_split=None, test_split=None)  # fmt: skip
+    cropped.setup("fit")
+    assert next(iter(cropped.train_dataloader())).inputs.hr.shape == (2, 3, 96, 96)

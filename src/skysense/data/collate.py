@@ -35,7 +35,10 @@ def _collate_series(samples: Sequence[Sample], name: str, min_valid_fraction: fl
     series = [getattr(s, name) for s in samples if getattr(s, name) is not None]
     channels = {tuple(ts.values.shape[1:]) for ts in series}
     if len(channels) > 1:
-        raise ValueError(f"{name} frames differ in (C, H, W) within the batch: {sorted(channels)}")
+        raise ValueError(
+            f"{name} frames differ in (C, H, W) within the batch: {sorted(channels)}; crop the samples to one size "
+            "(a data module's crop_size), or give batch_size 1 (eval_batch_size for validation)"
+        )
     steps = max(len(ts) for ts in series)
     shape = next(iter(channels))
     size = len(samples)
@@ -78,7 +81,11 @@ def collate(samples: Sequence[Sample], min_valid_fraction: float = 0.0) -> Batch
     if any(s.hr is not None for s in samples):
         shapes = {tuple(s.hr.shape) for s in samples if s.hr is not None}
         if len(shapes) > 1:
-            raise ValueError(f"hr images differ in shape within the batch: {sorted(shapes)}")
+            sizes = ", ".join(f"{s.source} {tuple(s.hr.shape)}" for s in samples[:4] if s.hr is not None)
+            raise ValueError(
+                f"hr images differ in shape within the batch ({sizes}{', …' * (size > 4)}); crop them to one size "
+                "(a data module's crop_size, image_size), or give batch_size 1 (eval_batch_size for validation)"
+            )
         shape = next(iter(shapes))
         inputs.hr = torch.zeros(size, *shape)
         hr_pixel_valid = torch.zeros(size, *shape[-2:], dtype=torch.bool)
