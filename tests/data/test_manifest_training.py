@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 import torch
 from PIL import Image
 
@@ -291,3 +292,37 @@ def test_samples_of_different_sizes_are_named_with_what_to_do(tmp_path: Path) ->
                                  split_fractions={"train": 1.0}, val_split=None, test_split=None)  # fmt: skip
     cropped.setup("fit")
     assert next(iter(cropped.train_dataloader())).inputs.hr.shape == (2, 3, 96, 96)
+
+
+def test_chips_read_windows_of_large_samples(tmp_path: Path) -> None:
+    """``chip_size`` cuts the real Sen1Floods11 S1 chips (512², georeferenced) and the real LEVIR pairs (256², no
+    CRS) into windows: each chip equals the same window of the whole sample, placed on its own grid."""
+    manifest = _sen1floods11_manifest(tmp_path)
+    whole = ManifestDataset(manifest, label_nodata=-1, samples=["spain_6860600"])
+    chips = ManifestDataset(manifest, label_nodata=-1, samples=["spain_6860600"], chip_size=128)
+    full = whole[0]
+    size = full.s1.values.shape[-1]
+    assert len(chips) == (size // 128) ** 2  # 16 on the real 512² chip (the excerpt: 1)
+    row, col = chips.items[-1][1]
+    chip = chips[len(chips) - 1]
+    window = (..., slice(row, row + 128), slice(col, col + 128))
+    torch.testing.assert_close(chip.s1.values, full.s1.values[window], rtol=0, atol=0, equal_nan=True)
+    assert torch.equal(chip.target, full.target[window[1:]])
+    assert chip.meta["id"] == f"spain_6860600@{row},{col}"
+    transform = rasterio.Affine(*chip.meta["grid"]["transform"])
+    assert transform * (0, 0) == pytest.approx(rasterio.Affine(*full.meta["grid"]["transform"]) * (col, row))
+    pairs = write_manifest(index_directory(shared_path("change_detection_samples", "samples_LEVIR")),
+                           tmp_path / "levir.csv")  # fmt: skip
+    name = ManifestDataset(pairs).sample_ids[0]
+    levir = ManifestDataset(pairs, samples=[name], chip_size=96, label_values=[0, 255])
+    reference = ManifestDataset(pairs, samples=[name], label_values=[0, 255])[0]
+    side = reference.hr.shape[-1]
+    starts = sorted({*range(0, side - 96 + 1, 96), side - 96})
+    assert [origin for _, origin in levir.items] == [(r, c) for r in starts for c in starts]
+    last = levir[len(levir) - 1]
+    torch.testing.assert_close(last.hr_t2, reference.hr_t2[:, -96:, -96:], rtol=0, atol=0)
+    assert torch.equal(last.target, reference.target[-96:, -96:])
+    with pytest.raises(UsageError, match="chip_size 100 is not a multiple of ratio 32"):
+        ManifestDataset(pairs, samples=[name], chip_size=100)
+    with pytest.raises(InputError, match=r"smaller than chip_size 1024"):
+        ManifestDataset(pairs, samples=[name], chip_size=1024)

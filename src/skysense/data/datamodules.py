@@ -420,6 +420,7 @@ class ManifestDataModule(SkySenseDataModule):
         s1_sensor: str = "s1_grd",
         label_nodata: float | None = None,
         hr_range: list[float] | None = None,
+        chip_size: int | None = None,
         ignore_index: int | None = None,
         allow_duplicate_dates: bool = False,
         batch_size: int = 8,
@@ -430,7 +431,7 @@ class ManifestDataModule(SkySenseDataModule):
         dataset_kwargs = dict(
             manifest=manifest, label_values=label_values, split_fractions=split_fractions, seed=seed, ratio=ratio,
             crop=crop, hr_sensor=hr_sensor, s2_sensor=s2_sensor, s1_sensor=s1_sensor, label_nodata=label_nodata,
-            hr_range=hr_range,
+            hr_range=hr_range, chip_size=chip_size,
             ignore_index=-1 if ignore_index is None else ignore_index, allow_duplicate_dates=allow_duplicate_dates,
         )  # fmt: skip
         self.ignore_index = ignore_index

@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from rasterio.transform import Affine
 from rasterio.windows import Window
 from torch.utils.data import Dataset
 
-from skysense.containers import Sample
+from skysense.containers import Grid, Sample
 from skysense.data.datasets.base import check_fractions, cut_in_order, hash_order
 from skysense.data.dates import check_series_dates
 from skysense.data.manifest.products import product_of
@@ -86,6 +87,10 @@ class ManifestDataset(Dataset):
             without any sample is refused, naming the split.
         split_fractions: train/val/test fractions for a manifest without a ``split`` column.
         seed: the seed of that hash order.
+        chip_size: cut each sample into chips of this many pixels (of its HR grid, else its Sentinel grid; a
+            multiple of ``ratio`` with an HR image) that tile it, the last row and column shifted inwards to stay
+            whole: one item per chip, each read as a window (a large scene is never read whole). Default: one item
+            per sample. A sample smaller than a chip is refused by name. The chips of a sample share its split.
         hr_range: (low, high): HR values that become 0 and 255 (a linear stretch, clipped), for HR imagery that is
             not 8-bit (11-bit DN: ``(0, 2047)``); the same for every sample, as scene inference's ``--hr-range``.
         label_values: the label files' values in class order (``[0, 255]`` for a binary mask stored 0/255:
@@ -117,6 +122,7 @@ class ManifestDataset(Dataset):
         seed: int = 0,
         label_values: Sequence[float] | None = None,
         hr_range: Sequence[float] | None = None,
+        chip_size: int | None = None,
     ) -> None:
         entries = read_manifest(manifest) if isinstance(manifest, (str, Path)) else list(manifest)
         self.source = str(manifest) if isinstance(manifest, (str, Path)) else "manifest entries"
@@ -172,6 +178,10 @@ class ManifestDataset(Dataset):
         self.sensors = {k: (SENSORS[s.model_sensor] if s and s.model_sensor else s) for k, s in model.items()}
         if self.sensors["s2"] is None:
             self.sensors["s2"] = S2_L2A  # both automatic choices end in the model's L2A bands
+        self.chip_size = chip_size
+        self.items: list[tuple[str, tuple[int, int] | None]] = [(s, None) for s in self.sample_ids]
+        if chip_size is not None:
+            self.items = [(s, origin) for s in self.sample_ids for origin in self._chips(s, chip_size)]
 
     splits = ("all", "train", "val", "test")
 
@@ -224,25 +234,49 @@ class ManifestDataset(Dataset):
             )
         return [samples[i] for i in chosen]
 
+    def _chips(self, sample_id: str, chip: int) -> list[tuple[int, int]]:
+        """The (row, col) origins of the chips of ``sample_id`` on its reference grid (see ``chip_size``)."""
+        files = self.groups[sample_id].files
+        hr = sorted(files.get("hr", []), key=_by_date)
+        reference = hr[0] if hr else sorted(files.get("s2", []) + files.get("s1", []), key=_by_date)[0]
+        height, width = reference.height, reference.width
+        if hr:
+            if chip % self.ratio:
+                raise UsageError(f"chip_size {chip} is not a multiple of ratio {self.ratio}; give a multiple")
+            if self.crop:
+                height, width = height // self.ratio * self.ratio, width // self.ratio * self.ratio
+        if chip < 1 or height < chip or width < chip:
+            raise InputError(
+                f"sample {sample_id!r} of {self.source}: {reference.path} is {height}×{width} pixels, smaller than "
+                f"chip_size {chip}; give a smaller chip_size, or leave the sample out"
+            )
+
+        def starts(size: int) -> list[int]:
+            return sorted({*range(0, size - chip + 1, chip), size - chip})
+
+        return [(row, col) for row in starts(height) for col in starts(width)]
+
     def __len__(self) -> int:
-        return len(self.sample_ids)
+        return len(self.items)
 
     def __repr__(self) -> str:
         split = "" if self.split == "all" else f", split {self.split!r}"
         return f"ManifestDataset({self.source}{split}, {len(self)} samples, ratio {self.ratio})"
 
     def __getitem__(self, index: int) -> Sample:
-        sample = self.load(self.sample_ids[index])
+        sample = self.load(*self.items[index])
         return self.transforms(sample) if self.transforms is not None else sample
 
-    def load(self, sample_id: str) -> Sample:
-        """The sample ``sample_id``, before transforms."""
+    def load(self, sample_id: str, chip: tuple[int, int] | None = None) -> Sample:
+        """The sample ``sample_id`` (or its chip of ``chip_size`` pixels at (row, col) of its reference grid), before
+        transforms."""
         group = self.groups[sample_id]
         files = group.files
         where = f"sample {sample_id!r} of {self.source}"
+        item = sample_id if chip is None else f"{sample_id}@{chip[0]},{chip[1]}"
         meta: dict[str, Any] = {
-            "id": sample_id,
-            "source": sample_id,
+            "id": item,
+            "source": item,
             "files": {m: [str(e.path) for e in sorted(es, key=_by_date)] for m, es in files.items()},
         }
         hr_entries = sorted(files.get("hr", []), key=_by_date)
@@ -258,8 +292,13 @@ class ManifestDataset(Dataset):
         if hr_entries:
             info = raster_info(hr_entries[0].path)
             hr_grid, sentinel_grid = coregistered_grids(info, self.ratio, self.crop)
+            hr_window = _top_left(hr_grid.shape)
+            if chip is not None:
+                hr_window = Window(chip[1], chip[0], self.chip_size, self.chip_size)
+                hr_grid = _subgrid(hr_grid, hr_window)
+                sentinel_grid = _subgrid(sentinel_grid, _scaled(hr_window, self.ratio))
             sensor = self.hr_sensor
-            raster = read_raster(info.path, _hr_bands(info, sensor), _top_left(hr_grid.shape))
+            raster = read_raster(info.path, _hr_bands(info, sensor), hr_window)
             values, valid = self._stretched(raster.values), raster.valid
             hr = torch.from_numpy(values)
             hr_valid = torch.from_numpy(valid.all(axis=0))
@@ -270,7 +309,7 @@ class ManifestDataset(Dataset):
                 if hr_grid.crs is not None:
                     other = reproject_to_grid(second.path, hr_grid.crs, hr_grid.transform, hr_grid.shape, bands=bands)
                 else:
-                    other = read_raster(second.path, bands, _top_left(hr_grid.shape))
+                    other = read_raster(second.path, bands, hr_window)
                 if other.values.shape != values.shape:
                     raise InputError(
                         f"{where}: the second HR image {second.path} has shape {other.values.shape}, expected "
@@ -287,6 +326,8 @@ class ManifestDataset(Dataset):
             if sentinel_grid is None:
                 first = frames[0]
                 sentinel_grid = raster_info(first).grid if isinstance(first, Path) else first.grid()
+                if chip is not None:
+                    sentinel_grid = _subgrid(sentinel_grid, Window(chip[1], chip[0], self.chip_size, self.chip_size))
             elif sentinel_grid.crs is None:
                 raise InputError(
                     f"{where}: the HR image {hr_entries[0].path} has no CRS, so the {name} files cannot be "
@@ -329,7 +370,8 @@ class ManifestDataset(Dataset):
                     label_entry.path, grid.crs, grid.transform, grid.shape, "nearest", nodata=self.label_nodata
                 )
             else:
-                label = read_raster(label_entry.path, None, _top_left(grid.shape), nodata=self.label_nodata)
+                window = _top_left(grid.shape) if chip is None else Window(chip[1], chip[0], *grid.shape[::-1])
+                label = read_raster(label_entry.path, None, window, nodata=self.label_nodata)
             if label.values.shape[0] != 1:
                 raise InputError(f"{where}: label {label_entry.path} has {label.values.shape[0]} bands, expected 1")
             classes = np.where(label.valid[0], self._classes(label.values[0], label.valid[0], label_entry.path),
@@ -414,6 +456,17 @@ def _by_date(entry: ManifestEntry) -> tuple[dt.date, str]:
 
 def _top_left(shape: tuple[int, int]) -> Window:
     return Window(0, 0, shape[1], shape[0])
+
+
+def _subgrid(grid: Grid, window: Window) -> Grid:
+    """The part of ``grid`` under ``window`` (same CRS and pixel size)."""
+    transform = grid.transform * Affine.translation(window.col_off, window.row_off)
+    return Grid(grid.crs, transform, int(window.height), int(window.width))
+
+
+def _scaled(window: Window, ratio: int) -> Window:
+    """An HR window as the Sentinel window it covers (its offsets and size are multiples of ``ratio``)."""
+    return Window(window.col_off // ratio, window.row_off // ratio, window.width // ratio, window.height // ratio)
 
 
 def _hr_bands(info: RasterInfo, sensor: Sensor) -> list[int]:
