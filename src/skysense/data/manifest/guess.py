@@ -176,6 +176,8 @@ def infer_modality(info: RasterInfo, folders: Sequence[str] = ()) -> str:
     return "unknown"
 
 
+_PRODUCT_SUFFIXES = re.compile(r"(\.(safe|zarr|json|zip))+$")
+
 _S1_PRODUCT = re.compile(r"s1[a-d]_(iw|ew|sm|wv|s\d)_[a-z_]{4}_\d[a-z]{3}_\d{8}t\d{6}", re.IGNORECASE)
 
 
@@ -197,6 +199,7 @@ def name_key(path: str | Path) -> str:
     for suffix in RASTER_SUFFIXES:
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]
+    stem = _PRODUCT_SUFFIXES.sub("", stem)  # a product's .SAFE, .SAFE.zip, .zarr, a STAC Item's .json
     if _S1_PRODUCT.search(stem):
         return ""
     stem = _DROP_SUBSTRINGS.sub("_", stem)
