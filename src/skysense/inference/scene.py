@@ -293,12 +293,13 @@ def predict_scene(
 def _settings(plan: ScenePlan, model: SceneModel, checkpoint: str | Path | None) -> dict:
     """Everything that shapes the output, JSON-ready: a resume must match it."""
     grid = plan.out_grid
+    stretch = {"hr_range": plan.tags["SKYSENSE_HR_RANGE"]} if "SKYSENSE_HR_RANGE" in plan.tags else {}
     return json.loads(json.dumps({
         "model": model.description, "kind": plan.kind, "tile": plan.tile, "overlap": plan.overlap,
         "chunk": plan.chunk, "block": plan.block, "compress": plan.compress, "batch_size": plan.batch_size,
         "precision": plan.precision, "dtype": plan.dtype, "grid": [grid.height, grid.width, list(grid.transform),
         str(grid.crs)], "weights": None if checkpoint else _weights_digest(model),
-        "hr_range": plan.tags.get("SKYSENSE_HR_RANGE"),
+        **stretch,  # only when given: the state of a run without it keeps the settings of earlier versions
     }))  # fmt: skip
 
 
