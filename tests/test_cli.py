@@ -144,8 +144,6 @@ def test_a_warning_is_said_once(capsys) -> None:
     """The same warning raised by each read of a file (rasterio's, ours) is one line, not one per read."""
     import warnings
 
-    from skysense import cli
-
     def warn_twice(argv: list[str]) -> int:  # from three places, as three reads of one file warn
         message = "a.tif: its bands have no names; read by position"
         warnings.warn(message, stacklevel=1)
@@ -153,12 +151,7 @@ def test_a_warning_is_said_once(capsys) -> None:
         warnings.warn(message, stacklevel=1)
         return 0
 
-    original = cli._dispatch
-    cli._dispatch = warn_twice
-    try:
-        assert main(["models"]) == 0
-    finally:
-        cli._dispatch = original
+    assert _main_dispatching_to(warn_twice, ["models"]) == 0
     assert capsys.readouterr().err.count("its bands have no names") == 1
 
 
@@ -167,22 +160,26 @@ def test_library_deprecation_notes_are_not_the_users_warnings(capsys) -> None:
     prints none of them, and the warnings it prints are one line each."""
     import warnings as _warnings
 
-    from skysense.cli import main
-
     def noisy(argv: list[str]) -> int:
         _warnings.warn("\n    ``instantiate_classes`` was deprecated in v4.49.0\n", DeprecationWarning, stacklevel=1)
         _warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated", FutureWarning, stacklevel=1)
         _warnings.warn("\n  a note about the data:\n  over two lines", UserWarning, stacklevel=1)
         return 0
 
-    import skysense.cli as cli
-
-    original = cli._dispatch
-    cli._dispatch = noisy
-    try:
-        assert main(["version"]) == 0
-    finally:
-        cli._dispatch = original
+    assert _main_dispatching_to(noisy, ["version"]) == 0
     err = capsys.readouterr().err
     assert "deprecated" not in err
     assert "skysense version: warning: a note about the data: over two lines\n" in err
+
+
+def _main_dispatching_to(command, argv: list[str]) -> int:
+    """``skysense.cli.main(argv)`` with its command replaced by ``command`` (to see what main does with what the
+    command warns)."""
+    from skysense import cli
+
+    original = cli._dispatch
+    cli._dispatch = command
+    try:
+        return cli.main(argv)
+    finally:
+        cli._dispatch = original
