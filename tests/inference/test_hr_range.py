@@ -43,6 +43,11 @@ def test_an_11_bit_image_is_refused_without_hr_range_and_embeds_as_8_bit_with_it
     with rasterio.open(tmp_path / "auto.tif") as dataset:
         low, high = dataset.tags()["SKYSENSE_HR_RANGE"].split(";")
         assert len(low.split(",")) == len(high.split(",")) == 3  # each band's 2nd and 98th percentiles
+        automatic = dataset.read()
+    # reader threads take the stretch the first reader resolved: the same map
+    assert embed(wide, "auto_threads.tif", "--hr-range", "auto", "--workers", "2") == 0
+    with rasterio.open(tmp_path / "auto_threads.tif") as dataset:
+        assert np.array_equal(dataset.read(), automatic, equal_nan=True)
     capsys.readouterr()
     for bad in ("5,1", "x", "1,2,3"):
         assert embed(wide, "bad.tif", "--hr-range", bad) == 2

@@ -307,16 +307,21 @@ def _hr_sensor(channels: int) -> Sensor:
 
 
 def check_hr_scene(
-    path: Path, bands: list[int], sensor: Sensor, stretch: HRStretch | None = None, sample: int = 1024
+    path: Path,
+    bands: list[int],
+    sensor: Sensor,
+    stretch: HRStretch | None = None,
+    values: np.ndarray | None = None,
 ) -> None:
-    """Check a scene-wide sample of the HR image (:func:`hr_scene_sample`), stretched by ``stretch`` when given,
-    against the sensor's units, with the plausibility checks that single dark tiles could fail (e.g. a 0–1 image).
-    Each tile's values are range-checked again as it is read.
+    """Check a scene-wide sample of the HR image (``values``, else read by :func:`hr_scene_sample`), stretched by
+    ``stretch`` when given, against the sensor's units, with the plausibility checks that single dark tiles could
+    fail (e.g. a 0–1 image). Each tile's values are range-checked again as it is read.
 
     Raises:
         ValueError: naming the file, the bands and the values' span, and ``--hr-range`` for values above 255.
     """
-    values = hr_scene_sample(path, bands, sample)
+    if values is None:
+        values = hr_scene_sample(path, bands)
     if stretch is not None:
         values = stretch(values)
     try:
@@ -330,16 +335,19 @@ def check_hr_scene(
         raise
 
 
-def hr_stretch(hr_range: tuple[float, float] | str, path: Path, bands: list[int]) -> HRStretch:
-    """The stretch ``hr_range`` asks for: fixed, or "auto" from a scene-wide sample's 2nd and 98th percentiles
-    (:func:`hr_scene_sample`).
+def hr_stretch(
+    hr_range: tuple[float, float] | str, path: Path, bands: list[int], values: np.ndarray | None = None
+) -> HRStretch:
+    """The stretch ``hr_range`` asks for: fixed, or "auto" from the 2nd and 98th percentiles of a scene-wide sample
+    (``values``, else read by :func:`hr_scene_sample`).
 
     Raises:
         InputError: "auto" on a band that holds one value over the sample (nothing to stretch).
     """
     if hr_range != "auto":
         return HRStretch(*hr_range)
-    values = hr_scene_sample(path, bands)
+    if values is None:
+        values = hr_scene_sample(path, bands)
     low, high = np.nanpercentile(values, 2, axis=1), np.nanpercentile(values, 98, axis=1)
     flat = ~(high > low)
     if flat.any():
@@ -396,10 +404,17 @@ class TileReader:
         check_scene: on opening, read the first and last block of every band of every input file
             (:func:`~skysense.data.raster.check_readable`: a truncated file is refused before any work) and check
             the whole HR image's units once (:func:`check_hr_scene`).
+        hr_stretch_of: the HR stretch another reader of the scene already resolved from ``sources.hr_range`` (an
+            "auto" one is computed from a scene-wide sample, which one reader reads, not each).
     """
 
     def __init__(
-        self, sources: SceneSources, modalities: Sequence[str], hr_channels: int | None = None, check_scene: bool = True
+        self,
+        sources: SceneSources,
+        modalities: Sequence[str],
+        hr_channels: int | None = None,
+        check_scene: bool = True,
+        hr_stretch_of: HRStretch | None = None,
     ) -> None:
         self.sources = sources
         self.modalities = list(modalities)
@@ -436,14 +451,17 @@ class TileReader:
                 self.hr_bands = data[:channels]
             if len(self.hr_bands) != channels:
                 raise ValueError(f"{sources.hr}: {len(self.hr_bands)} HR bands selected, the model takes {channels}")
-            self.hr_stretch = (
-                hr_stretch(sources.hr_range, sources.hr, self.hr_bands) if sources.hr_range is not None else None
-            )
             if check_scene:
                 unreadable = self._hr.unreadable_block()  # a truncated scene is refused before any work
                 if unreadable is not None:
                     raise unreadable
-                check_hr_scene(sources.hr, self.hr_bands, self.hr_sensor, self.hr_stretch)
+            sampled = check_scene or (hr_stretch_of is None and sources.hr_range == "auto")
+            sample = hr_scene_sample(sources.hr, self.hr_bands) if sampled else None  # read once for both uses
+            self.hr_stretch = hr_stretch_of
+            if self.hr_stretch is None and sources.hr_range is not None:
+                self.hr_stretch = hr_stretch(sources.hr_range, sources.hr, self.hr_bands, sample)
+            if check_scene:
+                check_hr_scene(sources.hr, self.hr_bands, self.hr_sensor, self.hr_stretch, sample)
         if check_scene:
             try:
                 for name in SENTINEL:

@@ -161,6 +161,7 @@ class TileReads:
         self._lock = threading.Lock()
         self._pending: deque[Future] = deque()
         self._executor: ThreadPoolExecutor | None = None
+        self.hr_stretch = first.hr_stretch  # resolved once, by the first reader
         if plan.workers:
             first.close()
             self._executor = ThreadPoolExecutor(max_workers=plan.workers, thread_name_prefix="skysense-read")
@@ -170,7 +171,8 @@ class TileReads:
 
     def _reader(self) -> TileReader:
         if not hasattr(self._local, "reader"):
-            reader = TileReader(self.plan.sources, self.plan.modalities, self.hr_channels, check_scene=False)
+            reader = TileReader(self.plan.sources, self.plan.modalities, self.hr_channels, check_scene=False,
+                                hr_stretch_of=self.hr_stretch)  # fmt: skip
             self._local.reader = reader
             with self._lock:
                 self._readers.append(reader)
