@@ -301,16 +301,22 @@ def grouped_split(groups: Sequence[Hashable], fractions: Mapping[str, float], se
 # ----------------------------------------------------------------------------------------------------------------
 # Scene classification from class folders
 # ----------------------------------------------------------------------------------------------------------------
-_SPLIT_FOLDER_NAMES = {"train": ("train", "training"), "val": ("val", "valid", "validation"),
-                       "test": ("test", "testing")}  # fmt: skip
-_SPLIT_NAMES = {name for names in _SPLIT_FOLDER_NAMES.values() for name in names}
+SPLIT_FOLDERS = {"train": ("train", "training"), "val": ("val", "valid", "validation"),
+                 "test": ("test", "testing")}  # fmt: skip  # the folder names datasets give their splits
+_SPLIT_OF_NAME = {name: split for split, names in SPLIT_FOLDERS.items() for name in names}
 
 
-def _split_folders(folder: Path) -> dict[str, Path]:
-    """{split: path} of the split folders (train/, val/, test/, …) directly under ``folder``."""
+def split_named(name: str) -> str:
+    """The split a folder name stands for ("train", "val", "test"; any case), else ""."""
+    return _SPLIT_OF_NAME.get(name.lower(), "")
+
+
+def split_folders(folder: Path, holds: Callable[[Path], bool] = Path.is_dir) -> dict[str, Path]:
+    """{split: path} of the split folders (train/, val/, test/, …) directly under ``folder``: per split, the first
+    of its names for which ``holds(path)``."""
     found = {}
-    for split, names in _SPLIT_FOLDER_NAMES.items():
-        path = next((folder / n for n in names if (folder / n).is_dir()), None)
+    for split, names in SPLIT_FOLDERS.items():
+        path = next((folder / n for n in names if holds(folder / n)), None)
         if path is not None:
             found[split] = path
     return found
@@ -356,7 +362,7 @@ class ImageFolderClassification(SkySenseDataset):
             raise ValueError(f"split_fractions must be (train, val, test), got {self.split_fractions}")
         self.seed = seed
         folder = require_path(self.root / self.image_folder, f"{type(self).__name__} image folder")
-        by_split = {name: path for name, path in _split_folders(folder).items() if self._class_folders(path)}
+        by_split = {name: path for name, path in split_folders(folder).items() if self._class_folders(path)}
         sources = list(by_split.values()) if split == "all" or not by_split else [by_split.get(split)]
         if sources == [None]:
             raise FileNotFoundError(
@@ -403,7 +409,7 @@ class ImageFolderClassification(SkySenseDataset):
             return []
         return sorted(
             d for d in folder.iterdir()
-            if d.is_dir() and not is_litter(d) and d.name.lower() not in _SPLIT_NAMES and list_files(d, self.suffixes)
+            if d.is_dir() and not is_litter(d) and not split_named(d.name) and list_files(d, self.suffixes)
         )  # fmt: skip
 
     def __len__(self) -> int:

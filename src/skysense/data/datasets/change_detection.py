@@ -27,6 +27,7 @@ from skysense.data.datasets.base import (
     open_image,
     read_rgb,
     require_path,
+    split_folders,
 )
 from skysense.data.sensors import HR_RGB
 
@@ -50,7 +51,6 @@ def read_change_mask(path: Path) -> torch.Tensor:
 FIRST_FOLDERS = ("A", "t1", "im1", "time1")  # LEVIR-CD, WHU-CD, S2Looking … / DSIFN-CD / SECOND
 SECOND_FOLDERS = ("B", "t2", "im2", "time2")
 LABEL_FOLDERS = ("label", "OUT", "mask", "mask1", "gt")  # ChangeFormer/BIT name the masks label (or OUT); DSIFN mask
-SPLIT_FOLDERS = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "testing")}
 
 
 def _first_folder(parent: Path, names: tuple[str, ...]) -> Path | None:
@@ -135,14 +135,7 @@ class BitemporalChangeDataset(SkySenseDataset):
     @classmethod
     def split_folders(cls, root: str | Path) -> dict[str, Path]:
         """{split: folder} of the split folders under ``root`` that hold a first-date image folder."""
-        found = {}
-        for split, names in SPLIT_FOLDERS.items():
-            for name in names:
-                folder = Path(root) / name
-                if _first_folder(folder, FIRST_FOLDERS) is not None:
-                    found[split] = folder
-                    break
-        return found
+        return split_folders(Path(root), lambda folder: _first_folder(folder, FIRST_FOLDERS) is not None)
 
     @classmethod
     def has_splits(cls, root: str | Path) -> bool:

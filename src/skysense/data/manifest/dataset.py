@@ -23,7 +23,7 @@ from skysense.containers import Grid, Sample
 from skysense.data.datasets.base import check_fractions, cut_in_order, hash_order
 from skysense.data.dates import check_series_dates
 from skysense.data.manifest.products import product_of
-from skysense.data.manifest.schema import PRODUCT_DRIVERS, ManifestEntry, read_manifest
+from skysense.data.manifest.schema import PRODUCT_DRIVERS, SPLITS, ManifestEntry, read_manifest
 from skysense.data.raster import (
     RasterInfo,
     coregistered_grids,
@@ -183,7 +183,7 @@ class ManifestDataset(Dataset):
         if chip_size is not None:
             self.items = [(s, origin) for s in self.sample_ids for origin in self._chips(s, chip_size)]
 
-    splits = ("all", "train", "val", "test")
+    splits = ("all", *SPLITS)
 
     def _split_samples(
         self,

@@ -46,6 +46,7 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 from rasterio.warp import transform_bounds
 
+from skysense.data.datasets.base import split_named
 from skysense.data.dates import _listing
 from skysense.data.manifest.guess import entry_from_info, name_key
 from skysense.data.manifest.products import pair_polarisations, s2_entries, stac_entries
@@ -160,12 +161,6 @@ def _overfull(entries: Sequence[ManifestEntry]) -> bool:
     return any(counts[modality] > most for modality, most in _MOST_PER_SAMPLE.items())
 
 
-_SPLIT_FOLDERS = {
-    "train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "test": "test",
-    "testing": "test",
-}  # fmt: skip
-
-
 def split_of(path: str | Path, root: str | Path) -> str:
     """The split a folder of ``path`` below ``root`` names ("train", "val", "test"; the deepest such folder wins),
     else "". Only whole folder names count: ``test/train_tiles/x.tif`` is "test"."""
@@ -173,7 +168,7 @@ def split_of(path: str | Path, root: str | Path) -> str:
         parts = Path(os.path.abspath(path)).relative_to(Path(os.path.abspath(root))).parts[:-1]
     except ValueError:  # outside root (a STAC asset elsewhere)
         return ""
-    splits = [_SPLIT_FOLDERS[part.lower()] for part in parts if part.lower() in _SPLIT_FOLDERS]
+    splits = [split for split in map(split_named, parts) if split]
     return splits[-1] if splits else ""
 
 
