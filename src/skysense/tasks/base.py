@@ -14,6 +14,7 @@ import lightning.pytorch as pl
 import torch
 from torchmetrics import Metric, MetricCollection
 
+from skysense.errors import UsageError
 from skysense.models.registry import get_config
 from skysense.models.skysense import SkySense
 from skysense.models.weights import load_backbone_weights
@@ -38,6 +39,11 @@ def modality_overrides(modalities: list[str] | None) -> dict[str, Any]:
     if "s2" not in modalities and "s1" not in modalities:
         overrides.update(fusion=None, geo=None)
     return overrides
+
+
+def listed_classes(classes: tuple[str, ...], shown: int = 12) -> str:
+    """Class names as a message lists them: "a, b, c", at most ``shown`` of them then "…"."""
+    return ", ".join(classes[:shown]) + (", …" if len(classes) > shown else "")
 
 
 def resolve_class_names(class_names: list[str] | None, num_classes: int, first: int = 0) -> list[str]:
@@ -113,6 +119,28 @@ class BackboneTask(pl.LightningModule):
         self.log_dict({k: v for k, v in values.items() if k in shown}, prog_bar=True)
         self.log_dict({k: v for k, v in values.items() if k not in shown})
         metrics.reset()
+
+    def attached_datamodule(self) -> Any:
+        """The data module of the trainer this task runs under, or None."""
+        return getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+
+    def checked_data_classes(self, also: str = "") -> tuple[str, ...]:
+        """The class names of the attached data module (() when it has none), once ``num_classes`` is checked
+        against them: a model of 10 classes on data of 21 would fail at its first batch with an index error.
+
+        Args:
+            also: what else to set, appended to the message's advice.
+
+        Raises:
+            UsageError: the counts differ, naming the data's classes and the option to set.
+        """
+        classes = tuple(getattr(self.attached_datamodule(), "classes", ()) or ())
+        if classes and len(classes) != self.hparams.num_classes:
+            raise UsageError(
+                f"the data has {len(classes)} classes ({listed_classes(classes)}) and the model num_classes "
+                f"{self.hparams.num_classes}; give --model.init_args.num_classes {len(classes)}{also}"
+            )
+        return classes
 
     def build_backbone(self, modalities: list[str] | None = None) -> SkySense:
         """The preset with the encoders of ``modalities`` (default: the ``modalities`` hyperparameter)."""

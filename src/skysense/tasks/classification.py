@@ -25,7 +25,7 @@ from skysense.batch import SkySenseInput, SkySenseOutput
 from skysense.containers import Batch
 from skysense.errors import UsageError
 from skysense.heads.classification import build_classification_head
-from skysense.tasks.base import BackboneTask, resolve_class_names
+from skysense.tasks.base import BackboneTask, listed_classes, resolve_class_names
 
 SOURCES = ("hr", "s2", "s1", "fused")
 
@@ -170,17 +170,13 @@ class ClassificationTask(BackboneTask):
         Raises:
             UsageError: naming the data's classes and the options to set.
         """
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        classes = tuple(getattr(datamodule, "classes", ()) or ())
-        if not classes or self.hparams.multilabel:
+        if self.hparams.multilabel:
             return
-        listed = ", ".join(classes[:12]) + (", …" if len(classes) > 12 else "")
-        if len(classes) != self.hparams.num_classes:
-            raise UsageError(
-                f"the data has {len(classes)} classes ({listed}) and the model num_classes {self.hparams.num_classes}; "
-                f"give --model.init_args.num_classes {len(classes)} (and --model.init_args.class_names null, or the "
-                "data's names in their order)"
-            )
+        classes = self.checked_data_classes(
+            " (and --model.init_args.class_names null, or the data's names in their order)"
+        )
+        if not classes:
+            return
         names = self.hparams.class_names
         if names is None:  # the data's names for per-class metrics and predictions (and in the checkpoint)
             self.hparams.class_names = list(classes)
@@ -193,7 +189,8 @@ class ClassificationTask(BackboneTask):
 
         if [key(n) for n in names] != [key(c) for c in classes]:
             raise UsageError(
-                f"class_names {list(names)[:12]} are not the data's classes in their order ({listed}); give "
+                f"class_names {list(names)[:12]} are not the data's classes in their order "
+                f"({listed_classes(classes)}); give "
                 "--model.init_args.class_names null (the data's names are then taken) or list them in that order"
             )
 

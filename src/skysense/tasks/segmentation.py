@@ -204,15 +204,10 @@ class SegmentationTask(BackboneTask):
         Raises:
             UsageError: the counts differ, naming the data's classes and the option to set.
         """
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = self.attached_datamodule()
         if hasattr(datamodule, "use_ignore_index"):
             datamodule.use_ignore_index(self.hparams.ignore_index)
-        classes = tuple(getattr(datamodule, "classes", ()) or ())
-        if classes and len(classes) != self.hparams.num_classes:
-            raise UsageError(
-                f"the data has {len(classes)} classes ({', '.join(classes[:12])}{', …' * (len(classes) > 12)}) and "
-                f"the model num_classes {self.hparams.num_classes}; give --model.init_args.num_classes {len(classes)}"
-            )
+        self.checked_data_classes()
 
     def _check_classes(self, batch: Batch) -> None:
         """Refuse label values that are no class (0 … K-1) and not ``ignore_index``, naming the samples' label files:
