@@ -69,10 +69,12 @@ def _lightning_cli(argv: Sequence[str]) -> type:
 
     class SkySenseCLI(LightningCLI):
         def instantiate_trainer(self, **kwargs: object) -> Trainer:
-            from skysense.tasks.cleanup import FailedRunCleanup
+            from skysense.tasks.cleanup import FailedRunCleanup, first_missing
 
             trainer = super().instantiate_trainer(**kwargs)
-            trainer.callbacks.append(FailedRunCleanup())  # a run that fails before it trains leaves no folder
+            # a run that fails before it trains leaves no folder: taken before the logger makes its root
+            root = trainer.logger.save_dir if trainer.logger is not None else None
+            trainer.callbacks.append(FailedRunCleanup(first_missing(root or trainer.default_root_dir)))
             return trainer
 
         def before_instantiate_classes(self) -> None:
