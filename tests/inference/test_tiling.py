@@ -35,19 +35,28 @@ def test_blend_weights_ramp_and_floor() -> None:
     ("height", "width", "tile", "stride", "chunk", "align"),
     [(100, 77, 32, 24, 32, 8), (300, 517, 64, 48, 128, 16), (20, 20, 32, 32, 64, 1), (257, 255, 32, 16, 40, 8)],
 )
-def test_chunked_blender_equals_whole_scene_blend(height, width, tile, stride, chunk, align, tmp_path) -> None:
-    """Chunks with carried strips give exactly the weighted mean of every tile over the whole scene."""
+@pytest.mark.parametrize("classes", [False, True])
+def test_chunked_blender_equals_whole_scene_blend(height, width, tile, stride, chunk, align, classes, tmp_path) -> None:
+    """Chunks with carried strips give exactly the weighted mean of every tile over the whole scene (with
+    ``classes``: its argmax, as a uint8 class map)."""
     rng = np.random.default_rng(0)
     layout = TileLayout(height, width, tile, stride, chunk, align)
     channels = 3
     out = np.full((channels, height, width), np.nan, np.float32)
     emitted = np.zeros((height, width), int)
 
-    def emit(row: int, col: int, values: np.ndarray, valid: np.ndarray) -> None:
-        out[:, row : row + values.shape[1], col : col + values.shape[2]] = np.where(valid, values, np.nan)
-        emitted[row : row + values.shape[1], col : col + values.shape[2]] += 1
+    labels = np.full((height, width), 255, np.uint8)
 
-    blender = ChunkedBlender(layout, channels, emit, scratch=tmp_path / "strips")
+    def emit(row: int, col: int, values: np.ndarray, valid: np.ndarray) -> None:
+        window = (slice(row, row + values.shape[1]), slice(col, col + values.shape[2]))
+        if classes:
+            assert values.dtype == np.uint8 and values.shape[0] == 1
+            labels[window] = np.where(valid, values[0], 255)
+        else:
+            out[(slice(None), *window)] = np.where(valid, values, np.nan)
+        emitted[window] += 1
+
+    blender = ChunkedBlender(layout, channels, emit, scratch=tmp_path / "strips", classes=classes)
     numerator = np.zeros((channels, height + tile, width + tile))
     denominator = np.zeros((height + tile, width + tile))
     weights = blend_weights(tile, tile - stride)
@@ -74,6 +83,10 @@ def test_chunked_blender_equals_whole_scene_blend(height, width, tile, stride, c
     assert (emitted == 1).all()  # every pixel written once
     with np.errstate(invalid="ignore"):
         expected = numerator[:, :height, :width] / denominator[:height, :width]
-    assert np.array_equal(np.isnan(out[0]), invalid[:height, :width])
-    assert np.nanmax(np.abs(out - expected)) < 1e-5
+    if classes:
+        inside = ~invalid[:height, :width]
+        assert np.array_equal(labels[inside], expected.argmax(axis=0)[inside]) and (labels[~inside] == 255).all()
+    else:
+        assert np.array_equal(np.isnan(out[0]), invalid[:height, :width])
+        assert np.nanmax(np.abs(out - expected)) < 1e-5
     assert not list((tmp_path / "strips").glob("*.npy*"))  # carried strips are removed once read

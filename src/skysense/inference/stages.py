@@ -310,7 +310,8 @@ class ChunkRows:
         self.on_chunk = on_chunk
         self.n_rows, self.n_cols = plan.layout.chunk_grid
         self.row_spans = plan.row_spans
-        self.blender = ChunkedBlender(plan.layout, plan.channels, self._write, scratch=scratch, device=plan.device)
+        self.blender = ChunkedBlender(plan.layout, plan.channels, self._write, scratch=scratch, device=plan.device,
+                                      classes=plan.kind == "classes")  # fmt: skip
         for a in range(state.rows_done + 1, self.n_rows):  # strips a killed run saved past its last recorded row
             self.blender.drop_strips(a)
         self.blender.drop_strips(state.rows_done - 1)

@@ -39,6 +39,18 @@ def _save_strip(path: Path, array: np.ndarray) -> None:
     write_durably(path, lambda handle: np.save(handle, array), "a carried strip of the blended tiles")
 
 
+def argmax_classes(values: np.ndarray) -> np.ndarray:
+    """(K, h, w) float → (h, w) uint8 index of the largest (the first of equal ones), one plane at a time (numpy's
+    argmax over the first axis is several times slower; torch's on a CPU is no faster)."""
+    best = values[0].copy()
+    classes = np.zeros(best.shape, dtype=np.uint8)
+    for index in range(1, values.shape[0]):
+        better = values[index] > best
+        best[better] = values[index][better]
+        classes[better] = index
+    return classes
+
+
 def tile_origins(length: int, tile: int, stride: int, align: int = 1) -> list[int]:
     """Origins of tiles of ``tile`` pixels covering ``length`` pixels, every ``stride`` pixels.
 
@@ -138,10 +150,15 @@ class ChunkedBlender:
         layout: the tiles and chunks.
         channels: channels per tile output.
         emit: called once per chunk, in row-major order, with (row0, col0, values (C, h, w) float32 — NaN where no
-            valid tile covered the pixel — and valid (h, w) bool); h, w are clipped to the grid.
+            valid tile covered the pixel — or with ``classes`` the class map (1, h, w) uint8, and valid (h, w)
+            bool); h, w are clipped to the grid.
         scratch: folder for the carried strips (a temporary one, removed at :meth:`close`, by default).
         device: where the accumulator lives (a GPU's memory when the model runs there: tile outputs then never
             leave it until their chunk is finished).
+        classes: emit each chunk's class map instead of its values: (1, h, w) uint8, the index of the largest
+            weighted sum (its argmax equals that of the weighted mean, as every pixel's weight is positive), taken
+            where the accumulator lives, so a GPU hands one byte per pixel to the host instead of C floats, and no
+            division is made.
 
     Feed every tile of the current chunk with :meth:`add` (in any order), then call :meth:`finish_chunk`; chunks
     come in the order of ``layout.chunks()``.
@@ -154,8 +171,10 @@ class ChunkedBlender:
         emit: Callable[[int, int, np.ndarray, np.ndarray], None],
         scratch: str | Path | None = None,
         device: str | torch.device = "cpu",
+        classes: bool = False,
     ) -> None:
         self.layout = layout
+        self.classes = classes
         self.device = torch.device(device)
         self.channels = channels
         self.emit = emit
@@ -237,12 +256,19 @@ class ChunkedBlender:
         core = self._sum[:, :h, :w]
         weight = core[self.channels]
         valid = (core[self.channels + 1] > 0) & (weight > 0)
+        self._position = None
+        if self.classes:
+            if self.device.type == "cpu":
+                labels = argmax_classes(core[: self.channels].numpy())[None]
+            else:
+                labels = core[: self.channels].argmax(dim=0, keepdim=True).to(torch.uint8).cpu().numpy()
+            self.emit(row0, col0, labels, valid.cpu().numpy())
+            return
         # one new array (the writer may keep it after this returns), filled in one pass: 128 float32 bands per pixel
         # are the bulk of the blend stage
         values = torch.div(core[: self.channels], weight.clamp_min(1e-12), out=torch.empty_like(core[: self.channels]))
         if not bool(valid.all()):
             values.masked_fill_(~valid, torch.nan)
-        self._position = None
         self.emit(row0, col0, values.cpu().numpy(), valid.cpu().numpy())
 
     def sync_strips(self) -> None:

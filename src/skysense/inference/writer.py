@@ -54,18 +54,6 @@ def colour_table(num_classes: int) -> dict[int, tuple[int, int, int, int]]:
     return table
 
 
-def argmax_classes(values: np.ndarray) -> np.ndarray:
-    """(K, h, w) float → (h, w) uint8 index of the largest, one contiguous plane at a time (much faster than an
-    argmax over the strided first axis); NaN never wins."""
-    best = values[0].copy()
-    classes = np.zeros(best.shape, dtype=np.uint8)
-    for index in range(1, values.shape[0]):
-        better = values[index] > best
-        best[better] = values[index][better]
-        classes[better] = index
-    return classes
-
-
 @contextmanager
 def _writing(path: str | Path, what: str) -> Iterator[None]:
     """Turn a failed write (a full disk, a file-size limit, permissions: GDAL's or the OS's error) into an
@@ -261,13 +249,18 @@ class SceneWriter:
         self._row = (a, row0, height)
 
     def write(self, row: int, col: int, values: np.ndarray, valid: np.ndarray) -> None:
-        """Write a block of the open chunk row: ``values`` (C, h, w) float32 (class probabilities for "classes"),
-        ``valid`` (h, w) bool, at output pixel (row, col); invalid pixels become nodata."""
+        """Write a block of the open chunk row: ``values`` (C, h, w) float32, or for "classes" the (1, h, w) uint8
+        class indices (:meth:`~skysense.inference.tiling.ChunkedBlender.finish_chunk`'s argmax, a new array: its
+        invalid pixels are set to nodata in place), ``valid`` (h, w) bool, at output pixel (row, col); invalid
+        pixels become nodata."""
         if self._dst is None or self._row is None:
             raise RuntimeError("start_row before write")
         window = Window(col, row - self._row[1], values.shape[-1], values.shape[-2])
         if self.kind == "classes":
-            out = argmax_classes(values)[None]
+            if values.dtype != np.uint8 or values.shape[0] != 1:
+                raise ValueError(f"a class map block is (1, h, w) uint8 class indices, got {values.dtype} "
+                                 f"{tuple(values.shape)}")  # fmt: skip
+            out = values
             out[:, ~valid] = CLASS_NODATA
         elif valid.all():  # (the blender's blocks: written as they are, without a copy)
             out = values.astype(np.float32, copy=False)
