@@ -4,7 +4,7 @@ is written atomically, and files that are on disk (fsync) before the state says 
 The rules (kill -9 at any moment leaves either the right result or nothing wrong):
 
 1. A file the state refers to is written under a temporary name, flushed and fsynced, then renamed into place, and
-   its folder is fsynced (:func:`durable_replace`): after a crash it is either complete or absent.
+   its folder is fsynced (:func:`skysense.files.durable_replace`): after a crash it is either complete or absent.
 2. The state (:class:`RunState`) is written the same way, and only after every file it lists is durable; files a
    later state no longer needs are deleted only after that state is durable.
 3. The state records the run's settings and a fingerprint of every input file and of the checkpoint
@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from skysense import files
 from skysense.errors import OutputError
 
 FULL_HASH_BYTES = 1 << 30  # files up to 1 GiB are hashed whole (about 0.5-1 s per GiB)
@@ -35,40 +35,16 @@ PIECE = 1 << 20
 STATE_VERSION = 2
 
 
-def fsync_path(path: str | Path) -> None:
-    """Flush a closed file's data to the disk, or make a rename or deletion in a folder durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def durable_replace(temporary: str | Path, final: str | Path) -> None:
-    """fsync ``temporary`` (a closed, complete file), rename it onto ``final`` and fsync the folder."""
-    fsync_path(temporary)
-    os.replace(temporary, final)
-    fsync_path(Path(final).parent)
-
-
 def write_durably(path: str | Path, write: Callable[[BinaryIO], object], what: str) -> None:
-    """Write ``path`` with ``write(handle)`` so that after a crash it holds either its old content or the new one:
-    under a temporary name, flushed and fsynced, renamed, the folder fsynced.
+    """:func:`skysense.files.write_durably`, its failure an :class:`OutputError` naming ``path`` and ``what``.
 
     Raises:
-        OutputError: the write failed (a full disk, a file-size limit, permissions), naming ``path`` and ``what``.
+        OutputError: the write failed (a full disk, a file-size limit, permissions).
     """
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
     try:
-        with open(temporary, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        fsync_path(path.parent)
+        files.write_durably(path, write)
     except OSError as err:
-        raise OutputError.writing(path, what, err) from err
+        raise OutputError.writing(Path(path), what, err) from err
 
 
 def file_fingerprint(path: str | Path) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from rasterio.windows import Window
 
 from skysense.containers import Grid
 from skysense.errors import OutputError, UsageError
-from skysense.inference.resume import durable_replace
+from skysense.files import durable_replace
 from skysense.inference.zarr_store import is_zarr, publish_zarr, replace_tree
 
 CLASS_NODATA = 255

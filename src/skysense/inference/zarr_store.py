@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from skysense.errors import UsageError
-from skysense.inference.resume import fsync_path
+from skysense.files import fsync_path
 
 ZARR_SUFFIX = ".zarr"
 CHUNK_BYTES = 16 * 2**20

@@ -18,6 +18,7 @@ from typing import Any
 from rasterio.crs import CRS
 
 from skysense.errors import InputError
+from skysense.files import write_durably
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".gtiff", ".jp2", ".jpg", ".jpeg", ".png", ".vrt", ".img")
 MODALITIES = ("hr", "s2", "s1", "label", "unknown")
@@ -206,20 +207,11 @@ def write_manifest(entries: Iterable[ManifestEntry], path: str | Path) -> Path:
 
 
 def write_atomically(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` under a temporary name in the same folder, then rename it into place: a failed
-    write (a full disk) leaves the previous file, never half of one."""
+    """Write ``text`` (UTF-8) to ``path`` through :func:`skysense.files.write_durably`: a failed write (a full disk)
+    leaves the previous file, never half of one, and no temporary file; missing folders are made."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_durably(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def read_manifest(path: str | Path) -> list[ManifestEntry]:
