@@ -265,8 +265,9 @@ def test_manifest_dataset_stretches_hr_imagery_that_is_not_8_bit(tmp_path: Path)
     torch.testing.assert_close(wide.hr, byte.hr, rtol=0, atol=0, equal_nan=True)  # nodata stays NaN in both
     with pytest.raises(ValueError, match=r"hr values span \[.*, 2040\]"):
         Normalize(hr=HR_RGB)(ManifestDataset(index_directory(tmp_path / "dn11"))[0])
-    with pytest.raises(UsageError, match="hr_range"):
-        ManifestDataset(index_directory(tmp_path / "dn11"), hr_range=[10, 1])
+    for wrong in ([10, 1], [0, "max"], [0, 255, 511]):  # one message for every wrong range: the option and the form
+        with pytest.raises(UsageError, match=r"^hr_range: .*; give \[low, high\] with low < high"):
+            ManifestDataset(index_directory(tmp_path / "dn11"), hr_range=wrong)
 
 
 def test_samples_of_different_sizes_are_named_with_what_to_do(tmp_path: Path) -> None:

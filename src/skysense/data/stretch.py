@@ -4,7 +4,32 @@ statistics describe: scene inference's ``--hr-range`` and :class:`~skysense.data
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+
+from skysense.errors import UsageError
+
+
+def checked_range(values: Sequence[float], option: str, form: str, alternative: str = "") -> tuple[float, float]:
+    """``(low, high)`` from a user's range option, refused in one line naming ``option`` unless it is two finite
+    numbers with low < high (``form``: how to give it, e.g. "LOW,HIGH" or "[low, high]"; ``alternative``: what
+    else the option takes, e.g. "auto").
+
+    Raises:
+        UsageError: naming the option, what was given and what to give.
+    """
+    values = list(values)
+    try:
+        low, high = (float(v) for v in values)
+    except (TypeError, ValueError):
+        given = values
+    else:
+        if np.isfinite(low) and np.isfinite(high) and low < high:
+            return low, high
+        given = f"{low:g},{high:g}"
+    other = f", or {alternative}" if alternative else ""
+    raise UsageError(f"{option}: {given}; give {form} with low < high (e.g. 0,2047 for 11-bit DN){other}")
 
 
 class HRStretch:

@@ -54,7 +54,7 @@ from skysense.data.raster.archive import on_disk, zip_rasters
 from skysense.data.raster.pool import RasterPool
 from skysense.data.sensors import HR_RGB, HR_RGBN, Sensor, check_units, get_sensor
 from skysense.data.series import SERIES_SUFFIXES, _series_files, frames_that_count, read_time_series
-from skysense.data.stretch import HRStretch
+from skysense.data.stretch import HRStretch, checked_range
 from skysense.errors import InputError, UsageError
 
 _REMOTE_ZARR = re.compile(r"^(?:https?|s3)://.+\.zarr/?$", re.IGNORECASE)  # an EOPF product's URL
@@ -257,10 +257,7 @@ class SceneSources:
                 f"min_valid_fraction: {self.min_valid_fraction!r} is out of range; give a number in [0, 1]"
             )
         if self.hr_range is not None and self.hr_range != "auto":
-            low, high = self.hr_range
-            if not (np.isfinite(low) and np.isfinite(high) and low < high):
-                raise UsageError(f"--hr-range: {low:g},{high:g}; give LOW,HIGH with LOW < HIGH, or auto")
-            self.hr_range = (float(low), float(high))
+            self.hr_range = checked_range(self.hr_range, "--hr-range", "LOW,HIGH", "auto")
         if self.hr is not None:
             self.hr = Path(self.hr)
             if not self.hr.is_file():

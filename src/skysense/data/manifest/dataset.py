@@ -35,7 +35,7 @@ from skysense.data.raster import (
 )
 from skysense.data.sensors import HR_RGB, S1_GRD, S2_L1C, S2_L2A, SENSORS, Sensor
 from skysense.data.series import read_time_series
-from skysense.data.stretch import HRStretch
+from skysense.data.stretch import HRStretch, checked_range
 from skysense.errors import InputError, UsageError
 
 
@@ -131,9 +131,9 @@ class ManifestDataset(Dataset):
         if split not in self.splits:
             raise UsageError(f"{self.source}: split {split!r}; give one of {', '.join(self.splits)}")
         self.split = split
-        if hr_range is not None and (len(hr_range) != 2 or not float(hr_range[0]) < float(hr_range[1])):
-            raise UsageError(f"hr_range {list(hr_range)}; give [low, high] with low < high (e.g. [0, 2047])")
-        self.hr_stretch = HRStretch(*hr_range) if hr_range is not None else None
+        self.hr_stretch = (
+            HRStretch(*checked_range(hr_range, "hr_range", "[low, high]")) if hr_range is not None else None
+        )
         groups: dict[str, _Group] = {}
         for entry in entries:
             if not entry.sample:
