@@ -27,3 +27,25 @@ def test_fully_masked_row_is_finite() -> None:
     assert bias.shape == (2, 1, 1, 5)
     out = Attention(16, 2)(torch.randn(2, 5, 16), torch.zeros(2, 5, dtype=torch.bool))
     assert torch.isfinite(out).all()
+
+
+def test_short_sequences_take_the_explicit_path_on_a_cpu_only_without_gradients(monkeypatch) -> None:
+    """Inference over the fusion's short per-location sequences skips SDPA on a CPU (1.1–5× faster there); training
+    keeps it (its backward is faster), and so do long sequences; both paths give the same values."""
+    import torch.nn.functional as F
+
+    from skysense.layers import attention
+
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    attn = Attention(32, 4).eval()
+    short, long = torch.randn(8, attention.SHORT_SEQUENCE, 32), torch.randn(2, attention.SHORT_SEQUENCE + 1, 32)
+    learning = attn(short)
+    assert len(calls) == 1
+    with torch.inference_mode():
+        inferred = attn(short)
+        assert len(calls) == 1  # the explicit path
+        attn(long)
+        assert len(calls) == 2
+    torch.testing.assert_close(inferred, learning.detach(), rtol=1e-5, atol=1e-6)

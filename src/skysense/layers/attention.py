@@ -2,11 +2,14 @@
 
 Parameter names follow timm's ``Attention`` (``qkv``, ``proj``) so that timm ViT weights load unchanged.
 Two numerically equivalent paths: PyTorch's fused ``scaled_dot_product_attention`` (default) and an explicit
-softmax(QKᵀ/√d)·V, kept for testing and for exporters that cannot trace SDPA. On a GPU, sequences of at most
-:data:`SHORT_SEQUENCE` tokens take the explicit path even when the fused one is chosen: the fused kernels work on
-tiles of 64 to 128 queries, so the temporal fusion's per-location sequences (2 to 32 tokens, hundreds of thousands
-of them) left them mostly idle — 61 % of a paper pretraining step's GPU time on an H100 was cuDNN attention over
-sequences of 2 and 23 tokens (issue 15). For such lengths the (B, heads, N, N) logits are no larger than q, k and v.
+softmax(QKᵀ/√d)·V, kept for testing and for exporters that cannot trace SDPA. Sequences of at most
+:data:`SHORT_SEQUENCE` tokens take the explicit path even when the fused one is chosen, on a GPU always and on a CPU
+when no gradient flows (inference): the temporal fusion's per-location sequences (2 to 32 tokens, hundreds of
+thousands of them) are where the fused kernels do worst. On an H100, cuDNN's kernels work on tiles of 64 to 128
+queries and were mostly idle: 61 % of a paper pretraining step's GPU time was attention over sequences of 2 and 23
+tokens (issue 15). On a 2-core CPU the fused forward took 1.1–5× the explicit one's time for 2 to 64 tokens (fp32;
+2–7× in bf16), but its forward and backward 1.3–1.7× less, so training on a CPU keeps it. For such lengths the
+(B, heads, N, N) logits are no larger than q, k and v.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-SHORT_SEQUENCE = 64  # on CUDA, sequences this short attend by the explicit path (see the module docstring)
+SHORT_SEQUENCE = 64  # sequences this short attend by the explicit path on CUDA, and on a CPU without gradients
 
 
 def padding_mask_to_bias(key_valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -72,7 +75,8 @@ class Attention(nn.Module):
         qkv = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
         q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
         bias = None if key_valid is None else padding_mask_to_bias(key_valid, q.dtype)
-        if self.fused_attn and not (x.is_cuda and x.shape[-2] <= SHORT_SEQUENCE):
+        short = x.shape[-2] <= SHORT_SEQUENCE and (x.is_cuda or not q.requires_grad)  # (no gradient: inference)
+        if self.fused_attn and not short:
             x = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=bias, dropout_p=self.attn_drop.p if self.training else 0.0
             )
