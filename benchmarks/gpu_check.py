@@ -26,6 +26,12 @@ still lets the others print, each with its own time budget:
   forward, and its backward twice that). ``--profile DIR`` writes a torch.profiler table of each run's last step.
 * ``scene``: ``benchmarks/scene.py``'s scene pipeline against the bare forward, with an HR segmenter of each
   ``--scene-presets`` preset (needs rasterio; skipped with a line when it is missing).
+* ``sentinel``: issue 14's CPU target on this host's cores: ``benchmarks/scene.py``'s Sentinel-2 L1C scene as three
+  SAFE products of JPEG 2000 bands (1932², tiny preset, tile 128), embedded on the CPU with the model on all cores but
+  two and two reader threads on those, against the bare forward on the same model threads. On the 2-core CPUs of
+  the development machines JPEG 2000 decoding and the output's compression alone keep it below 0.9 (docs/
+  benchmarks.md, twelfth Sentinel scene measurement); a GPU host has the cores for the reads to run beside the model.
+  It needs the Sen1Floods11 S2 chip under ``shared/data`` (see gpu_check.sh).
 
 The table (section, metric, value, reference, ratio) is printed at the end and written to ``--out``.
 
@@ -43,6 +49,7 @@ import contextlib
 import dataclasses
 import datetime
 import gc
+import os
 import re
 import statistics
 import subprocess
@@ -58,7 +65,7 @@ from typing import Any
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("matmul", "encoders", "forward", "pretrain", "scene")
+SECTIONS = ("matmul", "encoders", "forward", "pretrain", "scene", "sentinel")
 
 
 @dataclass
@@ -563,12 +570,53 @@ def scene_section(check: Check) -> None:
             raise RuntimeError(f"benchmarks/scene.py printed no 'skysense predict (HR)' row:\n{done.stdout[-2000:]}")
 
 
+def sentinel_section(check: Check) -> None:
+    """``benchmarks/scene.py``'s S2 L1C SAFE scene embedded on this host's CPU (issue 14's ≥ 0.9× the bare forward),
+    whatever ``--device`` says: the model on all cores but two, two reader threads (on 2 cores or fewer, or with
+    ``--quick``: all cores, no reader thread)."""
+    try:
+        import rasterio  # noqa: F401
+    except ImportError:
+        check.rows.append(Row("sentinel", "skipped: rasterio is not installed", None))
+        return
+    cores = os.cpu_count() or 1
+    workers = 0 if check.quick or cores <= 2 else 2
+    threads = max(cores - workers, 1)
+    size = 126 if check.quick else 1932
+    command = [sys.executable, str(REPO / "benchmarks" / "scene.py"), "--sizes", "--fused-size", "0",
+               "--sentinel-sizes", str(size), "--sentinel-kinds", "s2", "--s2-layout", "safe", "--sentinel-tiles",
+               "128", "--bare-tiles", "0", "--no-bare-run", "--device", "cpu", "--threads", str(threads),
+               "--workers", str(workers), "--out", str(REPO / "runs" / "gpu-check-sentinel")]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=420, check=True)
+    found = False
+    for line in done.stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if (
+            len(cells) == 9
+            and cells[0].startswith("skysense embed (S2 L1C only")
+            and re.fullmatch(r"[0-9.]+", cells[4])
+        ):
+            ratio = float(cells[6]) if re.fullmatch(r"[0-9.]+", cells[6]) else None
+            what = f"embed {cells[1]} S2 L1C SAFE ×3, tiny, CPU {threads} model threads + {workers} readers: tiles/s"
+            check.rows.append(Row("sentinel", what, float(cells[4]), "bare forward (same tiles, threads)", ratio,
+                                  digits=2))  # fmt: skip
+            if re.fullmatch(r"[0-9.]+", cells[7]):
+                check.rows.append(Row("sentinel", f"embed {cells[1]}: the model's share of the run", float(cells[7]),
+                                      "–", None, digits=2))  # fmt: skip
+            found = True
+        elif cells[0].startswith("s2only tile"):  # the table of seconds per stage
+            check.notes.append(f"sentinel stages: {line.strip()}")
+    if not found:
+        raise RuntimeError(f"benchmarks/scene.py printed no S2 SAFE embed row:\n{done.stdout[-2000:]}")
+
+
 RUNNERS: dict[str, Callable[[Check], None]] = {
     "matmul": matmul_section,
     "encoders": encoders_section,
     "forward": forward_section,
     "pretrain": pretrain_section,
     "scene": scene_section,
+    "sentinel": sentinel_section,
 }
 
 

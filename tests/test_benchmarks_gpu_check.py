@@ -1,4 +1,4 @@
-"""``benchmarks/gpu_check.py --device cpu --quick`` runs every section (the scene section when rasterio is installed)
+"""``benchmarks/gpu_check.py --device cpu --quick`` runs every section (the scene sections when rasterio is installed)
 and writes one markdown table with a number in every row.
 
 The scene section runs ``benchmarks/scene.py``, which reads the real ``cogeo.tif`` from ../shared/data itself (it has
@@ -28,11 +28,13 @@ def _table(text: str) -> list[list[str]]:
 @pytest.mark.slow
 def test_gpu_check_runs_every_section_on_cpu(tmp_path: Path) -> None:
     out = tmp_path / "gpu_check.md"
-    sections = ["matmul", "encoders", "forward", "pretrain", "scene"]
+    sections = ["matmul", "encoders", "forward", "pretrain", "scene", "sentinel"]
     if using_fixtures():  # benchmarks/scene.py would look for ../shared/data, which a clone need not have
         sections.remove("scene")
-    else:
-        shared_path("rasterio_testdata", "tests", "data", "cogeo.tif")  # the scene section's input (skips if absent)
+        sections.remove("sentinel")
+    else:  # the scene and sentinel sections' inputs (skips if absent)
+        shared_path("rasterio_testdata", "tests", "data", "cogeo.tif")
+        shared_path("sen1floods11_samples", "cloudtostreet_official_sample", "S2", "Spain_7370579_S2Hand.tif")
     command = [sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--quick", "--out", str(out),
                "--sections", *sections]  # fmt: skip
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -47,7 +49,7 @@ def test_gpu_check_runs_every_section_on_cpu(tmp_path: Path) -> None:
         by_section.setdefault(row[0], []).append(row)
     assert set(by_section) == set(sections), text
     for section, section_rows in by_section.items():
-        if section == "scene" and section_rows[0][1].startswith("skipped: rasterio"):
+        if section in ("scene", "sentinel") and section_rows[0][1].startswith("skipped: rasterio"):
             continue
         for _, metric, value, _, ratio in section_rows:
             assert float(value) > 0, (section, metric, value)
