@@ -98,7 +98,27 @@ def skysense_probe_vit_s8(pretrained: bool = False, **kwargs: Any) -> torch.nn.M
                              **kwargs)  # fmt: skip
 
 
-ARCHITECTURES = {"tiny_hr": "skysense_tiny_hr", "vit_s8": "skysense_probe_vit_s8"}
+@register_model
+def skysense_probe_cpu_hr(pretrained: bool = False, **kwargs: Any) -> torch.nn.Module:
+    """Our ``cpu`` preset's HR encoder (C96 1-1-2, conv stem: what ``ours`` pretrains) as a timm name TorchGeo can
+    build: its last stage mean-pooled to (N, 384), the vector TorchGeo's SimCLR and MoCo heads take."""
+    return PooledEncoder(SwinTransformerV2(get_config("cpu").hr))
+
+
+class PooledEncoder(torch.nn.Module):
+    """An encoder returning stage maps, as timm's ``num_classes=0`` contract: (N, C) mean-pooled last stage."""
+
+    def __init__(self, encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.num_features = encoder.out_channels[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)[-1].mean(dim=(2, 3))
+
+
+ARCHITECTURES = {"tiny_hr": "skysense_tiny_hr", "vit_s8": "skysense_probe_vit_s8", "cpu_hr": "skysense_probe_cpu_hr"}
+ARCH_LABELS = {"vit_s8": " (ViT-S/8)", "cpu_hr": " (cpu preset)"}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -339,6 +359,12 @@ def load_encoders(out: Path) -> dict[str, tuple[torch.nn.Module, str]]:
                 vit.vit.load_state_dict(backbone, strict=True)
                 encoders[f"{label} (ViT-S/8)"] = (vit, "unit")
                 continue
+            if arch == "cpu_hr":
+                hr = get_config("cpu").hr
+                encoder = SwinTransformerV2(dataclasses.replace(hr, out_indices=tuple(range(len(hr.depths)))))
+                encoder.load_state_dict({k[len("encoder.") :]: v for k, v in backbone.items()}, strict=True)
+                encoders[f"{label} (cpu preset)"] = (encoder.eval(), "unit")
+                continue
             last = len(cfg.depths) - 1
             encoder = SwinTransformerV2(dataclasses.replace(cfg, output_norm_indices=(last,), pad_before_shift=False))
             encoder.load_state_dict(convert_timm_swinv2_state_dict(backbone), strict=True)
@@ -351,7 +377,8 @@ def run_record(out: Path, name: str) -> dict[str, Any] | None:
     if "init" in name:
         return None
     method = "ours" if "SkySense" in name else "moco" if "MoCo" in name else "simclr"
-    stem = baseline_name(method, "vit_s8" if "ViT-S/8" in name else "tiny_hr")
+    arch = next((a for a, tag in ARCH_LABELS.items() if name.endswith(tag)), "tiny_hr")
+    stem = baseline_name(method, arch)
     path = out / f"{stem}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
