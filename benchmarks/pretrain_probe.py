@@ -258,18 +258,18 @@ def baseline_name(method: str, arch: str) -> str:
     return method if arch == "tiny_hr" else f"{method}_{arch}"
 
 
-def run_simclr(minutes: float, out: Path, arch: str = "tiny_hr", batch_size: int = 64) -> None:
+def run_simclr(minutes: float, out: Path, arch: str = "tiny_hr", batch_size: int = 64, lr_scale: float = 1.0) -> None:
     from torchgeo.trainers import SimCLRTask
 
     def make_task(steps: int) -> SimCLRTask:
         # SimCLR v1 as TorchGeo defines it; lr = 0.3 × batch / 256 as its docstring recommends
         return SimCLRTask(model=ARCHITECTURES[arch], in_channels=3, version=1, layers=2, memory_bank_size=0,
-                          lr=0.3 * batch_size / 256, weight_decay=1e-6, size=64)  # fmt: skip
+                          lr=0.3 * batch_size / 256 * lr_scale, weight_decay=1e-6, size=64)  # fmt: skip
 
     budgeted_fit(baseline_name("simclr", arch), make_task, lambda: EuroSATTrain(batch_size), minutes, out)
 
 
-def run_moco(minutes: float, out: Path, arch: str = "tiny_hr", batch_size: int = 64) -> None:
+def run_moco(minutes: float, out: Path, arch: str = "tiny_hr", batch_size: int = 64, lr_scale: float = 1.0) -> None:
     """TorchGeo's MoCo v2 (SGD, a memory bank of negatives, its own augmentations). v2 rather than v3: v3's
     schedule warms up over 40 epochs, more than the budget holds (about 20 epochs of 3,000 images); the bank is
     2,048 keys, below the 3,000 train images so that it never holds an image twice, and the temperature is v2's 0.2."""
@@ -277,7 +277,7 @@ def run_moco(minutes: float, out: Path, arch: str = "tiny_hr", batch_size: int =
 
     def make_task(steps: int) -> MoCoTask:
         return MoCoTask(model=ARCHITECTURES[arch], in_channels=3, version=2, layers=2, hidden_dim=2048, output_dim=128,
-                        lr=0.03 * batch_size / 256, weight_decay=1e-4, momentum=0.9, schedule=[10**6],
+                        lr=0.03 * batch_size / 256 * lr_scale, weight_decay=1e-4, momentum=0.9, schedule=[10**6],
                         temperature=0.2, memory_bank_size=2048, moco_momentum=0.999, size=64)  # fmt: skip
 
     budgeted_fit(baseline_name("moco", arch), make_task, lambda: EuroSATTrain(batch_size), minutes, out)
@@ -466,15 +466,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--set", nargs="*", default=[], help="config overrides for 'ours', e.g. model.lr=0.001")
     parser.add_argument("--stages", type=int, nargs="*", help="probe: the HR stages pooled and concatenated (last)")
+    parser.add_argument("--lr-scale", type=float, default=1.0,
+                        help="simclr, moco: their recipe's learning rate times this (a run per --out folder)")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.command == "ours":
         run_ours(args.minutes, args.out, args.set)
     elif args.command == "simclr":
-        run_simclr(args.minutes, args.out, args.arch)
+        run_simclr(args.minutes, args.out, args.arch, lr_scale=args.lr_scale)
     elif args.command == "moco":
-        run_moco(args.minutes, args.out, args.arch)
+        run_moco(args.minutes, args.out, args.arch, lr_scale=args.lr_scale)
     else:
         (args.out / "probe.md").write_text(run_probe(args.out, args.seeds, args.stages) + "\n")
 
