@@ -16,15 +16,16 @@ PACKAGE = Path(skysense.__file__).parent
 ALLOWED = {
     "batch": set(),
     "errors": set(),
+    "files": set(),  # crash-consistent writes: neutral, like errors
     "containers": {"batch"},
-    "layers": {"batch", "containers", "errors"},
-    "losses": {"batch", "containers", "errors"},
-    "data": {"batch", "containers", "errors"},
-    "models": {"batch", "containers", "errors", "layers"},
-    "heads": {"batch", "containers", "errors", "layers", "models"},
-    "pretrain": {"batch", "containers", "errors", "layers", "models", "losses", "data"},
-    "tasks": {"batch", "containers", "errors", "layers", "models", "heads", "losses", "data", "pretrain"},
-    "inference": {"batch", "containers", "errors", "layers", "models", "heads", "data", "tasks"},
+    "layers": {"batch", "containers", "errors", "files"},
+    "losses": {"batch", "containers", "errors", "files"},
+    "data": {"batch", "containers", "errors", "files"},
+    "models": {"batch", "containers", "errors", "files", "layers"},
+    "heads": {"batch", "containers", "errors", "files", "layers", "models"},
+    "pretrain": {"batch", "containers", "errors", "files", "layers", "models", "losses", "data"},
+    "tasks": {"batch", "containers", "errors", "files", "layers", "models", "heads", "losses", "data", "pretrain"},
+    "inference": {"batch", "containers", "errors", "files", "layers", "models", "heads", "data", "tasks"},
 }
 
 
