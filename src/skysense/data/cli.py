@@ -25,6 +25,7 @@ from skysense.data.dates import acquisition_date
 from skysense.data.manifest import MODALITIES, entry_from_info, index_directory, read_manifest, write_manifest
 from skysense.data.manifest.schema import SPLITS, write_atomically
 from skysense.data.raster import check_readable, raster_info
+from skysense.data.series import cloud_band
 from skysense.data.stats import compute_stats, format_stats
 from skysense.errors import InputError, UsageError, int_at_least
 
@@ -209,6 +210,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     except ValueError as err:
         date = f"none ({err})"
     print(f"  date {date}; modality (inferred) {entry.modality}")
+    cloud = cloud_band(info)
+    if cloud is not None and entry.modality == "s2":
+        print(f"  cloud mask: band {cloud[0]} ({info.band_names[cloud[0] - 1]}), its flagged pixels read as invalid")
     check_readable(info.path)
     print("  pixels: the first and the last block of every band read")
     return 0

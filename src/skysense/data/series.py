@@ -17,7 +17,9 @@ inference when it was *at or above* it, so a frame exactly at the threshold coun
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,6 +32,7 @@ from skysense.containers import Grid, TimeSeries
 from skysense.data.dates import acquisition_date, check_series_dates, parse_date
 from skysense.data.frames import frames_that_count  # noqa: F401 - part of this module's API
 from skysense.data.products.mosaic import mosaic_by_date
+from skysense.data.products.sentinel2 import cloud_flags
 from skysense.data.raster.bands import BandSelection, resolve_bands, sensor_bands
 from skysense.data.raster.info import RasterInfo, raster_info
 from skysense.data.raster.litter import is_litter
@@ -40,6 +43,13 @@ from skysense.errors import InputError
 
 SERIES_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")  # per-date rasters in a series folder (any case)
 _SIDECARS = (".aux.xml", ".ovr", ".msk")  # GDAL's own sidecar files: never reported as skipped
+# Cloud-mask bands a stacked Sentinel-2 file may carry beside its reflectances, by band description (any case, with
+# or without a resolution suffix such as "_20m"), in order of preference → (cloud_flags kind, flag bits):
+# - "SCL": the L2A scene classification (Google Earth Engine's COPERNICUS/S2_SR exports; an L2A's bands stacked
+#   with gdalbuildvrt together with its SCL) — no data, saturated, cloud shadow, medium/high cloud, cirrus;
+# - "QA60": Earth Engine's L1C/L2A cloud bits (10 opaque clouds, 11 cirrus; left empty by ESA since 2022);
+# - "Fmask": HLS's cloud, adjacent-to-cloud and shadow bits.
+CLOUD_BANDS = {"SCL": ("scl", 0), "QA60": ("bits", (1 << 10) | (1 << 11)), "FMASK": ("fmask", 0)}
 
 
 def _rasters_in(folder: Path) -> list[Path]:
@@ -210,7 +220,43 @@ def _read_frame(
     resampling: str | Resampling,
     nodata: float | None,
 ) -> Raster:
-    """One stacked file of a series onto the series grid (bands by selection, by the sensor's names, or data bands)."""
+    """One stacked file of a series onto the series grid (bands by selection, by the sensor's names, or data bands);
+    for Sentinel-2, pixels its cloud-mask band flags (:data:`CLOUD_BANDS`) are invalid, as in a product."""
+    raster = _read_bands(info, grid, first, bands, sensor, resampling, nodata)
+    cloud = cloud_band(info) if sensor is not None and sensor.name == "s2" else None
+    if cloud is None:
+        return raster
+    index, kind, bits = cloud
+    return mask_clouds(raster, _read_bands(info, grid, first, [index], None, "nearest", None), kind, bits)
+
+
+def mask_clouds(raster: Raster, mask: Raster, kind: str, bits: int = 0) -> Raster:
+    """``raster`` with the pixels that ``mask`` (its cloud band, read on the same grid) flags made invalid (NaN)."""
+    flagged = cloud_flags(mask.values, kind, bits)
+    keep = mask.valid[0] & ~flagged if kind == "scl" else ~flagged  # SCL 0 is its own "no data" class
+    valid = raster.valid & keep[None]
+    return dataclasses.replace(raster, values=np.where(valid, raster.values, np.float32(np.nan)), valid=valid)
+
+
+def cloud_band(info: RasterInfo) -> tuple[int, str, int] | None:
+    """The file's cloud-mask band, by description (:data:`CLOUD_BANDS`): (1-based index, :func:`cloud_flags` kind,
+    flag bits), or None."""
+    names = [re.sub(r"[_-]?\d+M$", "", (d or "").strip().upper()) for d in info.descriptions]
+    for name, (kind, bits) in CLOUD_BANDS.items():
+        if name in names:
+            return names.index(name) + 1, kind, bits
+    return None
+
+
+def _read_bands(
+    info: RasterInfo,
+    grid: Grid,
+    first: RasterInfo,
+    bands: BandSelection | None,
+    sensor: Sensor | None,
+    resampling: str | Resampling,
+    nodata: float | None,
+) -> Raster:
     if bands is not None:
         indexes = resolve_bands(info, bands)
         if sensor is not None and len(indexes) != len(sensor.bands):

@@ -17,6 +17,7 @@ from skysense.containers import Grid
 from skysense.data.manifest.products import product_of
 from skysense.data.manifest.schema import PRODUCT_DRIVERS, ManifestEntry
 from skysense.data.raster.read import Raster, RasterFile, iter_windows
+from skysense.data.series import cloud_band, mask_clouds
 from skysense.errors import InputError
 
 
@@ -150,5 +151,9 @@ def _windows(entry: ManifestEntry, tile: int) -> Iterator[tuple[tuple[str | None
     with RasterFile(entry.path) as raster_file:  # opened once, read window by window
         info = raster_file.info
         names = tuple(info.descriptions[b - 1] for b in info.data_bands)
+        cloud = cloud_band(info) if entry.modality == "s2" else None  # a stack's own SCL/QA60/Fmask, as it is read
         for window in iter_windows(info, tile):
-            yield names, raster_file.read(info.data_bands, window)
+            raster = raster_file.read(info.data_bands, window)
+            if cloud is not None:
+                raster = mask_clouds(raster, raster_file.read([cloud[0]], window), *cloud[1:])
+            yield names, raster
