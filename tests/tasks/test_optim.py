@@ -75,3 +75,35 @@ def test_initialised_adam_state_changes_no_update() -> None:
             optimizer.step()
     for a, b in zip(lazy.parameters(), eager.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_prefix_scales_multiply_the_named_parameters_rates() -> None:
+    """``prefix_scales`` (the pretraining task's ``head_lr_scale``) scales only the parameters under its prefix, on
+    top of layer-wise decay, and keeps decay and no-decay apart."""
+    task = Task()
+    groups = parameter_groups(task, weight_decay=0.05, layer_decay=0.5, prefix_scales={"head.": 10.0})
+    by_parameter = {id(p): g for g in groups for p in g["params"]}
+    named = dict(task.named_parameters())
+    assert by_parameter[id(named["head.weight"])]["lr_scale"] == 10.0
+    assert by_parameter[id(named["head.bias"])]["lr_scale"] == 10.0
+    assert by_parameter[id(named["head.bias"])]["weight_decay"] == 0.0
+    plain = {id(p): g for g in parameter_groups(task, weight_decay=0.05, layer_decay=0.5) for p in g["params"]}
+    for name, parameter in named.items():
+        if name.startswith("backbone."):
+            assert by_parameter[id(parameter)]["lr_scale"] == plain[id(parameter)]["lr_scale"]
+
+
+def test_pretraining_heads_learn_at_their_own_rate() -> None:
+    from skysense.tasks.pretrain import PretrainTask
+
+    task = PretrainTask(preset="tiny", lr=1e-4, head_lr_scale=10.0)
+
+    class Trainer:
+        estimated_stepping_batches = 100
+
+    task._trainer = Trainer()  # configure_optimizers reads only the step count from it
+    optimizer = task.configure_optimizers()["optimizer"]
+    rate = {id(p): group["initial_lr"] for group in optimizer.param_groups for p in group["params"]}  # before warm-up
+    for name, parameter in task.meta.student.named_parameters():
+        expected = 1e-3 if name.startswith("heads.") else 1e-4
+        assert abs(rate[id(parameter)] - expected) < 1e-12, name

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -81,6 +81,7 @@ def parameter_groups(
     weight_decay: float,
     layer_decay: float = 1.0,
     backbone_prefix: str = "backbone.",
+    prefix_scales: Mapping[str, float] | None = None,
 ) -> list[dict]:
     """AdamW groups: (decay or not) × (learning-rate scale), for trainable parameters only.
 
@@ -89,6 +90,8 @@ def parameter_groups(
         weight_decay: for weights (not biases, norms, embeddings).
         layer_decay: layer-wise learning-rate decay (1 = off).
         backbone_prefix: where the backbone's parameters are named.
+        prefix_scales: a further learning-rate factor for the parameters whose names start with a key (e.g.
+            ``{"heads.": 10.0}``: randomly initialised heads learning faster than the encoder below them).
 
     Returns:
         groups with "params", "weight_decay" and "lr_scale" (multiply the base rate by it).
@@ -106,6 +109,9 @@ def parameter_groups(
         scale = 1.0
         if name.startswith(backbone_prefix) and depths:
             scale = layer_decay ** (total - depths[name[len(backbone_prefix) :]])
+        for prefix, factor in (prefix_scales or {}).items():
+            if name.startswith(prefix):
+                scale *= factor
         groups.setdefault((decay, scale), []).append(parameter)
     return [
         {"params": params, "weight_decay": weight_decay if decay else 0.0, "lr_scale": scale}

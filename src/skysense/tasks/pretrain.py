@@ -37,6 +37,8 @@ class PretrainTask(pl.LightningModule):
         model_overrides: options for :func:`skysense.create_model` (e.g. ``{"s1": None}``).
         objectives: :class:`PretrainConfig` fields (loss weights, temperatures, ...).
         lr: peak learning rate.
+        head_lr_scale: the projection heads' learning rate as a multiple of ``lr`` (they start random, under an
+            encoder whose random features are worth keeping; 1: one rate for all).
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up steps.
         grad_checkpointing: activation checkpointing in every transformer.
@@ -57,6 +59,7 @@ class PretrainTask(pl.LightningModule):
         model_overrides: dict[str, Any] | None = None,
         objectives: dict[str, Any] | None = None,
         lr: float = 5e-4,
+        head_lr_scale: float = 1.0,
         weight_decay: float = 0.04,
         warmup_steps: int = 10,
         grad_checkpointing: bool = False,
@@ -177,7 +180,12 @@ class PretrainTask(pl.LightningModule):
             torch.cuda.set_rng_state(cuda)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        groups = parameter_groups(self.meta.student, self.hparams.weight_decay, backbone_prefix="")
+        head_scale = self.hparams.get("head_lr_scale", 1.0)
+        if not head_scale > 0:
+            raise ValueError(f"head_lr_scale must be positive, got {head_scale!r}")
+        groups = parameter_groups(
+            self.meta.student, self.hparams.weight_decay, backbone_prefix="", prefix_scales={"heads.": head_scale}
+        )
         fused = self.hparams.fused_optimizer
         if fused is None:
             fused = next(self.meta.student.parameters()).device.type == "cuda"
