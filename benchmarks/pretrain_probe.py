@@ -154,12 +154,12 @@ def step_seconds(make_task: Any, make_data: Any, steps: int = 24, precision: str
 
 
 def budgeted_fit(
-    name: str, make_task: Any, make_data: Any, minutes: float, out: Path, precision: str = "32-true"
+    name: str, make_task: Any, make_data: Any, minutes: float, out: Path, precision: str = "32-true", seed: int = 0
 ) -> dict[str, Any]:
     seconds = step_seconds(make_task, make_data, precision=precision)
     steps = max(1, int(minutes * 60 / seconds * 0.92))  # margin: the cap below must not cut the schedule
     print(f"[{name}] {seconds:.2f} s/step → {steps} steps in {minutes} min", flush=True)
-    pl.seed_everything(0)
+    pl.seed_everything(seed)
     task = make_task(steps)
     trainer = pl.Trainer(
         max_steps=steps,
@@ -221,7 +221,8 @@ def run_ours(minutes: float, out: Path, overrides: list[str] | None = None) -> N
     config, make_task, make_data = ours_recipe(overrides)
     (out / "ours_config.yaml").write_text(yaml.safe_dump(config))
     precision = str(config.get("trainer", {}).get("precision", "32-true"))  # --set trainer.precision=bf16-mixed
-    budgeted_fit("ours", make_task, make_data, minutes, out, precision)
+    seed = int(config.get("seed_everything", 0))  # --set seed_everything=1: another initialisation and data order
+    budgeted_fit("ours", make_task, make_data, minutes, out, precision, seed)
 
 
 # ----------------------------------------------------------------------------------------------------------------
