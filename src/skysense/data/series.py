@@ -222,12 +222,40 @@ def _read_frame(
 ) -> Raster:
     """One stacked file of a series onto the series grid (bands by selection, by the sensor's names, or data bands);
     for Sentinel-2, pixels its cloud-mask band flags (:data:`CLOUD_BANDS`) are invalid, as in a product."""
-    raster = _read_bands(info, grid, first, bands, sensor, resampling, nodata)
+    if bands is not None:
+        indexes = resolve_bands(info, bands)
+        if sensor is not None and len(indexes) != len(sensor.bands):
+            raise ValueError(
+                f"{info.path}: {len(indexes)} bands selected but {sensor.name} ({sensor.units}) has "
+                f"{len(sensor.bands)}: {list(sensor.bands)}"
+            )
+    elif sensor is not None:
+        indexes = sensor_bands(info, sensor)
+    else:
+        indexes = info.data_bands
+    if grid.crs is not None:
+
+        def read(selection: list[int], method: str | Resampling, fill: float | None) -> Raster:
+            return reproject_to_grid(info.path, grid.crs, grid.transform, grid.shape, method, bands=selection,
+                                     nodata=fill)  # fmt: skip
+
+    elif info.crs is None and info.grid.shape == grid.shape:
+
+        def read(selection: list[int], method: str | Resampling, fill: float | None) -> Raster:
+            return read_raster(info.path, selection, nodata=fill)  # non-georeferenced frames of one size
+
+    else:
+        first_name = getattr(first, "path", getattr(first, "source", ""))
+        raise ValueError(
+            f"{info.path}: cannot place this file on the series grid ({grid.height}×{grid.width}, no CRS, from "
+            f"{first_name}): give georeferenced files, or non-georeferenced files of one size"
+        )
+    raster = read(indexes, resampling, nodata)
     cloud = cloud_band(info) if sensor is not None and sensor.name == "s2" else None
     if cloud is None:
         return raster
     index, kind, bits = cloud
-    return mask_clouds(raster, _read_bands(info, grid, first, [index], None, "nearest", None), kind, bits)
+    return mask_clouds(raster, read([index], "nearest", None), kind, bits)
 
 
 def mask_clouds(raster: Raster, mask: Raster, kind: str, bits: int = 0) -> Raster:
@@ -246,39 +274,6 @@ def cloud_band(info: RasterInfo) -> tuple[int, str, int] | None:
         if name in names:
             return names.index(name) + 1, kind, bits
     return None
-
-
-def _read_bands(
-    info: RasterInfo,
-    grid: Grid,
-    first: RasterInfo,
-    bands: BandSelection | None,
-    sensor: Sensor | None,
-    resampling: str | Resampling,
-    nodata: float | None,
-) -> Raster:
-    if bands is not None:
-        indexes = resolve_bands(info, bands)
-        if sensor is not None and len(indexes) != len(sensor.bands):
-            raise ValueError(
-                f"{info.path}: {len(indexes)} bands selected but {sensor.name} ({sensor.units}) has "
-                f"{len(sensor.bands)}: {list(sensor.bands)}"
-            )
-    elif sensor is not None:
-        indexes = sensor_bands(info, sensor)
-    else:
-        indexes = info.data_bands
-    if grid.crs is not None:
-        return reproject_to_grid(
-            info.path, grid.crs, grid.transform, grid.shape, resampling, bands=indexes, nodata=nodata
-        )
-    if info.crs is None and info.grid.shape == grid.shape:
-        return read_raster(info.path, indexes, nodata=nodata)  # non-georeferenced frames of one size
-    first_name = getattr(first, "path", getattr(first, "source", ""))
-    raise ValueError(
-        f"{info.path}: cannot place this file on the series grid ({grid.height}×{grid.width}, no CRS, from "
-        f"{first_name}): give georeferenced files, or non-georeferenced files of one size"
-    )
 
 
 def _to_model(values: np.ndarray, valid: np.ndarray, sensor: Sensor, source: str) -> tuple[np.ndarray, np.ndarray]:
