@@ -32,7 +32,7 @@ from skysense.containers import Grid, TimeSeries
 from skysense.data.dates import acquisition_date, check_series_dates, parse_date
 from skysense.data.frames import frames_that_count  # noqa: F401 - part of this module's API
 from skysense.data.products.mosaic import mosaic_by_date
-from skysense.data.products.sentinel2 import cloud_flags
+from skysense.data.products.sentinel2 import clear_pixels
 from skysense.data.raster.bands import BandSelection, resolve_bands, sensor_bands
 from skysense.data.raster.info import RasterInfo, raster_info
 from skysense.data.raster.litter import is_litter
@@ -44,7 +44,7 @@ from skysense.errors import InputError
 SERIES_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")  # per-date rasters in a series folder (any case)
 _SIDECARS = (".aux.xml", ".ovr", ".msk")  # GDAL's own sidecar files: never reported as skipped
 # Cloud-mask bands a stacked Sentinel-2 file may carry beside its reflectances, by band description (any case, with
-# or without a resolution suffix such as "_20m"), in order of preference → (cloud_flags kind, flag bits):
+# or without a resolution suffix such as "_20m"), in order of preference → (clear_pixels kind, flag bits):
 # - "SCL": the L2A scene classification (Google Earth Engine's COPERNICUS/S2_SR exports; an L2A's bands stacked
 #   with gdalbuildvrt together with its SCL) — no data, saturated, cloud shadow, medium/high cloud, cirrus;
 # - "QA60": Earth Engine's L1C/L2A cloud bits (10 opaque clouds, 11 cirrus; left empty by ESA since 2022);
@@ -260,14 +260,12 @@ def _read_frame(
 
 def mask_clouds(raster: Raster, mask: Raster, kind: str, bits: int = 0) -> Raster:
     """``raster`` with the pixels that ``mask`` (its cloud band, read on the same grid) flags made invalid (NaN)."""
-    flagged = cloud_flags(mask.values, kind, bits)
-    keep = mask.valid[0] & ~flagged if kind == "scl" else ~flagged  # SCL 0 is its own "no data" class
-    valid = raster.valid & keep[None]
+    valid = raster.valid & clear_pixels(mask, kind, bits)[None]
     return dataclasses.replace(raster, values=np.where(valid, raster.values, np.float32(np.nan)), valid=valid)
 
 
 def cloud_band(info: RasterInfo) -> tuple[int, str, int] | None:
-    """The file's cloud-mask band, by description (:data:`CLOUD_BANDS`): (1-based index, :func:`cloud_flags` kind,
+    """The file's cloud-mask band, by description (:data:`CLOUD_BANDS`): (1-based index, :func:`clear_pixels` kind,
     flag bits), or None."""
     names = [re.sub(r"[_-]?\d+M$", "", (d or "").strip().upper()) for d in info.descriptions]
     for name, (kind, bits) in CLOUD_BANDS.items():

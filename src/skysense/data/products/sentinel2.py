@@ -215,11 +215,18 @@ class S2Product:
     def _mask_valid(self, grid: Grid) -> np.ndarray:
         """(H, W) bool: False where the cloud mask says cloud, shadow, cirrus or no data."""
         raster = reproject_to_grid(self.mask, grid.crs, grid.transform, grid.shape, "nearest")
-        if self.mask_kind == "bits":  # flags only: the mask's fill value (clear) is not a missing pixel
-            return ~cloud_flags(raster.values, "bits", self.mask_bits)
+        if self.mask_kind == "bits":
+            return clear_pixels(raster, "bits", self.mask_bits)
         kind = "fmask" if self.mask_kind == "fmask" else "scl" if self.level == "L2A" else "msk_classi"
-        flagged = cloud_flags(raster.values, kind)
-        return ~flagged if kind == "msk_classi" else raster.valid[0] & ~flagged
+        return clear_pixels(raster, kind)
+
+
+def clear_pixels(mask: Raster, kind: str, bits: int = 0) -> np.ndarray:
+    """(H, W) bool: True where a cloud mask read onto a grid (its first band) leaves a pixel clear — not flagged
+    (:func:`cloud_flags`), and for SCL and Fmask inside the mask's valid pixels (their fill means no data); flags
+    only ("bits", "msk_classi") count their fill value as clear."""
+    flagged = cloud_flags(mask.values, kind, bits)
+    return ~flagged if kind in ("bits", "msk_classi") else mask.valid[0] & ~flagged
 
 
 def cloud_flags(values: np.ndarray, kind: str, bits: int = 0) -> np.ndarray:

@@ -58,7 +58,7 @@ from skysense.data.products.sentinel2 import (
     S2Product,
     _assumed_radiometry,
     boa_offset_applied,
-    cloud_flags,
+    clear_pixels,
     processing_baseline,
 )
 from skysense.data.raster import Raster, raster_info, reproject_to_grid
@@ -167,7 +167,7 @@ class StacItem:
         values_array, valid_array = np.stack(values).astype(np.float32), np.stack(valid)
         if self.mask is not None:
             mask = reproject_to_grid(self.mask, grid.crs, grid.transform, grid.shape, "nearest")
-            valid_array &= (mask.valid[0] & ~cloud_flags(mask.values, self.mask_kind))[None]
+            valid_array &= clear_pixels(mask, self.mask_kind)[None]
         values_array[~valid_array] = np.nan
         return Raster(values_array, valid_array, tuple(wanted), grid.crs, grid.transform, self.source)
 
