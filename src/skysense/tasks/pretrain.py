@@ -73,6 +73,8 @@ class PretrainTask(pl.LightningModule):
         backbone = SkySense(model_config)
         backbone.set_grad_checkpointing(grad_checkpointing)
         self.meta = SSLMetaArch(backbone, model_config.projection, PretrainConfig(**(objectives or {})))
+        if not head_lr_scale > 0:
+            raise ValueError(f"head_lr_scale must be positive, got {head_lr_scale!r}")
         if fsdp_param_dtype not in ("auto", "bfloat16", "float32"):
             raise ValueError(f"fsdp_param_dtype: 'auto', 'bfloat16' or 'float32', got {fsdp_param_dtype!r}")
         self._sharded = False
@@ -180,9 +182,7 @@ class PretrainTask(pl.LightningModule):
             torch.cuda.set_rng_state(cuda)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        head_scale = self.hparams.get("head_lr_scale", 1.0)
-        if not head_scale > 0:
-            raise ValueError(f"head_lr_scale must be positive, got {head_scale!r}")
+        head_scale = self.hparams.get("head_lr_scale", 1.0)  # absent from checkpoints of before the option
         groups = parameter_groups(
             self.meta.student, self.hparams.weight_decay, backbone_prefix="", prefix_scales={"heads.": head_scale}
         )
